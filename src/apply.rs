@@ -1,0 +1,342 @@
+//! Applying a plan to a project tree: the only code that writes generated files.
+//!
+//! `.msgen/base/<path>` keeps what msgen last generated for every file. That copy is
+//! the base of a three-way merge: a file the user did not touch is replaced, a file
+//! the user edited is merged with the new render, and a collision leaves conflict
+//! markers and is reported. Every write goes to a temporary file that is then
+//! renamed, so an interrupted run leaves each file old or new, never half written.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::plan::{Ownership, Plan};
+
+pub const STATE_DIR: &str = ".msgen";
+const BASE_DIR: &str = ".msgen/base";
+
+/// What happens to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create {
+        contents: String,
+    },
+    Update {
+        old: String,
+        new: String,
+    },
+    /// The user's edits and the new render, merged cleanly.
+    Merge {
+        old: String,
+        merged: String,
+    },
+    /// Both changed the same lines: written with conflict markers.
+    Conflict {
+        old: String,
+        marked: String,
+    },
+    /// A file exists where msgen wants to write one it never generated.
+    Foreign,
+    Delete {
+        old: String,
+    },
+    /// Stale but edited by the user: kept, and no longer tracked.
+    KeepEdited,
+    /// Only the record in `.msgen/` changes.
+    Record,
+    Unchanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub path: String,
+    pub action: Action,
+    /// New base record, if it changes (None = remove the record).
+    base: Option<Option<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub changes: Vec<Change>,
+}
+
+impl Outcome {
+    pub fn pending(&self) -> impl Iterator<Item = &Change> {
+        self.changes
+            .iter()
+            .filter(|c| c.action != Action::Unchanged)
+    }
+    pub fn conflicts(&self) -> Vec<&str> {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Conflict { .. } | Action::Foreign))
+            .map(|c| c.path.as_str())
+            .collect()
+    }
+    /// True when applying would change nothing on disk, records included.
+    pub fn is_clean(&self) -> bool {
+        self.pending().next().is_none()
+    }
+}
+
+/// Rejects paths that could leave `root`: absolute, `..`, or through a symbolic link.
+pub fn safe_path(root: &Path, rel: &str) -> Result<PathBuf> {
+    let relp = Path::new(rel);
+    if rel.is_empty() || !relp.components().all(|c| matches!(c, Component::Normal(_))) {
+        bail!("refusing to write {rel:?}: not a plain relative path inside the project");
+    }
+    let mut cur = root.to_path_buf();
+    for c in relp.components() {
+        cur.push(c);
+        if let Ok(meta) = fs::symlink_metadata(&cur) {
+            if meta.file_type().is_symlink() {
+                bail!(
+                    "refusing to write {}: {} is a symbolic link, which could lead outside the project",
+                    rel,
+                    cur.display()
+                );
+            }
+        }
+    }
+    Ok(root.join(relp))
+}
+
+fn read_opt(path: &Path) -> Result<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Every path with a base record, relative to the project root.
+fn recorded(root: &Path) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let base = root.join(BASE_DIR);
+    let mut stack = vec![base.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(&base) {
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                out.insert(rel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Works out what applying `plan` to the tree at `root` does, without writing.
+pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
+    let mut changes = Vec::new();
+    for (rel, file) in &plan.files {
+        let target = safe_path(root, rel)?;
+        let current = read_opt(&target)?;
+        let base = read_opt(&safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
+        let new = &file.contents;
+        let record = |b: &Option<String>| {
+            if b.as_deref() == Some(new) {
+                None
+            } else {
+                Some(Some(new.clone()))
+            }
+        };
+        let (action, base_update) = match (file.ownership, current, base) {
+            (_, None, None) => (
+                Action::Create {
+                    contents: new.clone(),
+                },
+                Some(Some(new.clone())),
+            ),
+            // A create-only file the user deleted stays deleted.
+            (Ownership::CreateOnly, None, Some(_)) => (Action::Unchanged, None),
+            // Written by hand (or by an older msgen): the user's now, recorded as is.
+            (Ownership::CreateOnly, Some(cur), None) => (Action::Record, Some(Some(cur))),
+            (Ownership::CreateOnly, Some(_), Some(_)) => (Action::Unchanged, None),
+            (Ownership::Managed, None, Some(b)) => (
+                Action::Create {
+                    contents: new.clone(),
+                },
+                record(&Some(b)),
+            ),
+            (Ownership::Managed, Some(cur), None) => {
+                if &cur == new {
+                    (Action::Record, Some(Some(new.clone())))
+                } else {
+                    (Action::Foreign, None)
+                }
+            }
+            (Ownership::Managed, Some(cur), Some(b)) => {
+                if cur == b || &cur == new {
+                    if &cur == new {
+                        let r = record(&Some(b));
+                        let a = if r.is_some() {
+                            Action::Record
+                        } else {
+                            Action::Unchanged
+                        };
+                        (a, r)
+                    } else {
+                        (
+                            Action::Update {
+                                old: cur,
+                                new: new.clone(),
+                            },
+                            Some(Some(new.clone())),
+                        )
+                    }
+                } else if &b == new {
+                    // Only the user changed it: theirs to keep.
+                    (Action::Unchanged, None)
+                } else {
+                    match diffy::merge(&b, &cur, new) {
+                        Ok(merged) if merged == cur => (Action::Record, Some(Some(new.clone()))),
+                        Ok(merged) => (Action::Merge { old: cur, merged }, Some(Some(new.clone()))),
+                        Err(marked) => (
+                            Action::Conflict { old: cur, marked },
+                            Some(Some(new.clone())),
+                        ),
+                    }
+                }
+            }
+        };
+        changes.push(Change {
+            path: rel.clone(),
+            action,
+            base: base_update,
+        });
+    }
+
+    // Files generated last time that the plan no longer has.
+    for rel in recorded(root)? {
+        if plan.files.contains_key(&rel) {
+            continue;
+        }
+        let target = safe_path(root, &rel)?;
+        let base = read_opt(&safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
+        let current = read_opt(&target)?;
+        let action = match current {
+            None => Action::Record,
+            Some(cur) if Some(&cur) == base.as_ref() => Action::Delete { old: cur },
+            Some(_) => Action::KeepEdited,
+        };
+        changes.push(Change {
+            path: rel,
+            action,
+            base: Some(None),
+        });
+    }
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Outcome { changes })
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.msgen-tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Carries out an outcome computed by [`diff`] on the same tree.
+pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
+    for c in &outcome.changes {
+        let target = safe_path(root, &c.path)?;
+        match &c.action {
+            Action::Create { contents } => write_atomic(&target, contents.as_bytes())?,
+            Action::Update { new, .. } => write_atomic(&target, new.as_bytes())?,
+            Action::Merge { merged, .. } => write_atomic(&target, merged.as_bytes())?,
+            Action::Conflict { marked, .. } => write_atomic(&target, marked.as_bytes())?,
+            Action::Delete { .. } => {
+                fs::remove_file(&target)
+                    .with_context(|| format!("cannot remove {}", target.display()))?;
+                remove_empty_parents(root, &target);
+            }
+            Action::Foreign | Action::KeepEdited | Action::Record | Action::Unchanged => {}
+        }
+        // The record follows the tree: if we are killed in between, the next run
+        // sees the new file against the old base, and the merge yields the new file.
+        let base_path = safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
+        match &c.base {
+            Some(Some(b)) => write_atomic(&base_path, b.as_bytes())?,
+            Some(None) => {
+                if base_path.exists() {
+                    fs::remove_file(&base_path)
+                        .with_context(|| format!("cannot remove {}", base_path.display()))?;
+                    remove_empty_parents(root, &base_path);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn remove_empty_parents(root: &Path, file: &Path) {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+/// A unified diff of one change, for `--dry-run`.
+pub fn render_diff(c: &Change) -> Option<String> {
+    let (old, new) = match &c.action {
+        Action::Create { contents } => ("", contents.as_str()),
+        Action::Update { old, new } => (old.as_str(), new.as_str()),
+        Action::Merge { old, merged } => (old.as_str(), merged.as_str()),
+        Action::Conflict { old, marked } => (old.as_str(), marked.as_str()),
+        Action::Delete { old } => (old.as_str(), ""),
+        _ => return None,
+    };
+    let patch = diffy::create_patch(old, new);
+    let text = patch.to_string();
+    // diffy labels both sides "original"/"modified"; name the file instead.
+    Some(
+        text.replacen("--- original", &format!("--- a/{}", c.path), 1)
+            .replacen("+++ modified", &format!("+++ b/{}", c.path), 1),
+    )
+}
+
+pub fn verb(a: &Action) -> &'static str {
+    match a {
+        Action::Create { .. } => "create",
+        Action::Update { .. } => "update",
+        Action::Merge { .. } => "merge",
+        Action::Conflict { .. } => "CONFLICT",
+        Action::Foreign => "CONFLICT",
+        Action::Delete { .. } => "remove",
+        Action::KeepEdited => "keep (edited)",
+        Action::Record => "record",
+        Action::Unchanged => "unchanged",
+    }
+}

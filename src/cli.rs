@@ -1,0 +1,128 @@
+//! Command-line arguments (clap derive). Parsing only: commands live in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "msgen",
+    version,
+    about = "Scaffold, regenerate and split Rust microservice workspaces from a services.toml",
+    after_help = "Examples:\n  msgen new blogsys --yes          render the built-in example (gateway, auth, user, blog)\n  msgen -C blogsys generate --check  fail when the tree drifted from services.toml\n  msgen -C blogsys graph           print the architecture as Mermaid"
+)]
+pub struct Cli {
+    /// Run as if msgen was started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DatabaseArg {
+    Postgres,
+    Sqlite,
+    None,
+}
+
+impl DatabaseArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+            Self::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TemplateArg {
+    Crud,
+    Auth,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum GraphFormat {
+    #[default]
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create directory NAME with a services.toml and render the whole project.
+    #[command(
+        after_help = "Examples:\n  msgen new blogsys --yes\n  msgen new shop --config my-services.toml\n  msgen new local --database sqlite --yes"
+    )]
+    New {
+        /// Directory to create; its last component is the project name.
+        name: PathBuf,
+        /// Start from this services.toml instead of the built-in example.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Ask nothing; take the defaults.
+        #[arg(short, long)]
+        yes: bool,
+        /// Database of every service that does not name one.
+        #[arg(long, value_enum)]
+        database: Option<DatabaseArg>,
+        /// Render a modular monolith instead of services.
+        #[arg(long)]
+        monolith: bool,
+        /// Print what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Render the project from its services.toml, merging hand edits.
+    #[command(
+        after_help = "Examples:\n  msgen generate\n  msgen generate --dry-run   show the diff, write nothing\n  msgen generate --check     exit 1 when generated files drifted (CI)"
+    )]
+    Generate {
+        /// Write nothing; exit 1 and list the files when the tree is not what services.toml renders.
+        #[arg(long, conflicts_with = "dry_run")]
+        check: bool,
+        /// Print what would be created, changed (as a diff) or removed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check services.toml and report every problem at once.
+    Validate,
+    /// Print the architecture: gateway, services, databases and calls.
+    Graph {
+        #[arg(long, value_enum, default_value_t)]
+        format: GraphFormat,
+    },
+    /// Add a service to services.toml (keeping its comments) and render it.
+    #[command(
+        after_help = "Examples:\n  msgen add-service auth            the auth template (register/login/JWT)\n  msgen add-service billing --resource invoice --depends-on user"
+    )]
+    AddService {
+        name: String,
+        /// Port to listen on; the next free one by default.
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long, value_enum)]
+        database: Option<DatabaseArg>,
+        /// crud (default), or auth for a service named "auth".
+        #[arg(long, value_enum)]
+        template: Option<TemplateArg>,
+        /// Services this one calls over REST, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        depends_on: Vec<String>,
+        /// A CRUD resource to start with (one `name = "string"` field).
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove a service; files you edited are kept and reported.
+    RemoveService {
+        name: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}

@@ -1,0 +1,139 @@
+//! One module per command; each turns typed arguments into a plan and applies it.
+
+mod edit;
+mod generate;
+mod new;
+mod service;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+
+use crate::apply::{self, Action, Outcome};
+use crate::cli::{Cli, Command, GraphFormat};
+use crate::model::Project;
+use crate::render::{existing_migrations, Renderer};
+
+pub use generate::render_into;
+
+pub const CONFIG_FILE: &str = "services.toml";
+
+/// Where output goes; `--quiet` keeps only errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub quiet: bool,
+}
+
+impl Printer {
+    pub fn line(&self, s: impl AsRef<str>) {
+        if !self.quiet {
+            println!("{}", s.as_ref());
+        }
+    }
+
+    /// One line per file that changes.
+    pub fn outcome(&self, outcome: &Outcome) {
+        for c in outcome.pending() {
+            if c.action == Action::Record {
+                continue;
+            }
+            self.line(format!("  {:<14} {}", apply::verb(&c.action), c.path));
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let cwd = match &cli.dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from("."),
+    };
+    if let Some(d) = &cli.dir {
+        if !d.is_dir() {
+            return Err(crate::UsageError(format!("-C {}: no such directory", d.display())).into());
+        }
+    }
+    let out = Printer { quiet: cli.quiet };
+    match cli.command {
+        Command::New {
+            name,
+            config,
+            yes,
+            database,
+            monolith,
+            dry_run,
+        } => new::run(
+            &cwd,
+            new::NewArgs {
+                name,
+                config,
+                yes,
+                database,
+                monolith,
+                dry_run,
+            },
+            out,
+        ),
+        Command::Generate { check, dry_run } => generate::run(&cwd, check, dry_run, out),
+        Command::Validate => {
+            let project = load(&cwd)?;
+            out.line(format!(
+                "{}: ok ({} services, gateway on {})",
+                cwd.join(CONFIG_FILE).display(),
+                project.services.len(),
+                project.gateway.port.get()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { format } => {
+            let project = load(&cwd)?;
+            let text = match format {
+                GraphFormat::Mermaid => crate::graph::mermaid(&project),
+                GraphFormat::Dot => crate::graph::dot(&project),
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AddService {
+            name,
+            port,
+            database,
+            template,
+            depends_on,
+            resource,
+            dry_run,
+        } => service::add(
+            &cwd,
+            service::AddArgs {
+                name,
+                port,
+                database,
+                template,
+                depends_on,
+                resource,
+            },
+            dry_run,
+            out,
+        ),
+        Command::RemoveService { name, dry_run } => service::remove(&cwd, &name, dry_run, out),
+    }
+}
+
+/// Loads and validates `services.toml` in `root`.
+pub fn load(root: &Path) -> Result<Project> {
+    let path = root.join(CONFIG_FILE);
+    if !path.is_file() {
+        anyhow::bail!(
+            "{} not found: run msgen inside a project (or pass -C DIR), or create one with `msgen new NAME`",
+            path.display()
+        );
+    }
+    Ok(Project::load(&path)?)
+}
+
+/// Renders `project` and works out the changes to the tree at `root`.
+pub fn plan_changes(root: &Path, project: &Project) -> Result<Outcome> {
+    let renderer = Renderer::new().context("loading the embedded templates")?;
+    let plan = renderer.plan(project, &existing_migrations(root, project))?;
+    apply::diff(root, &plan)
+}

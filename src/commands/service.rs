@@ -1,0 +1,93 @@
+//! `msgen add-service` and `msgen remove-service`: edit `services.toml`, then render.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::edit::{self, NewService};
+use super::generate::{render_into, Mode};
+use super::{load, Printer, CONFIG_FILE};
+use crate::cli::{DatabaseArg, TemplateArg};
+use crate::model::Project;
+
+pub struct AddArgs {
+    pub name: String,
+    pub port: Option<u16>,
+    pub database: Option<DatabaseArg>,
+    pub template: Option<TemplateArg>,
+    pub depends_on: Vec<String>,
+    pub resource: Option<String>,
+}
+
+fn read_config(root: &Path) -> Result<(String, std::path::PathBuf)> {
+    let path = root.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((text, path))
+}
+
+pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<ExitCode> {
+    let current = load(root)?;
+    if current.service(&args.name).is_some() {
+        bail!("service `{}` already exists in {CONFIG_FILE}", args.name);
+    }
+    let (text, path) = read_config(root)?;
+    let mut doc = edit::parse(&text)?;
+    // `msgen add-service auth` means the auth template unless told otherwise.
+    let template = match args.template {
+        Some(TemplateArg::Auth) => Some("auth"),
+        Some(TemplateArg::Crud) => None,
+        None if args.name == "auth" && current.auth_service().is_none() => Some("auth"),
+        None => None,
+    };
+    let port = args.port.unwrap_or_else(|| current.next_free_port());
+    edit::add_service(
+        &mut doc,
+        &NewService {
+            name: &args.name,
+            port,
+            database: args.database.map(DatabaseArg::as_str),
+            template,
+            depends_on: &args.depends_on,
+            resource: args.resource.as_deref(),
+        },
+    )?;
+    let new_text = doc.to_string();
+    // The edited file must validate before anything is written.
+    let project = Project::parse(&new_text, &path)?;
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    out.line(format!("Adding service `{}` on port {port}", args.name));
+    render_into(root, &project, Some(&new_text), mode, out)
+}
+
+pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitCode> {
+    let current = load(root)?;
+    if current.service(name).is_none() {
+        let names: Vec<&str> = current.services.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "no service `{name}` in {CONFIG_FILE}; services: {}",
+            names.join(", ")
+        );
+    }
+    let users: Vec<&str> = current
+        .services
+        .iter()
+        .filter(|s| s.depends_on.iter().any(|d| d.as_str() == name))
+        .map(|s| s.name.as_str())
+        .collect();
+    if !users.is_empty() {
+        bail!(
+            "cannot remove `{name}`: {} depend(s) on it; remove it from their depends_on first",
+            users.join(", ")
+        );
+    }
+    let (text, path) = read_config(root)?;
+    let mut doc = edit::parse(&text)?;
+    edit::remove_service(&mut doc, name)?;
+    let new_text = doc.to_string();
+    let project = Project::parse(&new_text, &path)?;
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    out.line(format!("Removing service `{name}`"));
+    render_into(root, &project, Some(&new_text), mode, out)
+}

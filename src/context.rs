@@ -1,0 +1,526 @@
+//! What templates see: plain serializable structs computed from the model.
+//!
+//! All decisions (SQL text, Rust types, environment variables, which crates a
+//! workspace needs) are made here in Rust so that templates stay dumb loops and
+//! substitutions.
+
+use serde::Serialize;
+
+use crate::model::{
+    DatabaseKind, Field, FieldType, Project, RefTarget, Resource, Service, Template,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectCtx {
+    pub name: String,
+    pub name_snake: String,
+    pub gateway_port: u16,
+    pub gateway_timeout_secs: u64,
+    pub has_postgres: bool,
+    pub has_sqlite: bool,
+    pub has_db: bool,
+    pub has_auth: bool,
+    pub has_clients: bool,
+    /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
+    pub sqlx_features: String,
+    pub services: Vec<ServiceCtx>,
+    /// Gateway routing table, longest prefix first.
+    pub routes: Vec<RouteCtx>,
+    pub mermaid: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteCtx {
+    pub prefix: String,
+    pub service: String,
+    pub upper: String,
+    pub protected: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceCtx {
+    pub name: String,
+    pub snake: String,
+    pub pascal: String,
+    pub upper: String,
+    pub crate_name: String,
+    pub lib_name: String,
+    pub dir: String,
+    pub port: u16,
+    pub database: &'static str,
+    pub has_db: bool,
+    pub is_postgres: bool,
+    pub is_sqlite: bool,
+    pub is_auth: bool,
+    pub public: bool,
+    /// `crate::db::Db`'s concrete pool type.
+    pub pool_type: &'static str,
+    pub pool_options: &'static str,
+    pub db_name: String,
+    /// DATABASE_URL default, matching compose.
+    pub database_url: String,
+    pub depends_on: Vec<DepCtx>,
+    pub resources: Vec<ResourceCtx>,
+    pub routes: Vec<String>,
+    /// SQL of the auth template's users table, as Rust `const` items.
+    pub auth_sql_consts: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DepCtx {
+    pub name: String,
+    pub snake: String,
+    pub pascal: String,
+    pub upper: String,
+    pub crate_name: String,
+    pub port: u16,
+    pub url: String,
+    pub resources: Vec<ResourceCtx>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceCtx {
+    pub name: String,
+    pub pascal: String,
+    pub plural: String,
+    pub segment: String,
+    pub path: String,
+    pub table: String,
+    pub fields: Vec<FieldCtx>,
+    /// Whether any field has a check (else the error list stays immutable).
+    pub has_checks: bool,
+    /// Whether any field refers to another resource (local or remote).
+    pub has_refs: bool,
+    pub remote_refs: Vec<RemoteRefCtx>,
+    pub sql: SqlCtx,
+    /// The SQL as Rust `const` items, laid out as rustfmt would.
+    pub sql_consts: String,
+    /// `VALID` and `INVALID` request bodies as Rust `const` items, for generated tests.
+    pub sample_consts: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldCtx {
+    pub name: String,
+    pub rust_type: String,
+    pub optional: bool,
+    /// The `common::validate::Errors` method that checks the value, if any.
+    pub check: Option<String>,
+    /// How `input.<name>` is handed to `.bind()`: by value when the type is Copy.
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteRefCtx {
+    pub field: String,
+    pub optional: bool,
+    pub service_snake: String,
+    pub service_name: String,
+    pub resource: String,
+    pub client_type: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlCtx {
+    pub create_table: String,
+    pub insert: String,
+    pub select_one: String,
+    pub select_page: String,
+    pub count: String,
+    pub update: String,
+    pub delete: String,
+}
+
+impl ProjectCtx {
+    pub fn new(p: &Project) -> Self {
+        let kinds = p.database_kinds();
+        let has_postgres = kinds.contains(&DatabaseKind::Postgres);
+        let has_sqlite = kinds.contains(&DatabaseKind::Sqlite);
+        let mut features = vec!["runtime-tokio", "macros", "migrate", "chrono"];
+        if has_postgres {
+            features.push("postgres");
+        }
+        if has_sqlite {
+            features.push("sqlite");
+        }
+        let has_auth = p.auth_service().is_some();
+        let services: Vec<ServiceCtx> = p.services.iter().map(|s| service_ctx(p, s)).collect();
+        let mut routes: Vec<RouteCtx> = p
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.route_prefixes().into_iter().map(move |prefix| RouteCtx {
+                    prefix,
+                    service: s.name.as_str().to_string(),
+                    upper: s.name.upper(),
+                    // The auth service guards its own routes: login must be reachable.
+                    protected: has_auth && !s.public && s.template != Template::Auth,
+                })
+            })
+            .collect();
+        routes.sort_by(|a, b| {
+            b.prefix
+                .len()
+                .cmp(&a.prefix.len())
+                .then(a.prefix.cmp(&b.prefix))
+        });
+        ProjectCtx {
+            name: p.name.as_str().to_string(),
+            name_snake: p.name.snake(),
+            gateway_port: p.gateway.port.get(),
+            gateway_timeout_secs: p.gateway.timeout_secs,
+            has_postgres,
+            has_sqlite,
+            has_db: has_postgres || has_sqlite,
+            has_auth,
+            has_clients: p.services.iter().any(|s| !s.depends_on.is_empty()),
+            sqlx_features: features
+                .iter()
+                .map(|f| format!("\"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            services,
+            routes,
+            mermaid: crate::graph::mermaid(p),
+        }
+    }
+}
+
+fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
+    let db_name = s.name.snake();
+    let database_url = match s.database {
+        DatabaseKind::Postgres => format!(
+            "postgres://postgres:postgres@{}-db:5432/{db_name}",
+            s.name.as_str()
+        ),
+        DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
+        DatabaseKind::None => String::new(),
+    };
+    let depends_on = s
+        .depends_on
+        .iter()
+        .filter_map(|d| p.service(d.as_str()))
+        .map(|d| DepCtx {
+            name: d.name.as_str().to_string(),
+            snake: d.name.snake(),
+            pascal: d.name.pascal(),
+            upper: d.name.upper(),
+            crate_name: d.name.crate_name(),
+            port: d.port.get(),
+            url: format!("http://{}:{}", d.name.crate_name(), d.port.get()),
+            resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
+        })
+        .collect();
+    ServiceCtx {
+        name: s.name.as_str().to_string(),
+        snake: s.name.snake(),
+        pascal: s.name.pascal(),
+        upper: s.name.upper(),
+        crate_name: s.name.crate_name(),
+        lib_name: s.name.crate_name().replace('-', "_"),
+        dir: format!("services/{}", s.name.as_str()),
+        port: s.port.get(),
+        database: s.database.as_str(),
+        has_db: s.database != DatabaseKind::None,
+        is_postgres: s.database == DatabaseKind::Postgres,
+        is_sqlite: s.database == DatabaseKind::Sqlite,
+        is_auth: s.template == Template::Auth,
+        public: s.public,
+        pool_type: match s.database {
+            DatabaseKind::Sqlite => "sqlx::SqlitePool",
+            _ => "sqlx::PgPool",
+        },
+        pool_options: match s.database {
+            DatabaseKind::Sqlite => "sqlx::sqlite::SqlitePoolOptions",
+            _ => "sqlx::postgres::PgPoolOptions",
+        },
+        db_name,
+        database_url,
+        depends_on,
+        resources: s.resources.iter().map(|r| resource_ctx(p, s, r)).collect(),
+        routes: s.route_prefixes(),
+        auth_sql_consts: auth_sql_consts(s.database),
+    }
+}
+
+pub fn ref_target(p: &Project, s: &Service, target: &str) -> RefTarget {
+    match p.owner_of(target) {
+        Some(o) if o.name != s.name => RefTarget::Remote(o.name.clone()),
+        _ => RefTarget::Local,
+    }
+}
+
+fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
+    let remote_refs = r
+        .fields
+        .iter()
+        .filter_map(|f| match &f.ty {
+            FieldType::Ref(target) => match ref_target(p, s, target) {
+                RefTarget::Remote(owner) => Some(RemoteRefCtx {
+                    field: f.name.clone(),
+                    optional: f.optional,
+                    service_snake: owner.snake(),
+                    service_name: owner.as_str().to_string(),
+                    resource: target.clone(),
+                    client_type: format!("{}Client", owner.pascal()),
+                }),
+                RefTarget::Local => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let fields: Vec<FieldCtx> = r.fields.iter().map(field_ctx).collect();
+    let sql = sql_ctx(p, s, r);
+    ResourceCtx {
+        has_checks: fields.iter().any(|f| f.check.is_some()),
+        has_refs: r.fields.iter().any(|f| matches!(f.ty, FieldType::Ref(_))),
+        name: r.name.clone(),
+        pascal: r.pascal(),
+        plural: r.plural.clone(),
+        segment: r.path_segment(),
+        path: format!("/api/v1/{}", r.path_segment()),
+        table: r.plural.clone(),
+        fields,
+        remote_refs,
+        sql_consts: sql_consts(&sql),
+        sql,
+        sample_consts: [
+            rust_str_const("    ", "VALID", &sample_json(r, false)),
+            rust_str_const("    ", "INVALID", &sample_json(r, true)),
+        ]
+        .join("\n"),
+    }
+}
+
+fn rust_base_type(ty: &FieldType) -> &'static str {
+    match ty {
+        FieldType::String | FieldType::Text | FieldType::Email => "String",
+        FieldType::I32 => "i32",
+        FieldType::I64 | FieldType::Ref(_) => "i64",
+        FieldType::F64 => "f64",
+        FieldType::Bool => "bool",
+        FieldType::DateTime => "chrono::DateTime<chrono::Utc>",
+    }
+}
+
+fn field_ctx(f: &Field) -> FieldCtx {
+    let base = rust_base_type(&f.ty);
+    let rust_type = if f.optional {
+        format!("Option<{base}>")
+    } else {
+        base.to_string()
+    };
+    // The method of `common::validate::Errors` that checks this type, if any.
+    let check = match f.ty {
+        FieldType::String => Some("string"),
+        FieldType::Text => Some("text"),
+        FieldType::Email => Some("email"),
+        FieldType::F64 => Some("finite"),
+        FieldType::Ref(_) => Some("positive_id"),
+        _ => None,
+    };
+    FieldCtx {
+        name: f.name.clone(),
+        rust_type,
+        optional: f.optional,
+        check: check.map(str::to_string),
+        bind: if matches!(f.ty, FieldType::String | FieldType::Text | FieldType::Email) {
+            format!("&input.{}", f.name)
+        } else {
+            format!("input.{}", f.name)
+        },
+    }
+}
+
+fn sql_type(kind: DatabaseKind, ty: &FieldType) -> &'static str {
+    let pg = kind == DatabaseKind::Postgres;
+    match ty {
+        FieldType::String | FieldType::Text | FieldType::Email => "TEXT",
+        FieldType::I32 => "INTEGER",
+        FieldType::I64 | FieldType::Ref(_) => {
+            if pg {
+                "BIGINT"
+            } else {
+                "INTEGER"
+            }
+        }
+        FieldType::F64 => {
+            if pg {
+                "DOUBLE PRECISION"
+            } else {
+                "REAL"
+            }
+        }
+        FieldType::Bool => "BOOLEAN",
+        FieldType::DateTime => {
+            if pg {
+                "TIMESTAMPTZ"
+            } else {
+                "TEXT"
+            }
+        }
+    }
+}
+
+/// Identifiers are always quoted: field names such as `user` or `order` are reserved
+/// words in SQL but fine in `services.toml`.
+fn q(ident: &str) -> String {
+    format!("\"{ident}\"")
+}
+
+fn sql_ctx(p: &Project, s: &Service, r: &Resource) -> SqlCtx {
+    let kind = s.database;
+    let pg = kind == DatabaseKind::Postgres;
+    let ph = |i: usize| if pg { format!("${i}") } else { "?".to_string() };
+    let table = q(&r.plural);
+    let id_col = if pg {
+        "\"id\" BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    } else {
+        "\"id\" INTEGER PRIMARY KEY AUTOINCREMENT"
+    };
+    let ts_type = if pg { "TIMESTAMPTZ" } else { "TEXT" };
+    let mut cols = vec![format!("    {id_col}")];
+    for f in &r.fields {
+        let mut col = format!("    {} {}", q(&f.name), sql_type(kind, &f.ty));
+        if !f.optional {
+            col.push_str(" NOT NULL");
+        }
+        if let FieldType::Ref(target) = &f.ty {
+            if ref_target(p, s, target) == RefTarget::Local {
+                if let Some(t) = p.resource(target) {
+                    col.push_str(&format!(
+                        " REFERENCES {} (\"id\") ON DELETE CASCADE",
+                        q(&t.plural)
+                    ));
+                }
+            }
+        }
+        cols.push(col);
+    }
+    cols.push(format!("    \"created_at\" {ts_type} NOT NULL"));
+    cols.push(format!("    \"updated_at\" {ts_type} NOT NULL"));
+    let create_table = format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n);\n",
+        cols.join(",\n")
+    );
+
+    let all_cols: Vec<String> = std::iter::once("id".to_string())
+        .chain(r.fields.iter().map(|f| f.name.clone()))
+        .chain(["created_at".to_string(), "updated_at".to_string()])
+        .map(|c| q(&c))
+        .collect();
+    let select_list = all_cols.join(", ");
+    let n = r.fields.len();
+    let insert_cols: Vec<String> = r
+        .fields
+        .iter()
+        .map(|f| q(&f.name))
+        .chain([q("created_at"), q("updated_at")])
+        .collect();
+    let insert_vals: Vec<String> = (1..=n + 2).map(ph).collect();
+    let insert = format!(
+        "INSERT INTO {table} ({}) VALUES ({}) RETURNING {select_list}",
+        insert_cols.join(", "),
+        insert_vals.join(", ")
+    );
+    let sets: Vec<String> = r
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(["updated_at"])
+        .enumerate()
+        .map(|(i, c)| format!("{} = {}", q(c), ph(i + 1)))
+        .collect();
+    let update = format!(
+        "UPDATE {table} SET {} WHERE \"id\" = {} RETURNING {select_list}",
+        sets.join(", "),
+        ph(n + 2)
+    );
+    SqlCtx {
+        create_table,
+        insert,
+        select_one: format!("SELECT {select_list} FROM {table} WHERE \"id\" = {}", ph(1)),
+        select_page: format!(
+            "SELECT {select_list} FROM {table} ORDER BY \"id\" LIMIT {} OFFSET {}",
+            ph(1),
+            ph(2)
+        ),
+        count: format!("SELECT COUNT(*) FROM {table}"),
+        update,
+        delete: format!("DELETE FROM {table} WHERE \"id\" = {}", ph(1)),
+    }
+}
+
+/// A JSON object for tests: valid values, or (`invalid`) values the checks reject.
+fn sample_json(r: &Resource, invalid: bool) -> String {
+    let mut parts = Vec::new();
+    for f in &r.fields {
+        let value = match (&f.ty, invalid) {
+            (FieldType::String, false) => format!("\"sample {}\"", f.name),
+            (FieldType::String, true) => "\"  \"".into(),
+            (FieldType::Text, false) => format!("\"sample {} text\"", f.name),
+            (FieldType::Text, true) => "\"\"".into(),
+            (FieldType::Email, false) => "\"someone@example.com\"".into(),
+            (FieldType::Email, true) => "\"not-an-email\"".into(),
+            (FieldType::I32 | FieldType::I64, _) => "7".into(),
+            (FieldType::F64, _) => "1.5".into(),
+            (FieldType::Bool, _) => "true".into(),
+            (FieldType::DateTime, _) => "\"2024-01-02T03:04:05Z\"".into(),
+            (FieldType::Ref(_), false) => "1".into(),
+            (FieldType::Ref(_), true) => "0".into(),
+        };
+        parts.push(format!("\"{}\": {value}", f.name));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// `const NAME: &str = r#"..."#;`, broken after `=` when longer than rustfmt's 100
+/// columns, exactly as `cargo fmt` lays it out.
+pub fn rust_str_const(indent: &str, name: &str, value: &str) -> String {
+    let one_line = format!("{indent}const {name}: &str = r#\"{value}\"#;");
+    let broken_tail = format!("{indent}    r#\"{value}\"#;");
+    if one_line.chars().count() <= 100 || broken_tail.chars().count() > 100 {
+        // rustfmt keeps a line it cannot bring under the limit either way.
+        one_line
+    } else {
+        format!("{indent}const {name}: &str =\n{broken_tail}")
+    }
+}
+
+fn auth_sql_consts(kind: DatabaseKind) -> String {
+    let ph = |i: usize| {
+        if kind == DatabaseKind::Sqlite {
+            "?".to_string()
+        } else {
+            format!("${i}")
+        }
+    };
+    let cols = r#""id", "email", "password_hash", "created_at""#;
+    let insert = format!(
+        r#"INSERT INTO "users" ("email", "password_hash", "created_at") VALUES ({}, {}, {}) RETURNING {cols}"#,
+        ph(1),
+        ph(2),
+        ph(3)
+    );
+    let by_email = format!(r#"SELECT {cols} FROM "users" WHERE "email" = {}"#, ph(1));
+    [
+        rust_str_const("", "INSERT", &insert),
+        rust_str_const("", "BY_EMAIL", &by_email),
+    ]
+    .join("\n")
+}
+
+fn sql_consts(sql: &SqlCtx) -> String {
+    [
+        ("INSERT", &sql.insert),
+        ("SELECT_ONE", &sql.select_one),
+        ("SELECT_PAGE", &sql.select_page),
+        ("COUNT", &sql.count),
+        ("UPDATE", &sql.update),
+        ("DELETE", &sql.delete),
+    ]
+    .iter()
+    .map(|(n, v)| rust_str_const("", n, v))
+    .collect::<Vec<_>>()
+    .join("\n")
+}

@@ -1,0 +1,162 @@
+//! Errors about the user's input, with the place they come from.
+//!
+//! A [`Diagnostic`] names the file, line and column, the key, the bad value and what
+//! would be accepted. Validation collects them all so a user fixes every problem in
+//! one round trip; [`ConfigError`] is what loading `services.toml` returns.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in an input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based line and column, where the problem has a place.
+    pub location: Option<(usize, usize)>,
+    /// Dotted key path, e.g. `services[2].port`.
+    pub key: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.location {
+            write!(f, ":{line}:{col}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)?;
+        } else {
+            write!(f, ": `{}`: {}", self.key, self.message)?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why `services.toml` could not be turned into a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_all(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl ConfigError {
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Invalid(d) => d,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+fn render_all(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, d) in diags.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&d.to_string());
+    }
+    if diags.len() > 1 {
+        out.push_str(&format!("\n{} problems found", diags.len()));
+    }
+    out
+}
+
+/// Maps byte offsets of a source text to 1-based line and column (in characters).
+pub struct LineIndex<'a> {
+    text: &'a str,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self { text }
+    }
+
+    pub fn locate(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        // Offsets from the parser always fall on char boundaries; clamp defensively.
+        let mut end = offset;
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &self.text[..end];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+}
+
+/// Locates the first invalid byte of a non-UTF-8 file.
+pub fn utf8_error(path: &Path, bytes: &[u8], err: &std::str::Utf8Error) -> Diagnostic {
+    let valid = &bytes[..err.valid_up_to()];
+    // The prefix is valid UTF-8 by definition of valid_up_to.
+    let text = std::str::from_utf8(valid).unwrap_or_default();
+    let (line, col) = LineIndex::new(text).locate(text.len());
+    Diagnostic {
+        file: path.to_path_buf(),
+        location: Some((line, col)),
+        key: String::new(),
+        message: format!(
+            "the file is not valid UTF-8 (invalid byte 0x{:02x})",
+            bytes.get(err.valid_up_to()).copied().unwrap_or(0)
+        ),
+        help: Some("save services.toml as UTF-8".into()),
+    }
+}
+
+/// Closest candidate by edit distance, for "did you mean" hints.
+pub fn did_you_mean<'c>(value: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(value, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(value.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_lines_and_columns() {
+        let idx = LineIndex::new("a = 1\nbb = 2\n");
+        assert_eq!(idx.locate(0), (1, 1));
+        assert_eq!(idx.locate(6), (2, 1));
+        assert_eq!(idx.locate(9), (2, 4));
+    }
+
+    #[test]
+    fn suggests_close_matches_only() {
+        assert_eq!(
+            did_you_mean("postgress", &["postgres", "sqlite", "none"]),
+            Some("postgres")
+        );
+        assert_eq!(did_you_mean("mysql", &["postgres", "sqlite", "none"]), None);
+    }
+}

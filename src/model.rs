@@ -1,0 +1,998 @@
+//! The validated model of a `services.toml`.
+//!
+//! [`Project::parse`] turns raw serde structs into newtypes whose invariants hold by
+//! construction: a [`ServiceName`] is a safe path component and a valid crate name, a
+//! [`Port`] is in range and unique, every dependency and reference points at something
+//! that exists. Every problem is collected, so one run of `msgen validate` lists them
+//! all. Name variants (snake, Pascal, upper case, crate, host) are derived here once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+use toml::Spanned;
+
+use crate::diagnostic::{did_you_mean, utf8_error, ConfigError, Diagnostic, LineIndex};
+use crate::raw::{RawConfig, RawResource, RawService};
+
+pub const DEFAULT_GATEWAY_PORT: u16 = 8080;
+pub const FIRST_SERVICE_PORT: u16 = 3001;
+pub const DEFAULT_GATEWAY_TIMEOUT_SECS: u64 = 30;
+
+/// Names a service may not take: they are crates or directories of the workspace
+/// itself, or words that break the Rust code derived from them.
+const RESERVED_NAMES: &[&str] = &[
+    "gateway", "common", "monolith", "std", "core", "alloc", "test", "tests", "target", "services",
+    "docs", "deploy",
+];
+
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
+    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return",
+    "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where",
+    "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen", "union",
+];
+
+/// Columns every resource table has already.
+const RESERVED_FIELDS: &[&str] = &["id", "created_at", "updated_at"];
+
+pub const DATABASE_KINDS: &[&str] = &["postgres", "sqlite", "none"];
+pub const TEMPLATES: &[&str] = &["crud", "auth"];
+pub const FIELD_TYPES: &[&str] = &[
+    "string",
+    "text",
+    "email",
+    "i32",
+    "i64",
+    "f64",
+    "bool",
+    "datetime",
+    "ref:<resource>",
+];
+
+/// A validated project name: lower-case letters, digits and single inner hyphens.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ProjectName(String);
+
+impl ProjectName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        check_kebab(s)?;
+        Ok(Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn snake(&self) -> String {
+        self.0.replace('-', "_")
+    }
+}
+
+/// A validated service name; see [`check_kebab`] for the rules.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        check_kebab(s)?;
+        if RESERVED_NAMES.contains(&s) {
+            return Err(format!(
+                "`{s}` is reserved (the generated workspace uses it); reserved names: {}",
+                RESERVED_NAMES.join(", ")
+            ));
+        }
+        let snake = s.replace('-', "_");
+        if RUST_KEYWORDS.contains(&snake.as_str()) {
+            return Err(format!("`{s}` is a Rust keyword and cannot name a module"));
+        }
+        Ok(Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `user-profile` → `user_profile` (modules, database names).
+    pub fn snake(&self) -> String {
+        self.0.replace('-', "_")
+    }
+    /// `user-profile` → `UserProfile`.
+    pub fn pascal(&self) -> String {
+        pascal(&self.0)
+    }
+    /// `user-profile` → `USER_PROFILE` (environment variables).
+    pub fn upper(&self) -> String {
+        self.snake().to_uppercase()
+    }
+    /// Package and binary name, also the compose/Kubernetes host name: `user-service`.
+    pub fn crate_name(&self) -> String {
+        format!("{}-service", self.0)
+    }
+}
+
+/// A TCP port a generated binary listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Port(u16);
+
+impl Port {
+    pub fn parse(n: i64) -> Result<Self, String> {
+        if !(1024..=65535).contains(&n) {
+            return Err(format!(
+                "{n} is out of range; accepted: 1024..=65535 (ports below 1024 need root, and the containers run as non-root)"
+            ));
+        }
+        Ok(Self(n as u16))
+    }
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    Postgres,
+    Sqlite,
+    None,
+}
+
+impl DatabaseKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "postgres" => Some(Self::Postgres),
+            "sqlite" => Some(Self::Sqlite),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+            Self::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Template {
+    Crud,
+    Auth,
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "crud" => Some(Self::Crud),
+            "auth" => Some(Self::Auth),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Crud => "crud",
+            Self::Auth => "auth",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Text,
+    Email,
+    I32,
+    I64,
+    F64,
+    Bool,
+    DateTime,
+    /// The id of a resource, in this service or in one it depends on.
+    Ref(String),
+}
+
+impl FieldType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => Self::String,
+            "text" => Self::Text,
+            "email" => Self::Email,
+            "i32" => Self::I32,
+            "i64" => Self::I64,
+            "f64" => Self::F64,
+            "bool" => Self::Bool,
+            "datetime" => Self::DateTime,
+            _ => {
+                let target = s.strip_prefix("ref:")?;
+                check_snake(target).ok()?;
+                Self::Ref(target.to_string())
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub ty: FieldType,
+    pub optional: bool,
+}
+
+/// Where a `ref:` field points once resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefTarget {
+    /// A resource of the same service: a real foreign key.
+    Local,
+    /// A resource of another service: checked through its REST client.
+    Remote(ServiceName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// snake_case singular, e.g. `blog_post`.
+    pub name: String,
+    /// snake_case plural, the URL segment and the table name, e.g. `blog_posts`.
+    pub plural: String,
+    pub fields: Vec<Field>,
+}
+
+impl Resource {
+    pub fn pascal(&self) -> String {
+        pascal(&self.name)
+    }
+    /// The URL segment: `blog_posts` → `blog-posts`.
+    pub fn path_segment(&self) -> String {
+        self.plural.replace('_', "-")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: ServiceName,
+    pub port: Port,
+    pub database: DatabaseKind,
+    pub template: Template,
+    pub depends_on: Vec<ServiceName>,
+    /// The gateway requires a valid JWT for this service's routes unless public.
+    pub public: bool,
+    pub resources: Vec<Resource>,
+}
+
+impl Service {
+    /// Path prefixes under which the gateway forwards to this service.
+    pub fn route_prefixes(&self) -> Vec<String> {
+        let mut prefixes = vec![format!("/api/v1/{}", self.name.as_str())];
+        prefixes.extend(
+            self.resources
+                .iter()
+                .map(|r| format!("/api/v1/{}", r.path_segment())),
+        );
+        prefixes
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub port: Port,
+    pub timeout_secs: u64,
+}
+
+/// A whole validated `services.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub name: ProjectName,
+    pub default_database: DatabaseKind,
+    pub gateway: Gateway,
+    pub services: Vec<Service>,
+}
+
+impl Project {
+    /// Reads and validates a `services.toml` file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_bytes(&bytes, path)
+    }
+
+    pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Self, ConfigError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse(text, path),
+            Err(e) => Err(ConfigError::Invalid(vec![utf8_error(path, bytes, &e)])),
+        }
+    }
+
+    /// Parses and validates `text`; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid(vec![syntax_diagnostic(&e, text, path)]))?;
+        let mut v = Validator {
+            diags: Vec::new(),
+            index: LineIndex::new(text),
+            path,
+            dep_spans: BTreeMap::new(),
+        };
+        let project = v.project(raw);
+        match project {
+            Some(p) if v.diags.is_empty() => Ok(p),
+            _ => Err(ConfigError::Invalid(v.diags)),
+        }
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The service that owns the resource named `resource`.
+    pub fn owner_of(&self, resource: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.resources.iter().any(|r| r.name == resource))
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.services
+            .iter()
+            .flat_map(|s| &s.resources)
+            .find(|r| r.name == name)
+    }
+
+    pub fn auth_service(&self) -> Option<&Service> {
+        self.services.iter().find(|s| s.template == Template::Auth)
+    }
+
+    pub fn database_kinds(&self) -> BTreeSet<DatabaseKind> {
+        self.services.iter().map(|s| s.database).collect()
+    }
+
+    /// The first port from 3001 up that neither the gateway nor a service uses.
+    pub fn next_free_port(&self) -> u16 {
+        let used: BTreeSet<u16> = self
+            .services
+            .iter()
+            .map(|s| s.port.get())
+            .chain([self.gateway.port.get()])
+            .collect();
+        (FIRST_SERVICE_PORT..=u16::MAX)
+            .find(|p| !used.contains(p))
+            .unwrap_or(FIRST_SERVICE_PORT)
+    }
+}
+
+fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
+    let location = err.span().map(|s| LineIndex::new(text).locate(s.start));
+    let message = err.message().trim().to_string();
+    let (key, help) = unknown_field_help(&message);
+    Diagnostic {
+        file: path.to_path_buf(),
+        location,
+        key,
+        message,
+        help,
+    }
+}
+
+/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
+fn unknown_field_help(message: &str) -> (String, Option<String>) {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return (String::new(), None);
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return (String::new(), None);
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let help = did_you_mean(field, &candidates).map(|c| format!("did you mean `{c}`?"));
+    (field.to_string(), help)
+}
+
+/// Lower-case letters, digits and inner single hyphens, starting with a letter.
+fn check_kebab(s: &str) -> Result<(), String> {
+    let accepted = "accepted: lower-case letters, digits and single '-' between them, starting with a letter, at most 40 characters";
+    let ok = !s.is_empty()
+        && s.len() <= 40
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.ends_with('-')
+        && !s.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{:?} is not a valid name; {accepted}", s))
+    }
+}
+
+/// snake_case identifiers for resources and fields.
+fn check_snake(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 40
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !s.ends_with('_')
+        && !s.contains("__");
+    if !ok {
+        return Err(format!(
+            "{s:?} is not a valid identifier; accepted: snake_case (lower-case letters, digits and single '_'), starting with a letter, at most 40 characters"
+        ));
+    }
+    if RUST_KEYWORDS.contains(&s) {
+        return Err(format!("`{s}` is a Rust keyword"));
+    }
+    Ok(())
+}
+
+fn pascal(s: &str) -> String {
+    s.split(['-', '_'])
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// English plural good enough for URL segments; `plural = "..."` overrides it.
+pub fn pluralize(s: &str) -> String {
+    if s.ends_with('s') || s.ends_with('x') || s.ends_with("ch") || s.ends_with("sh") {
+        format!("{s}es")
+    } else if let Some(stem) = s.strip_suffix('y') {
+        if stem.ends_with(['a', 'e', 'i', 'o', 'u']) {
+            format!("{s}s")
+        } else {
+            format!("{stem}ies")
+        }
+    } else {
+        format!("{s}s")
+    }
+}
+
+struct Validator<'a> {
+    diags: Vec<Diagnostic>,
+    index: LineIndex<'a>,
+    path: &'a Path,
+    /// (service, dependency) → where the dependency is written.
+    dep_spans: BTreeMap<(String, String), Spanned<String>>,
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, key: &str, message: String, help: Option<String>) {
+        let location = Some(self.index.locate(at.span().start));
+        self.diags.push(Diagnostic {
+            file: self.path.to_path_buf(),
+            location,
+            key: key.to_string(),
+            message,
+            help,
+        });
+    }
+
+    fn database(&mut self, v: &Spanned<String>, key: &str) -> Option<DatabaseKind> {
+        let kind = DatabaseKind::parse(v.get_ref());
+        if kind.is_none() {
+            let help =
+                did_you_mean(v.get_ref(), DATABASE_KINDS).map(|c| format!("did you mean `{c}`?"));
+            self.err(
+                v,
+                key,
+                format!(
+                    "unknown database kind {:?}; accepted: {}",
+                    v.get_ref(),
+                    DATABASE_KINDS.join(", ")
+                ),
+                help,
+            );
+        }
+        kind
+    }
+
+    fn project(&mut self, raw: RawConfig) -> Option<Project> {
+        let rp = raw.project.into_inner();
+        let name = match ProjectName::parse(rp.name.get_ref()) {
+            Ok(n) => Some(n),
+            Err(m) => {
+                self.err(&rp.name, "project.name", m, None);
+                None
+            }
+        };
+        let default_database = match &rp.database {
+            Some(d) => self
+                .database(d, "project.database")
+                .unwrap_or(DatabaseKind::Postgres),
+            None => DatabaseKind::Postgres,
+        };
+
+        let (gateway_port, timeout_secs) = match raw.gateway {
+            Some(g) => {
+                let g = g.into_inner();
+                let port = match &g.port {
+                    Some(p) => Port::parse(*p.get_ref())
+                        .map_err(|m| self.err(p, "gateway.port", m, None))
+                        .ok(),
+                    None => Some(Port(DEFAULT_GATEWAY_PORT)),
+                };
+                let timeout = match &g.timeout_secs {
+                    Some(t) if !(1..=3600).contains(t.get_ref()) => {
+                        self.err(
+                            t,
+                            "gateway.timeout_secs",
+                            format!("{} is out of range; accepted: 1..=3600", t.get_ref()),
+                            None,
+                        );
+                        DEFAULT_GATEWAY_TIMEOUT_SECS
+                    }
+                    Some(t) => *t.get_ref() as u64,
+                    None => DEFAULT_GATEWAY_TIMEOUT_SECS,
+                };
+                (port, timeout)
+            }
+            None => (
+                Some(Port(DEFAULT_GATEWAY_PORT)),
+                DEFAULT_GATEWAY_TIMEOUT_SECS,
+            ),
+        };
+
+        // Ports taken so far, with who took them, for collision messages.
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        if let Some(p) = gateway_port {
+            ports.insert(p.get(), "the gateway".into());
+        }
+        // Explicit ports first so that defaults fill the gaps around them.
+        for (i, rs) in raw.services.iter().enumerate() {
+            let rs = rs.get_ref();
+            if let Some(p) = &rs.port {
+                if let Ok(port) = Port::parse(*p.get_ref()) {
+                    let key = format!("services[{i}].port");
+                    if let Some(owner) = ports.get(&port.get()) {
+                        let taken: BTreeSet<u16> = ports.keys().copied().collect();
+                        let free = (FIRST_SERVICE_PORT..=u16::MAX)
+                            .find(|p| !taken.contains(p))
+                            .unwrap_or(FIRST_SERVICE_PORT);
+                        let msg = format!("port {} is already used by {owner}", port.get());
+                        self.err(p, &key, msg, Some(format!("the next free port is {free}")));
+                    } else {
+                        ports.insert(port.get(), format!("service `{}`", rs.name.get_ref()));
+                    }
+                }
+            }
+        }
+
+        let mut services = Vec::new();
+        let mut seen_names: BTreeMap<String, Spanned<String>> = BTreeMap::new();
+        for (i, rs) in raw.services.into_iter().enumerate() {
+            let rs = rs.into_inner();
+            if let Some(first) = seen_names.get(rs.name.get_ref()) {
+                let (line, _) = self.index.locate(first.span().start);
+                self.err(
+                    &rs.name,
+                    &format!("services[{i}].name"),
+                    format!(
+                        "duplicate service name {:?} (first declared on line {line})",
+                        rs.name.get_ref()
+                    ),
+                    None,
+                );
+            } else {
+                seen_names.insert(rs.name.get_ref().clone(), rs.name.clone());
+            }
+            if let Some(s) = self.service(i, rs, default_database, &mut ports) {
+                services.push(s);
+            }
+        }
+
+        self.cross_checks(&services, &seen_names);
+
+        Some(Project {
+            name: name?,
+            default_database,
+            gateway: Gateway {
+                port: gateway_port?,
+                timeout_secs,
+            },
+            services,
+        })
+    }
+
+    fn service(
+        &mut self,
+        i: usize,
+        rs: RawService,
+        default_database: DatabaseKind,
+        ports: &mut BTreeMap<u16, String>,
+    ) -> Option<Service> {
+        let key = |k: &str| format!("services[{i}].{k}");
+        let name = ServiceName::parse(rs.name.get_ref())
+            .map_err(|m| self.err(&rs.name, &key("name"), m, None))
+            .ok();
+        let port = match &rs.port {
+            Some(p) => Port::parse(*p.get_ref())
+                .map_err(|m| self.err(p, &key("port"), m, None))
+                .ok(),
+            None => {
+                let free = (FIRST_SERVICE_PORT..=u16::MAX).find(|p| !ports.contains_key(p));
+                free.map(|p| {
+                    ports.insert(p, format!("service `{}`", rs.name.get_ref()));
+                    Port(p)
+                })
+            }
+        };
+        let database = match &rs.database {
+            Some(d) => self.database(d, &key("database")),
+            None => Some(default_database),
+        };
+        let template = match &rs.template {
+            Some(t) => {
+                let parsed = Template::parse(t.get_ref());
+                if parsed.is_none() {
+                    let help = did_you_mean(t.get_ref(), TEMPLATES)
+                        .map(|c| format!("did you mean `{c}`?"));
+                    self.err(
+                        t,
+                        &key("template"),
+                        format!(
+                            "unknown template {:?}; accepted: {}",
+                            t.get_ref(),
+                            TEMPLATES.join(", ")
+                        ),
+                        help,
+                    );
+                }
+                parsed
+            }
+            None => Some(Template::Crud),
+        };
+
+        let mut depends_on = Vec::new();
+        for (j, d) in rs.depends_on.iter().enumerate() {
+            match ServiceName::parse(d.get_ref()) {
+                Ok(n) if depends_on.iter().any(|(x, _)| x == &n) => self.err(
+                    d,
+                    &key(&format!("depends_on[{j}]")),
+                    format!("{:?} is listed twice", d.get_ref()),
+                    None,
+                ),
+                Ok(n) => depends_on.push((n, d.clone())),
+                Err(m) => self.err(d, &key(&format!("depends_on[{j}]")), m, None),
+            }
+        }
+
+        let mut resources = Vec::new();
+        for (j, rr) in rs.resources.into_iter().enumerate() {
+            if let Some(r) = self.resource(&key(&format!("resources[{j}]")), rr) {
+                resources.push(r);
+            }
+        }
+
+        if let (Some(db), Some(tpl)) = (database, template) {
+            if db == DatabaseKind::None && (tpl == Template::Auth || !resources.is_empty()) {
+                let what = if tpl == Template::Auth {
+                    "the auth template stores users"
+                } else {
+                    "resources are stored in the service's database"
+                };
+                let at = rs.database.as_ref().unwrap_or(&rs.name);
+                self.err(
+                    at,
+                    &key("database"),
+                    format!("database = \"none\" but {what}"),
+                    Some("use \"postgres\" or \"sqlite\"".into()),
+                );
+            }
+            if tpl == Template::Auth && !resources.is_empty() {
+                self.err(
+                    &rs.name,
+                    &key("resources"),
+                    "the auth template takes no resources".into(),
+                    Some("keep profile data in a separate crud service (as the article's user service)".into()),
+                );
+            }
+        }
+
+        // The cross checks point at the `depends_on` entry itself.
+        for (n, span) in &depends_on {
+            self.dep_spans.insert(
+                (rs.name.get_ref().clone(), n.as_str().to_string()),
+                span.clone(),
+            );
+        }
+
+        Some(Service {
+            name: name?,
+            port: port?,
+            database: database?,
+            template: template?,
+            depends_on: depends_on.into_iter().map(|(n, _)| n).collect(),
+            public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
+            resources,
+        })
+    }
+
+    fn resource(&mut self, key: &str, rr: Spanned<RawResource>) -> Option<Resource> {
+        let at = rr.span();
+        let rr = rr.into_inner();
+        let name = check_snake(rr.name.get_ref())
+            .map_err(|m| self.err(&rr.name, &format!("{key}.name"), m, None))
+            .ok()
+            .map(|_| rr.name.get_ref().clone());
+        let plural = match &rr.plural {
+            Some(p) => check_snake(p.get_ref())
+                .map_err(|m| self.err(p, &format!("{key}.plural"), m, None))
+                .ok()
+                .map(|_| p.get_ref().clone()),
+            None => name.as_deref().map(pluralize),
+        };
+        if rr.fields.is_empty() {
+            self.err(
+                &Spanned::new(at, ()),
+                &format!("{key}.fields"),
+                "a resource needs at least one field".into(),
+                Some(r#"e.g. fields = { title = "string", published = "bool?" }"#.into()),
+            );
+        }
+        let mut fields = Vec::new();
+        for (fname, fty) in &rr.fields {
+            let fkey = format!("{key}.fields.{fname}");
+            if let Err(m) = check_snake(fname) {
+                self.err(fty, &fkey, format!("field name: {m}"), None);
+                continue;
+            }
+            if RESERVED_FIELDS.contains(&fname.as_str()) {
+                self.err(
+                    fty,
+                    &fkey,
+                    format!("`{fname}` is a column every resource has already"),
+                    Some(format!(
+                        "reserved field names: {}",
+                        RESERVED_FIELDS.join(", ")
+                    )),
+                );
+                continue;
+            }
+            let text = fty.get_ref().trim();
+            let (base, optional) = match text.strip_suffix('?') {
+                Some(b) => (b, true),
+                None => (text, false),
+            };
+            match FieldType::parse(base) {
+                Some(ty) => fields.push(Field {
+                    name: fname.clone(),
+                    ty,
+                    optional,
+                }),
+                None => {
+                    let help =
+                        did_you_mean(base, FIELD_TYPES).map(|c| format!("did you mean `{c}`?"));
+                    self.err(
+                        fty,
+                        &fkey,
+                        format!(
+                            "unknown field type {:?}; accepted: {} (add `?` for an optional field)",
+                            fty.get_ref(),
+                            FIELD_TYPES.join(", ")
+                        ),
+                        help,
+                    );
+                }
+            }
+        }
+        Some(Resource {
+            name: name?,
+            plural: plural?,
+            fields,
+        })
+    }
+
+    /// Checks across services: dependencies, references, routes, cycles.
+    fn cross_checks(&mut self, services: &[Service], spans: &BTreeMap<String, Spanned<String>>) {
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let at = |n: &str| spans.get(n).cloned();
+
+        for s in services {
+            let Some(span) = at(s.name.as_str()) else {
+                continue;
+            };
+            for d in &s.depends_on {
+                let span = self
+                    .dep_spans
+                    .get(&(s.name.as_str().to_string(), d.as_str().to_string()))
+                    .cloned()
+                    .unwrap_or_else(|| span.clone());
+                if d == &s.name {
+                    self.err(
+                        &span,
+                        &format!("{}.depends_on", s.name.as_str()),
+                        "a service cannot depend on itself".into(),
+                        None,
+                    );
+                } else if !names.contains(&d.as_str()) {
+                    let help =
+                        did_you_mean(d.as_str(), &names).map(|c| format!("did you mean `{c}`?"));
+                    self.err(
+                        &span,
+                        &format!("{}.depends_on", s.name.as_str()),
+                        format!(
+                            "depends on {:?}, which is not a service; services: {}",
+                            d.as_str(),
+                            names.join(", ")
+                        ),
+                        help,
+                    );
+                }
+            }
+            for r in &s.resources {
+                for f in &r.fields {
+                    let FieldType::Ref(target) = &f.ty else {
+                        continue;
+                    };
+                    let key = format!("{}.resources.{}.fields.{}", s.name.as_str(), r.name, f.name);
+                    let owner = services
+                        .iter()
+                        .find(|o| o.resources.iter().any(|x| &x.name == target));
+                    match owner {
+                        None => {
+                            let all: Vec<&str> = services
+                                .iter()
+                                .flat_map(|o| o.resources.iter().map(|x| x.name.as_str()))
+                                .collect();
+                            let help = did_you_mean(target, &all)
+                                .map(|c| format!("did you mean `ref:{c}`?"));
+                            self.err(
+                                &span,
+                                &key,
+                                format!(
+                                    "refers to resource {target:?}, which no service declares; resources: {}",
+                                    all.join(", ")
+                                ),
+                                help,
+                            );
+                        }
+                        Some(o) if o.name != s.name && !s.depends_on.contains(&o.name) => {
+                            self.err(
+                                &span,
+                                &key,
+                                format!(
+                                    "refers to `{target}` of service `{}`, which `{}` does not depend on",
+                                    o.name.as_str(),
+                                    s.name.as_str()
+                                ),
+                                Some(format!("add depends_on = [\"{}\"]", o.name.as_str())),
+                            );
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+
+        // Route prefixes must be unique across the whole gateway.
+        let mut routes: BTreeMap<String, String> = BTreeMap::new();
+        let mut resource_names: BTreeMap<String, String> = BTreeMap::new();
+        for s in services {
+            let Some(span) = at(s.name.as_str()) else {
+                continue;
+            };
+            for r in &s.resources {
+                if let Some(other) = resource_names.insert(r.name.clone(), s.name.as_str().into()) {
+                    self.err(
+                        &span,
+                        &format!("{}.resources.{}", s.name.as_str(), r.name),
+                        format!("resource `{}` is also declared by service `{other}`; resource names are unique in a system", r.name),
+                        None,
+                    );
+                }
+            }
+            for prefix in s.route_prefixes() {
+                if let Some(other) = routes.insert(prefix.clone(), s.name.as_str().into()) {
+                    self.err(
+                        &span,
+                        &format!("{}", s.name.as_str()),
+                        format!("route {prefix} is also served by `{other}`"),
+                        Some("rename the service or the resource (or set `plural`)".into()),
+                    );
+                }
+            }
+        }
+        if services
+            .iter()
+            .filter(|s| s.template == Template::Auth)
+            .count()
+            > 1
+        {
+            if let Some(span) = services
+                .iter()
+                .filter(|s| s.template == Template::Auth)
+                .nth(1)
+                .and_then(|s| at(s.name.as_str()))
+            {
+                self.err(
+                    &span,
+                    "template",
+                    "only one service may use the auth template".into(),
+                    None,
+                );
+            }
+        }
+
+        if let Some(cycle) = find_cycle(services) {
+            if let Some(span) = at(&cycle[0]) {
+                self.err(
+                    &span,
+                    "depends_on",
+                    format!("dependency cycle: {}", cycle.join(" → ")),
+                    Some("synchronous calls must form a tree; use events for the way back".into()),
+                );
+            }
+        }
+    }
+}
+
+/// A dependency cycle, as a list of names whose first and last are the same.
+fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        s: &'a str,
+        services: &'a [Service],
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|x| *x == s) {
+            let mut cycle: Vec<String> = stack[pos..].iter().map(|x| x.to_string()).collect();
+            cycle.push(s.to_string());
+            return Some(cycle);
+        }
+        if done.contains(s) {
+            return None;
+        }
+        stack.push(s);
+        if let Some(svc) = services.iter().find(|x| x.name.as_str() == s) {
+            for d in &svc.depends_on {
+                if let Some(c) = visit(d.as_str(), services, stack, done) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        done.insert(s);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for s in services {
+        if let Some(c) = visit(s.name.as_str(), services, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals() {
+        assert_eq!(pluralize("user"), "users");
+        assert_eq!(pluralize("category"), "categories");
+        assert_eq!(pluralize("key"), "keys");
+        assert_eq!(pluralize("box"), "boxes");
+        assert_eq!(pluralize("address"), "addresses");
+    }
+
+    #[test]
+    fn name_variants() {
+        let n = ServiceName::parse("user-profile").unwrap();
+        assert_eq!(n.snake(), "user_profile");
+        assert_eq!(n.pascal(), "UserProfile");
+        assert_eq!(n.upper(), "USER_PROFILE");
+        assert_eq!(n.crate_name(), "user-profile-service");
+    }
+
+    #[test]
+    fn names_cannot_escape() {
+        for bad in [
+            "../x", "a/b", "", "A", "1abc", "a--b", "a-", "gateway", "self", "a b",
+        ] {
+            assert!(ServiceName::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

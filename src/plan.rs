@@ -1,0 +1,36 @@
+//! A plan: every file a render produces, decided before anything touches the disk.
+
+use std::collections::BTreeMap;
+
+/// Who owns a file after it was first written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Kept in step with `services.toml`; hand edits are merged three-way.
+    Managed,
+    /// Written once, then the user's: a migration must never change after it ran.
+    CreateOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub contents: String,
+    pub ownership: Ownership,
+}
+
+/// Relative paths (always `/`-separated) → contents. A BTreeMap keeps output ordered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub files: BTreeMap<String, PlannedFile>,
+}
+
+impl Plan {
+    pub fn add(&mut self, path: impl Into<String>, contents: String, ownership: Ownership) {
+        self.files.insert(
+            path.into(),
+            PlannedFile {
+                contents,
+                ownership,
+            },
+        );
+    }
+}

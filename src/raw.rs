@@ -1,0 +1,70 @@
+//! Raw, unvalidated shape of `services.toml`, exactly as serde reads it.
+//!
+//! Every value that validation may complain about is wrapped in [`Spanned`] so the
+//! error can point at its line and column. Enumerations (database kinds, templates,
+//! field types) stay strings here: the model reports every bad value at once, with
+//! the accepted set and a close-match suggestion, instead of stopping at the first
+//! one as serde would.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub project: Spanned<RawProject>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<RawGateway>>,
+    #[serde(default)]
+    pub services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    pub name: Spanned<String>,
+    /// Database kind of every service that does not name one.
+    #[serde(default)]
+    pub database: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// Seconds the gateway waits for an upstream's response head.
+    #[serde(default)]
+    pub timeout_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub database: Option<Spanned<String>>,
+    #[serde(default)]
+    pub template: Option<Spanned<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    /// When true the gateway lets requests through without a JWT.
+    #[serde(default)]
+    pub public: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub resources: Vec<Spanned<RawResource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub plural: Option<Spanned<String>>,
+    /// `field = "type"`, in declaration order.
+    #[serde(default)]
+    pub fields: IndexMap<String, Spanned<String>>,
+}

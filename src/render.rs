@@ -1,0 +1,253 @@
+//! Renders a validated [`Project`] into a [`Plan`] with the embedded Tera templates.
+//!
+//! Template folders map onto the output tree:
+//!
+//! | folder          | rendered                         | into                         |
+//! |-----------------|----------------------------------|------------------------------|
+//! | `workspace/`    | once                             | the project root             |
+//! | `common/`       | once                             | `common/`                    |
+//! | `gateway/`      | once                             | `gateway/`                   |
+//! | `service/`      | per service                      | `services/<name>/`           |
+//! | `service-auth/` | per service with template "auth" | `services/<name>/`           |
+//! | `resource/`     | per resource (`__resource__`)    | `services/<name>/`           |
+//! | `client/`       | per dependency (`__dep__`)       | `services/<name>/`           |
+//!
+//! A template whose output is blank is skipped: that is how optional files (a
+//! database module for a service without one) disappear. Migrations come from Rust,
+//! since their file names must stay stable across renders.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use include_dir::{include_dir, Dir};
+use tera::{Context, Tera};
+
+use crate::context::{ProjectCtx, ServiceCtx};
+use crate::model::{Project, Template};
+use crate::plan::{Ownership, Plan};
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {name}: {detail}")]
+    Template { name: String, detail: String },
+}
+
+fn tera_error(name: &str, e: tera::Error) -> RenderError {
+    // Tera nests the useful message in its source chain.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    RenderError::Template {
+        name: name.to_string(),
+        detail,
+    }
+}
+
+/// Loads every embedded template once.
+pub struct Renderer {
+    tera: Tera,
+    names: Vec<String>,
+}
+
+impl Renderer {
+    pub fn new() -> Result<Self, RenderError> {
+        let mut files = Vec::new();
+        collect(&TEMPLATES, &mut files);
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![]);
+        let mut names = Vec::new();
+        for (name, body) in files {
+            tera.add_raw_template(&name, body)
+                .map_err(|e| tera_error(&name, e))?;
+            names.push(name);
+        }
+        names.sort();
+        Ok(Self { tera, names })
+    }
+
+    fn render(&self, name: &str, ctx: &Context) -> Result<String, RenderError> {
+        self.tera.render(name, ctx).map_err(|e| tera_error(name, e))
+    }
+
+    fn group<'a>(&'a self, folder: &'a str) -> impl Iterator<Item = (&'a str, String)> + 'a {
+        let prefix = format!("{folder}/");
+        self.names.iter().filter_map(move |n| {
+            n.strip_prefix(&prefix)
+                .map(|rest| (n.as_str(), rest.trim_end_matches(".tera").to_string()))
+        })
+    }
+
+    /// Renders the whole project. `existing_migrations` lists the migration file
+    /// names already in each service (`services/<name>/migrations`), so that a
+    /// resource keeps the migration it was created with.
+    pub fn plan(
+        &self,
+        project: &Project,
+        existing_migrations: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Plan, RenderError> {
+        let pctx = ProjectCtx::new(project);
+        let mut plan = Plan::default();
+        let mut base = Context::new();
+        base.insert("project", &pctx);
+
+        for folder in ["workspace", "common", "gateway"] {
+            for (name, rel) in self.group(folder) {
+                let out = if folder == "workspace" {
+                    rel
+                } else {
+                    format!("{folder}/{rel}")
+                };
+                self.emit(&mut plan, name, out, &base)?;
+            }
+        }
+
+        for (svc, sctx) in project.services.iter().zip(&pctx.services) {
+            let mut ctx = base.clone();
+            ctx.insert("service", sctx);
+            let dir = &sctx.dir;
+            let mut folders = vec!["service"];
+            if svc.template == Template::Auth {
+                folders.push("service-auth");
+            }
+            for folder in folders {
+                for (name, rel) in self.group(folder) {
+                    self.emit(&mut plan, name, format!("{dir}/{rel}"), &ctx)?;
+                }
+            }
+            for rctx in &sctx.resources {
+                let mut rc = ctx.clone();
+                rc.insert("resource", rctx);
+                for (name, rel) in self.group("resource") {
+                    let rel = rel.replace("__resource__", &rctx.name);
+                    self.emit(&mut plan, name, format!("{dir}/{rel}"), &rc)?;
+                }
+            }
+            for dctx in &sctx.depends_on {
+                let mut dc = ctx.clone();
+                dc.insert("dep", dctx);
+                for (name, rel) in self.group("client") {
+                    let rel = rel.replace("__dep__", &dctx.snake);
+                    self.emit(&mut plan, name, format!("{dir}/{rel}"), &dc)?;
+                }
+            }
+            let existing = existing_migrations
+                .get(svc.name.as_str())
+                .cloned()
+                .unwrap_or_default();
+            for (file, sql) in migrations(sctx, &existing) {
+                plan.add(
+                    format!("{dir}/migrations/{file}"),
+                    sql,
+                    Ownership::CreateOnly,
+                );
+            }
+        }
+        Ok(plan)
+    }
+
+    fn emit(
+        &self,
+        plan: &mut Plan,
+        name: &str,
+        out: String,
+        ctx: &Context,
+    ) -> Result<(), RenderError> {
+        let text = self.render(name, ctx)?;
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        plan.add(out, text, Ownership::Managed);
+        Ok(())
+    }
+}
+
+fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<(String, &'a str)>) {
+    for f in dir.files() {
+        if let (Some(path), Some(body)) = (f.path().to_str(), f.contents_utf8()) {
+            out.push((path.replace('\\', "/"), body));
+        }
+    }
+    for d in dir.dirs() {
+        collect(d, out);
+    }
+}
+
+/// One migration per table, numbered in declaration order. A table whose migration
+/// already exists keeps its file; new tables are numbered after the last one.
+fn migrations(s: &ServiceCtx, existing: &[String]) -> Vec<(String, String)> {
+    if !s.has_db {
+        return Vec::new();
+    }
+    let mut tables: Vec<(String, String)> = Vec::new();
+    if s.is_auth {
+        tables.push(("users".into(), auth_users_sql(s.is_postgres)));
+    }
+    for r in &s.resources {
+        tables.push((r.table.clone(), r.sql.create_table.clone()));
+    }
+    let version_of = |name: &str| -> Option<u32> { name.split('_').next()?.parse().ok() };
+    let mut next = existing
+        .iter()
+        .filter_map(|n| version_of(n))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut out = Vec::new();
+    for (table, sql) in tables {
+        let suffix = format!("_create_{table}.sql");
+        let file = match existing
+            .iter()
+            .find(|n| n.ends_with(&suffix) && version_of(n).is_some())
+        {
+            Some(f) => f.clone(),
+            None => {
+                let f = format!("{next:04}{suffix}");
+                next += 1;
+                f
+            }
+        };
+        out.push((file, sql));
+    }
+    out
+}
+
+fn auth_users_sql(pg: bool) -> String {
+    let (id, ts) = if pg {
+        (
+            "\"id\" BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            "TIMESTAMPTZ",
+        )
+    } else {
+        ("\"id\" INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT")
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS \"users\" (\n    {id},\n    \"email\" TEXT NOT NULL UNIQUE,\n    \"password_hash\" TEXT NOT NULL,\n    \"created_at\" {ts} NOT NULL\n);\n"
+    )
+}
+
+/// Lists `services/<name>/migrations/*.sql` under `root`, per service name.
+pub fn existing_migrations(root: &Path, project: &Project) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for s in &project.services {
+        let dir = root
+            .join("services")
+            .join(s.name.as_str())
+            .join("migrations");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        names.sort();
+        out.insert(s.name.as_str().to_string(), names);
+    }
+    out
+}
