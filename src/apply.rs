@@ -285,14 +285,12 @@ pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
         let base_path = safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
         match &c.base {
             Some(Some(b)) => write_atomic(&base_path, b.as_bytes())?,
-            Some(None) => {
-                if base_path.exists() {
-                    fs::remove_file(&base_path)
-                        .with_context(|| format!("cannot remove {}", base_path.display()))?;
-                    remove_empty_parents(root, &base_path);
-                }
+            Some(None) if base_path.exists() => {
+                fs::remove_file(&base_path)
+                    .with_context(|| format!("cannot remove {}", base_path.display()))?;
+                remove_empty_parents(root, &base_path);
             }
-            None => {}
+            Some(None) | None => {}
         }
     }
     Ok(())

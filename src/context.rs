@@ -62,6 +62,12 @@ pub struct ServiceCtx {
     pub depends_on: Vec<DepCtx>,
     pub resources: Vec<ResourceCtx>,
     pub routes: Vec<String>,
+    /// Modules of `handlers/`, sorted as rustfmt orders `mod` items.
+    pub handler_modules: Vec<String>,
+    /// Modules of `models/` and `repo/`, sorted.
+    pub resource_modules: Vec<String>,
+    /// Modules of `clients/`, sorted.
+    pub client_modules: Vec<String>,
     /// SQL of the auth template's users table, as Rust `const` items.
     pub auth_sql_consts: String,
 }
@@ -240,7 +246,21 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         resources: s.resources.iter().map(|r| resource_ctx(p, s, r)).collect(),
         routes: s.route_prefixes(),
         auth_sql_consts: auth_sql_consts(s.database),
+        handler_modules: sorted(
+            ["health".to_string()]
+                .into_iter()
+                .chain((s.template == Template::Auth).then(|| "auth".to_string()))
+                .chain(s.resources.iter().map(|r| r.name.clone())),
+        ),
+        resource_modules: sorted(s.resources.iter().map(|r| r.name.clone())),
+        client_modules: sorted(s.depends_on.iter().map(|d| d.snake())),
     }
+}
+
+fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.into_iter().collect();
+    v.sort();
+    v
 }
 
 pub fn ref_target(p: &Project, s: &Service, target: &str) -> RefTarget {

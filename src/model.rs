@@ -887,7 +887,7 @@ impl Validator<'_> {
                 if let Some(other) = routes.insert(prefix.clone(), s.name.as_str().into()) {
                     self.err(
                         &span,
-                        &format!("{}", s.name.as_str()),
+                        s.name.as_str(),
                         format!("route {prefix} is also served by `{other}`"),
                         Some("rename the service or the resource (or set `plural`)".into()),
                     );
