@@ -582,7 +582,25 @@ impl Validator<'_> {
             }
         }
 
+        // Dependencies are checked against every declared name, even of services
+        // that failed validation, so that one bad service hides no other problem.
+        let declared: Vec<&str> = seen_names.keys().map(String::as_str).collect();
+        let deps: Vec<_> = self.dep_spans.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for ((svc, dep), span) in deps {
+            let key = format!("{svc}.depends_on");
+            if dep == svc {
+                self.err(&span, &key, "a service cannot depend on itself".into(), None);
+            } else if !declared.contains(&dep.as_str()) {
+                let help = did_you_mean(&dep, &declared).map(|c| format!("did you mean `{c}`?"));
+                let msg = format!(
+                    "depends on {dep:?}, which is not a service; services: {}",
+                    declared.join(", ")
+                );
+                self.err(&span, &key, msg, help);
+            }
+        }
         self.cross_checks(&services, &seen_names);
+        self.diags.sort_by_key(|d| d.location);
 
         Some(Project {
             name: name?,
@@ -793,34 +811,6 @@ impl Validator<'_> {
             let Some(span) = at(s.name.as_str()) else {
                 continue;
             };
-            for d in &s.depends_on {
-                let span = self
-                    .dep_spans
-                    .get(&(s.name.as_str().to_string(), d.as_str().to_string()))
-                    .cloned()
-                    .unwrap_or_else(|| span.clone());
-                if d == &s.name {
-                    self.err(
-                        &span,
-                        &format!("{}.depends_on", s.name.as_str()),
-                        "a service cannot depend on itself".into(),
-                        None,
-                    );
-                } else if !names.contains(&d.as_str()) {
-                    let help =
-                        did_you_mean(d.as_str(), &names).map(|c| format!("did you mean `{c}`?"));
-                    self.err(
-                        &span,
-                        &format!("{}.depends_on", s.name.as_str()),
-                        format!(
-                            "depends on {:?}, which is not a service; services: {}",
-                            d.as_str(),
-                            names.join(", ")
-                        ),
-                        help,
-                    );
-                }
-            }
             for r in &s.resources {
                 for f in &r.fields {
                     let FieldType::Ref(target) = &f.ty else {

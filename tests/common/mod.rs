@@ -1,0 +1,128 @@
+//! Helpers shared by the integration tests: run the real msgen binary, and build
+//! generated workspaces in one shared cargo target directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+pub fn msgen_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_msgen")
+}
+
+/// Runs `msgen -C dir args...` with no terminal and no colour.
+pub fn msgen(dir: &Path, args: &[&str]) -> Output {
+    Command::new(msgen_bin())
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("msgen runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "msgen failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.toml"))
+}
+
+/// Every example, by file stem.
+pub fn examples() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The cargo target directory every generated workspace builds into, so their
+/// dependencies compile once (`MSGEN_TARGET_DIR` overrides it).
+pub fn generated_target_dir() -> PathBuf {
+    std::env::var_os("MSGEN_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("generated"))
+}
+
+/// Cargo builds in the shared target directory run one at a time.
+pub static CARGO_LOCK: Mutex<()> = Mutex::new(());
+
+/// `cargo <args>` in a generated workspace; panics with the output on failure.
+pub fn cargo(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", generated_target_dir())
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo {} failed in {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Fails loudly (never skips) when PostgreSQL is not reachable on 127.0.0.1:5432.
+pub fn require_postgres() {
+    let addr = "127.0.0.1:5432".parse().unwrap();
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_err() {
+        panic!(
+            "PostgreSQL is not reachable on 127.0.0.1:5432; this test needs it (CI={}). Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+            std::env::var("CI").unwrap_or_default()
+        );
+    }
+}
+
+/// Every file under `root` (except `.msgen/` and `target/`), relative, sorted.
+pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            if rel == "target" || rel == ".git" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

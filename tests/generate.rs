@@ -1,0 +1,257 @@
+//! `new`, `generate`, `--check`, `--dry-run`, and regeneration that keeps hand edits.
+
+mod common;
+
+use common::{assert_ok, example, msgen, stderr, stdout, tree};
+use std::fs;
+use std::path::Path;
+
+fn new_project(dir: &Path, name: &str, config: Option<&Path>) -> std::path::PathBuf {
+    let mut args = vec!["new", name, "--yes"];
+    let config_str;
+    if let Some(c) = config {
+        config_str = c.to_string_lossy().into_owned();
+        args.extend(["--config", config_str.as_str()]);
+    }
+    assert_ok(&msgen(dir, &args));
+    dir.join(name)
+}
+
+#[test]
+fn new_renders_the_article_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    for f in [
+        "Cargo.toml",
+        "services.toml",
+        "compose.yaml",
+        ".env.example",
+        "README.md",
+        "docs/architecture.md",
+        "gateway/Dockerfile",
+        "gateway/src/routes.rs",
+        "common/src/lib.rs",
+        "services/auth/Dockerfile",
+        "services/auth/migrations/0001_create_users.sql",
+        "services/user/src/handlers/user.rs",
+        "services/blog/src/clients/user.rs",
+        ".msgen/base/Cargo.toml",
+    ] {
+        assert!(root.join(f).is_file(), "{f} missing");
+    }
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(toml.contains("name = \"blogsys\""));
+    let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
+    for s in ["auth-db:", "user-db:", "blog-db:", "auth-service:", "\"${GATEWAY_PORT:-8080}:8080\""] {
+        assert!(compose.contains(s), "{s} not in compose.yaml");
+    }
+    let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
+    for s in ["http://auth-service:3001", "http://user-service:3002", "http://blog-service:3003", "/api/v1/posts"] {
+        assert!(routes.contains(s), "{s} not in routes.rs");
+    }
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("```mermaid"));
+}
+
+#[test]
+fn output_is_deterministic_and_a_second_run_changes_nothing() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ra = new_project(a.path(), "demo", Some(&example("platform")));
+    let rb = new_project(b.path(), "demo", Some(&example("platform")));
+    assert_eq!(tree(&ra), tree(&rb));
+
+    let before = tree(&ra);
+    let out = msgen(&ra, &["generate"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
+    assert_eq!(before, tree(&ra));
+    assert_ok(&msgen(&ra, &["generate", "--check"]));
+}
+
+#[test]
+fn database_flag_sets_the_default_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&msgen(dir.path(), &["new", "lite", "--yes", "--database", "sqlite"]));
+    let root = dir.path().join("lite");
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(toml.contains("database = \"sqlite\""), "{toml}");
+    // Comments of the built-in example survive the edit.
+    assert!(toml.contains("# Register, login and JWTs."));
+    let db = fs::read_to_string(root.join("services/user/src/db.rs")).unwrap();
+    assert!(db.contains("SqlitePool"));
+    let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
+    assert!(!compose.contains("postgres:16"));
+}
+
+#[test]
+fn check_catches_drift_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    let before = tree(&root);
+    let out = msgen(&root, &["generate", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("compose.yaml") && err.contains("gateway/src/routes.rs"), "{err}");
+    assert_eq!(before, tree(&root));
+
+    // A deleted generated file is drift too.
+    assert_ok(&msgen(&root, &["generate"]));
+    fs::remove_file(root.join("gateway/Dockerfile")).unwrap();
+    let out = msgen(&root, &["generate", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gateway/Dockerfile"));
+}
+
+#[test]
+fn dry_run_prints_a_diff_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    let before = tree(&root);
+    let out = msgen(&root, &["generate", "--dry-run"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("--- a/compose.yaml") && text.contains("+++ b/compose.yaml"), "{text}");
+    assert!(text.contains("-      BLOG_SERVICE_URL: http://blog-service:3003"), "{text}");
+    assert!(text.contains("+      BLOG_SERVICE_URL: http://blog-service:3013"), "{text}");
+    assert_eq!(before, tree(&root));
+
+    let fresh = tempfile::tempdir().unwrap();
+    let out = msgen(fresh.path(), &["new", "x", "--yes", "--dry-run"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("+++ b/Cargo.toml"));
+    assert!(!fresh.path().join("x").exists());
+}
+
+#[test]
+fn global_dir_flag_works_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    assert_ok(&msgen(&root, &["validate"]));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    let out = msgen(&root, &["graph"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("blog -. REST .-> user"), "{}", stdout(&out));
+    let out = msgen(&root, &["graph", "--format", "dot"]);
+    assert!(stdout(&out).starts_with("digraph"));
+    let out = msgen(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("services.toml not found"));
+}
+
+#[test]
+fn an_edited_file_is_merged_with_the_new_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    // A hand edit at the top of the gateway's routing table...
+    let routes = root.join("gateway/src/routes.rs");
+    let text = fs::read_to_string(&routes).unwrap();
+    fs::write(&routes, format!("// Reviewed by the platform team.\n{text}")).unwrap();
+    // ...and a change in services.toml that rewrites another part of it.
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("merge"), "{}", stdout(&out));
+    let merged = fs::read_to_string(&routes).unwrap();
+    assert!(merged.starts_with("// Reviewed by the platform team.\n"));
+    assert!(merged.contains("http://blog-service:3013"));
+    // Untouched files were simply updated; a second run is a no-op.
+    assert!(fs::read_to_string(root.join("compose.yaml")).unwrap().contains("3013"));
+    assert!(stdout(&msgen(&root, &["generate"])).contains("up to date"));
+}
+
+#[test]
+fn colliding_edits_are_reported_as_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let routes = root.join("gateway/src/routes.rs");
+    let text = fs::read_to_string(&routes).unwrap();
+    fs::write(&routes, text.replace("http://blog-service:3003", "http://blog.internal:3003")).unwrap();
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("gateway/src/routes.rs: 1 conflicting hunk"), "{err}");
+    let marked = fs::read_to_string(&routes).unwrap();
+    assert!(marked.contains("<<<<<<<") && marked.contains("blog.internal") && marked.contains("3013"));
+}
+
+#[test]
+fn a_file_msgen_did_not_write_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    fs::remove_dir_all(root.join(".msgen")).unwrap();
+    fs::write(root.join("compose.yaml"), "# mine\n").unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("compose.yaml: exists but was not generated by msgen"));
+    assert_eq!(fs::read_to_string(root.join("compose.yaml")).unwrap(), "# mine\n");
+}
+
+#[test]
+fn add_and_remove_service_keep_comments_and_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let handler = root.join("services/blog/src/handlers/post.rs");
+    let edited = fs::read_to_string(&handler).unwrap() + "\n// custom logic\n";
+    fs::write(&handler, &edited).unwrap();
+
+    let out = msgen(&root, &["add-service", "billing", "--resource", "invoice", "--depends-on", "user"]);
+    assert_ok(&out);
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(toml.contains("# Creating a post checks its author"), "comments lost:\n{toml}");
+    assert!(toml.contains("name = \"billing\"") && toml.contains("port = 3004"), "{toml}");
+    assert!(root.join("services/billing/src/handlers/invoice.rs").is_file());
+    let members = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(members.contains("\"services/billing\""));
+    assert!(fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap().contains("/api/v1/invoices"));
+    assert_eq!(fs::read_to_string(&handler).unwrap(), edited);
+    assert!(stdout(&msgen(&root, &["add-service", "billing"])).is_empty());
+
+    // Removing it deletes its untouched files but keeps an edited one.
+    let kept = root.join("services/billing/src/handlers/invoice.rs");
+    fs::write(&kept, fs::read_to_string(&kept).unwrap() + "// mine\n").unwrap();
+    let out = msgen(&root, &["remove-service", "billing"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("services/billing/src/handlers/invoice.rs"), "{}", stdout(&out));
+    assert!(kept.is_file());
+    assert!(!root.join("services/billing/Cargo.toml").exists());
+    assert!(!fs::read_to_string(root.join("Cargo.toml")).unwrap().contains("billing"));
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(!toml.contains("billing") && toml.contains("# Creating a post checks its author"));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+}
+
+#[test]
+fn add_service_auth_uses_the_auth_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "mixed", Some(&example("mixed")));
+    assert_ok(&msgen(&root, &["add-service", "auth", "--dry-run"]));
+    assert!(!root.join("services/auth").exists());
+    assert_ok(&msgen(&root, &["add-service", "auth"]));
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(toml.contains("template = \"auth\""), "{toml}");
+    assert!(root.join("services/auth/src/handlers/auth.rs").is_file());
+    let out = msgen(&root, &["remove-service", "catalog"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cart, pricing depend(s) on it"), "{}", stderr(&out));
+}
+
+#[test]
+fn symlinks_cannot_lead_writes_outside_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    fs::remove_dir_all(root.join("gateway")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("gateway")).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+}

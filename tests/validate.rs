@@ -1,0 +1,212 @@
+//! Every mistake of SPEC §2 is caught before anything is written, with file, line,
+//! column, key, value and what is accepted, and a non-zero exit status.
+
+mod common;
+
+use common::{assert_ok, msgen, stderr};
+use std::path::Path;
+
+const GOOD: &str = r#"[project]
+name = "shop"
+
+[[services]]
+name = "user"
+port = 3002
+
+  [[services.resources]]
+  name = "user"
+  fields = { email = "email" }
+"#;
+
+/// Writes `text` as services.toml in a fresh directory and runs `msgen validate`.
+fn validate(text: &[u8]) -> (i32, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("services.toml"), text).unwrap();
+    let out = msgen(dir.path(), &["validate"]);
+    (out.status.code().unwrap_or(-1), stderr(&out), dir)
+}
+
+#[track_caller]
+fn fails_with(text: &str, expected: &[&str]) {
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 1, "expected a failed check, stderr:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for e in expected {
+        assert!(err.contains(e), "missing {e:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_good_file_validates() {
+    let (code, err, _dir) = validate(GOOD.as_bytes());
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn toml_syntax_errors_have_a_location() {
+    fails_with(
+        "[project]\nname = \"shop\"\n[[services]\n",
+        &["services.toml:3:", "error:"],
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_a_suggestion() {
+    let text = GOOD.replace("port = 3002", "port = 3002\ndatabse = \"postgres\"");
+    fails_with(&text, &["services.toml:7:1", "databse", "did you mean `database`?"]);
+}
+
+#[test]
+fn duplicate_service_names() {
+    let text = format!("{GOOD}\n[[services]]\nname = \"user\"\nport = 3009\n");
+    fails_with(&text, &["services.toml:13:8", "duplicate service name \"user\"", "line 5"]);
+}
+
+#[test]
+fn colliding_ports_name_the_owner_and_the_next_free_port() {
+    let text = format!("{GOOD}\n[[services]]\nname = \"blog\"\nport = 3002\n");
+    fails_with(
+        &text,
+        &["services.toml:14:8", "services[1].port", "already used by service `user`", "next free port is 3001"],
+    );
+    let text = GOOD.replace("port = 3002", "port = 8080");
+    fails_with(&text, &["services[0].port", "already used by the gateway"]);
+}
+
+#[test]
+fn ports_out_of_range() {
+    for bad in ["0", "80", "70000", "-1"] {
+        let text = GOOD.replace("port = 3002", &format!("port = {bad}"));
+        fails_with(&text, &["services.toml:6:8", "services[0].port", "out of range", "1024..=65535"]);
+    }
+}
+
+#[test]
+fn names_that_are_not_identifiers_or_escape_the_project() {
+    for bad in ["../evil", "a/b", "User", "9lives", "a--b", "x y", "", "gateway", "self"] {
+        let text = GOOD.replace("name = \"user\"\nport", &format!("name = {bad:?}\nport"));
+        fails_with(&text, &["services.toml:5:8", "services[0].name"]);
+    }
+    fails_with(&GOOD.replace("name = \"shop\"", "name = \"../../etc\""), &["project.name", "lower-case"]);
+}
+
+#[test]
+fn unknown_database_kinds_and_field_types_list_what_is_accepted() {
+    let text = GOOD.replace("port = 3002", "port = 3002\ndatabase = \"mysql\"");
+    fails_with(&text, &["services.toml:7:12", "unknown database kind \"mysql\"", "postgres, sqlite, none"]);
+    let text = GOOD.replace("database = \"mysql\"", "").replace("\"email\" }", "\"strng\" }");
+    fails_with(&text, &["fields.email", "unknown field type \"strng\"", "did you mean `string`?"]);
+}
+
+#[test]
+fn dependencies_on_missing_services() {
+    let text = GOOD.replace("port = 3002", "port = 3002\ndepends_on = [\"usr\", \"billing\"]");
+    fails_with(
+        &text,
+        &["depends on \"usr\"", "did you mean `user`?", "depends on \"billing\"", "services.toml:7:15"],
+    );
+}
+
+#[test]
+fn references_need_a_dependency() {
+    let text = format!(
+        "{GOOD}\n[[services]]\nname = \"blog\"\n  [[services.resources]]\n  name = \"post\"\n  fields = {{ author_id = \"ref:user\" }}\n"
+    );
+    fails_with(&text, &["does not depend on", "add depends_on = [\"user\"]"]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"[project]
+name = "Bad Name"
+
+[gateway]
+port = 99999
+
+[[services]]
+name = "a"
+port = 3001
+database = "oracle"
+depends_on = ["ghost"]
+
+[[services]]
+name = "a"
+port = 3001
+"#;
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 1);
+    for e in ["project.name", "gateway.port", "oracle", "ghost", "duplicate service name", "already used"] {
+        assert!(err.contains(e), "missing {e:?} in:\n{err}");
+    }
+    assert!(err.contains("problems found"), "{err}");
+}
+
+#[test]
+fn non_utf8_input_is_an_error_not_a_panic() {
+    let mut bytes = b"[project]\nname = \"sh".to_vec();
+    bytes.extend([0xff, 0xfe]);
+    bytes.extend(b"op\"\n");
+    let (code, err, _dir) = validate(&bytes);
+    assert_eq!(code, 1);
+    assert!(err.contains("services.toml:2:11") && err.contains("not valid UTF-8"), "{err}");
+}
+
+#[test]
+fn hostile_inputs_never_panic() {
+    let inputs: &[&[u8]] = &[
+        b"",
+        b"\0\0\0",
+        b"[project]",
+        b"project = 1",
+        b"[project]\nname = 1",
+        b"[[services]]\nname = \"x\"",
+        b"[project]\nname = \"p\"\n[[services]]\nname = \"a\"\nport = 9223372036854775807",
+        b"[project]\nname = \"p\"\n[[services]]\nname = \"a\"\n[[services.resources]]\nname = \"r\"\nfields = { \"\" = \"string\" }",
+        b"[project]\nname = \"p\"\n[[services]]\nname = \"a\"\n[[services.resources]]\nname = \"r\"\nfields = { x = \"ref:\" }",
+        "[project]\nname = \"p\u{202e}\"".as_bytes(),
+    ];
+    for input in inputs {
+        let (code, err, _dir) = validate(input);
+        assert_eq!(code, 1, "{input:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+}
+
+#[test]
+fn nothing_is_written_when_the_input_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, GOOD.replace("3002", "80")).unwrap();
+    let out = msgen(dir.path(), &["new", "shop", "--config", "bad.toml", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.toml:6:8"), "{}", stderr(&out));
+    assert!(!dir.path().join("shop").exists());
+
+    // generate on a project whose services.toml went bad leaves the tree alone.
+    let out = msgen(dir.path(), &["new", "ok", "--config", "../ok.toml"]);
+    assert_ne!(out.status.code(), Some(0));
+    std::fs::write(dir.path().join("good.toml"), GOOD).unwrap();
+    assert_ok(&msgen(dir.path(), &["new", "shop", "--config", "good.toml", "--yes"]));
+    let root = dir.path().join("shop");
+    let before = common::tree(&root);
+    std::fs::write(root.join("services.toml"), GOOD.replace("email\" }", "nope\" }")).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut after = common::tree(&root);
+    after.retain(|(p, _)| p != "services.toml");
+    let mut before = before;
+    before.retain(|(p, _)| p != "services.toml");
+    assert_eq!(before, after);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = msgen(dir.path(), &["generate", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = msgen(Path::new("/definitely/not/here"), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = msgen(dir.path(), &["new", "Bad_Name", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
