@@ -804,7 +804,6 @@ impl Validator<'_> {
 
     /// Checks across services: dependencies, references, routes, cycles.
     fn cross_checks(&mut self, services: &[Service], spans: &BTreeMap<String, Spanned<String>>) {
-        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         let at = |n: &str| spans.get(n).cloned();
 
         for s in services {

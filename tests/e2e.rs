@@ -1,0 +1,269 @@
+//! End to end: render the built-in example, build it, start its services and
+//! gateway on free loopback ports against the machine's PostgreSQL (then again with
+//! SQLite), and walk the article's flows through the gateway only.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::{assert_ok, cargo, generated_target_dir, msgen, require_postgres, CARGO_LOCK};
+
+const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
+const SERVICES: [&str; 3] = ["auth", "user", "blog"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Renders and builds the built-in example; returns the directory holding its binaries.
+fn build(dir: &Path, database: &str) -> PathBuf {
+    assert_ok(&msgen(dir, &["new", "blogsys", "--yes", "--database", database]));
+    let root = dir.join("blogsys");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root, &["build", "--bins"]);
+    // Copied out, so other builds in the shared target directory cannot replace them.
+    for name in ["gateway", "auth-service", "user-service", "blog-service"] {
+        std::fs::copy(generated_target_dir().join("debug").join(name), bin.join(name)).unwrap();
+    }
+    bin
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    fn start(bin: &Path, name: &str, env: &[(String, String)]) -> Self {
+        let child = Command::new(bin.join(name))
+            .envs(env.iter().cloned())
+            .env("HOST", "127.0.0.1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    /// SIGTERM, then the exit status must be success within 10 seconds.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status} after SIGTERM", self.name);
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP call; returns the status and the JSON body (Null when there is none).
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(20));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let result = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn wait_healthy(url: &str, proc: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = ureq::get(&format!("{url}/health")).timeout(Duration::from_secs(2)).call() {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            panic!("{} exited early with {status}", proc.name);
+        }
+        assert!(Instant::now() < deadline, "{} never became healthy", proc.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_system(database: &str) {
+    if database == "postgres" {
+        require_postgres();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build(dir.path(), database);
+    let run_id = format!("{}_{}", std::process::id(), free_port());
+    let ports: Vec<(&str, u16)> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+    let url_of = |s: &str| {
+        let port = ports.iter().find(|(n, _)| *n == s).unwrap().1;
+        format!("http://127.0.0.1:{port}")
+    };
+
+    let service_env = |s: &str, port: u16| -> Vec<(String, String)> {
+        let database_url = match database {
+            "postgres" => format!("postgres://postgres@127.0.0.1:5432/e2e_{run_id}_{s}"),
+            _ => format!("sqlite://{}/data/{s}.db", dir.path().display()),
+        };
+        let mut env = vec![
+            ("PORT".to_string(), port.to_string()),
+            ("DATABASE_URL".to_string(), database_url),
+        ];
+        match s {
+            "auth" => env.push(("JWT_SECRET".into(), JWT_SECRET.into())),
+            "blog" => env.push(("USER_SERVICE_URL".into(), url_of("user"))),
+            _ => {}
+        }
+        env
+    };
+
+    let mut procs = Vec::new();
+    for (s, port) in &ports {
+        let mut p = Proc::start(&bin, &format!("{s}-service"), &service_env(s, *port));
+        wait_healthy(&url_of(s), &mut p);
+        procs.push(p);
+    }
+    let gw_port = free_port();
+    let mut gw_env = vec![
+        ("PORT".to_string(), gw_port.to_string()),
+        ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ("UPSTREAM_TIMEOUT_SECS".to_string(), "10".to_string()),
+    ];
+    for s in SERVICES {
+        gw_env.push((format!("{}_SERVICE_URL", s.to_uppercase()), url_of(s)));
+    }
+    let mut gateway = Proc::start(&bin, "gateway", &gw_env);
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    wait_healthy(&gw, &mut gateway);
+
+    // Health of the gateway and, through it, of each service.
+    assert_eq!(call("GET", &format!("{gw}/health"), None, None), (200, json!({"status": "ok"})));
+    for s in SERVICES {
+        let (status, body) = call("GET", &format!("{gw}/health/{s}"), None, None);
+        assert_eq!((status, body), (200, json!({"status": "ok"})), "{s}");
+        let (status, body) = call("GET", &format!("{}/health/ready", url_of(s)), None, None);
+        assert_eq!(status, 200, "{s}: {body}");
+    }
+
+    // register → login → token
+    let creds = json!({"email": "ada@example.com", "password": "correct horse battery"});
+    let (status, body) = call("POST", &format!("{gw}/api/v1/auth/register"), None, Some(creds.clone()));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["success"], json!(true));
+    let (status, body) = call("POST", &format!("{gw}/api/v1/auth/login"), None, Some(creds));
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().expect("a token").to_string();
+    let t = Some(token.as_str());
+
+    // 401 without the token, in the envelope.
+    let (status, body) = call("GET", &format!("{gw}/api/v1/users"), None, None);
+    assert_eq!(status, 401);
+    assert_eq!(body["success"], json!(false));
+    let (status, _) = call("GET", &format!("{gw}/api/v1/users"), Some("forged.token.here"), None);
+    assert_eq!(status, 401);
+
+    // Users: create, read, update, list.
+    let user = json!({"email": "ada@example.com", "display_name": "Ada", "age": 36});
+    let (status, body) = call("POST", &format!("{gw}/api/v1/users"), t, Some(user));
+    assert_eq!(status, 201, "{body}");
+    let user_id = body["data"]["id"].as_i64().unwrap();
+    let (status, body) = call("GET", &format!("{gw}/api/v1/users/{user_id}"), t, None);
+    assert_eq!((status, &body["data"]["display_name"]), (200, &json!("Ada")), "{body}");
+    let update = json!({"email": "ada@example.com", "display_name": "Ada Lovelace", "age": null});
+    let (status, body) = call("PUT", &format!("{gw}/api/v1/users/{user_id}"), t, Some(update));
+    assert_eq!((status, &body["data"]["display_name"]), (200, &json!("Ada Lovelace")), "{body}");
+    let (status, body) = call("GET", &format!("{gw}/api/v1/users?page=1&per_page=10"), t, None);
+    assert_eq!((status, &body["data"]["total"]), (200, &json!(1)), "{body}");
+    let bad = json!({"email": "nope", "display_name": " "});
+    let (status, body) = call("POST", &format!("{gw}/api/v1/users"), t, Some(bad));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"].as_array().map(Vec::len), Some(2), "{body}");
+
+    // A blog post whose author is checked through the user service.
+    let post = json!({"title": "Hello", "body": "First post", "author_id": user_id, "published": true});
+    let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post.clone()));
+    assert_eq!(status, 201, "{body}");
+    let post_id = body["data"]["id"].as_i64().unwrap();
+    let orphan = json!({"title": "Orphan", "body": "", "author_id": 999_999, "published": false});
+    let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(orphan));
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("user 999999 does not exist"), "{body}");
+    let mut edited = post.clone();
+    edited["title"] = json!("Hello, world");
+    let (status, body) = call("PUT", &format!("{gw}/api/v1/posts/{post_id}"), t, Some(edited));
+    assert_eq!((status, &body["data"]["title"]), (200, &json!("Hello, world")), "{body}");
+    let (status, body) = call("GET", &format!("{gw}/api/v1/posts"), t, None);
+    assert_eq!((status, &body["data"]["items"][0]["id"]), (200, &json!(post_id)), "{body}");
+    let (status, _) = call("DELETE", &format!("{gw}/api/v1/posts/{post_id}"), t, None);
+    assert_eq!(status, 200);
+    let (status, body) = call("GET", &format!("{gw}/api/v1/posts/{post_id}"), t, None);
+    assert_eq!((status, &body["success"]), (404, &json!(false)));
+
+    // Stop the user service: the gateway answers 502 in the envelope, and the blog
+    // service maps its failed call into the envelope too.
+    let user_index = SERVICES.iter().position(|s| *s == "user").unwrap();
+    let user_proc = procs.remove(user_index);
+    user_proc.terminate();
+    let (status, body) = call("GET", &format!("{gw}/api/v1/users/{user_id}"), t, None);
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["success"], json!(false));
+    let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post.clone()));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["success"], json!(false));
+
+    // Start it again: served again, without restarting the gateway.
+    let port = ports[user_index].1;
+    let mut again = Proc::start(&bin, "user-service", &service_env("user", port));
+    wait_healthy(&url_of("user"), &mut again);
+    let (status, body) = call("GET", &format!("{gw}/api/v1/users/{user_id}"), t, None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post));
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = call("DELETE", &format!("{gw}/api/v1/users/{user_id}"), t, None);
+    assert_eq!(status, 200);
+    procs.push(again);
+
+    // SIGTERM: every binary exits cleanly.
+    gateway.terminate();
+    for p in procs {
+        p.terminate();
+    }
+}
+
+#[test]
+fn the_article_system_runs_on_postgres() {
+    run_system("postgres");
+}
+
+#[test]
+fn the_article_system_runs_on_sqlite() {
+    run_system("sqlite");
+}
