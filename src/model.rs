@@ -585,11 +585,20 @@ impl Validator<'_> {
         // Dependencies are checked against every declared name, even of services
         // that failed validation, so that one bad service hides no other problem.
         let declared: Vec<&str> = seen_names.keys().map(String::as_str).collect();
-        let deps: Vec<_> = self.dep_spans.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let deps: Vec<_> = self
+            .dep_spans
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for ((svc, dep), span) in deps {
             let key = format!("{svc}.depends_on");
             if dep == svc {
-                self.err(&span, &key, "a service cannot depend on itself".into(), None);
+                self.err(
+                    &span,
+                    &key,
+                    "a service cannot depend on itself".into(),
+                    None,
+                );
             } else if !declared.contains(&dep.as_str()) {
                 let help = did_you_mean(&dep, &declared).map(|c| format!("did you mean `{c}`?"));
                 let msg = format!(

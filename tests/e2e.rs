@@ -17,12 +17,19 @@ const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
 const SERVICES: [&str; 3] = ["auth", "user", "blog"];
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Renders and builds the built-in example; returns the directory holding its binaries.
 fn build(dir: &Path, database: &str) -> PathBuf {
-    assert_ok(&msgen(dir, &["new", "blogsys", "--yes", "--database", database]));
+    assert_ok(&msgen(
+        dir,
+        &["new", "blogsys", "--yes", "--database", database],
+    ));
     let root = dir.join("blogsys");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -30,7 +37,11 @@ fn build(dir: &Path, database: &str) -> PathBuf {
     cargo(&root, &["build", "--bins"]);
     // Copied out, so other builds in the shared target directory cannot replace them.
     for name in ["gateway", "auth-service", "user-service", "blog-service"] {
-        std::fs::copy(generated_target_dir().join("debug").join(name), bin.join(name)).unwrap();
+        std::fs::copy(
+            generated_target_dir().join("debug").join(name),
+            bin.join(name),
+        )
+        .unwrap();
     }
     bin
 }
@@ -59,11 +70,19 @@ impl Proc {
     /// SIGTERM, then the exit status must be success within 10 seconds.
     fn terminate(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{} exited with {status} after SIGTERM", self.name);
+                assert!(
+                    status.success(),
+                    "{} exited with {status} after SIGTERM",
+                    self.name
+                );
                 return;
             }
             assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.name);
@@ -102,7 +121,10 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u
 fn wait_healthy(url: &str, proc: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = ureq::get(&format!("{url}/health")).timeout(Duration::from_secs(2)).call() {
+        if let Ok(r) = ureq::get(&format!("{url}/health"))
+            .timeout(Duration::from_secs(2))
+            .call()
+        {
             if r.status() == 200 {
                 return;
             }
@@ -110,7 +132,11 @@ fn wait_healthy(url: &str, proc: &mut Proc) {
         if let Some(status) = proc.child.try_wait().unwrap() {
             panic!("{} exited early with {status}", proc.name);
         }
-        assert!(Instant::now() < deadline, "{} never became healthy", proc.name);
+        assert!(
+            Instant::now() < deadline,
+            "{} never became healthy",
+            proc.name
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -165,7 +191,10 @@ fn run_system(database: &str) {
     wait_healthy(&gw, &mut gateway);
 
     // Health of the gateway and, through it, of each service.
-    assert_eq!(call("GET", &format!("{gw}/health"), None, None), (200, json!({"status": "ok"})));
+    assert_eq!(
+        call("GET", &format!("{gw}/health"), None, None),
+        (200, json!({"status": "ok"}))
+    );
     for s in SERVICES {
         let (status, body) = call("GET", &format!("{gw}/health/{s}"), None, None);
         assert_eq!((status, body), (200, json!({"status": "ok"})), "{s}");
@@ -175,10 +204,20 @@ fn run_system(database: &str) {
 
     // register → login → token
     let creds = json!({"email": "ada@example.com", "password": "correct horse battery"});
-    let (status, body) = call("POST", &format!("{gw}/api/v1/auth/register"), None, Some(creds.clone()));
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/register"),
+        None,
+        Some(creds.clone()),
+    );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["success"], json!(true));
-    let (status, body) = call("POST", &format!("{gw}/api/v1/auth/login"), None, Some(creds));
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/login"),
+        None,
+        Some(creds),
+    );
     assert_eq!(status, 200, "{body}");
     let token = body["data"]["token"].as_str().expect("a token").to_string();
     let t = Some(token.as_str());
@@ -187,7 +226,12 @@ fn run_system(database: &str) {
     let (status, body) = call("GET", &format!("{gw}/api/v1/users"), None, None);
     assert_eq!(status, 401);
     assert_eq!(body["success"], json!(false));
-    let (status, _) = call("GET", &format!("{gw}/api/v1/users"), Some("forged.token.here"), None);
+    let (status, _) = call(
+        "GET",
+        &format!("{gw}/api/v1/users"),
+        Some("forged.token.here"),
+        None,
+    );
     assert_eq!(status, 401);
 
     // Users: create, read, update, list.
@@ -196,11 +240,29 @@ fn run_system(database: &str) {
     assert_eq!(status, 201, "{body}");
     let user_id = body["data"]["id"].as_i64().unwrap();
     let (status, body) = call("GET", &format!("{gw}/api/v1/users/{user_id}"), t, None);
-    assert_eq!((status, &body["data"]["display_name"]), (200, &json!("Ada")), "{body}");
+    assert_eq!(
+        (status, &body["data"]["display_name"]),
+        (200, &json!("Ada")),
+        "{body}"
+    );
     let update = json!({"email": "ada@example.com", "display_name": "Ada Lovelace", "age": null});
-    let (status, body) = call("PUT", &format!("{gw}/api/v1/users/{user_id}"), t, Some(update));
-    assert_eq!((status, &body["data"]["display_name"]), (200, &json!("Ada Lovelace")), "{body}");
-    let (status, body) = call("GET", &format!("{gw}/api/v1/users?page=1&per_page=10"), t, None);
+    let (status, body) = call(
+        "PUT",
+        &format!("{gw}/api/v1/users/{user_id}"),
+        t,
+        Some(update),
+    );
+    assert_eq!(
+        (status, &body["data"]["display_name"]),
+        (200, &json!("Ada Lovelace")),
+        "{body}"
+    );
+    let (status, body) = call(
+        "GET",
+        &format!("{gw}/api/v1/users?page=1&per_page=10"),
+        t,
+        None,
+    );
     assert_eq!((status, &body["data"]["total"]), (200, &json!(1)), "{body}");
     let bad = json!({"email": "nope", "display_name": " "});
     let (status, body) = call("POST", &format!("{gw}/api/v1/users"), t, Some(bad));
@@ -208,20 +270,40 @@ fn run_system(database: &str) {
     assert_eq!(body["details"].as_array().map(Vec::len), Some(2), "{body}");
 
     // A blog post whose author is checked through the user service.
-    let post = json!({"title": "Hello", "body": "First post", "author_id": user_id, "published": true});
+    let post =
+        json!({"title": "Hello", "body": "First post", "author_id": user_id, "published": true});
     let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post.clone()));
     assert_eq!(status, 201, "{body}");
     let post_id = body["data"]["id"].as_i64().unwrap();
     let orphan = json!({"title": "Orphan", "body": "", "author_id": 999_999, "published": false});
     let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(orphan));
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("user 999999 does not exist"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("user 999999 does not exist"),
+        "{body}"
+    );
     let mut edited = post.clone();
     edited["title"] = json!("Hello, world");
-    let (status, body) = call("PUT", &format!("{gw}/api/v1/posts/{post_id}"), t, Some(edited));
-    assert_eq!((status, &body["data"]["title"]), (200, &json!("Hello, world")), "{body}");
+    let (status, body) = call(
+        "PUT",
+        &format!("{gw}/api/v1/posts/{post_id}"),
+        t,
+        Some(edited),
+    );
+    assert_eq!(
+        (status, &body["data"]["title"]),
+        (200, &json!("Hello, world")),
+        "{body}"
+    );
     let (status, body) = call("GET", &format!("{gw}/api/v1/posts"), t, None);
-    assert_eq!((status, &body["data"]["items"][0]["id"]), (200, &json!(post_id)), "{body}");
+    assert_eq!(
+        (status, &body["data"]["items"][0]["id"]),
+        (200, &json!(post_id)),
+        "{body}"
+    );
     let (status, _) = call("DELETE", &format!("{gw}/api/v1/posts/{post_id}"), t, None);
     assert_eq!(status, 200);
     let (status, body) = call("GET", &format!("{gw}/api/v1/posts/{post_id}"), t, None);

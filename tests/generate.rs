@@ -42,11 +42,22 @@ fn new_renders_the_article_system() {
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
     assert!(toml.contains("name = \"blogsys\""));
     let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
-    for s in ["auth-db:", "user-db:", "blog-db:", "auth-service:", "\"${GATEWAY_PORT:-8080}:8080\""] {
+    for s in [
+        "auth-db:",
+        "user-db:",
+        "blog-db:",
+        "auth-service:",
+        "\"${GATEWAY_PORT:-8080}:8080\"",
+    ] {
         assert!(compose.contains(s), "{s} not in compose.yaml");
     }
     let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
-    for s in ["http://auth-service:3001", "http://user-service:3002", "http://blog-service:3003", "/api/v1/posts"] {
+    for s in [
+        "http://auth-service:3001",
+        "http://user-service:3002",
+        "http://blog-service:3003",
+        "/api/v1/posts",
+    ] {
         assert!(routes.contains(s), "{s} not in routes.rs");
     }
     let readme = fs::read_to_string(root.join("README.md")).unwrap();
@@ -72,7 +83,10 @@ fn output_is_deterministic_and_a_second_run_changes_nothing() {
 #[test]
 fn database_flag_sets_the_default_kind() {
     let dir = tempfile::tempdir().unwrap();
-    assert_ok(&msgen(dir.path(), &["new", "lite", "--yes", "--database", "sqlite"]));
+    assert_ok(&msgen(
+        dir.path(),
+        &["new", "lite", "--yes", "--database", "sqlite"],
+    ));
     let root = dir.path().join("lite");
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
     assert!(toml.contains("database = \"sqlite\""), "{toml}");
@@ -89,12 +103,19 @@ fn check_catches_drift_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = new_project(dir.path(), "blogsys", None);
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    fs::write(
+        root.join("services.toml"),
+        toml.replace("port = 3003", "port = 3013"),
+    )
+    .unwrap();
     let before = tree(&root);
     let out = msgen(&root, &["generate", "--check"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("compose.yaml") && err.contains("gateway/src/routes.rs"), "{err}");
+    assert!(
+        err.contains("compose.yaml") && err.contains("gateway/src/routes.rs"),
+        "{err}"
+    );
     assert_eq!(before, tree(&root));
 
     // A deleted generated file is drift too.
@@ -110,14 +131,27 @@ fn dry_run_prints_a_diff_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = new_project(dir.path(), "blogsys", None);
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    fs::write(
+        root.join("services.toml"),
+        toml.replace("port = 3003", "port = 3013"),
+    )
+    .unwrap();
     let before = tree(&root);
     let out = msgen(&root, &["generate", "--dry-run"]);
     assert_ok(&out);
     let text = stdout(&out);
-    assert!(text.contains("--- a/compose.yaml") && text.contains("+++ b/compose.yaml"), "{text}");
-    assert!(text.contains("-      BLOG_SERVICE_URL: http://blog-service:3003"), "{text}");
-    assert!(text.contains("+      BLOG_SERVICE_URL: http://blog-service:3013"), "{text}");
+    assert!(
+        text.contains("--- a/compose.yaml") && text.contains("+++ b/compose.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-      BLOG_SERVICE_URL: http://blog-service:3003"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+      BLOG_SERVICE_URL: http://blog-service:3013"),
+        "{text}"
+    );
     assert_eq!(before, tree(&root));
 
     let fresh = tempfile::tempdir().unwrap();
@@ -135,7 +169,11 @@ fn global_dir_flag_works_for_every_command() {
     assert_ok(&msgen(&root, &["generate", "--check"]));
     let out = msgen(&root, &["graph"]);
     assert_ok(&out);
-    assert!(stdout(&out).contains("blog -. REST .-> user"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("blog -. REST .-> user"),
+        "{}",
+        stdout(&out)
+    );
     let out = msgen(&root, &["graph", "--format", "dot"]);
     assert!(stdout(&out).starts_with("digraph"));
     let out = msgen(dir.path(), &["validate"]);
@@ -150,10 +188,18 @@ fn an_edited_file_is_merged_with_the_new_render() {
     // A hand edit at the top of the gateway's routing table...
     let routes = root.join("gateway/src/routes.rs");
     let text = fs::read_to_string(&routes).unwrap();
-    fs::write(&routes, format!("// Reviewed by the platform team.\n{text}")).unwrap();
+    fs::write(
+        &routes,
+        format!("// Reviewed by the platform team.\n{text}"),
+    )
+    .unwrap();
     // ...and a change in services.toml that rewrites another part of it.
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    fs::write(
+        root.join("services.toml"),
+        toml.replace("port = 3003", "port = 3013"),
+    )
+    .unwrap();
     let out = msgen(&root, &["generate"]);
     assert_ok(&out);
     assert!(stdout(&out).contains("merge"), "{}", stdout(&out));
@@ -161,7 +207,9 @@ fn an_edited_file_is_merged_with_the_new_render() {
     assert!(merged.starts_with("// Reviewed by the platform team.\n"));
     assert!(merged.contains("http://blog-service:3013"));
     // Untouched files were simply updated; a second run is a no-op.
-    assert!(fs::read_to_string(root.join("compose.yaml")).unwrap().contains("3013"));
+    assert!(fs::read_to_string(root.join("compose.yaml"))
+        .unwrap()
+        .contains("3013"));
     assert!(stdout(&msgen(&root, &["generate"])).contains("up to date"));
 }
 
@@ -171,15 +219,28 @@ fn colliding_edits_are_reported_as_conflicts() {
     let root = new_project(dir.path(), "blogsys", None);
     let routes = root.join("gateway/src/routes.rs");
     let text = fs::read_to_string(&routes).unwrap();
-    fs::write(&routes, text.replace("http://blog-service:3003", "http://blog.internal:3003")).unwrap();
+    fs::write(
+        &routes,
+        text.replace("http://blog-service:3003", "http://blog.internal:3003"),
+    )
+    .unwrap();
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(root.join("services.toml"), toml.replace("port = 3003", "port = 3013")).unwrap();
+    fs::write(
+        root.join("services.toml"),
+        toml.replace("port = 3003", "port = 3013"),
+    )
+    .unwrap();
     let out = msgen(&root, &["generate"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
-    assert!(err.contains("gateway/src/routes.rs: 1 conflicting hunk"), "{err}");
+    assert!(
+        err.contains("gateway/src/routes.rs: 1 conflicting hunk"),
+        "{err}"
+    );
     let marked = fs::read_to_string(&routes).unwrap();
-    assert!(marked.contains("<<<<<<<") && marked.contains("blog.internal") && marked.contains("3013"));
+    assert!(
+        marked.contains("<<<<<<<") && marked.contains("blog.internal") && marked.contains("3013")
+    );
 }
 
 #[test]
@@ -191,7 +252,10 @@ fn a_file_msgen_did_not_write_is_never_overwritten() {
     let out = msgen(&root, &["generate"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("compose.yaml: exists but was not generated by msgen"));
-    assert_eq!(fs::read_to_string(root.join("compose.yaml")).unwrap(), "# mine\n");
+    assert_eq!(
+        fs::read_to_string(root.join("compose.yaml")).unwrap(),
+        "# mine\n"
+    );
 }
 
 #[test]
@@ -202,15 +266,35 @@ fn add_and_remove_service_keep_comments_and_edits() {
     let edited = fs::read_to_string(&handler).unwrap() + "\n// custom logic\n";
     fs::write(&handler, &edited).unwrap();
 
-    let out = msgen(&root, &["add-service", "billing", "--resource", "invoice", "--depends-on", "user"]);
+    let out = msgen(
+        &root,
+        &[
+            "add-service",
+            "billing",
+            "--resource",
+            "invoice",
+            "--depends-on",
+            "user",
+        ],
+    );
     assert_ok(&out);
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    assert!(toml.contains("# Creating a post checks its author"), "comments lost:\n{toml}");
-    assert!(toml.contains("name = \"billing\"") && toml.contains("port = 3004"), "{toml}");
-    assert!(root.join("services/billing/src/handlers/invoice.rs").is_file());
+    assert!(
+        toml.contains("# Creating a post checks its author"),
+        "comments lost:\n{toml}"
+    );
+    assert!(
+        toml.contains("name = \"billing\"") && toml.contains("port = 3004"),
+        "{toml}"
+    );
+    assert!(root
+        .join("services/billing/src/handlers/invoice.rs")
+        .is_file());
     let members = fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(members.contains("\"services/billing\""));
-    assert!(fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap().contains("/api/v1/invoices"));
+    assert!(fs::read_to_string(root.join("gateway/src/routes.rs"))
+        .unwrap()
+        .contains("/api/v1/invoices"));
     assert_eq!(fs::read_to_string(&handler).unwrap(), edited);
     assert!(stdout(&msgen(&root, &["add-service", "billing"])).is_empty());
 
@@ -219,10 +303,16 @@ fn add_and_remove_service_keep_comments_and_edits() {
     fs::write(&kept, fs::read_to_string(&kept).unwrap() + "// mine\n").unwrap();
     let out = msgen(&root, &["remove-service", "billing"]);
     assert_ok(&out);
-    assert!(stdout(&out).contains("services/billing/src/handlers/invoice.rs"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("services/billing/src/handlers/invoice.rs"),
+        "{}",
+        stdout(&out)
+    );
     assert!(kept.is_file());
     assert!(!root.join("services/billing/Cargo.toml").exists());
-    assert!(!fs::read_to_string(root.join("Cargo.toml")).unwrap().contains("billing"));
+    assert!(!fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .contains("billing"));
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
     assert!(!toml.contains("billing") && toml.contains("# Creating a post checks its author"));
     assert_ok(&msgen(&root, &["generate", "--check"]));
@@ -240,7 +330,11 @@ fn add_service_auth_uses_the_auth_template() {
     assert!(root.join("services/auth/src/handlers/auth.rs").is_file());
     let out = msgen(&root, &["remove-service", "catalog"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cart, pricing depend(s) on it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cart, pricing depend(s) on it"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn rendered_trees() {
             if path.starts_with(".msgen/") {
                 continue;
             }
-            text.push_str(&format!("==> {path} <==\n{}\n", String::from_utf8_lossy(&bytes)));
+            text.push_str(&format!(
+                "==> {path} <==\n{}\n",
+                String::from_utf8_lossy(&bytes)
+            ));
         }
         insta::assert_snapshot!(name.as_str(), text);
     }

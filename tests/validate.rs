@@ -53,13 +53,23 @@ fn toml_syntax_errors_have_a_location() {
 #[test]
 fn unknown_keys_are_named_with_a_suggestion() {
     let text = GOOD.replace("port = 3002", "port = 3002\ndatabse = \"postgres\"");
-    fails_with(&text, &["services.toml:7:1", "databse", "did you mean `database`?"]);
+    fails_with(
+        &text,
+        &["services.toml:7:1", "databse", "did you mean `database`?"],
+    );
 }
 
 #[test]
 fn duplicate_service_names() {
     let text = format!("{GOOD}\n[[services]]\nname = \"user\"\nport = 3009\n");
-    fails_with(&text, &["services.toml:13:8", "duplicate service name \"user\"", "line 5"]);
+    fails_with(
+        &text,
+        &[
+            "services.toml:13:8",
+            "duplicate service name \"user\"",
+            "line 5",
+        ],
+    );
 }
 
 #[test]
@@ -67,7 +77,12 @@ fn colliding_ports_name_the_owner_and_the_next_free_port() {
     let text = format!("{GOOD}\n[[services]]\nname = \"blog\"\nport = 3002\n");
     fails_with(
         &text,
-        &["services.toml:14:8", "services[1].port", "already used by service `user`", "next free port is 3001"],
+        &[
+            "services.toml:14:8",
+            "services[1].port",
+            "already used by service `user`",
+            "next free port is 3001",
+        ],
     );
     let text = GOOD.replace("port = 3002", "port = 8080");
     fails_with(&text, &["services[0].port", "already used by the gateway"]);
@@ -77,33 +92,70 @@ fn colliding_ports_name_the_owner_and_the_next_free_port() {
 fn ports_out_of_range() {
     for bad in ["0", "80", "70000", "-1"] {
         let text = GOOD.replace("port = 3002", &format!("port = {bad}"));
-        fails_with(&text, &["services.toml:6:8", "services[0].port", "out of range", "1024..=65535"]);
+        fails_with(
+            &text,
+            &[
+                "services.toml:6:8",
+                "services[0].port",
+                "out of range",
+                "1024..=65535",
+            ],
+        );
     }
 }
 
 #[test]
 fn names_that_are_not_identifiers_or_escape_the_project() {
-    for bad in ["../evil", "a/b", "User", "9lives", "a--b", "x y", "", "gateway", "self"] {
+    for bad in [
+        "../evil", "a/b", "User", "9lives", "a--b", "x y", "", "gateway", "self",
+    ] {
         let text = GOOD.replace("name = \"user\"\nport", &format!("name = {bad:?}\nport"));
         fails_with(&text, &["services.toml:5:8", "services[0].name"]);
     }
-    fails_with(&GOOD.replace("name = \"shop\"", "name = \"../../etc\""), &["project.name", "lower-case"]);
+    fails_with(
+        &GOOD.replace("name = \"shop\"", "name = \"../../etc\""),
+        &["project.name", "lower-case"],
+    );
 }
 
 #[test]
 fn unknown_database_kinds_and_field_types_list_what_is_accepted() {
     let text = GOOD.replace("port = 3002", "port = 3002\ndatabase = \"mysql\"");
-    fails_with(&text, &["services.toml:7:12", "unknown database kind \"mysql\"", "postgres, sqlite, none"]);
-    let text = GOOD.replace("database = \"mysql\"", "").replace("\"email\" }", "\"strng\" }");
-    fails_with(&text, &["fields.email", "unknown field type \"strng\"", "did you mean `string`?"]);
+    fails_with(
+        &text,
+        &[
+            "services.toml:7:12",
+            "unknown database kind \"mysql\"",
+            "postgres, sqlite, none",
+        ],
+    );
+    let text = GOOD
+        .replace("database = \"mysql\"", "")
+        .replace("\"email\" }", "\"strng\" }");
+    fails_with(
+        &text,
+        &[
+            "fields.email",
+            "unknown field type \"strng\"",
+            "did you mean `string`?",
+        ],
+    );
 }
 
 #[test]
 fn dependencies_on_missing_services() {
-    let text = GOOD.replace("port = 3002", "port = 3002\ndepends_on = [\"usr\", \"billing\"]");
+    let text = GOOD.replace(
+        "port = 3002",
+        "port = 3002\ndepends_on = [\"usr\", \"billing\"]",
+    );
     fails_with(
         &text,
-        &["depends on \"usr\"", "did you mean `user`?", "depends on \"billing\"", "services.toml:7:15"],
+        &[
+            "depends on \"usr\"",
+            "did you mean `user`?",
+            "depends on \"billing\"",
+            "services.toml:7:15",
+        ],
     );
 }
 
@@ -112,7 +164,10 @@ fn references_need_a_dependency() {
     let text = format!(
         "{GOOD}\n[[services]]\nname = \"blog\"\n  [[services.resources]]\n  name = \"post\"\n  fields = {{ author_id = \"ref:user\" }}\n"
     );
-    fails_with(&text, &["does not depend on", "add depends_on = [\"user\"]"]);
+    fails_with(
+        &text,
+        &["does not depend on", "add depends_on = [\"user\"]"],
+    );
 }
 
 #[test]
@@ -135,7 +190,14 @@ port = 3001
 "#;
     let (code, err, _dir) = validate(text.as_bytes());
     assert_eq!(code, 1);
-    for e in ["project.name", "gateway.port", "oracle", "ghost", "duplicate service name", "already used"] {
+    for e in [
+        "project.name",
+        "gateway.port",
+        "oracle",
+        "ghost",
+        "duplicate service name",
+        "already used",
+    ] {
         assert!(err.contains(e), "missing {e:?} in:\n{err}");
     }
     assert!(err.contains("problems found"), "{err}");
@@ -148,7 +210,10 @@ fn non_utf8_input_is_an_error_not_a_panic() {
     bytes.extend(b"op\"\n");
     let (code, err, _dir) = validate(&bytes);
     assert_eq!(code, 1);
-    assert!(err.contains("services.toml:2:11") && err.contains("not valid UTF-8"), "{err}");
+    assert!(
+        err.contains("services.toml:2:11") && err.contains("not valid UTF-8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -178,7 +243,10 @@ fn nothing_is_written_when_the_input_is_bad() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, GOOD.replace("3002", "80")).unwrap();
-    let out = msgen(dir.path(), &["new", "shop", "--config", "bad.toml", "--yes"]);
+    let out = msgen(
+        dir.path(),
+        &["new", "shop", "--config", "bad.toml", "--yes"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("bad.toml:6:8"), "{}", stderr(&out));
     assert!(!dir.path().join("shop").exists());
@@ -187,10 +255,17 @@ fn nothing_is_written_when_the_input_is_bad() {
     let out = msgen(dir.path(), &["new", "ok", "--config", "../ok.toml"]);
     assert_ne!(out.status.code(), Some(0));
     std::fs::write(dir.path().join("good.toml"), GOOD).unwrap();
-    assert_ok(&msgen(dir.path(), &["new", "shop", "--config", "good.toml", "--yes"]));
+    assert_ok(&msgen(
+        dir.path(),
+        &["new", "shop", "--config", "good.toml", "--yes"],
+    ));
     let root = dir.path().join("shop");
     let before = common::tree(&root);
-    std::fs::write(root.join("services.toml"), GOOD.replace("email\" }", "nope\" }")).unwrap();
+    std::fs::write(
+        root.join("services.toml"),
+        GOOD.replace("email\" }", "nope\" }"),
+    )
+    .unwrap();
     let out = msgen(&root, &["generate"]);
     assert_eq!(out.status.code(), Some(1));
     let mut after = common::tree(&root);

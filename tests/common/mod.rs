@@ -67,7 +67,11 @@ pub fn examples() -> Vec<String> {
 pub fn generated_target_dir() -> PathBuf {
     std::env::var_os("MSGEN_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("generated"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target")
+                .join("generated")
+        })
 }
 
 /// Cargo builds in the shared target directory run one at a time.
@@ -112,7 +116,11 @@ pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
             let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             if rel == "target" || rel == ".git" {
                 continue;
             }
