@@ -11,6 +11,7 @@
 //! | `service-auth/` | per service with template "auth" | `services/<name>/`           |
 //! | `resource/`     | per resource (`__resource__`)    | `services/<name>/`           |
 //! | `client/`       | per dependency (`__dep__`)       | `services/<name>/`           |
+//! | `per-service/`  | per service (`__service__`)      | the project root             |
 //!
 //! A template whose output is blank is skipped: that is how optional files (a
 //! database module for a service without one) disappear. Migrations come from Rust,
@@ -135,6 +136,10 @@ impl Renderer {
                     let rel = rel.replace("__dep__", &dctx.snake);
                     self.emit(&mut plan, name, format!("{dir}/{rel}"), &dc)?;
                 }
+            }
+            for (name, rel) in self.group("per-service") {
+                let rel = rel.replace("__service__", svc.name.as_str());
+                self.emit(&mut plan, name, rel, &ctx)?;
             }
             let existing = existing_migrations
                 .get(svc.name.as_str())
