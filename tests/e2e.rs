@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use common::{assert_ok, cargo, generated_target_dir, msgen, require_postgres, CARGO_LOCK};
 
 const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
-const SERVICES: [&str; 3] = ["auth", "user", "blog"];
+/// The built-in example's services, plus one grown with `msgen add-service`.
+const SERVICES: [&str; 4] = ["auth", "user", "blog", "billing"];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -31,12 +32,22 @@ fn build(dir: &Path, database: &str) -> PathBuf {
         &["new", "blogsys", "--yes", "--database", database],
     ));
     let root = dir.join("blogsys");
+    assert_ok(&msgen(
+        &root,
+        &["add-service", "billing", "--resource", "invoice"],
+    ));
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     cargo(&root, &["build", "--bins"]);
     // Copied out, so other builds in the shared target directory cannot replace them.
-    for name in ["gateway", "auth-service", "user-service", "blog-service"] {
+    for name in [
+        "gateway",
+        "auth-service",
+        "user-service",
+        "blog-service",
+        "billing-service",
+    ] {
         std::fs::copy(
             generated_target_dir().join("debug").join(name),
             bin.join(name),
@@ -332,6 +343,28 @@ fn run_system(database: &str) {
     let (status, _) = call("DELETE", &format!("{gw}/api/v1/users/{user_id}"), t, None);
     assert_eq!(status, 200);
     procs.push(again);
+
+    // The service added with `msgen add-service` is routed and guarded like the others.
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/invoices"),
+        None,
+        Some(json!({"name": "x"})),
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/invoices"),
+        t,
+        Some(json!({"name": "March"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call("GET", &format!("{gw}/api/v1/billing"), t, None);
+    assert_eq!(
+        (status, &body["data"]["service"]),
+        (200, &json!("billing")),
+        "{body}"
+    );
 
     // SIGTERM: every binary exits cleanly.
     gateway.terminate();
