@@ -16,6 +16,8 @@ use anyhow::{bail, Context as _, Result};
 use crate::plan::{Ownership, Plan};
 
 pub const STATE_DIR: &str = ".msgen";
+/// In the name of every temporary file msgen writes before renaming it.
+pub const TMP_MARKER: &str = ".msgen-tmp-";
 const BASE_DIR: &str = ".msgen/base";
 
 /// What happens to one file.
@@ -251,7 +253,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.msgen-tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}{TMP_MARKER}{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(contents)?;
@@ -264,8 +266,36 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Temporary files of a run that was killed before its rename: never a real file.
+fn remove_stale_temp_files(root: &Path) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if dir == root && (name == "target" || name == ".git") {
+                    continue;
+                }
+                stack.push(entry.path());
+            } else if kind.is_file() && name.contains(TMP_MARKER) {
+                fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Carries out an outcome computed by [`diff`] on the same tree.
 pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
+    remove_stale_temp_files(root)?;
     for c in &outcome.changes {
         let target = safe_path(root, &c.path)?;
         match &c.action {

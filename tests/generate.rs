@@ -349,3 +349,88 @@ fn symlinks_cannot_lead_writes_outside_the_project() {
     assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
     assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_killed_render_leaves_whole_files_and_a_rerun_finishes() {
+    use std::collections::BTreeMap;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "platform", Some(&example("platform")));
+    let changed = fs::read_to_string(root.join("services.toml"))
+        .unwrap()
+        .replace("port = 8000", "port = 8100")
+        .replace("timeout_secs = 15", "timeout_secs = 20")
+        .replace("name = \"search\"", "name = \"finder\"");
+    // What a complete run produces, rendered elsewhere.
+    let reference = tempfile::tempdir().unwrap();
+    fs::write(reference.path().join("changed.toml"), &changed).unwrap();
+    let want = new_project(
+        reference.path(),
+        "platform",
+        Some(&reference.path().join("changed.toml")),
+    );
+    let old: BTreeMap<String, Vec<u8>> = tree(&root).into_iter().collect();
+    let new: BTreeMap<String, Vec<u8>> = tree(&want).into_iter().collect();
+    let pristine = dir.path().join("pristine");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&root)
+        .arg(&pristine)
+        .status()
+        .unwrap()
+        .success());
+
+    for delay_ms in [0u64, 5, 20, 50, 100, 150, 200, 300] {
+        fs::remove_dir_all(&root).unwrap();
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&pristine)
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success());
+        fs::write(root.join("services.toml"), &changed).unwrap();
+        let mut child = Command::new(common::msgen_bin())
+            .arg("-C")
+            .arg(&root)
+            .args(["generate", "--quiet"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+
+        for (path, bytes) in tree(&root) {
+            if path.starts_with(".msgen/")
+                || path.contains(".msgen-tmp-")
+                || path == "services.toml"
+            {
+                continue;
+            }
+            let whole = old.get(&path) == Some(&bytes) || new.get(&path) == Some(&bytes);
+            assert!(
+                whole,
+                "after a kill at {delay_ms} ms, {path} is neither old nor new"
+            );
+        }
+        let out = msgen(&root, &["generate"]);
+        assert_ok(&out);
+        let mut got: BTreeMap<String, Vec<u8>> = tree(&root).into_iter().collect();
+        got.retain(|p, _| !p.starts_with(".msgen/"));
+        let mut want = new.clone();
+        want.retain(|p, _| !p.starts_with(".msgen/"));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "after a kill at {delay_ms} ms"
+        );
+        assert!(
+            got == want,
+            "after a kill at {delay_ms} ms the re-run did not finish the job"
+        );
+        assert_ok(&msgen(&root, &["generate", "--check"]));
+    }
+}

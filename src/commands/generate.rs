@@ -108,10 +108,17 @@ pub fn render_into(
                 for c in &outcome.changes {
                     match &c.action {
                         Action::Conflict { marked, .. } => {
-                            let hunks = marked.matches("<<<<<<<").count();
+                            let lines: Vec<String> = marked
+                                .lines()
+                                .enumerate()
+                                .filter(|(_, l)| l.starts_with("<<<<<<<"))
+                                .map(|(i, _)| (i + 1).to_string())
+                                .collect();
                             msg.push_str(&format!(
-                                "\n  {}: {hunks} conflicting hunk(s), marked with <<<<<<< / >>>>>>>",
-                                c.path
+                                "\n  {}: {} conflicting hunk(s) at line(s) {}, marked with <<<<<<< / >>>>>>> (yours first, then the new render)",
+                                c.path,
+                                lines.len(),
+                                lines.join(", ")
                             ));
                         }
                         Action::Foreign => msg.push_str(&format!(
