@@ -23,15 +23,35 @@ pub struct ProjectCtx {
     pub has_clients: bool,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
+    /// Services deployed on their own (not modules of the monolith).
     pub services: Vec<ServiceCtx>,
+    /// Modules of the monolith, rendered into `monolith/src/<module>/`.
+    pub modules: Vec<ServiceCtx>,
+    /// The monolith as one more deployable crate, when `[monolith]` is declared.
+    pub monolith: Option<ServiceCtx>,
+    /// Standalone services, then the monolith: every crate with a binary, container
+    /// and database of its own.
+    pub deployables: Vec<ServiceCtx>,
+    /// What the gateway forwards to.
+    pub upstreams: Vec<UpstreamCtx>,
     /// Gateway routing table, longest prefix first.
     pub routes: Vec<RouteCtx>,
     pub mermaid: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct UpstreamCtx {
+    pub name: String,
+    pub env: String,
+    pub url: String,
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct RouteCtx {
     pub prefix: String,
+    /// Rust expression for the gateway's `rewrite` field: `None` or `Some("/api/v1/x")`.
+    pub rewrite: String,
     pub service: String,
     pub upper: String,
     pub protected: bool,
@@ -62,6 +82,18 @@ pub struct ServiceCtx {
     pub depends_on: Vec<DepCtx>,
     pub resources: Vec<ResourceCtx>,
     pub routes: Vec<String>,
+    /// A module of the monolith: its code lives in `monolith/src/<snake>/`.
+    pub in_monolith: bool,
+    /// Path of the crate root as its code sees it: `crate`, or `crate::<module>`.
+    pub crate_root: String,
+    /// Dependencies reached over HTTP (the others are modules called in process).
+    pub http_deps: Vec<DepCtx>,
+    /// `mod` items of the monolith's `lib.rs`, sorted.
+    pub lib_modules: Vec<String>,
+    /// `mod` items of a module's `mod.rs`, sorted.
+    pub module_mods: Vec<String>,
+    /// What a module re-exports from the monolith's root: `db, state` or `state`.
+    pub module_reexports: String,
     /// Modules of `handlers/`, sorted as rustfmt orders `mod` items.
     pub handler_modules: Vec<String>,
     /// Modules of `models/` and `repo/`, sorted.
@@ -81,6 +113,10 @@ pub struct DepCtx {
     pub crate_name: String,
     pub port: u16,
     pub url: String,
+    /// Compose / Kubernetes host serving it: its own, or `monolith`.
+    pub host: String,
+    /// Called in process: both sides are modules of the monolith.
+    pub in_process: bool,
     pub resources: Vec<ResourceCtx>,
 }
 
@@ -98,6 +134,8 @@ pub struct ResourceCtx {
     /// Whether any field refers to another resource (local or remote).
     pub has_refs: bool,
     pub remote_refs: Vec<RemoteRefCtx>,
+    /// Some reference is checked over HTTP (else in process, or a foreign key).
+    pub http_refs: bool,
     pub sql: SqlCtx,
     /// The SQL as Rust `const` items, laid out as rustfmt would.
     pub sql_consts: String,
@@ -150,20 +188,80 @@ impl ProjectCtx {
             features.push("sqlite");
         }
         let has_auth = p.auth_service().is_some();
-        let services: Vec<ServiceCtx> = p.services.iter().map(|s| service_ctx(p, s)).collect();
-        let mut routes: Vec<RouteCtx> = p
-            .services
+        let services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
+        let modules: Vec<ServiceCtx> = p.modules().map(|s| service_ctx(p, s)).collect();
+        let monolith = p
+            .monolith
+            .as_ref()
+            .map(|m| monolith_ctx(p, m.port.get(), &modules));
+        let mut deployables = services.clone();
+        deployables.extend(monolith.clone());
+        let mut upstreams: Vec<UpstreamCtx> = services
             .iter()
-            .flat_map(|s| {
-                s.route_prefixes().into_iter().map(move |prefix| RouteCtx {
-                    prefix,
-                    service: s.name.as_str().to_string(),
-                    upper: s.name.upper(),
-                    // The auth service guards its own routes: login must be reachable.
-                    protected: has_auth && !s.public && s.template != Template::Auth,
-                })
+            .map(|s| UpstreamCtx {
+                name: s.name.clone(),
+                env: format!("{}_SERVICE_URL", s.upper),
+                url: format!("http://{}:{}", s.crate_name, s.port),
+                host: s.crate_name.clone(),
             })
             .collect();
+        if let Some(m) = &monolith {
+            upstreams.push(UpstreamCtx {
+                name: "monolith".into(),
+                env: "MONOLITH_URL".into(),
+                url: format!("http://monolith:{}", m.port),
+                host: "monolith".into(),
+            });
+        }
+        let mut routes: Vec<RouteCtx> = Vec::new();
+        for s in &p.services {
+            // The auth service guards its own routes: login must be reachable.
+            let protected = has_auth && !s.public && s.template != Template::Auth;
+            let upstream = if s.in_monolith {
+                "monolith".to_string()
+            } else {
+                s.name.as_str().to_string()
+            };
+            let upper = if s.in_monolith {
+                "MONOLITH".to_string()
+            } else {
+                s.name.upper()
+            };
+            for prefix in s.route_prefixes() {
+                routes.push(RouteCtx {
+                    prefix,
+                    rewrite: "None".into(),
+                    service: upstream.clone(),
+                    upper: upper.clone(),
+                    protected,
+                });
+            }
+            for (legacy, versioned) in s.legacy_prefixes().into_iter().zip(s.route_prefixes()) {
+                // Extracted services only serve the versioned path: the gateway rewrites.
+                let rewrite = if s.in_monolith {
+                    "None".to_string()
+                } else {
+                    format!("Some(\"{versioned}\")")
+                };
+                routes.push(RouteCtx {
+                    prefix: legacy,
+                    rewrite,
+                    service: upstream.clone(),
+                    upper: upper.clone(),
+                    protected,
+                });
+            }
+        }
+        if p.monolith.is_some() {
+            // Strangler fig: whatever no service claims still goes to the monolith.
+            routes.push(RouteCtx {
+                prefix: "/api".into(),
+                rewrite: "None".into(),
+                service: "monolith".into(),
+                upper: "MONOLITH".into(),
+                protected: false,
+            });
+        }
         routes.sort_by(|a, b| {
             b.prefix
                 .len()
@@ -179,13 +277,20 @@ impl ProjectCtx {
             has_sqlite,
             has_db: has_postgres || has_sqlite,
             has_auth,
-            has_clients: p.services.iter().any(|s| !s.depends_on.is_empty()),
+            has_clients: p
+                .services
+                .iter()
+                .any(|s| s.depends_on.iter().any(|d| !in_process(p, s, d.as_str()))),
             sqlx_features: features
                 .iter()
                 .map(|f| format!("\"{f}\""))
                 .collect::<Vec<_>>()
                 .join(", "),
             services,
+            modules,
+            monolith,
+            deployables,
+            upstreams,
             routes,
             mermaid: crate::graph::mermaid(p),
         }
@@ -206,16 +311,12 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         .depends_on
         .iter()
         .filter_map(|d| p.service(d.as_str()))
-        .map(|d| DepCtx {
-            name: d.name.as_str().to_string(),
-            snake: d.name.snake(),
-            pascal: d.name.pascal(),
-            upper: d.name.upper(),
-            crate_name: d.name.crate_name(),
-            port: d.port.get(),
-            url: format!("http://{}:{}", d.name.crate_name(), d.port.get()),
-            resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
-        })
+        .map(|d| dep_ctx(p, s, d))
+        .collect::<Vec<DepCtx>>();
+    let http_deps = depends_on
+        .iter()
+        .filter(|d| !d.in_process)
+        .cloned()
         .collect();
     ServiceCtx {
         name: s.name.as_str().to_string(),
@@ -246,14 +347,140 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         resources: s.resources.iter().map(|r| resource_ctx(p, s, r)).collect(),
         routes: s.route_prefixes(),
         auth_sql_consts: auth_sql_consts(s.database),
+        in_monolith: s.in_monolith,
+        crate_root: if s.in_monolith {
+            format!("crate::{}", s.name.snake())
+        } else {
+            "crate".into()
+        },
+        http_deps,
+        lib_modules: Vec::new(),
+        module_mods: sorted(
+            ["handlers", "routes"]
+                .into_iter()
+                .chain((!s.resources.is_empty()).then_some("models"))
+                .chain((!s.resources.is_empty()).then_some("repo"))
+                .chain((s.template == Template::Auth).then_some("users"))
+                .map(str::to_string),
+        ),
+        module_reexports: if s.database == DatabaseKind::None {
+            "state".into()
+        } else {
+            "db, state".into()
+        },
         handler_modules: sorted(
             ["health".to_string()]
                 .into_iter()
+                .filter(|_| !s.in_monolith)
                 .chain((s.template == Template::Auth).then(|| "auth".to_string()))
                 .chain(s.resources.iter().map(|r| r.name.clone())),
         ),
         resource_modules: sorted(s.resources.iter().map(|r| r.name.clone())),
         client_modules: sorted(s.depends_on.iter().map(|d| d.snake())),
+    }
+}
+
+/// Whether `s` calls `dep` in process: both are modules of the monolith.
+fn in_process(p: &Project, s: &Service, dep: &str) -> bool {
+    s.in_monolith && p.service(dep).is_some_and(|d| d.in_monolith)
+}
+
+fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
+    let (host, port) = match (&p.monolith, d.in_monolith) {
+        (Some(m), true) => ("monolith".to_string(), m.port.get()),
+        _ => (d.name.crate_name(), d.port.get()),
+    };
+    DepCtx {
+        name: d.name.as_str().to_string(),
+        snake: d.name.snake(),
+        pascal: d.name.pascal(),
+        upper: d.name.upper(),
+        crate_name: d.name.crate_name(),
+        port,
+        url: format!("http://{host}:{port}"),
+        host,
+        in_process: in_process(p, s, d.name.as_str()),
+        resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
+    }
+}
+
+/// The monolith as a deployable crate: one database, the modules' dependencies as
+/// clients (in process between modules, HTTP to extracted services).
+fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
+    let kind = p.default_database;
+    let mut depends_on: Vec<DepCtx> = Vec::new();
+    for m in p.modules() {
+        for d in &m.depends_on {
+            if depends_on.iter().any(|x| x.name == d.as_str()) {
+                continue;
+            }
+            if let Some(dep) = p.service(d.as_str()) {
+                depends_on.push(dep_ctx(p, m, dep));
+            }
+        }
+    }
+    let http_deps: Vec<DepCtx> = depends_on
+        .iter()
+        .filter(|d| !d.in_process)
+        .cloned()
+        .collect();
+    let mut lib_modules: Vec<String> = ["config", "handlers", "routes", "startup", "state"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if kind != DatabaseKind::None {
+        lib_modules.push("db".into());
+    }
+    if !depends_on.is_empty() {
+        lib_modules.push("clients".into());
+    }
+    lib_modules.extend(modules.iter().map(|m| m.snake.clone()));
+    let database_url = match kind {
+        DatabaseKind::Postgres => "postgres://postgres:postgres@monolith-db:5432/monolith".into(),
+        DatabaseKind::Sqlite => "sqlite://data/monolith.db".into(),
+        DatabaseKind::None => String::new(),
+    };
+    ServiceCtx {
+        name: "monolith".into(),
+        snake: "monolith".into(),
+        pascal: "Monolith".into(),
+        upper: "MONOLITH".into(),
+        crate_name: "monolith".into(),
+        lib_name: "monolith".into(),
+        dir: "monolith".into(),
+        port,
+        database: kind.as_str(),
+        has_db: kind != DatabaseKind::None,
+        is_postgres: kind == DatabaseKind::Postgres,
+        is_sqlite: kind == DatabaseKind::Sqlite,
+        is_auth: modules.iter().any(|m| m.is_auth),
+        public: false,
+        pool_type: if kind == DatabaseKind::Sqlite {
+            "sqlx::SqlitePool"
+        } else {
+            "sqlx::PgPool"
+        },
+        pool_options: if kind == DatabaseKind::Sqlite {
+            "sqlx::sqlite::SqlitePoolOptions"
+        } else {
+            "sqlx::postgres::PgPoolOptions"
+        },
+        db_name: "monolith".into(),
+        database_url,
+        client_modules: sorted(depends_on.iter().map(|d| d.snake.clone())),
+        depends_on,
+        http_deps,
+        // Every module's resources: the monolith's tests exercise them all.
+        resources: modules.iter().flat_map(|m| m.resources.clone()).collect(),
+        routes: modules.iter().flat_map(|m| m.routes.clone()).collect(),
+        auth_sql_consts: auth_sql_consts(kind),
+        in_monolith: false,
+        crate_root: "crate".into(),
+        lib_modules: sorted(lib_modules),
+        module_mods: Vec::new(),
+        module_reexports: String::new(),
+        handler_modules: vec!["health".into()],
+        resource_modules: Vec::new(),
     }
 }
 
@@ -291,7 +518,14 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         .collect();
     let fields: Vec<FieldCtx> = r.fields.iter().map(field_ctx).collect();
     let sql = sql_ctx(p, s, r);
+    let http_refs = r.fields.iter().any(|f| match &f.ty {
+        FieldType::Ref(t) => {
+            matches!(ref_target(p, s, t), RefTarget::Remote(o) if !in_process(p, s, o.as_str()))
+        }
+        _ => false,
+    });
     ResourceCtx {
+        http_refs,
         has_checks: fields.iter().any(|f| f.check.is_some()),
         has_refs: r.fields.iter().any(|f| matches!(f.ty, FieldType::Ref(_))),
         name: r.name.clone(),
@@ -517,12 +751,15 @@ fn auth_sql_consts(kind: DatabaseKind) -> String {
     };
     let cols = r#""id", "email", "password_hash", "created_at""#;
     let insert = format!(
-        r#"INSERT INTO "users" ("email", "password_hash", "created_at") VALUES ({}, {}, {}) RETURNING {cols}"#,
+        r#"INSERT INTO "auth_users" ("email", "password_hash", "created_at") VALUES ({}, {}, {}) RETURNING {cols}"#,
         ph(1),
         ph(2),
         ph(3)
     );
-    let by_email = format!(r#"SELECT {cols} FROM "users" WHERE "email" = {}"#, ph(1));
+    let by_email = format!(
+        r#"SELECT {cols} FROM "auth_users" WHERE "email" = {}"#,
+        ph(1)
+    );
     [
         rust_str_const("", "INSERT", &insert),
         rust_str_const("", "BY_EMAIL", &by_email),

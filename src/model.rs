@@ -16,6 +16,7 @@ use crate::diagnostic::{did_you_mean, utf8_error, ConfigError, Diagnostic, LineI
 use crate::raw::{RawConfig, RawResource, RawService};
 
 pub const DEFAULT_GATEWAY_PORT: u16 = 8080;
+pub const DEFAULT_MONOLITH_PORT: u16 = 3000;
 pub const FIRST_SERVICE_PORT: u16 = 3001;
 pub const DEFAULT_GATEWAY_TIMEOUT_SECS: u64 = 30;
 
@@ -23,7 +24,8 @@ pub const DEFAULT_GATEWAY_TIMEOUT_SECS: u64 = 30;
 /// itself, or words that break the Rust code derived from them.
 const RESERVED_NAMES: &[&str] = &[
     "gateway", "common", "monolith", "std", "core", "alloc", "test", "tests", "target", "services",
-    "docs", "deploy",
+    "docs", "deploy", "config", "db", "routes", "startup", "state", "clients", "handlers",
+    "models", "repo", "api",
 ];
 
 const RUST_KEYWORDS: &[&str] = &[
@@ -253,20 +255,45 @@ pub struct Service {
     pub depends_on: Vec<ServiceName>,
     /// The gateway requires a valid JWT for this service's routes unless public.
     pub public: bool,
+    /// A module of the monolith, not a service of its own (yet).
+    pub in_monolith: bool,
+    /// Extracted from the monolith by `msgen split`: its old paths still work.
+    pub split_from_monolith: bool,
     pub resources: Vec<Resource>,
 }
 
 impl Service {
     /// Path prefixes under which the gateway forwards to this service.
     pub fn route_prefixes(&self) -> Vec<String> {
-        let mut prefixes = vec![format!("/api/v1/{}", self.name.as_str())];
-        prefixes.extend(
-            self.resources
-                .iter()
-                .map(|r| format!("/api/v1/{}", r.path_segment())),
-        );
-        prefixes
+        self.route_segments()
+            .into_iter()
+            .map(|s| format!("/api/v1/{s}"))
+            .collect()
     }
+
+    /// The first path segment under `/api/v1/` of each route prefix.
+    pub fn route_segments(&self) -> Vec<String> {
+        let mut segments = vec![self.name.as_str().to_string()];
+        segments.extend(self.resources.iter().map(Resource::path_segment));
+        segments
+    }
+
+    /// Prefixes the monolith serves it under, without the version (`/api/posts`):
+    /// the paths of the article's monolith, kept working after a split.
+    pub fn legacy_prefixes(&self) -> Vec<String> {
+        if !(self.in_monolith || self.split_from_monolith) {
+            return Vec::new();
+        }
+        self.route_segments()
+            .into_iter()
+            .map(|s| format!("/api/{s}"))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monolith {
+    pub port: Port,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,10 +308,21 @@ pub struct Project {
     pub name: ProjectName,
     pub default_database: DatabaseKind,
     pub gateway: Gateway,
+    pub monolith: Option<Monolith>,
     pub services: Vec<Service>,
 }
 
 impl Project {
+    /// Services deployed on their own (everything but the monolith's modules).
+    pub fn standalone(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().filter(|s| !s.in_monolith)
+    }
+
+    /// The monolith's modules.
+    pub fn modules(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().filter(|s| s.in_monolith)
+    }
+
     /// Reads and validates a `services.toml` file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
@@ -539,6 +577,28 @@ impl Validator<'_> {
         if let Some(p) = gateway_port {
             ports.insert(p.get(), "the gateway".into());
         }
+        let monolith = match &raw.monolith {
+            Some(m) => {
+                let m = m.get_ref();
+                let port = match &m.port {
+                    Some(p) => Port::parse(*p.get_ref())
+                        .map_err(|msg| self.err(p, "monolith.port", msg, None))
+                        .ok(),
+                    None => Some(Port(DEFAULT_MONOLITH_PORT)),
+                };
+                if let Some(port) = port {
+                    if let Some(owner) = ports.get(&port.get()) {
+                        let at = m.port.clone().unwrap_or_else(|| Spanned::new(0..0, 0));
+                        let msg = format!("port {} is already used by {owner}", port.get());
+                        self.err(&at, "monolith.port", msg, None);
+                    } else {
+                        ports.insert(port.get(), "the monolith".into());
+                    }
+                }
+                Some(port.map(|port| Monolith { port }))
+            }
+            None => None,
+        };
         // Explicit ports first so that defaults fill the gaps around them.
         for (i, rs) in raw.services.iter().enumerate() {
             let rs = rs.get_ref();
@@ -577,7 +637,7 @@ impl Validator<'_> {
             } else {
                 seen_names.insert(rs.name.get_ref().clone(), rs.name.clone());
             }
-            if let Some(s) = self.service(i, rs, default_database, &mut ports) {
+            if let Some(s) = self.service(i, rs, default_database, monolith.is_some(), &mut ports) {
                 services.push(s);
             }
         }
@@ -611,6 +671,10 @@ impl Validator<'_> {
         self.cross_checks(&services, &seen_names);
         self.diags.sort_by_key(|d| d.location);
 
+        let monolith = match monolith {
+            Some(m) => Some(m?),
+            None => None,
+        };
         Some(Project {
             name: name?,
             default_database,
@@ -618,6 +682,7 @@ impl Validator<'_> {
                 port: gateway_port?,
                 timeout_secs,
             },
+            monolith,
             services,
         })
     }
@@ -627,6 +692,7 @@ impl Validator<'_> {
         i: usize,
         rs: RawService,
         default_database: DatabaseKind,
+        has_monolith: bool,
         ports: &mut BTreeMap<u16, String>,
     ) -> Option<Service> {
         let key = |k: &str| format!("services[{i}].{k}");
@@ -725,6 +791,47 @@ impl Validator<'_> {
             );
         }
 
+        let in_monolith = rs.monolith.as_ref().is_some_and(|m| *m.get_ref());
+        if let Some(m) = &rs.monolith {
+            if in_monolith && !has_monolith {
+                self.err(
+                    m,
+                    &key("monolith"),
+                    "`monolith = true` but there is no [monolith] section".into(),
+                    Some("add `[monolith]` with `port = 3000`".into()),
+                );
+            }
+        }
+        if in_monolith {
+            if let (Some(d), Some(kind)) = (&rs.database, database) {
+                if kind != default_database {
+                    self.err(
+                        d,
+                        &key("database"),
+                        format!(
+                            "modules of the monolith share its database ({}); {:?} is only possible once the service is split out",
+                            default_database.as_str(),
+                            d.get_ref()
+                        ),
+                        Some("remove the key, or set project.database".into()),
+                    );
+                }
+            }
+        }
+        let split_from_monolith = match &rs.split_from {
+            Some(v) if v.get_ref() == "monolith" => true,
+            Some(v) => {
+                self.err(
+                    v,
+                    &key("split_from"),
+                    format!("unknown value {:?}; accepted: \"monolith\"", v.get_ref()),
+                    None,
+                );
+                false
+            }
+            None => false,
+        };
+
         Some(Service {
             name: name?,
             port: port?,
@@ -732,6 +839,8 @@ impl Validator<'_> {
             template: template?,
             depends_on: depends_on.into_iter().map(|(n, _)| n).collect(),
             public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
+            in_monolith,
+            split_from_monolith,
             resources,
         })
     }
@@ -881,7 +990,7 @@ impl Validator<'_> {
                     );
                 }
             }
-            for prefix in s.route_prefixes() {
+            for prefix in s.route_prefixes().into_iter().chain(s.legacy_prefixes()) {
                 if let Some(other) = routes.insert(prefix.clone(), s.name.as_str().into()) {
                     self.err(
                         &span,

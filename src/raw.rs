@@ -16,8 +16,18 @@ pub struct RawConfig {
     pub project: Spanned<RawProject>,
     #[serde(default)]
     pub gateway: Option<Spanned<RawGateway>>,
+    /// A modular monolith holding the services marked `monolith = true`.
+    #[serde(default)]
+    pub monolith: Option<Spanned<RawMonolith>>,
     #[serde(default)]
     pub services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonolith {
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +64,13 @@ pub struct RawService {
     /// When true the gateway lets requests through without a JWT.
     #[serde(default)]
     pub public: Option<Spanned<bool>>,
+    /// A module of the monolith rather than a service of its own.
+    #[serde(default)]
+    pub monolith: Option<Spanned<bool>>,
+    /// Set by `msgen split`: the service was extracted from the monolith, so the
+    /// gateway keeps serving its old `/api/...` paths.
+    #[serde(default)]
+    pub split_from: Option<Spanned<String>>,
     #[serde(default)]
     pub resources: Vec<Spanned<RawResource>>,
 }

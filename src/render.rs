@@ -12,6 +12,15 @@
 //! | `resource/`     | per resource (`__resource__`)    | `services/<name>/`           |
 //! | `client/`       | per dependency (`__dep__`)       | `services/<name>/`           |
 //! | `per-service/`  | per service (`__service__`)      | the project root             |
+//! | `monolith/`     | once, with `[monolith]`          | `monolith/`                  |
+//! | `module/`       | per module of the monolith       | `monolith/src/<module>/`     |
+//! | `inproc/`       | per dependency between modules   | `monolith/`                  |
+//!
+//! The monolith reuses the service templates listed in [`MONOLITH_FROM_SERVICE`]
+//! (rendered with the monolith as the service), and each module renders the files of
+//! [`MODULE_FILES`] from the service templates into its own directory, so that a
+//! module's code and the service it becomes after `msgen split` differ only in their
+//! `crate::` paths.
 //!
 //! A template whose output is blank is skipped: that is how optional files (a
 //! database module for a service without one) disappear. Migrations come from Rust,
@@ -28,6 +37,32 @@ use crate::model::{Project, Template};
 use crate::plan::{Ownership, Plan};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+/// Service templates the monolith crate renders as its own.
+const MONOLITH_FROM_SERVICE: &[&str] = &[
+    "service/Dockerfile.tera",
+    "service/src/clients/mod.rs.tera",
+    "service/src/config.rs.tera",
+    "service/src/db.rs.tera",
+    "service/src/handlers/health.rs.tera",
+    "service/src/handlers/mod.rs.tera",
+    "service/src/main.rs.tera",
+    "service/src/startup.rs.tera",
+    "service/src/state.rs.tera",
+    "service/tests/api.rs.tera",
+];
+
+/// Files of a service (under `src/`) that a module of the monolith has too.
+pub const MODULE_FILES: &[&str] = &[
+    "src/handlers/__resource__.rs",
+    "src/handlers/auth.rs",
+    "src/handlers/mod.rs",
+    "src/models/__resource__.rs",
+    "src/models/mod.rs",
+    "src/repo/__resource__.rs",
+    "src/repo/mod.rs",
+    "src/users.rs",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -108,7 +143,71 @@ impl Renderer {
             }
         }
 
-        for (svc, sctx) in project.services.iter().zip(&pctx.services) {
+        if let Some(mctx) = &pctx.monolith {
+            let mut ctx = base.clone();
+            ctx.insert("service", mctx);
+            for name in MONOLITH_FROM_SERVICE {
+                let rel = name
+                    .trim_start_matches("service/")
+                    .trim_end_matches(".tera");
+                self.emit(&mut plan, name, format!("monolith/{rel}"), &ctx)?;
+            }
+            for (name, rel) in self.group("monolith") {
+                self.emit(&mut plan, name, format!("monolith/{rel}"), &ctx)?;
+            }
+            for dctx in &mctx.depends_on {
+                let mut dc = ctx.clone();
+                dc.insert("dep", dctx);
+                let folder = if dctx.in_process { "inproc" } else { "client" };
+                for (name, rel) in self.group(folder) {
+                    let rel = rel.replace("__dep__", &dctx.snake);
+                    self.emit(&mut plan, name, format!("monolith/{rel}"), &dc)?;
+                }
+            }
+            for (module, sctx) in project.modules().zip(&pctx.modules) {
+                let mut ctx = base.clone();
+                ctx.insert("service", sctx);
+                let dir = format!("monolith/src/{}", module.name.snake());
+                let mut folders = vec!["service", "resource"];
+                if module.template == Template::Auth {
+                    folders.push("service-auth");
+                }
+                for folder in folders {
+                    for (name, rel) in self.group(folder) {
+                        if !MODULE_FILES.contains(&rel.as_str()) {
+                            continue;
+                        }
+                        let rel = rel.trim_start_matches("src/");
+                        if rel.contains("__resource__") {
+                            for rctx in &sctx.resources {
+                                let mut rc = ctx.clone();
+                                rc.insert("resource", rctx);
+                                let out = rel.replace("__resource__", &rctx.name);
+                                self.emit(&mut plan, name, format!("{dir}/{out}"), &rc)?;
+                            }
+                        } else {
+                            self.emit(&mut plan, name, format!("{dir}/{rel}"), &ctx)?;
+                        }
+                    }
+                }
+                for (name, rel) in self.group("module") {
+                    self.emit(&mut plan, name, format!("{dir}/{rel}"), &ctx)?;
+                }
+            }
+            let existing = existing_migrations
+                .get("monolith")
+                .cloned()
+                .unwrap_or_default();
+            for (file, sql) in migrations(&pctx.modules, &existing) {
+                plan.add(
+                    format!("monolith/migrations/{file}"),
+                    sql,
+                    Ownership::CreateOnly,
+                );
+            }
+        }
+
+        for (svc, sctx) in project.standalone().zip(&pctx.services) {
             let mut ctx = base.clone();
             ctx.insert("service", sctx);
             let dir = &sctx.dir;
@@ -145,7 +244,7 @@ impl Renderer {
                 .get(svc.name.as_str())
                 .cloned()
                 .unwrap_or_default();
-            for (file, sql) in migrations(sctx, &existing) {
+            for (file, sql) in migrations(std::slice::from_ref(sctx), &existing) {
                 plan.add(
                     format!("{dir}/migrations/{file}"),
                     sql,
@@ -183,18 +282,18 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<(String, &'a str)>) {
     }
 }
 
-/// One migration per table, numbered in declaration order. A table whose migration
+/// One migration per table of `owners` (a service, or the monolith's modules that
+/// share its database), numbered in declaration order. A table whose migration
 /// already exists keeps its file; new tables are numbered after the last one.
-fn migrations(s: &ServiceCtx, existing: &[String]) -> Vec<(String, String)> {
-    if !s.has_db {
-        return Vec::new();
-    }
+fn migrations(owners: &[ServiceCtx], existing: &[String]) -> Vec<(String, String)> {
     let mut tables: Vec<(String, String)> = Vec::new();
-    if s.is_auth {
-        tables.push(("users".into(), auth_users_sql(s.is_postgres)));
-    }
-    for r in &s.resources {
-        tables.push((r.table.clone(), r.sql.create_table.clone()));
+    for s in owners.iter().filter(|s| s.has_db) {
+        if s.is_auth {
+            tables.push((AUTH_TABLE.into(), auth_users_sql(s.is_postgres)));
+        }
+        for r in &s.resources {
+            tables.push((r.table.clone(), r.sql.create_table.clone()));
+        }
     }
     let version_of = |name: &str| -> Option<u32> { name.split('_').next()?.parse().ok() };
     let mut next = existing
@@ -222,6 +321,9 @@ fn migrations(s: &ServiceCtx, existing: &[String]) -> Vec<(String, String)> {
     out
 }
 
+/// The auth template's table; not `users`, which a `user` resource may want.
+pub const AUTH_TABLE: &str = "auth_users";
+
 fn auth_users_sql(pg: bool) -> String {
     let (id, ts) = if pg {
         (
@@ -232,18 +334,25 @@ fn auth_users_sql(pg: bool) -> String {
         ("\"id\" INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT")
     };
     format!(
-        "CREATE TABLE IF NOT EXISTS \"users\" (\n    {id},\n    \"email\" TEXT NOT NULL UNIQUE,\n    \"password_hash\" TEXT NOT NULL,\n    \"created_at\" {ts} NOT NULL\n);\n"
+        "CREATE TABLE IF NOT EXISTS \"auth_users\" (\n    {id},\n    \"email\" TEXT NOT NULL UNIQUE,\n    \"password_hash\" TEXT NOT NULL,\n    \"created_at\" {ts} NOT NULL\n);\n"
     )
 }
 
 /// Lists `services/<name>/migrations/*.sql` under `root`, per service name.
 pub fn existing_migrations(root: &Path, project: &Project) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
-    for s in &project.services {
-        let dir = root
-            .join("services")
-            .join(s.name.as_str())
-            .join("migrations");
+    let dirs = project
+        .standalone()
+        .map(|s| {
+            let dir = root.join("services").join(s.name.as_str());
+            (s.name.as_str().to_string(), dir)
+        })
+        .chain(std::iter::once((
+            "monolith".to_string(),
+            root.join("monolith"),
+        )));
+    for (name, dir) in dirs {
+        let dir = dir.join("migrations");
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -252,7 +361,7 @@ pub fn existing_migrations(root: &Path, project: &Project) -> BTreeMap<String, V
             .filter(|n| n.ends_with(".sql"))
             .collect();
         names.sort();
-        out.insert(s.name.as_str().to_string(), names);
+        out.insert(name, names);
     }
     out
 }

@@ -26,6 +26,49 @@ pub fn set_default_database(doc: &mut DocumentMut, kind: &str) -> Result<()> {
     Ok(())
 }
 
+/// Turns every service into a module of a modular monolith on `port`, as the
+/// article's advice goes: start with a monolith, split it at natural boundaries.
+pub fn make_monolith(doc: &mut DocumentMut, port: u16) -> Result<()> {
+    let mut m = Table::new();
+    m["port"] = value(i64::from(port));
+    m.decor_mut().set_prefix(
+        "\n# One axum crate, one module per bounded context, one shared database.\n# `msgen split <module>` moves a module into a service of its own.\n",
+    );
+    doc["monolith"] = Item::Table(m);
+    if let Some(services) = doc
+        .get_mut("services")
+        .and_then(Item::as_array_of_tables_mut)
+    {
+        for s in services.iter_mut() {
+            s.remove("database");
+            s["monolith"] = value(true);
+        }
+    }
+    Ok(())
+}
+
+/// Marks module `name` as a service split out of the monolith, on `port`.
+pub fn split_out(doc: &mut DocumentMut, name: &str, port: u16) -> Result<()> {
+    let Some(services) = doc
+        .get_mut("services")
+        .and_then(Item::as_array_of_tables_mut)
+    else {
+        bail!("services.toml has no [[services]]");
+    };
+    let Some(s) = services
+        .iter_mut()
+        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+    else {
+        bail!("no service named {name:?} in services.toml");
+    };
+    s.remove("monolith");
+    if s.get("port").is_none() {
+        s["port"] = value(i64::from(port));
+    }
+    s["split_from"] = value("monolith");
+    Ok(())
+}
+
 pub struct NewService<'a> {
     pub name: &'a str,
     pub port: u16,

@@ -26,11 +26,6 @@ pub struct NewArgs {
 }
 
 pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
-    if args.monolith {
-        return Err(
-            UsageError("--monolith is not available yet in this version of msgen".into()).into(),
-        );
-    }
     let project_name = args
         .name
         .file_name()
@@ -83,6 +78,9 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
     edit::set_project_name(&mut doc, name.as_str())?;
     if let Some(d) = database {
         edit::set_default_database(&mut doc, d.as_str())?;
+    }
+    if args.monolith {
+        edit::make_monolith(&mut doc, crate::model::DEFAULT_MONOLITH_PORT)?;
     }
     let config = doc.to_string();
     let project = Project::parse(&config, &source)?;
