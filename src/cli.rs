@@ -119,6 +119,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Extract a module of the monolith into a service of its own (strangler fig).
+    #[command(
+        after_help = "Examples:\n  msgen new shop --monolith --yes && cd shop\n  msgen split blog            blog becomes a service; the gateway routes its paths to it\n  msgen split blog --dry-run  show what would move"
+    )]
+    Split {
+        /// The module to extract.
+        module: String,
+        /// A monolith msgen did not generate (not available yet).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Remove a service; files you edited are kept and reported.
     RemoveService {
         name: String,

@@ -15,6 +15,7 @@ pub mod model;
 pub mod plan;
 pub mod raw;
 pub mod render;
+pub mod rust_refs;
 
 use std::process::ExitCode;
 

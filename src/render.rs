@@ -155,6 +155,14 @@ impl Renderer {
             for (name, rel) in self.group("monolith") {
                 self.emit(&mut plan, name, format!("monolith/{rel}"), &ctx)?;
             }
+            for (name, rel) in self.group("per-service") {
+                self.emit(
+                    &mut plan,
+                    name,
+                    rel.replace("__service__", "monolith"),
+                    &ctx,
+                )?;
+            }
             for dctx in &mctx.depends_on {
                 let mut dc = ctx.clone();
                 dc.insert("dep", dctx);

@@ -32,7 +32,7 @@ fn new_renders_the_article_system() {
         "gateway/src/routes.rs",
         "common/src/lib.rs",
         "services/auth/Dockerfile",
-        "services/auth/migrations/0001_create_users.sql",
+        "services/auth/migrations/0001_create_auth_users.sql",
         "services/user/src/handlers/user.rs",
         "services/blog/src/clients/user.rs",
         ".msgen/base/Cargo.toml",

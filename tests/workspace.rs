@@ -34,7 +34,7 @@ fn check_example(name: &str) {
 #[test]
 fn examples_are_all_covered() {
     // A new example file must get a test below.
-    assert_eq!(examples(), ["blogsys", "mixed", "platform"]);
+    assert_eq!(examples(), ["blogsys", "mixed", "monolith", "platform"]);
 }
 
 #[test]
@@ -45,6 +45,11 @@ fn blogsys_workspace_builds_and_passes_its_tests() {
 #[test]
 fn mixed_workspace_builds_and_passes_its_tests() {
     check_example("mixed");
+}
+
+#[test]
+fn monolith_workspace_builds_and_passes_its_tests() {
+    check_example("monolith");
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod edit;
 mod generate;
 mod new;
 mod service;
+mod split;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,6 +117,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             out,
         ),
         Command::RemoveService { name, dry_run } => service::remove(&cwd, &name, dry_run, out),
+        Command::Split {
+            module,
+            from,
+            dry_run,
+        } => split::run(&cwd, &module, from, dry_run, out),
     }
 }
 

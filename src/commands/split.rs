@@ -1,0 +1,452 @@
+//! `msgen split MODULE`: extract a module of the modular monolith into a service.
+//!
+//! The strangler fig, as the article's "Monolith → Microservice": the module's code
+//! moves into `services/<module>/` (hand edits carried over by a three-way merge
+//! against what msgen generated for the module), its tables' migrations move with it,
+//! it gets its own port and database, in-process calls across the cut become HTTP
+//! clients, and the gateway sends the module's paths (old and versioned) to the new
+//! service while everything else still reaches the monolith. Everything is planned
+//! first; nothing is written until the plan is complete.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::edit;
+use super::generate::{render_into, Mode};
+use super::{load, Printer, CONFIG_FILE};
+use crate::apply::write_atomic;
+use crate::model::{Project, Service, Template};
+use crate::render::{existing_migrations, Renderer, AUTH_TABLE};
+use crate::rust_refs::find_module_refs;
+use crate::UsageError;
+
+const BASE: &str = ".msgen/base";
+
+/// A file to write, and what to record as msgen's base for it.
+#[derive(Debug)]
+struct Write {
+    path: String,
+    contents: String,
+    base: Option<String>,
+}
+
+/// Everything a split does, worked out before anything is written.
+#[derive(Debug, Default)]
+struct SplitPlan {
+    writes: Vec<Write>,
+    /// Files (and their base records) that leave the monolith.
+    removals: Vec<String>,
+    report: Report,
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    moved: Vec<(String, String)>,
+    carried_edits: Vec<String>,
+    conflicts: Vec<String>,
+    tables: Vec<String>,
+    migrations: Vec<String>,
+    remote_calls: Vec<String>,
+    human: Vec<String>,
+}
+
+pub fn run(
+    root: &Path,
+    module: &str,
+    from: Option<PathBuf>,
+    dry_run: bool,
+    out: Printer,
+) -> Result<ExitCode> {
+    if let Some(dir) = from {
+        return Err(UsageError(format!(
+            "split --from {}: adopting a monolith that msgen did not generate is not available yet; \
+             this version splits monoliths made with `msgen new NAME --monolith`",
+            dir.display()
+        ))
+        .into());
+    }
+    let project = load(root)?;
+    let Some(monolith) = &project.monolith else {
+        bail!(
+            "{CONFIG_FILE} declares no [monolith]: msgen split extracts a module of a modular monolith (made with `msgen new NAME --monolith`)"
+        );
+    };
+    let modules: Vec<&Service> = project.modules().collect();
+    let Some(target) = modules.iter().find(|m| m.name.as_str() == module).copied() else {
+        let names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+        let already = project
+            .service(module)
+            .map(|_| format!(" (`{module}` is already a service of its own)"))
+            .unwrap_or_default();
+        bail!(
+            "no module `{module}` in the monolith{already}; modules found: {}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+
+    // services.toml, as it will be.
+    let config_path = root.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut doc = edit::parse(&text)?;
+    edit::split_out(&mut doc, module, target.port.get())?;
+    if modules.len() == 1 {
+        // The last module leaves: nothing remains of the monolith.
+        doc.remove("monolith");
+    }
+    let new_text = doc.to_string();
+    let new_project = Project::parse(&new_text, &config_path)?;
+
+    let plan = plan_split(root, &project, &new_project, target)?;
+    let report = render_report(&project, target, monolith.port.get(), &plan.report);
+
+    if dry_run {
+        out.line(format!(
+            "Would split module `{module}` out of the monolith:"
+        ));
+        for w in &plan.writes {
+            out.line(format!("  {:<14} {}", "move", w.path));
+        }
+        for r in &plan.removals {
+            out.line(format!("  {:<14} {r}", "remove"));
+        }
+        print!("{report}");
+        return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
+    }
+
+    write_atomic(&config_path, new_text.as_bytes())?;
+    for w in &plan.writes {
+        write_atomic(&root.join(&w.path), w.contents.as_bytes())?;
+        if let Some(base) = &w.base {
+            write_atomic(&root.join(BASE).join(&w.path), base.as_bytes())?;
+        }
+    }
+    for r in &plan.removals {
+        for p in [root.join(r), root.join(BASE).join(r)] {
+            if p.exists() {
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+    }
+    let code = render_into(root, &new_project, None, Mode::Apply, out)?;
+    let report_path = format!("docs/split-{module}.md");
+    write_atomic(&root.join(&report_path), report.as_bytes())?;
+    out.line(format!("\n{report}"));
+    out.line(format!("(this report is in {report_path})"));
+    if !plan.report.conflicts.is_empty() {
+        return Err(crate::CheckFailed(format!(
+            "merge conflicts while moving hand edits; fix: {}",
+            plan.report.conflicts.join(", ")
+        ))
+        .into());
+    }
+    Ok(code)
+}
+
+fn read_opt(path: &Path) -> Option<String> {
+    std::fs::read(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Files under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Result<SplitPlan> {
+    let name = target.name.as_str();
+    let snake = target.name.snake();
+    let mut plan = SplitPlan::default();
+
+    // The module's tables and the migrations that create them.
+    let mut tables: Vec<String> = target.resources.iter().map(|r| r.plural.clone()).collect();
+    if target.template == Template::Auth {
+        tables.insert(0, AUTH_TABLE.to_string());
+    }
+    let mut existing = existing_migrations(root, old);
+    let monolith_migrations = existing.remove("monolith").unwrap_or_default();
+    let (moving, staying): (Vec<String>, Vec<String>) =
+        monolith_migrations.into_iter().partition(|f| {
+            tables
+                .iter()
+                .any(|t| f.ends_with(&format!("_create_{t}.sql")))
+        });
+    existing.insert("monolith".into(), staying.clone());
+    existing.insert(name.to_string(), moving.clone());
+    for f in &moving {
+        let from = format!("monolith/migrations/{f}");
+        let to = format!("services/{name}/migrations/{f}");
+        let contents =
+            read_opt(&root.join(&from)).with_context(|| format!("cannot read {from}"))?;
+        plan.writes.push(Write {
+            path: to.clone(),
+            base: read_opt(&root.join(BASE).join(&from)),
+            contents,
+        });
+        plan.removals.push(from.clone());
+        plan.report.migrations.push(format!("{from} → {to}"));
+    }
+    plan.report.tables = tables.clone();
+
+    // Foreign keys across the cut need a human: the databases are now separate.
+    for (file, others) in moving
+        .iter()
+        .map(|f| (format!("monolith/migrations/{f}"), &staying))
+        .chain(
+            staying
+                .iter()
+                .map(|f| (format!("monolith/migrations/{f}"), &moving)),
+        )
+    {
+        let sql = read_opt(&root.join(&file)).unwrap_or_default();
+        let other_tables: Vec<String> = if std::ptr::eq(others, &staying) {
+            old.modules()
+                .filter(|m| m.name != target.name)
+                .flat_map(|m| {
+                    let mut t: Vec<String> = m.resources.iter().map(|r| r.plural.clone()).collect();
+                    if m.template == Template::Auth {
+                        t.push(AUTH_TABLE.to_string());
+                    }
+                    t
+                })
+                .collect()
+        } else {
+            tables.clone()
+        };
+        for (i, line) in sql.lines().enumerate() {
+            for t in &other_tables {
+                if line.contains(&format!("REFERENCES \"{t}\""))
+                    || line.contains(&format!("REFERENCES {t} "))
+                {
+                    plan.report.human.push(format!(
+                        "{file}:{}: a foreign key to table `{t}` crosses the cut; the tables now live in different databases: drop the constraint and check the reference through the owning service's API",
+                        i + 1
+                    ));
+                }
+            }
+        }
+    }
+
+    // The module's code, with the user's edits carried over.
+    let rendered = Renderer::new()
+        .context("loading the embedded templates")?
+        .plan(new, &existing)?;
+    let module_dir = format!("monolith/src/{snake}");
+    let prefix = format!("crate::{snake}::");
+    let others: Vec<String> = old
+        .modules()
+        .filter(|m| m.name != target.name)
+        .map(|m| m.name.snake())
+        .collect();
+    for rel in files_under(&root.join(&module_dir)) {
+        let from = format!("{module_dir}/{rel}");
+        let current = read_opt(&root.join(&from)).unwrap_or_default();
+        let base = read_opt(&root.join(BASE).join(&from));
+        plan.removals.push(from.clone());
+        let edited = base.as_deref() != Some(current.as_str());
+        if rel == "mod.rs" || rel == "routes.rs" {
+            if edited {
+                plan.report.human.push(format!(
+                    "{from}: your edits of the module's glue were not moved; compare them with services/{name}/src/lib.rs and routes.rs"
+                ));
+            }
+            continue;
+        }
+        let to = format!("services/{name}/src/{rel}");
+        // Moved code uses other modules directly: it will not build as a service.
+        if rel.ends_with(".rs") {
+            match find_module_refs(&current, &others) {
+                Ok(refs) => {
+                    for r in refs {
+                        plan.report.human.push(format!(
+                            "{to}:{}: `{}` reaches into the `{}` module, which stays in the monolith: call it through its client (state.{}) instead",
+                            r.line, r.path, r.module, r.module
+                        ));
+                    }
+                }
+                Err(e) => plan.report.human.push(format!(
+                    "{from}: could not be read as Rust ({e}); moved as is"
+                )),
+            }
+        }
+        if !edited {
+            continue;
+        }
+        let ours = current.replace(&prefix, "crate::");
+        let theirs = rendered.files.get(&to).map(|f| f.contents.clone());
+        match (base, theirs) {
+            (Some(base), Some(theirs)) => {
+                let base = base.replace(&prefix, "crate::");
+                match diffy::merge(&base, &ours, &theirs) {
+                    Ok(merged) => {
+                        plan.writes.push(Write {
+                            path: to.clone(),
+                            contents: merged,
+                            base: Some(theirs),
+                        });
+                        plan.report.carried_edits.push(to.clone());
+                    }
+                    Err(marked) => {
+                        plan.writes.push(Write {
+                            path: to.clone(),
+                            contents: marked,
+                            base: Some(theirs),
+                        });
+                        plan.report.conflicts.push(to.clone());
+                    }
+                }
+            }
+            // Written by hand: it moves as it is, and stays the user's.
+            _ => {
+                plan.writes.push(Write {
+                    path: to.clone(),
+                    contents: ours,
+                    base: None,
+                });
+                plan.report.carried_edits.push(to.clone());
+            }
+        }
+        plan.report.moved.push((from, to));
+    }
+
+    // Code elsewhere in the monolith that uses the module directly.
+    let mono_src = root.join("monolith/src");
+    for rel in files_under(&mono_src) {
+        if rel.starts_with(&format!("{snake}/")) || !rel.ends_with(".rs") {
+            continue;
+        }
+        let path = format!("monolith/src/{rel}");
+        // Generated clients are rewritten by the render itself.
+        if rel.starts_with("clients/") {
+            continue;
+        }
+        let source = read_opt(&root.join(&path)).unwrap_or_default();
+        if let Ok(refs) = find_module_refs(&source, std::slice::from_ref(&snake)) {
+            let generated = read_opt(&root.join(BASE).join(&path));
+            let new_render = rendered.files.get(&path).map(|f| f.contents.as_str());
+            // Lines msgen itself wrote and will rewrite are not the user's.
+            if generated.as_deref() == Some(source.as_str()) && new_render.is_some() {
+                continue;
+            }
+            for r in refs {
+                plan.report.human.push(format!(
+                    "{path}:{}: `{}` uses the extracted module directly; after the split it is a service: call it through crate::clients::{snake} (HTTP) instead",
+                    r.line, r.path
+                ));
+            }
+        }
+    }
+
+    // Calls that became remote.
+    for m in new.modules() {
+        if m.depends_on.iter().any(|d| d.as_str() == name) {
+            plan.report.remote_calls.push(format!(
+                "module `{}` → `{name}`: was in process, now HTTP through crate::clients::{snake} ({}_SERVICE_URL)",
+                m.name.as_str(),
+                target.name.upper()
+            ));
+        }
+    }
+    for s in new.standalone() {
+        if s.name != target.name && s.depends_on.iter().any(|d| d.as_str() == name) {
+            plan.report.remote_calls.push(format!(
+                "service `{}` → `{name}`: {}_SERVICE_URL now points at {} instead of the monolith",
+                s.name.as_str(),
+                target.name.upper(),
+                format_args!("http://{}:{}", target.name.crate_name(), target.port.get())
+            ));
+        }
+    }
+    for d in &target.depends_on {
+        if new.service(d.as_str()).is_some_and(|s| s.in_monolith) {
+            plan.report.remote_calls.push(format!(
+                "`{name}` → module `{}`: was in process, now HTTP to the monolith ({}_SERVICE_URL)",
+                d.as_str(),
+                d.upper()
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+fn render_report(old: &Project, target: &Service, monolith_port: u16, r: &Report) -> String {
+    let name = target.name.as_str();
+    let mut s = String::new();
+    let _ = writeln!(s, "# Split of `{name}` out of the monolith\n");
+    let _ = writeln!(
+        s,
+        "`{name}` is now the service `{}` on port {} with a database of its own. The gateway sends \
+         `/api/v1/...` and the monolith's old `/api/...` paths of `{name}` to it; all other traffic \
+         still reaches the monolith (port {monolith_port}).\n",
+        target.name.crate_name(),
+        target.port.get()
+    );
+    let section = |s: &mut String, title: &str, items: &[String], empty: &str| {
+        let _ = writeln!(s, "## {title}\n");
+        if items.is_empty() {
+            let _ = writeln!(s, "- {empty}");
+        }
+        for i in items {
+            let _ = writeln!(s, "- {i}");
+        }
+        s.push('\n');
+    };
+    let moved: Vec<String> = r.moved.iter().map(|(a, b)| format!("{a} → {b}")).collect();
+    section(
+        &mut s,
+        "Code with your edits, moved",
+        &moved,
+        "no hand edits to move: the service's code was generated afresh",
+    );
+    section(
+        &mut s,
+        "Tables",
+        &r.tables
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>(),
+        "none",
+    );
+    section(&mut s, "Migrations moved", &r.migrations, "none");
+    section(&mut s, "Calls that became remote", &r.remote_calls, "none");
+    let mut human = r.human.clone();
+    for c in &r.conflicts {
+        human.push(format!("{c}: your edits collided with the service's code; resolve the <<<<<<< / >>>>>>> markers"));
+    }
+    if !r.tables.is_empty() {
+        let db = old.default_database.as_str();
+        human.push(format!(
+            "copy the rows of {} from the monolith's database into `{name}`'s ({db}), e.g. `pg_dump --data-only {} monolith | psql {}` once the service has created its tables; then drop them from the monolith",
+            r.tables.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+            r.tables.iter().map(|t| format!("-t {t}")).collect::<Vec<_>>().join(" "),
+            target.name.snake()
+        ));
+    }
+    section(&mut s, "Needs a human", &human, "nothing");
+    s
+}

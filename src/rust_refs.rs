@@ -1,0 +1,121 @@
+//! Reading Rust with syn: where does code name another module of the crate?
+//!
+//! `msgen split` uses this to find every use of the extracted module by the rest of
+//! the monolith (and of the rest by the module) that generated clients do not cover,
+//! so it can report each one precisely instead of guessing.
+
+use syn::visit::Visit;
+
+/// One `crate::<module>::...` path in a source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRef {
+    pub line: usize,
+    /// The whole path as written, e.g. `crate::user::repo::user::get`.
+    pub path: String,
+    pub module: String,
+}
+
+/// Paths in `source` that start with `crate::<m>` for some `m` in `modules`.
+/// Returns an error message when the file does not parse.
+pub fn find_module_refs(source: &str, modules: &[String]) -> Result<Vec<ModuleRef>, String> {
+    let file = syn::parse_file(source).map_err(|e| {
+        let start = e.span().start();
+        format!("line {}: {e}", start.line)
+    })?;
+    let mut v = Finder {
+        modules,
+        found: Vec::new(),
+    };
+    v.visit_file(&file);
+    v.found
+        .sort_by(|a, b| (a.line, &a.path).cmp(&(b.line, &b.path)));
+    v.found.dedup();
+    Ok(v.found)
+}
+
+struct Finder<'a> {
+    modules: &'a [String],
+    found: Vec<ModuleRef>,
+}
+
+impl Finder<'_> {
+    fn check(&mut self, segments: &[String], line: usize) {
+        if segments.len() >= 2 && segments[0] == "crate" && self.modules.contains(&segments[1]) {
+            self.found.push(ModuleRef {
+                line,
+                path: segments.join("::"),
+                module: segments[1].clone(),
+            });
+        }
+    }
+
+    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree, line: usize) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                self.use_tree(prefix, &p.tree, line);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                prefix.push(n.ident.to_string());
+                self.check(prefix, line);
+                prefix.pop();
+            }
+            syn::UseTree::Rename(r) => {
+                prefix.push(r.ident.to_string());
+                self.check(prefix, line);
+                prefix.pop();
+            }
+            syn::UseTree::Glob(_) => self.check(prefix, line),
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    self.use_tree(prefix, t, line);
+                }
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Finder<'_> {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let line = path
+            .segments
+            .first()
+            .map(|s| s.ident.span().start().line)
+            .unwrap_or(0);
+        self.check(&segments, line);
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        let line = item.use_token.span.start().line;
+        self.use_tree(&mut Vec::new(), &item.tree, line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_uses_and_paths_with_lines() {
+        let src = "use crate::user::repo::user;\nuse crate::{state::AppState, blog::models};\n\nfn f() {\n    let _ = crate::user::repo::user::get;\n    let _ = crate::state::X;\n}\n";
+        let modules = vec!["user".to_string(), "blog".to_string()];
+        let refs = find_module_refs(src, &modules).unwrap();
+        let got: Vec<(usize, &str)> = refs.iter().map(|r| (r.line, r.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "crate::user::repo::user"),
+                (2, "crate::blog::models"),
+                (5, "crate::user::repo::user::get"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unparsable_files_are_an_error() {
+        assert!(find_module_refs("fn (", &[]).is_err());
+    }
+}
