@@ -326,7 +326,8 @@ pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
     Ok(())
 }
 
-fn remove_empty_parents(root: &Path, file: &Path) {
+/// Removes the directories of `file` that became empty, up to `root`.
+pub fn remove_empty_parents(root: &Path, file: &Path) {
     let mut dir = file.parent();
     while let Some(d) = dir {
         if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {

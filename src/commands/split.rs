@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use super::edit;
 use super::generate::{render_into, Mode};
 use super::{load, Printer, CONFIG_FILE};
-use crate::apply::write_atomic;
+use crate::apply::{remove_empty_parents, write_atomic};
 use crate::model::{Project, Service, Template};
 use crate::render::{existing_migrations, Renderer, AUTH_TABLE};
 use crate::rust_refs::find_module_refs;
@@ -133,6 +133,7 @@ pub fn run(
             if p.exists() {
                 std::fs::remove_file(&p)
                     .with_context(|| format!("cannot remove {}", p.display()))?;
+                remove_empty_parents(root, &p);
             }
         }
     }

@@ -1,0 +1,193 @@
+//! `msgen new --monolith` and `msgen split`: a module of the modular monolith moves
+//! into a service of its own, with the user's edits, its tables and its routes.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{assert_ok, msgen, stderr, stdout, tree};
+
+fn monolith(dir: &Path) -> PathBuf {
+    assert_ok(&msgen(dir, &["new", "shop", "--monolith", "--yes"]));
+    dir.join("shop")
+}
+
+#[test]
+fn new_monolith_renders_one_crate_with_a_module_per_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = monolith(dir.path());
+    for f in [
+        "monolith/src/auth/handlers/auth.rs",
+        "monolith/src/user/handlers/user.rs",
+        "monolith/src/blog/handlers/post.rs",
+        "monolith/src/clients/user.rs",
+        "monolith/migrations/0001_create_auth_users.sql",
+        "monolith/migrations/0002_create_users.sql",
+        "monolith/migrations/0003_create_posts.sql",
+        "monolith/Dockerfile",
+        "deploy/k8s/services/monolith.yaml",
+    ] {
+        assert!(root.join(f).is_file(), "{f} missing");
+    }
+    assert!(!root.join("services").exists());
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        toml.contains("[monolith]\nport = 3000") && toml.contains("monolith = true"),
+        "{toml}"
+    );
+    let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
+    assert!(routes.contains("prefix: \"/api/posts\"") && routes.contains("upstream: \"monolith\""));
+    // In process between modules: no HTTP client in the monolith.
+    let client = fs::read_to_string(root.join("monolith/src/clients/user.rs")).unwrap();
+    assert!(client.contains("crate::user::repo::user::get"), "{client}");
+    let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
+    assert!(compose.contains("  monolith:") && compose.contains("monolith-db:"));
+    assert!(!compose.contains("blog-db"));
+}
+
+#[test]
+fn split_moves_code_edits_migrations_and_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = monolith(dir.path());
+    let handler = root.join("monolith/src/blog/handlers/post.rs");
+    let edited = fs::read_to_string(&handler).unwrap().replace(
+        "    input.validate()?;\n",
+        "    input.validate()?;\n    tracing::info!(\"creating a post\");\n",
+    );
+    fs::write(&handler, &edited).unwrap();
+    fs::write(
+        root.join("monolith/src/blog/handlers/extra.rs"),
+        "//! Mine.\npub fn helper() {}\n",
+    )
+    .unwrap();
+
+    let before = tree(&root);
+    let out = msgen(&root, &["split", "blog", "--dry-run"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("+++ b/services/blog/src/lib.rs"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(before, tree(&root), "--dry-run wrote something");
+
+    let out = msgen(&root, &["split", "blog"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(stdout(&out).contains("# Split of `blog` out of the monolith"));
+    for s in [
+        "monolith/src/blog/handlers/post.rs → services/blog/src/handlers/post.rs",
+        "`posts`",
+        "monolith/migrations/0003_create_posts.sql → services/blog/migrations/0003_create_posts.sql",
+        "`blog` → module `user`: was in process, now HTTP to the monolith",
+        "pg_dump --data-only -t posts",
+    ] {
+        assert!(report.contains(s), "{s:?} not in the report:\n{report}");
+    }
+
+    // The edit and the hand-written file moved; the module left the monolith.
+    let moved = fs::read_to_string(root.join("services/blog/src/handlers/post.rs")).unwrap();
+    assert!(
+        moved.contains("tracing::info!(\"creating a post\");"),
+        "{moved}"
+    );
+    assert!(
+        moved.contains("use crate::models::post::") && !moved.contains("crate::blog::"),
+        "{moved}"
+    );
+    assert!(root.join("services/blog/src/handlers/extra.rs").is_file());
+    assert!(!root.join("monolith/src/blog").exists());
+    assert!(root
+        .join("services/blog/migrations/0003_create_posts.sql")
+        .is_file());
+    assert!(!root
+        .join("monolith/migrations/0003_create_posts.sql")
+        .exists());
+
+    // services.toml: comments kept, the module is a service now.
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(toml.contains("# Creating a post checks its author"));
+    assert!(toml.contains("split_from = \"monolith\""), "{toml}");
+    // The gateway: old and versioned paths to the service, the rest to the monolith.
+    let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
+    for s in [
+        "prefix: \"/api/posts\",\n        rewrite: Some(\"/api/v1/posts\"),\n        upstream: \"blog\"",
+        "prefix: \"/api/v1/posts\",\n        rewrite: None,\n        upstream: \"blog\"",
+        "prefix: \"/api/users\",\n        rewrite: None,\n        upstream: \"monolith\"",
+        "prefix: \"/api\",\n        rewrite: None,\n        upstream: \"monolith\"",
+    ] {
+        assert!(routes.contains(s), "{s} not in routes.rs:\n{routes}");
+    }
+    let client = fs::read_to_string(root.join("services/blog/src/clients/user.rs")).unwrap();
+    assert!(
+        client.contains("ServiceClient"),
+        "blog must call user over HTTP"
+    );
+    assert!(fs::read_to_string(root.join("services/blog/src/config.rs"))
+        .unwrap()
+        .contains("http://monolith:3000"));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // A second split works too, and a third of a module that is not there lists them.
+    let out = msgen(&root, &["split", "user"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-user.md")).unwrap();
+    assert!(
+        report.contains(
+            "service `blog` → `user`: USER_SERVICE_URL now points at http://user-service:3002"
+        ),
+        "{report}"
+    );
+    assert!(fs::read_to_string(root.join("services/blog/src/config.rs"))
+        .unwrap()
+        .contains("http://user-service:3002"));
+    let out = msgen(&root, &["split", "blog"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no module `blog` in the monolith (`blog` is already a service of its own); modules found: auth"), "{}", stderr(&out));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+}
+
+#[test]
+fn uses_across_the_cut_are_reported_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = monolith(dir.path());
+    // The blog module reaches into the user module's repository directly...
+    let handler = root.join("monolith/src/blog/handlers/post.rs");
+    let text = fs::read_to_string(&handler).unwrap();
+    fs::write(&handler, format!("{text}\n#[allow(dead_code)]\nasync fn count_users(db: &crate::db::Db) -> i64 {{\n    crate::user::repo::user::count(db).await.unwrap_or(0)\n}}\n")).unwrap();
+    let line = text.lines().count() + 4;
+    // ...and the auth module uses the blog module's model.
+    let auth = root.join("monolith/src/auth/handlers/auth.rs");
+    let text = fs::read_to_string(&auth).unwrap();
+    fs::write(
+        &auth,
+        format!("{text}\n#[allow(unused_imports)]\nuse crate::blog::models::post::Post;\n"),
+    )
+    .unwrap();
+    let auth_line = text.lines().count() + 3;
+
+    let out = msgen(&root, &["split", "blog"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(report.contains(&format!("services/blog/src/handlers/post.rs:{line}: `crate::user::repo::user::count` reaches into the `user` module")), "{report}");
+    assert!(report.contains(&format!("monolith/src/auth/handlers/auth.rs:{auth_line}: `crate::blog::models::post::Post` uses the extracted module directly")), "{report}");
+}
+
+#[test]
+fn split_needs_a_monolith() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&msgen(dir.path(), &["new", "plain", "--yes"]));
+    let out = msgen(&dir.path().join("plain"), &["split", "blog"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("declares no [monolith]"),
+        "{}",
+        stderr(&out)
+    );
+    let out = msgen(
+        &dir.path().join("plain"),
+        &["split", "blog", "--from", "elsewhere"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
