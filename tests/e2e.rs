@@ -382,3 +382,244 @@ fn the_article_system_runs_on_postgres() {
 fn the_article_system_runs_on_sqlite() {
     run_system("sqlite");
 }
+
+/// Builds the workspace at `root` and copies `bins` out of the shared target dir.
+fn build_bins(root: &Path, bin: &Path, bins: &[&str]) {
+    std::fs::create_dir_all(bin).unwrap();
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(root, &["build", "--bins"]);
+    for name in bins {
+        std::fs::copy(
+            generated_target_dir().join("debug").join(name),
+            bin.join(name),
+        )
+        .unwrap();
+    }
+}
+
+/// A client's view of the API through the gateway, using only the monolith's old
+/// (unversioned) paths: the status of every call, in order.
+fn api_suite(gw: &str, tag: &str) -> Vec<(String, u16)> {
+    let mut seen = Vec::new();
+    let mut record = |what: &str, (status, body): (u16, Value)| {
+        seen.push((what.to_string(), status));
+        body
+    };
+    let creds = json!({"email": format!("{tag}@example.com"), "password": "correct horse battery"});
+    record(
+        "register",
+        call(
+            "POST",
+            &format!("{gw}/api/auth/register"),
+            None,
+            Some(creds.clone()),
+        ),
+    );
+    let body = record(
+        "login",
+        call("POST", &format!("{gw}/api/auth/login"), None, Some(creds)),
+    );
+    let token = body["data"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let t = Some(token.as_str());
+    record(
+        "users without a token",
+        call("GET", &format!("{gw}/api/users"), None, None),
+    );
+    let user = json!({"email": format!("{tag}@example.com"), "display_name": "Ada"});
+    let body = record(
+        "create user",
+        call("POST", &format!("{gw}/api/users"), t, Some(user)),
+    );
+    let user_id = body["data"]["id"].as_i64().unwrap_or(0);
+    let post = json!({"title": "Hello", "body": "text", "author_id": user_id, "published": true});
+    let body = record(
+        "create post",
+        call("POST", &format!("{gw}/api/posts"), t, Some(post.clone())),
+    );
+    let post_id = body["data"]["id"].as_i64().unwrap_or(0);
+    record(
+        "read post",
+        call("GET", &format!("{gw}/api/posts/{post_id}"), t, None),
+    );
+    record(
+        "list posts",
+        call("GET", &format!("{gw}/api/posts?page=1"), t, None),
+    );
+    record(
+        "update post",
+        call("PUT", &format!("{gw}/api/posts/{post_id}"), t, Some(post)),
+    );
+    let orphan = json!({"title": "x", "body": "", "author_id": 999_999, "published": false});
+    record(
+        "post by a missing author",
+        call("POST", &format!("{gw}/api/posts"), t, Some(orphan)),
+    );
+    record(
+        "invalid post",
+        call(
+            "POST",
+            &format!("{gw}/api/posts"),
+            t,
+            Some(json!({"title": 1})),
+        ),
+    );
+    record(
+        "missing post",
+        call("GET", &format!("{gw}/api/posts/999999"), t, None),
+    );
+    record(
+        "posts without a token",
+        call("GET", &format!("{gw}/api/posts"), None, None),
+    );
+    record(
+        "read user",
+        call("GET", &format!("{gw}/api/users/{user_id}"), t, None),
+    );
+    record(
+        "delete post",
+        call("DELETE", &format!("{gw}/api/posts/{post_id}"), t, None),
+    );
+    seen
+}
+
+#[test]
+fn a_split_monolith_answers_clients_as_before() {
+    require_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    assert_ok(&msgen(dir.path(), &["new", "shop", "--yes", "--monolith"]));
+    let root = dir.path().join("shop");
+    let run_id = format!("{}_{}", std::process::id(), free_port());
+    let monolith_db = format!("postgres://postgres@127.0.0.1:5432/e2e_{run_id}_monolith");
+
+    let start_gateway = |bin: &Path, upstreams: &[(&str, String)]| {
+        let port = free_port();
+        let mut env = vec![
+            ("PORT".to_string(), port.to_string()),
+            ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ];
+        for (k, v) in upstreams {
+            env.push((k.to_string(), v.clone()));
+        }
+        let mut p = Proc::start(bin, "gateway", &env);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_healthy(&url, &mut p);
+        (p, url)
+    };
+    let start_monolith = |bin: &Path| {
+        let port = free_port();
+        let env = vec![
+            ("PORT".to_string(), port.to_string()),
+            ("DATABASE_URL".to_string(), monolith_db.clone()),
+            ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ];
+        let mut p = Proc::start(bin, "monolith", &env);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_healthy(&url, &mut p);
+        (p, url)
+    };
+
+    // The untouched monolith behind the gateway.
+    let before_bin = dir.path().join("bin-before");
+    build_bins(&root, &before_bin, &["gateway", "monolith"]);
+    let (mono, mono_url) = start_monolith(&before_bin);
+    let (gateway, gw) = start_gateway(&before_bin, &[("MONOLITH_URL", mono_url.clone())]);
+    let before = api_suite(&gw, "before");
+    gateway.terminate();
+    mono.terminate();
+    assert!(
+        before.iter().any(|(w, s)| w == "create post" && *s == 201),
+        "{before:?}"
+    );
+
+    // Split the blog module out; both crates build and pass their own tests.
+    assert_ok(&msgen(&root, &["split", "blog"]));
+    {
+        let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        cargo(&root, &["test", "-p", "monolith", "-p", "blog-service"]);
+    }
+    let after_bin = dir.path().join("bin-after");
+    build_bins(&root, &after_bin, &["gateway", "monolith", "blog-service"]);
+    let (mono, mono_url) = start_monolith(&after_bin);
+    let blog_port = free_port();
+    let blog_url = format!("http://127.0.0.1:{blog_port}");
+    let blog_env = vec![
+        ("PORT".to_string(), blog_port.to_string()),
+        (
+            "DATABASE_URL".to_string(),
+            format!("postgres://postgres@127.0.0.1:5432/e2e_{run_id}_blog"),
+        ),
+        ("USER_SERVICE_URL".to_string(), mono_url.clone()),
+    ];
+    let mut blog = Proc::start(&after_bin, "blog-service", &blog_env);
+    wait_healthy(&blog_url, &mut blog);
+    let (gateway, gw) = start_gateway(
+        &after_bin,
+        &[
+            ("MONOLITH_URL", mono_url.clone()),
+            ("BLOG_SERVICE_URL", blog_url.clone()),
+        ],
+    );
+
+    // Clients do not notice the cut.
+    let after = api_suite(&gw, "after");
+    assert_eq!(before, after);
+
+    // But the posts now live in the blog service and its own database...
+    let creds = json!({"email": "check@example.com", "password": "correct horse battery"});
+    call(
+        "POST",
+        &format!("{gw}/api/auth/register"),
+        None,
+        Some(creds.clone()),
+    );
+    let (_, body) = call("POST", &format!("{gw}/api/auth/login"), None, Some(creds));
+    let token = body["data"]["token"].as_str().unwrap().to_string();
+    let t = Some(token.as_str());
+    let (_, body) = call(
+        "POST",
+        &format!("{gw}/api/users"),
+        t,
+        Some(json!({"email": "c@example.com", "display_name": "C"})),
+    );
+    let user_id = body["data"]["id"].as_i64().unwrap();
+    let post = json!({"title": "Moved", "body": "", "author_id": user_id, "published": true});
+    let (status, body) = call("POST", &format!("{gw}/api/posts"), t, Some(post));
+    assert_eq!(status, 201, "{body}");
+    let post_id = body["data"]["id"].as_i64().unwrap();
+    let (status, _) = call(
+        "GET",
+        &format!("{blog_url}/api/v1/posts/{post_id}"),
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "the post is not in the blog service");
+    let (status, _) = call(
+        "GET",
+        &format!("{mono_url}/api/posts/{post_id}"),
+        None,
+        None,
+    );
+    assert_eq!(status, 404, "the monolith still serves posts");
+    let (_, body) = call("GET", &format!("{gw}/api/v1/blog"), t, None);
+    assert_eq!(body["data"]["service"], json!("blog"));
+    // ...while users are still served by the monolith.
+    let (status, _) = call(
+        "GET",
+        &format!("{mono_url}/api/users/{user_id}"),
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+
+    gateway.terminate();
+    blog.terminate();
+    mono.terminate();
+
+    // A second split works too.
+    assert_ok(&msgen(&root, &["split", "user"]));
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root, &["build"]);
+}
