@@ -21,6 +21,8 @@ pub struct ProjectCtx {
     pub has_db: bool,
     pub has_auth: bool,
     pub has_clients: bool,
+    /// Some service publishes or consumes events: NATS is part of the system.
+    pub has_events: bool,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
     /// Services deployed on their own (not modules of the monolith).
@@ -37,6 +39,25 @@ pub struct ProjectCtx {
     /// Gateway routing table, longest prefix first.
     pub routes: Vec<RouteCtx>,
     pub mermaid: String,
+}
+
+/// One event subject, as a publisher or a consumer sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventCtx {
+    pub subject: String,
+    /// `post.created` → `post_created`, `PostCreated`.
+    pub snake: String,
+    pub pascal: String,
+    /// The JetStream stream that stores it: one per subject, so publisher and
+    /// consumer can both create it with the same configuration.
+    pub stream: String,
+    /// What the payload is: `record` (a resource after create/update), `id` (after
+    /// delete) or `json` (any other subject).
+    pub payload: &'static str,
+    /// For `record` payloads: the resource's fields.
+    pub fields: Vec<FieldCtx>,
+    /// Durable consumer name of the consuming service.
+    pub durable: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +111,14 @@ pub struct ServiceCtx {
     pub http_deps: Vec<DepCtx>,
     /// `mod` items of the monolith's `lib.rs`, sorted.
     pub lib_modules: Vec<String>,
+    pub publishes: Vec<EventCtx>,
+    pub consumes: Vec<EventCtx>,
+    /// Publishes or consumes: connects to NATS.
+    pub has_events: bool,
+    /// Payload types of every subject published or consumed, once each.
+    pub event_types: Vec<EventCtx>,
+    /// SQL of the processed-events table (consumers), as Rust `const` items.
+    pub events_sql_consts: String,
     /// `mod` items of a module's `mod.rs`, sorted.
     pub module_mods: Vec<String>,
     /// What a module re-exports from the monolith's root: `db, state` or `state`.
@@ -136,6 +165,10 @@ pub struct ResourceCtx {
     pub remote_refs: Vec<RemoteRefCtx>,
     /// Some reference is checked over HTTP (else in process, or a foreign key).
     pub http_refs: bool,
+    /// Events the owning service publishes on this resource's writes.
+    pub publish_created: bool,
+    pub publish_updated: bool,
+    pub publish_deleted: bool,
     pub sql: SqlCtx,
     /// The SQL as Rust `const` items, laid out as rustfmt would.
     pub sql_consts: String,
@@ -277,6 +310,10 @@ impl ProjectCtx {
             has_sqlite,
             has_db: has_postgres || has_sqlite,
             has_auth,
+            has_events: p
+                .services
+                .iter()
+                .any(|s| !s.publishes.is_empty() || !s.consumes.is_empty()),
             has_clients: p
                 .services
                 .iter()
@@ -355,6 +392,23 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         },
         http_deps,
         lib_modules: Vec::new(),
+        publishes: s.publishes.iter().map(|e| event_ctx(p, s, e)).collect(),
+        consumes: s.consumes.iter().map(|e| event_ctx(p, s, e)).collect(),
+        has_events: !s.publishes.is_empty() || !s.consumes.is_empty(),
+        event_types: {
+            let mut seen: Vec<String> = Vec::new();
+            s.publishes
+                .iter()
+                .chain(&s.consumes)
+                .filter(|e| {
+                    let new = !seen.contains(e);
+                    seen.push((*e).clone());
+                    new
+                })
+                .map(|e| event_ctx(p, s, e))
+                .collect()
+        },
+        events_sql_consts: events_sql_consts(s.database),
         module_mods: sorted(
             ["handlers", "routes"]
                 .into_iter()
@@ -372,12 +426,50 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
             ["health".to_string()]
                 .into_iter()
                 .filter(|_| !s.in_monolith)
+                .chain((!s.consumes.is_empty()).then(|| "events".to_string()))
                 .chain((s.template == Template::Auth).then(|| "auth".to_string()))
                 .chain(s.resources.iter().map(|r| r.name.clone())),
         ),
         resource_modules: sorted(s.resources.iter().map(|r| r.name.clone())),
         client_modules: sorted(s.depends_on.iter().map(|d| d.snake())),
     }
+}
+
+fn event_ctx(p: &Project, s: &Service, subject: &str) -> EventCtx {
+    let snake = subject.replace('.', "_");
+    let mut tokens = subject.splitn(2, '.');
+    let (first, rest) = (
+        tokens.next().unwrap_or_default(),
+        tokens.next().unwrap_or_default(),
+    );
+    let resource = p.resource(first);
+    let (payload, fields) = match (resource, rest) {
+        (Some(r), "created" | "updated") => ("record", r.fields.iter().map(field_ctx).collect()),
+        (Some(_), "deleted") => ("id", Vec::new()),
+        _ => ("json", Vec::new()),
+    };
+    EventCtx {
+        subject: subject.to_string(),
+        pascal: pascal_of(&snake),
+        stream: snake.to_uppercase(),
+        durable: format!("{}-{}", s.name.as_str(), subject.replace(['.', '_'], "-")),
+        snake,
+        payload,
+        fields,
+    }
+}
+
+fn pascal_of(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Whether `s` calls `dep` in process: both are modules of the monolith.
@@ -477,6 +569,11 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         in_monolith: false,
         crate_root: "crate".into(),
         lib_modules: sorted(lib_modules),
+        publishes: Vec::new(),
+        consumes: Vec::new(),
+        has_events: false,
+        event_types: Vec::new(),
+        events_sql_consts: String::new(),
         module_mods: Vec::new(),
         module_reexports: String::new(),
         handler_modules: vec!["health".into()],
@@ -524,8 +621,12 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         }
         _ => false,
     });
+    let publishes = |action: &str| s.publishes.contains(&format!("{}.{action}", r.name));
     ResourceCtx {
         http_refs,
+        publish_created: publishes("created"),
+        publish_updated: publishes("updated"),
+        publish_deleted: publishes("deleted"),
         has_checks: fields.iter().any(|f| f.check.is_some()),
         has_refs: r.fields.iter().any(|f| matches!(f.ty, FieldType::Ref(_))),
         name: r.name.clone(),
@@ -739,6 +840,35 @@ pub fn rust_str_const(indent: &str, name: &str, value: &str) -> String {
     } else {
         format!("{indent}const {name}: &str =\n{broken_tail}")
     }
+}
+
+fn events_sql_consts(kind: DatabaseKind) -> String {
+    let ph = |i: usize| {
+        if kind == DatabaseKind::Sqlite {
+            "?".to_string()
+        } else {
+            format!("${i}")
+        }
+    };
+    [
+        rust_str_const(
+            "",
+            "SEEN",
+            &format!(r#"SELECT COUNT(*) FROM "processed_events" WHERE "event_id" = {}"#, ph(1)),
+        ),
+        rust_str_const(
+            "",
+            "RECORD",
+            &format!(
+                r#"INSERT INTO "processed_events" ("event_id", "subject", "handled_at") VALUES ({}, {}, {}) ON CONFLICT ("event_id") DO NOTHING"#,
+                ph(1),
+                ph(2),
+                ph(3)
+            ),
+        ),
+        rust_str_const("", "HANDLED", r#"SELECT COUNT(*) FROM "processed_events""#),
+    ]
+    .join("\n")
 }
 
 fn auth_sql_consts(kind: DatabaseKind) -> String {

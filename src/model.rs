@@ -259,6 +259,9 @@ pub struct Service {
     pub in_monolith: bool,
     /// Extracted from the monolith by `msgen split`: its old paths still work.
     pub split_from_monolith: bool,
+    /// Event subjects published / consumed over NATS JetStream.
+    pub publishes: Vec<String>,
+    pub consumes: Vec<String>,
     pub resources: Vec<Resource>,
 }
 
@@ -348,6 +351,8 @@ impl Project {
             index: LineIndex::new(text),
             path,
             dep_spans: BTreeMap::new(),
+            published: Vec::new(),
+            consumed: Vec::new(),
         };
         let project = v.project(raw);
         match project {
@@ -493,6 +498,9 @@ struct Validator<'a> {
     path: &'a Path,
     /// (service, dependency) → where the dependency is written.
     dep_spans: BTreeMap<(String, String), Spanned<String>>,
+    /// Every subject some service publishes, and (service, subject) consumed.
+    published: Vec<String>,
+    consumed: Vec<(String, Spanned<String>)>,
 }
 
 impl Validator<'_> {
@@ -668,6 +676,25 @@ impl Validator<'_> {
                 self.err(&span, &key, msg, help);
             }
         }
+        let consumed = std::mem::take(&mut self.consumed);
+        let published = self.published.clone();
+        for (svc, subject) in consumed {
+            if !published.contains(subject.get_ref()) {
+                let all: Vec<&str> = published.iter().map(String::as_str).collect();
+                let help =
+                    did_you_mean(subject.get_ref(), &all).map(|c| format!("did you mean `{c}`?"));
+                let msg = format!(
+                    "consumes {:?}, which no service publishes; published: {}",
+                    subject.get_ref(),
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.join(", ")
+                    }
+                );
+                self.err(&subject, &format!("{svc}.consumes"), msg, help);
+            }
+        }
         self.cross_checks(&services, &seen_names);
         self.diags.sort_by_key(|d| d.location);
 
@@ -792,6 +819,35 @@ impl Validator<'_> {
         }
 
         let in_monolith = rs.monolith.as_ref().is_some_and(|m| *m.get_ref());
+        let publishes = self.subjects(&rs.publishes, &key("publishes"));
+        let consumes = self.subjects(&rs.consumes, &key("consumes"));
+        for (list, what) in [(&rs.publishes, "publishes"), (&rs.consumes, "consumes")] {
+            if in_monolith && !list.is_empty() {
+                self.err(
+                    &list[0],
+                    &key(what),
+                    "modules of the monolith do not take events yet; split the module out first"
+                        .into(),
+                    None,
+                );
+            }
+        }
+        if !rs.consumes.is_empty() && database == Some(DatabaseKind::None) {
+            self.err(
+                &rs.consumes[0],
+                &key("consumes"),
+                "consuming events needs a database, to remember which events were handled".into(),
+                Some("use database = \"postgres\" or \"sqlite\"".into()),
+            );
+        }
+        for c in &rs.consumes {
+            self.consumed.push((rs.name.get_ref().clone(), c.clone()));
+        }
+        for p in &publishes {
+            if !self.published.contains(p) {
+                self.published.push(p.clone());
+            }
+        }
         if let Some(m) = &rs.monolith {
             if in_monolith && !has_monolith {
                 self.err(
@@ -841,8 +897,43 @@ impl Validator<'_> {
             public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
             in_monolith,
             split_from_monolith,
+            publishes,
+            consumes,
             resources,
         })
+    }
+
+    /// Event subjects: dot-separated lower-case tokens (`post.created`), no wildcards.
+    fn subjects(&mut self, raw: &[Spanned<String>], key: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, s) in raw.iter().enumerate() {
+            let v = s.get_ref();
+            let ok = v.len() <= 64
+                && v.split('.').count() >= 2
+                && v.split('.').all(|t| {
+                    t.starts_with(|c: char| c.is_ascii_lowercase())
+                        && t.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                });
+            if !ok {
+                self.err(
+                    s,
+                    &format!("{key}[{i}]"),
+                    format!("{v:?} is not a valid event subject; accepted: two or more dot-separated lower-case tokens, e.g. \"post.created\" (no wildcards, at most 64 characters)"),
+                    None,
+                );
+            } else if out.contains(v) {
+                self.err(
+                    s,
+                    &format!("{key}[{i}]"),
+                    format!("{v:?} is listed twice"),
+                    None,
+                );
+            } else {
+                out.push(v.clone());
+            }
+        }
+        out
     }
 
     fn resource(&mut self, key: &str, rr: Spanned<RawResource>) -> Option<Resource> {

@@ -71,6 +71,12 @@ pub struct RawService {
     /// gateway keeps serving its old `/api/...` paths.
     #[serde(default)]
     pub split_from: Option<Spanned<String>>,
+    /// Event subjects this service publishes, e.g. `post.created`.
+    #[serde(default)]
+    pub publishes: Vec<Spanned<String>>,
+    /// Event subjects this service consumes (a durable JetStream consumer each).
+    #[serde(default)]
+    pub consumes: Vec<Spanned<String>>,
     #[serde(default)]
     pub resources: Vec<Spanned<RawResource>>,
 }

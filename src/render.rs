@@ -302,6 +302,9 @@ fn migrations(owners: &[ServiceCtx], existing: &[String]) -> Vec<(String, String
         for r in &s.resources {
             tables.push((r.table.clone(), r.sql.create_table.clone()));
         }
+        if !s.consumes.is_empty() {
+            tables.push((EVENTS_TABLE.into(), processed_events_sql(s.is_postgres)));
+        }
     }
     let version_of = |name: &str| -> Option<u32> { name.split('_').next()?.parse().ok() };
     let mut next = existing
@@ -327,6 +330,16 @@ fn migrations(owners: &[ServiceCtx], existing: &[String]) -> Vec<(String, String
         out.push((file, sql));
     }
     out
+}
+
+/// Where a consumer remembers the events it handled, for idempotency.
+pub const EVENTS_TABLE: &str = "processed_events";
+
+fn processed_events_sql(pg: bool) -> String {
+    let ts = if pg { "TIMESTAMPTZ" } else { "TEXT" };
+    format!(
+        "CREATE TABLE IF NOT EXISTS \"processed_events\" (\n    \"event_id\" TEXT PRIMARY KEY,\n    \"subject\" TEXT NOT NULL,\n    \"handled_at\" {ts} NOT NULL\n);\n"
+    )
 }
 
 /// The auth template's table; not `users`, which a `user` resource may want.

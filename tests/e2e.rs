@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{assert_ok, cargo, generated_target_dir, msgen, require_postgres, CARGO_LOCK};
+use common::{assert_ok, cargo, msgen, require_postgres, CARGO_LOCK};
 
 const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
 /// The built-in example's services, plus one grown with `msgen add-service`.
@@ -36,24 +36,26 @@ fn build(dir: &Path, database: &str) -> PathBuf {
         &root,
         &["add-service", "billing", "--resource", "invoice"],
     ));
+    // The added service hears about new posts too: a second consumer to stop and start.
+    let toml = std::fs::read_to_string(root.join("services.toml")).unwrap();
+    let toml = toml.replace(
+        "name = \"billing\"\nport = 3004\n",
+        "name = \"billing\"\nport = 3004\nconsumes = [\"post.created\"]\n",
+    );
+    std::fs::write(root.join("services.toml"), toml).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    cargo(&root, &["build", "--bins"]);
-    // Copied out, so other builds in the shared target directory cannot replace them.
-    for name in [
-        "gateway",
-        "auth-service",
-        "user-service",
-        "blog-service",
-        "billing-service",
-    ] {
-        std::fs::copy(
-            generated_target_dir().join("debug").join(name),
-            bin.join(name),
-        )
-        .unwrap();
-    }
+    build_bins(
+        &root,
+        &bin,
+        &[
+            "gateway",
+            "auth-service",
+            "user-service",
+            "blog-service",
+            "billing-service",
+        ],
+    );
     bin
 }
 
@@ -156,6 +158,7 @@ fn run_system(database: &str) {
     if database == "postgres" {
         require_postgres();
     }
+    common::require_nats();
     let dir = tempfile::tempdir().unwrap();
     let bin = build(dir.path(), database);
     let run_id = format!("{}_{}", std::process::id(), free_port());
@@ -173,6 +176,12 @@ fn run_system(database: &str) {
         let mut env = vec![
             ("PORT".to_string(), port.to_string()),
             ("DATABASE_URL".to_string(), database_url),
+            ("NATS_URL".to_string(), "nats://127.0.0.1:4222".to_string()),
+            // Runs share the machine's NATS: each gets subjects of its own.
+            (
+                "NATS_SUBJECT_PREFIX".to_string(),
+                format!("e2e{run_id}{database}"),
+            ),
         ];
         match s {
             "auth" => env.push(("JWT_SECRET".into(), JWT_SECRET.into())),
@@ -366,6 +375,49 @@ fn run_system(database: &str) {
         "{body}"
     );
 
+    // Events over NATS: both consumers heard about the two posts created so far.
+    let handled = |svc: &str| -> i64 {
+        let (_, body) = call("GET", &format!("{gw}/api/v1/{svc}"), t, None);
+        body["data"]["events_handled"].as_i64().unwrap_or(-1)
+    };
+    let wait_handled = |svc: &str, want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while handled(svc) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{svc} handled {} events, not {want}",
+                handled(svc)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_handled("user", 2);
+    wait_handled("billing", 2);
+
+    // Stop a consumer, publish more, start it again: no event lost, none handled twice.
+    let billing_index = procs
+        .iter()
+        .position(|p| p.name == "billing-service")
+        .unwrap();
+    procs.remove(billing_index).terminate();
+    for i in 0..3 {
+        let post = json!({"title": format!("While billing sleeps {i}"), "body": "", "author_id": user_id, "published": true});
+        let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post));
+        assert_eq!(status, 201, "{body}");
+    }
+    let billing_port = ports.iter().find(|(n, _)| *n == "billing").unwrap().1;
+    let mut billing = Proc::start(
+        &bin,
+        "billing-service",
+        &service_env("billing", billing_port),
+    );
+    wait_healthy(&url_of("billing"), &mut billing);
+    wait_handled("billing", 5);
+    wait_handled("user", 5);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(handled("billing"), 5, "an event was handled twice");
+    procs.push(billing);
+
     // SIGTERM: every binary exits cleanly.
     gateway.terminate();
     for p in procs {
@@ -387,13 +439,25 @@ fn the_article_system_runs_on_sqlite() {
 fn build_bins(root: &Path, bin: &Path, bins: &[&str]) {
     std::fs::create_dir_all(bin).unwrap();
     let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    cargo(root, &["build", "--bins"]);
+    // The executables of *this* workspace, as cargo reports them: target/debug/<name>
+    // is shared by every generated workspace and may hold another one's binary.
+    let out = cargo(root, &["build", "--bins", "--message-format=json"]);
+    let mut built = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(name), Some(exe)) =
+            (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        {
+            built.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
     for name in bins {
-        std::fs::copy(
-            generated_target_dir().join("debug").join(name),
-            bin.join(name),
-        )
-        .unwrap();
+        let exe = built
+            .get(*name)
+            .unwrap_or_else(|| panic!("cargo built no binary {name}: {built:?}"));
+        std::fs::copy(exe, bin.join(name)).unwrap();
     }
 }
 

@@ -434,3 +434,24 @@ fn a_killed_render_leaves_whole_files_and_a_rerun_finishes() {
         assert_ok(&msgen(&root, &["generate", "--check"]));
     }
 }
+
+#[test]
+fn events_appear_only_where_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = new_project(dir.path(), "blogsys", None);
+    let cargo_toml = fs::read_to_string(with.join("Cargo.toml")).unwrap();
+    assert!(cargo_toml.contains("async-nats"));
+    assert!(fs::read_to_string(with.join("compose.yaml")).unwrap().contains("  nats:"));
+    assert!(with.join("deploy/k8s/nats.yaml").is_file());
+    let handler = fs::read_to_string(with.join("services/blog/src/handlers/post.rs")).unwrap();
+    assert!(handler.contains("crate::events::publish_post_created(&state.events, &record)"));
+    assert!(with.join("services/user/src/handlers/events.rs").is_file());
+    assert!(!with.join("services/auth/src/events.rs").exists());
+
+    let without = new_project(dir.path(), "mixed", Some(&example("mixed")));
+    for (path, bytes) in tree(&without) {
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(!text.contains("nats"), "{path} mentions NATS in a system without events");
+        assert!(!path.contains("events"), "{path} exists in a system without events");
+    }
+}

@@ -285,3 +285,32 @@ fn usage_errors_exit_2() {
     let out = msgen(dir.path(), &["new", "Bad_Name", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn events_must_be_published_and_well_formed() {
+    let text = GOOD.replace(
+        "port = 3002\n",
+        "port = 3002\npublishes = [\"user.created\", \"Bad Subject\", \"user.created\"]\nconsumes = [\"user.craeted\"]\n",
+    );
+    fails_with(
+        &text,
+        &[
+            "services.toml:7:30",
+            "\"Bad Subject\" is not a valid event subject",
+            "services.toml:7:45",
+            "is listed twice",
+            "services.toml:8:13",
+            "consumes \"user.craeted\", which no service publishes; published: user.created\n",
+            "did you mean `user.created`?",
+        ],
+    );
+}
+
+#[test]
+fn consumers_need_a_database() {
+    let text = format!(
+        "{GOOD}\n[[services]]\nname = \"mailer\"\ndatabase = \"none\"\nconsumes = [\"user.created\"]\n"
+    )
+    .replace("port = 3002\n", "port = 3002\npublishes = [\"user.created\"]\n");
+    fails_with(&text, &["consumes", "needs a database"]);
+}

@@ -8,6 +8,7 @@ use common::{assert_ok, cargo, example, examples, msgen, require_postgres, CARGO
 
 fn check_example(name: &str) {
     require_postgres();
+    common::require_nats();
     let dir = tempfile::tempdir().unwrap();
     let config = example(name);
     assert_ok(&msgen(

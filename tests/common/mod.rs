@@ -108,6 +108,17 @@ pub fn require_postgres() {
     }
 }
 
+/// Fails loudly (never skips) when NATS is not reachable on 127.0.0.1:4222.
+pub fn require_nats() {
+    let addr = "127.0.0.1:4222".parse().unwrap();
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_err() {
+        panic!(
+            "NATS is not reachable on 127.0.0.1:4222; this test needs it (CI={}). Start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log",
+            std::env::var("CI").unwrap_or_default()
+        );
+    }
+}
+
 /// Every file under `root` (except `.msgen/` and `target/`), relative, sorted.
 pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
