@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "msgen",
     version,
     about = "Scaffold, regenerate and split Rust microservice workspaces from a services.toml",
-    after_help = "Examples:\n  msgen new blogsys --yes          render the built-in example (gateway, auth, user, blog)\n  msgen -C blogsys generate --check  fail when the tree drifted from services.toml\n  msgen -C blogsys graph           print the architecture as Mermaid"
+    after_help = "Examples:\n  msgen new blogsys                  ask which services, database, layout and port\n  msgen new blogsys --yes            render the built-in example (gateway, auth, user, blog)\n  msgen -C blogsys add-service billing --resource invoice --depends-on user\n  msgen -C blogsys generate --check  fail when the tree drifted from services.toml\n  msgen -C blogsys graph             print the architecture as Mermaid\n  msgen completions bash > ~/.local/share/bash-completion/completions/msgen"
 )]
 pub struct Cli {
     /// Run as if msgen was started in DIR.
@@ -56,7 +56,7 @@ pub enum GraphFormat {
 pub enum Command {
     /// Create directory NAME with a services.toml and render the whole project.
     #[command(
-        after_help = "Examples:\n  msgen new blogsys --yes\n  msgen new shop --config my-services.toml\n  msgen new local --database sqlite --yes"
+        after_help = "On a terminal, without --yes, msgen asks what no flag answered: the services\n(auth, user, blog and names of your own), the layout, the database and the gateway port.\n\nExamples:\n  msgen new blogsys                    answer the questions\n  msgen new blogsys --yes              the built-in example as it is\n  msgen new shop --config my-services.toml\n  msgen new local --database sqlite --yes"
     )]
     New {
         /// Directory to create; its last component is the project name.
@@ -90,8 +90,12 @@ pub enum Command {
         dry_run: bool,
     },
     /// Check services.toml and report every problem at once.
+    #[command(after_help = "Examples:\n  msgen validate\n  msgen -C blogsys validate")]
     Validate,
     /// Print the architecture: gateway, services, databases and calls.
+    #[command(
+        after_help = "Examples:\n  msgen graph                 Mermaid, as in docs/architecture.md\n  msgen graph --format dot | dot -Tsvg > architecture.svg"
+    )]
     Graph {
         #[arg(long, value_enum, default_value_t)]
         format: GraphFormat,
@@ -133,9 +137,25 @@ pub enum Command {
         dry_run: bool,
     },
     /// Remove a service; files you edited are kept and reported.
+    #[command(
+        after_help = "Examples:\n  msgen remove-service billing --dry-run   show what would be removed\n  msgen remove-service billing"
+    )]
     RemoveService {
         name: String,
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Examples:\n  msgen completions bash > ~/.local/share/bash-completion/completions/msgen\n  msgen completions zsh > ~/.zfunc/_msgen        (with fpath+=~/.zfunc before compinit)\n  msgen completions fish > ~/.config/fish/completions/msgen.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print msgen's man page (roff) on stdout.
+    #[command(
+        after_help = "Examples:\n  msgen man | man -l -\n  msgen man > ~/.local/share/man/man1/msgen.1"
+    )]
+    Man,
 }

@@ -26,6 +26,17 @@ pub fn set_default_database(doc: &mut DocumentMut, kind: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sets `[gateway] port`, keeping the table's comments.
+pub fn set_gateway_port(doc: &mut DocumentMut, port: u16) -> Result<()> {
+    let gateway = doc
+        .entry("gateway")
+        .or_insert_with(|| Item::Table(Table::new()))
+        .as_table_mut()
+        .context("`gateway` in services.toml must be a table")?;
+    gateway["port"] = value(i64::from(port));
+    Ok(())
+}
+
 /// Turns every service into a module of a modular monolith on `port`, as the
 /// article's advice goes: start with a monolith, split it at natural boundaries.
 pub fn make_monolith(doc: &mut DocumentMut, port: u16) -> Result<()> {

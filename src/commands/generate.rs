@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{load, plan_changes, Printer, CONFIG_FILE};
+use super::{load, plan_changes, Kind, Printer, CONFIG_FILE};
 use crate::apply::{self, Action};
 use crate::model::Project;
 use crate::CheckFailed;
@@ -95,12 +95,18 @@ pub fn render_into(
             Ok(ExitCode::SUCCESS)
         }
         Mode::Apply => {
+            let mut config_kind = None;
             if let Some(new) = config_changes {
+                let existed = config_path.is_file();
                 apply::write_atomic(&config_path, new.as_bytes())?;
-                out.line(format!("  {:<14} {CONFIG_FILE}", "update"));
+                config_kind = Some(if existed {
+                    Kind::Updated
+                } else {
+                    Kind::Created
+                });
             }
             apply::apply(root, &outcome)?;
-            out.outcome(&outcome);
+            out.outcome(&outcome, config_kind);
             let conflicts = outcome.conflicts();
             if !conflicts.is_empty() {
                 let mut msg =
@@ -137,12 +143,9 @@ pub fn render_into(
                 .map(|c| c.path.as_str())
                 .collect();
             for k in kept {
-                out.line(format!(
-                    "note: {k} is no longer generated but you edited it, so it was kept"
+                out.note(&format!(
+                    "{k} is no longer generated but you edited it, so it was kept"
                 ));
-            }
-            if outcome.is_clean() && config_changes.is_none() {
-                out.line("up to date");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -3,6 +3,7 @@
 mod edit;
 mod generate;
 mod new;
+mod output;
 mod service;
 mod split;
 
@@ -11,38 +12,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use crate::apply::{self, Action, Outcome};
+use crate::apply::{self, Outcome};
 use crate::cli::{Cli, Command, GraphFormat};
 use crate::model::Project;
 use crate::render::{existing_migrations, Renderer};
 
 pub use generate::render_into;
+pub use output::{Kind, Printer};
 
 pub const CONFIG_FILE: &str = "services.toml";
-
-/// Where output goes; `--quiet` keeps only errors.
-#[derive(Debug, Clone, Copy)]
-pub struct Printer {
-    pub quiet: bool,
-}
-
-impl Printer {
-    pub fn line(&self, s: impl AsRef<str>) {
-        if !self.quiet {
-            println!("{}", s.as_ref());
-        }
-    }
-
-    /// One line per file that changes.
-    pub fn outcome(&self, outcome: &Outcome) {
-        for c in outcome.pending() {
-            if c.action == Action::Record {
-                continue;
-            }
-            self.line(format!("  {:<14} {}", apply::verb(&c.action), c.path));
-        }
-    }
-}
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let cwd = match &cli.dir {
@@ -122,6 +100,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             from,
             dry_run,
         } => split::run(&cwd, &module, from, dry_run, out),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "msgen", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

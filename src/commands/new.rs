@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
+use dialoguer::theme::ColorfulTheme;
+use dialoguer::{Input, MultiSelect, Select};
+use toml_edit::DocumentMut;
 
 use super::edit;
 use super::generate::{render_into, Mode};
@@ -66,23 +69,19 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
             PathBuf::from("<built-in example>"),
         ),
     };
-    let database = match args.database {
-        Some(d) => Some(d),
-        None if !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
-            Some(ask_database()?)
-        }
-        None => None,
+    let base = {
+        let mut doc = edit::parse(&text)?;
+        edit::set_project_name(&mut doc, name.as_str())?;
+        doc
     };
-
-    let mut doc = edit::parse(&text)?;
-    edit::set_project_name(&mut doc, name.as_str())?;
-    if let Some(d) = database {
-        edit::set_default_database(&mut doc, d.as_str())?;
-    }
-    if args.monolith {
-        edit::make_monolith(&mut doc, crate::model::DEFAULT_MONOLITH_PORT)?;
-    }
-    let config = doc.to_string();
+    let interactive =
+        !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let answers = if interactive {
+        ask(&base, &args, &source)?
+    } else {
+        Answers::from_flags(&args)
+    };
+    let config = build(&base, &answers)?.to_string();
     let project = Project::parse(&config, &source)?;
 
     let mode = if args.dry_run {
@@ -93,30 +92,303 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
     if mode == Mode::Apply {
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;
-        crate::apply::write_atomic(&root.join(CONFIG_FILE), config.as_bytes())?;
-        out.line(format!("Creating {} in {}", name.as_str(), root.display()));
+        out.header(
+            "Creating",
+            &format!("{} in {}", name.as_str(), root.display()),
+        );
     }
-    let code = render_into(&root, &project, None, mode, out)?;
+    let code = render_into(&root, &project, Some(&config), mode, out)?;
     if mode == Mode::Apply {
-        let dir = args.name.display();
-        out.line(format!(
-            "\nDone. Next steps:\n  cd {dir}\n  cargo build\n  cargo test           # needs PostgreSQL on 127.0.0.1:5432 for the postgres services\n  cp .env.example .env && docker compose up --build"
-        ));
+        out.next_steps(&args.name.display().to_string(), &project);
     }
     Ok(code)
 }
 
-fn ask_database() -> Result<DatabaseArg> {
-    let items = ["postgres", "sqlite", "none"];
-    let choice = dialoguer::Select::new()
-        .with_prompt("Database for each service")
-        .items(&items)
-        .default(0)
-        .interact()
-        .context("reading the answer")?;
-    Ok(match choice {
-        1 => DatabaseArg::Sqlite,
-        2 => DatabaseArg::None,
-        _ => DatabaseArg::Postgres,
+/// The answers to `msgen new`'s questions; `None` keeps what the file says.
+#[derive(Debug, Clone, Default)]
+struct Answers {
+    /// Services of the built-in example to drop.
+    removed: Vec<String>,
+    /// Services to add with the crud template and no resources, in order.
+    custom: Vec<String>,
+    database: Option<DatabaseArg>,
+    gateway_port: Option<u16>,
+    monolith: bool,
+}
+
+impl Answers {
+    fn from_flags(args: &NewArgs) -> Self {
+        Self {
+            database: args.database,
+            monolith: args.monolith,
+            ..Self::default()
+        }
+    }
+}
+
+/// The `services.toml` that the answers give, built from `base` with the same edits
+/// that `--database`, `--monolith`, `remove-service` and `add-service` make, so a
+/// session of questions and the equivalent commands write the same file.
+fn build(base: &DocumentMut, a: &Answers) -> Result<DocumentMut> {
+    let mut doc = base.clone();
+    if let Some(d) = a.database {
+        edit::set_default_database(&mut doc, d.as_str())?;
+    }
+    for name in &a.removed {
+        edit::remove_service(&mut doc, name)?;
+    }
+    if let Some(port) = a.gateway_port {
+        edit::set_gateway_port(&mut doc, port)?;
+    }
+    for name in &a.custom {
+        // As `msgen add-service NAME` does: the next free port, crud, no resources.
+        let current = Project::parse(&doc.to_string(), Path::new(CONFIG_FILE))?;
+        if current.service(name).is_some() {
+            bail!("service `{name}` is already in the project");
+        }
+        edit::add_service(
+            &mut doc,
+            &edit::NewService {
+                name,
+                port: current.next_free_port(),
+                database: None,
+                template: None,
+                depends_on: &[],
+                resource: None,
+            },
+        )?;
+    }
+    if a.monolith {
+        edit::make_monolith(&mut doc, crate::model::DEFAULT_MONOLITH_PORT)?;
+    }
+    Ok(doc)
+}
+
+/// Builds and validates, giving a short message for a prompt.
+fn check(base: &DocumentMut, a: &Answers) -> Result<Project, String> {
+    let doc = build(base, a).map_err(|e| short_error(&e))?;
+    Project::parse(&doc.to_string(), Path::new(CONFIG_FILE)).map_err(|e| {
+        let mut messages: Vec<String> = Vec::new();
+        for d in e.diagnostics() {
+            let m = match &d.help {
+                Some(h) => format!("{} ({h})", d.message),
+                None => d.message.clone(),
+            };
+            if !messages.contains(&m) {
+                messages.push(m);
+            }
+        }
+        messages.join("; ")
     })
+}
+
+fn short_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<crate::diagnostic::ConfigError>() {
+        Some(c) if !c.diagnostics().is_empty() => c.diagnostics()[0].message.clone(),
+        _ => format!("{e:#}"),
+    }
+}
+
+fn cancelled() -> anyhow::Error {
+    UsageError("cancelled; nothing was written".into()).into()
+}
+
+/// Asks on the terminal what no flag answered. Each answer is checked against the
+/// model at once, so a bad one is asked again rather than failing at the end.
+fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        dialoguer::console::set_colors_enabled_stderr(false);
+    }
+    let theme = ColorfulTheme::default();
+    let example = Project::parse(&base.to_string(), source)?;
+    let mut a = Answers::from_flags(args);
+    let from_file = args.config.is_some();
+
+    if !from_file {
+        let names: Vec<String> = example
+            .services
+            .iter()
+            .map(|s| s.name.as_str().to_string())
+            .collect();
+        let items: Vec<String> = example.services.iter().map(describe).collect();
+        let mut picked = vec![true; names.len()];
+        loop {
+            let chosen = MultiSelect::with_theme(&theme)
+                .with_prompt("Services (space toggles, enter accepts)")
+                .items(&items)
+                .defaults(&picked)
+                .interact_opt()
+                .context("reading the answer")?
+                .ok_or_else(cancelled)?;
+            picked = (0..names.len()).map(|i| chosen.contains(&i)).collect();
+            a.removed = names
+                .iter()
+                .zip(&picked)
+                .filter(|(_, keep)| !**keep)
+                .map(|(n, _)| n.clone())
+                .collect();
+            match check(base, &a) {
+                Ok(_) => break,
+                Err(msg) => eprintln!("  {msg}; choose again"),
+            }
+        }
+        let probe = a.clone();
+        let custom: String = Input::with_theme(&theme)
+            .with_prompt("Other services, comma separated (crud template), empty for none")
+            .allow_empty(true)
+            .validate_with(|text: &String| -> Result<(), String> {
+                let mut p = probe.clone();
+                p.custom = split_names(text);
+                check(base, &p).map(|_| ())
+            })
+            .interact_text()
+            .context("reading the answer")?;
+        a.custom = split_names(&custom);
+    }
+
+    let has_monolith = base.get("monolith").is_some();
+    if !args.monolith && !has_monolith {
+        let mut default = 0;
+        loop {
+            let layout = Select::with_theme(&theme)
+                .with_prompt("Layout")
+                .items(&[
+                    "services: a crate, a port and a database per service",
+                    "modular monolith: one crate, one database; `msgen split` extracts services later",
+                ])
+                .default(default)
+                .interact_opt()
+                .context("reading the answer")?
+                .ok_or_else(cancelled)?;
+            a.monolith = layout == 1;
+            default = layout;
+            match check(base, &a) {
+                Ok(_) => break,
+                Err(msg) => eprintln!("  {msg}; choose again"),
+            }
+        }
+    }
+
+    if args.database.is_none() && !from_file {
+        let kinds = [
+            DatabaseArg::Postgres,
+            DatabaseArg::Sqlite,
+            DatabaseArg::None,
+        ];
+        let current = example.default_database.as_str();
+        let default = kinds
+            .iter()
+            .position(|k| k.as_str() == current)
+            .unwrap_or(0);
+        let prompt = if a.monolith {
+            "Database of the monolith"
+        } else {
+            "Database of every service"
+        };
+        let mut default = default;
+        loop {
+            let choice = Select::with_theme(&theme)
+                .with_prompt(prompt)
+                .items(&["postgres", "sqlite (embedded, nothing to run)", "none"])
+                .default(default)
+                .interact_opt()
+                .context("reading the answer")?
+                .ok_or_else(cancelled)?;
+            // Choosing what the file already says leaves it untouched.
+            a.database = Some(kinds[choice]).filter(|k| k.as_str() != current);
+            default = choice;
+            match check(base, &a) {
+                Ok(_) => break,
+                Err(msg) => eprintln!("  {msg}; choose again"),
+            }
+        }
+    }
+
+    if !from_file {
+        let current = example.gateway.port.get();
+        let probe = a.clone();
+        let answer: String = Input::with_theme(&theme)
+            .with_prompt("Gateway port")
+            .default(current.to_string())
+            .validate_with(|text: &String| -> Result<(), String> {
+                let port = parse_port(text)?;
+                // Services with a port of their own (not the ones still to be
+                // numbered) and the monolith cannot share the gateway's.
+                let fixed = Answers {
+                    custom: Vec::new(),
+                    gateway_port: None,
+                    ..probe.clone()
+                };
+                if let Some(owner) = check(base, &fixed).ok().and_then(|p| port_owner(&p, port)) {
+                    return Err(format!("port {port} is taken by {owner}"));
+                }
+                let with_port = Answers {
+                    gateway_port: Some(port),
+                    ..probe.clone()
+                };
+                check(base, &with_port).map(|_| ())
+            })
+            .interact_text()
+            .context("reading the answer")?;
+        let port = parse_port(&answer).map_err(|m| anyhow::anyhow!(m))?;
+        a.gateway_port = Some(port).filter(|p| *p != current);
+    }
+    Ok(a)
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{text:?} is not a port; accepted: 1 to 65535")),
+    }
+}
+
+/// What uses `port` in `project`, other than the gateway.
+fn port_owner(project: &Project, port: u16) -> Option<String> {
+    if project
+        .monolith
+        .as_ref()
+        .is_some_and(|m| m.port.get() == port)
+    {
+        return Some("the monolith".into());
+    }
+    project
+        .services
+        .iter()
+        .find(|s| s.port.get() == port)
+        .map(|s| format!("service `{}`", s.name.as_str()))
+}
+
+/// `blog (resource post; calls user)`: what a service of the example brings.
+fn describe(s: &crate::model::Service) -> String {
+    let mut parts = Vec::new();
+    if s.template == crate::model::Template::Auth {
+        parts.push("register, login, JWTs".to_string());
+    }
+    if !s.resources.is_empty() {
+        let r: Vec<&str> = s.resources.iter().map(|r| r.name.as_str()).collect();
+        let word = if r.len() == 1 {
+            "resource"
+        } else {
+            "resources"
+        };
+        parts.push(format!("{word} {}", r.join(", ")));
+    }
+    if !s.depends_on.is_empty() {
+        let d: Vec<&str> = s.depends_on.iter().map(|d| d.as_str()).collect();
+        parts.push(format!("calls {}", d.join(", ")));
+    }
+    if parts.is_empty() {
+        s.name.as_str().to_string()
+    } else {
+        format!("{} ({})", s.name.as_str(), parts.join("; "))
+    }
+}
+
+fn split_names(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
 }

@@ -32,6 +32,21 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     if current.service(&args.name).is_some() {
         bail!("service `{}` already exists in {CONFIG_FILE}", args.name);
     }
+    // Check the names given on the command line against the project as it is, so
+    // a typo is reported as such (not as a line of a file that was never written).
+    let names: Vec<&str> = current.services.iter().map(|s| s.name.as_str()).collect();
+    for dep in &args.depends_on {
+        if dep == &args.name {
+            bail!("--depends-on {dep}: a service cannot depend on itself");
+        }
+        if current.service(dep).is_none() {
+            bail!(
+                "--depends-on {dep}: no service `{dep}` in {CONFIG_FILE}; services: {}{}",
+                list(&names),
+                suggestion(dep, &names)
+            );
+        }
+    }
     let (text, path) = read_config(root)?;
     let mut doc = edit::parse(&text)?;
     // `msgen add-service auth` means the auth template unless told otherwise.
@@ -57,7 +72,7 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     // The edited file must validate before anything is written.
     let project = Project::parse(&new_text, &path)?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-    out.line(format!("Adding service `{}` on port {port}", args.name));
+    out.header("Adding", &format!("service `{}` on port {port}", args.name));
     render_into(root, &project, Some(&new_text), mode, out)
 }
 
@@ -66,8 +81,9 @@ pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<Ex
     if current.service(name).is_none() {
         let names: Vec<&str> = current.services.iter().map(|s| s.name.as_str()).collect();
         bail!(
-            "no service `{name}` in {CONFIG_FILE}; services: {}",
-            names.join(", ")
+            "no service `{name}` in {CONFIG_FILE}; services: {}{}",
+            list(&names),
+            suggestion(name, &names)
         );
     }
     let users: Vec<&str> = current
@@ -88,6 +104,21 @@ pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<Ex
     let new_text = doc.to_string();
     let project = Project::parse(&new_text, &path)?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-    out.line(format!("Removing service `{name}`"));
+    out.header("Removing", &format!("service `{name}`"));
     render_into(root, &project, Some(&new_text), mode, out)
+}
+
+/// A "did you mean" line when `name` is close to one of `names`, as diagnostics give.
+fn suggestion(name: &str, names: &[&str]) -> String {
+    crate::diagnostic::did_you_mean(name, names)
+        .map(|m| format!("\n  help: did you mean `{m}`?"))
+        .unwrap_or_default()
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }

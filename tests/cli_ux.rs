@@ -1,0 +1,377 @@
+//! What a person sees: summaries of what changed, colour only where it belongs,
+//! `--quiet`, next steps, help with examples, shell completions, a man page, and
+//! "did you mean" for misspelled service names.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{assert_ok, msgen, msgen_bin, stderr, stdout};
+
+/// A fresh project from the built-in example, in `dir/app`.
+fn project(dir: &Path) -> std::path::PathBuf {
+    assert_ok(&msgen(dir, &["new", "app", "--yes", "--quiet"]));
+    dir.join("app")
+}
+
+/// msgen with the given environment, stdout piped, colour settings untouched.
+fn msgen_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(msgen_bin());
+    cmd.arg("-C")
+        .arg(dir)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("msgen runs")
+}
+
+#[test]
+fn new_prints_a_summary_and_the_next_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = msgen(dir.path(), &["new", "app", "--yes"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let created = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("create "))
+        .count();
+    assert!(
+        text.contains(&format!("\n{created} created\n")),
+        "the count matches the files listed:\n{text}"
+    );
+    // Grouped under the top-level directories, root files first.
+    let root = text.find("\n  ./\n").expect("root group");
+    let common = text.find("\n  common/\n").expect("common/ group");
+    let services = text.find("\n  services/\n").expect("services/ group");
+    assert!(root < common && common < services, "{text}");
+    assert!(text.contains("\n    create   services.toml\n"), "{text}");
+    assert!(text.contains("\n    create   blog/src/main.rs\n"), "{text}");
+    // Then what to do next.
+    let steps = text.find("Next steps:").expect("next steps");
+    let after = &text[steps..];
+    for step in [
+        "cd app",
+        "cargo build",
+        "cargo test",
+        "docker compose up --build",
+    ] {
+        assert!(after.contains(step), "{step} missing:\n{after}");
+    }
+    assert!(services < steps);
+}
+
+#[test]
+fn add_and_remove_service_summarise_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = project(dir.path());
+
+    let out = msgen(&root, &["add-service", "billing", "--resource", "invoice"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("Adding service `billing` on port 3004\n"),
+        "{text}"
+    );
+    let counts = text.lines().nth(1).unwrap();
+    assert!(
+        counts.contains(" created") && counts.contains(" updated"),
+        "{text}"
+    );
+    assert!(text.contains("\n    update   services.toml\n"), "{text}");
+    let gateway = text.find("\n  gateway/\n").expect("gateway/ group");
+    assert!(
+        text[gateway..].contains("\n    update   src/routes.rs\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    create   billing/src/handlers/invoice.rs\n"),
+        "{text}"
+    );
+
+    // An edited file is kept on removal, and said so with its full path.
+    let handler = root.join("services/billing/src/handlers/invoice.rs");
+    fs::write(
+        &handler,
+        fs::read_to_string(&handler).unwrap() + "// mine\n",
+    )
+    .unwrap();
+    let out = msgen(&root, &["remove-service", "billing"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let counts = text.lines().nth(1).unwrap();
+    assert!(
+        counts.contains(" removed") && counts.contains("1 kept"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    remove   billing/Cargo.toml\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n    keep     billing/src/handlers/invoice.rs\n"));
+    assert!(text.contains(
+        "note: services/billing/src/handlers/invoice.rs is no longer generated but you edited it"
+    ));
+}
+
+#[test]
+fn a_merge_is_counted_and_a_clean_tree_is_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = project(dir.path());
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "up to date\n");
+
+    let compose = root.join("compose.yaml");
+    fs::write(
+        &compose,
+        format!("# mine\n{}", fs::read_to_string(&compose).unwrap()),
+    )
+    .unwrap();
+    let toml = root.join("services.toml");
+    fs::write(
+        &toml,
+        fs::read_to_string(&toml)
+            .unwrap()
+            .replace("port = 3003", "port = 3013"),
+    )
+    .unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.lines().next().unwrap().contains("1 merged"), "{text}");
+    assert!(text.contains("\n  ./\n") && text.contains("    merge    compose.yaml\n"));
+}
+
+#[test]
+fn quiet_prints_nothing_but_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = msgen(dir.path(), &["new", "app", "--yes", "--quiet"]);
+    assert_ok(&out);
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stderr(&out), "");
+    let root = dir.path().join("app");
+    for args in [
+        &["add-service", "billing", "-q"][..],
+        &["generate", "--quiet"],
+        &["generate", "--check", "-q"],
+        &["validate", "-q"],
+        &["remove-service", "billing", "-q"],
+    ] {
+        let out = msgen(&root, args);
+        assert_ok(&out);
+        assert_eq!(stdout(&out), "", "{args:?}");
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+    // Errors still show.
+    let out = msgen(&root, &["remove-service", "nope", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("no service `nope`"));
+}
+
+#[test]
+fn colour_only_where_it_belongs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = project(dir.path());
+    // Piped: plain text.
+    let out = msgen_env(&root, &["add-service", "billing"], &[]);
+    assert_ok(&out);
+    assert!(!stdout(&out).contains('\u{1b}'), "{}", stdout(&out));
+    assert_ok(&msgen(&root, &["remove-service", "billing"]));
+
+    // Colour forced on: escape codes; NO_COLOR wins over it.
+    let out = msgen_env(
+        &root,
+        &["add-service", "billing"],
+        &[("CLICOLOR_FORCE", "1")],
+    );
+    assert_ok(&out);
+    assert!(stdout(&out).contains("\u{1b}["), "{}", stdout(&out));
+    let out = msgen_env(
+        &root,
+        &["remove-service", "billing"],
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+    );
+    assert_ok(&out);
+    assert!(!stdout(&out).contains('\u{1b}'), "{}", stdout(&out));
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    use rexpect::session::spawn_command;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, no_color: bool| -> String {
+        let mut cmd = Command::new(msgen_bin());
+        cmd.current_dir(dir.path())
+            .args(["new", name, "--yes"])
+            .env("TERM", "xterm")
+            .env_remove("CLICOLOR")
+            .env_remove("CLICOLOR_FORCE");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let mut p = spawn_command(cmd, Some(60_000)).unwrap();
+        p.exp_eof().unwrap()
+    };
+    let coloured = run("tty", false);
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+    assert!(coloured.contains("Next steps"), "{coloured}");
+    let plain = run("plain", true);
+    assert!(plain.contains("Next steps"), "{plain}");
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+}
+
+#[test]
+fn help_lists_the_commands_with_examples() {
+    let out = Command::new(msgen_bin()).arg("--help").output().unwrap();
+    assert_ok(&out);
+    let text = stdout(&out);
+    for (cmd, about) in [
+        ("new", "Create directory NAME"),
+        ("generate", "Render the project"),
+        ("validate", "Check services.toml"),
+        ("graph", "Print the architecture"),
+        ("add-service", "Add a service"),
+        ("remove-service", "Remove a service"),
+        ("split", "Extract a module"),
+        ("completions", "shell completion"),
+        ("man", "man page"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("{cmd} not listed:\n{text}"));
+        assert!(line.contains(about), "{line}");
+    }
+    assert!(text.contains("Examples:\n  msgen new blogsys"), "{text}");
+    // Every command has examples in its own help.
+    for cmd in [
+        "new",
+        "generate",
+        "validate",
+        "graph",
+        "add-service",
+        "remove-service",
+        "split",
+        "completions",
+        "man",
+    ] {
+        let out = Command::new(msgen_bin())
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        assert!(
+            stdout(&out).contains("Examples:\n  msgen "),
+            "{cmd}: {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn completions_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(msgen_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let script = stdout(&out);
+        for word in [
+            "add-service",
+            "remove-service",
+            "generate",
+            "split",
+            "dry-run",
+            "postgres",
+        ] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    let out = Command::new(msgen_bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bash_completion_script_loads() {
+    let out = Command::new(msgen_bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("msgen.bash");
+    fs::write(&script, &out.stdout).unwrap();
+    // Load it and ask for the completions of `msgen add-`.
+    let check = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && COMP_WORDS=(msgen add-) COMP_CWORD=1 COMP_LINE='msgen add-' COMP_POINT=10 && _msgen msgen add- msgen && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert_ok(&check);
+    assert_eq!(stdout(&check).trim(), "add-service");
+}
+
+#[test]
+fn man_page_renders() {
+    let out = Command::new(msgen_bin()).arg("man").output().unwrap();
+    assert_ok(&out);
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH msgen"),
+        "{page}"
+    );
+    assert!(page.contains("add\\-service"), "{page}");
+}
+
+#[test]
+fn misspelled_service_names_get_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = project(dir.path());
+    let before = fs::read_to_string(root.join("services.toml")).unwrap();
+
+    let out = msgen(&root, &["add-service", "billing", "--depends-on", "usr"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--depends-on usr: no service `usr`") && err.contains("did you mean `user`?"),
+        "{err}"
+    );
+    assert!(!root.join("services/billing").exists());
+
+    let out = msgen(&root, &["remove-service", "blgo"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no service `blgo`") && err.contains("did you mean `blog`?"),
+        "{err}"
+    );
+
+    // Nothing close: the list, no guess.
+    let out = msgen(&root, &["remove-service", "inventory"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("services: auth, user, blog") && !err.contains("did you mean"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("services.toml")).unwrap(),
+        before
+    );
+}

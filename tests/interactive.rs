@@ -1,0 +1,288 @@
+//! `msgen new NAME` on a terminal: its questions answered through a real
+//! pseudo-terminal, and the services.toml they give compared with what the
+//! equivalent flags and commands write. Without a terminal it never asks.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_ok, msgen, msgen_bin, stderr};
+use rexpect::process::wait::WaitStatus;
+use rexpect::session::{spawn_command, PtySession};
+
+/// Every expectation fails after this long instead of hanging the suite.
+const TIMEOUT_MS: u64 = 60_000;
+
+/// Runs `msgen args...` in `dir` on a new pseudo-terminal.
+fn spawn(dir: &Path, args: &[&str]) -> PtySession {
+    let mut cmd = Command::new(msgen_bin());
+    cmd.current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    spawn_command(cmd, Some(TIMEOUT_MS)).expect("msgen starts on a pty")
+}
+
+/// Waits for a prompt that contains `prompt`.
+#[track_caller]
+fn expect(p: &mut PtySession, prompt: &str) {
+    if let Err(e) = p.exp_string(prompt) {
+        panic!("no prompt {prompt:?}: {e}");
+    }
+}
+
+/// Types `keys` one at a time, as a person would.
+fn keys(p: &mut PtySession, keys: &str) {
+    for c in keys.chars() {
+        p.send(&c.to_string()).unwrap();
+        p.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+}
+
+/// Waits for the end and returns the exit status and what was printed last.
+fn finish(mut p: PtySession) -> (i32, String) {
+    let rest = p.exp_eof().expect("msgen exits");
+    let code = match p.process().wait() {
+        Ok(WaitStatus::Exited(_, code)) => code,
+        // Already reaped while reading to the end.
+        Ok(_) | Err(_) => match p.process().status() {
+            Some(WaitStatus::Exited(_, code)) => code,
+            other => panic!("msgen did not exit normally: {other:?}\n{rest}"),
+        },
+    };
+    (code, rest)
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+#[test]
+fn answers_give_the_same_file_as_the_equivalent_commands() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app"]);
+    expect(&mut p, "Services");
+    // auth, user and blog are all chosen: space drops auth, the first.
+    keys(&mut p, " \r");
+    expect(&mut p, "Other services");
+    keys(&mut p, "billing\r");
+    expect(&mut p, "Layout");
+    keys(&mut p, "\r");
+    expect(&mut p, "Database");
+    keys(&mut p, "j\r");
+    expect(&mut p, "Gateway port");
+    keys(&mut p, "8090\r");
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    assert!(rest.contains("Next steps"), "{rest}");
+    let got = read(asked.path().join("app/services.toml"));
+
+    // The same project through flags and commands.
+    let flags = tempfile::tempdir().unwrap();
+    assert_ok(&msgen(
+        flags.path(),
+        &["new", "app", "--yes", "--database", "sqlite"],
+    ));
+    let root = flags.path().join("app");
+    assert_ok(&msgen(&root, &["remove-service", "auth"]));
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    let want = read(root.join("services.toml")).replace("port = 8080", "port = 8090");
+    assert_eq!(got, want);
+    // billing takes the port auth left.
+    assert!(got.contains("name = \"billing\"\nport = 3001"), "{got}");
+    assert!(!got.contains("name = \"auth\""), "{got}");
+
+    // And the rendered project agrees with it.
+    assert_ok(&msgen(&asked.path().join("app"), &["generate", "--check"]));
+}
+
+#[test]
+fn enter_everywhere_gives_the_built_in_example() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app"]);
+    for prompt in [
+        "Services",
+        "Other services",
+        "Layout",
+        "Database",
+        "Gateway port",
+    ] {
+        expect(&mut p, prompt);
+        keys(&mut p, "\r");
+    }
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+
+    let flags = tempfile::tempdir().unwrap();
+    assert_ok(&msgen(flags.path(), &["new", "app", "--yes"]));
+    assert_eq!(
+        read(asked.path().join("app/services.toml")),
+        read(flags.path().join("app/services.toml"))
+    );
+}
+
+#[test]
+fn flags_answer_their_questions() {
+    // --database and --monolith are given: only the services and the port are asked
+    // (another prompt would stop the keys below from reaching the end).
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(
+        asked.path(),
+        &["new", "app", "--database", "sqlite", "--monolith"],
+    );
+    expect(&mut p, "Services");
+    // Keep auth only.
+    keys(&mut p, "j j \r");
+    expect(&mut p, "Other services");
+    keys(&mut p, "cart, pricing\r");
+    expect(&mut p, "Gateway port");
+    keys(&mut p, "\r");
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    let got = read(asked.path().join("app/services.toml"));
+    assert!(got.contains("[monolith]\nport = 3000"), "{got}");
+    assert!(got.contains("database = \"sqlite\""), "{got}");
+    for (name, port) in [("auth", 3001), ("cart", 3002), ("pricing", 3003)] {
+        assert!(
+            got.contains(&format!("name = \"{name}\"\nport = {port}")),
+            "{name} on {port}: {got}"
+        );
+    }
+    assert_eq!(got.matches("monolith = true").count(), 3, "{got}");
+    assert!(!got.contains("\"blog\""), "{got}");
+    assert_ok(&msgen(&asked.path().join("app"), &["validate"]));
+}
+
+#[test]
+fn a_bad_answer_is_asked_again() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app", "--database", "sqlite"]);
+    expect(&mut p, "Services");
+    // Dropping user while blog calls it is refused and the question comes again.
+    keys(&mut p, "j \r");
+    expect(&mut p, "choose again");
+    expect(&mut p, "Services");
+    keys(&mut p, "j \r");
+    expect(&mut p, "Other services");
+    keys(&mut p, "Bad_Name\r");
+    expect(&mut p, "is not a valid name");
+    keys(&mut p, "\r");
+    expect(&mut p, "Layout");
+    keys(&mut p, "\r");
+    expect(&mut p, "Gateway port");
+    // The auth service has 3001.
+    keys(&mut p, "3001\r");
+    expect(&mut p, "port 3001 is taken by service `auth`");
+    keys(&mut p, "9000\r");
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    let got = read(asked.path().join("app/services.toml"));
+    assert!(got.contains("port = 9000") && got.contains("database = \"sqlite\""));
+}
+
+#[test]
+fn a_database_the_services_cannot_use_is_asked_again() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app"]);
+    expect(&mut p, "Services");
+    keys(&mut p, "\r");
+    expect(&mut p, "Other services");
+    keys(&mut p, "\r");
+    expect(&mut p, "Layout");
+    keys(&mut p, "\r");
+    expect(&mut p, "Database");
+    // "none": the auth template and the resources need a database.
+    keys(&mut p, "jj\r");
+    expect(&mut p, "auth template stores users");
+    expect(&mut p, "choose again");
+    expect(&mut p, "Database");
+    keys(&mut p, "k\r");
+    expect(&mut p, "Gateway port");
+    keys(&mut p, "\r");
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    let got = read(asked.path().join("app/services.toml"));
+    assert!(got.contains("database = \"sqlite\""), "{got}");
+}
+
+#[test]
+fn quitting_a_question_writes_nothing() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app"]);
+    expect(&mut p, "Services");
+    keys(&mut p, "q");
+    let (code, rest) = finish(p);
+    assert_eq!(code, 2, "{rest}");
+    assert!(rest.contains("cancelled"), "{rest}");
+    assert!(!asked.path().join("app").exists());
+}
+
+/// Runs `cmd` and kills it if it has not finished within `limit`.
+fn run_with_limit(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "msgen was still running after {limit:?}: it waited for input\nstderr:\n{}",
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn without_a_terminal_it_never_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(msgen_bin());
+    cmd.current_dir(dir.path())
+        .args(["new", "app"])
+        .stdin(Stdio::null());
+    let out = run_with_limit(cmd, Duration::from_secs(60));
+    assert_ok(&out);
+
+    let flags = tempfile::tempdir().unwrap();
+    assert_ok(&msgen(flags.path(), &["new", "app", "--yes"]));
+    assert_eq!(
+        read(dir.path().join("app/services.toml")),
+        read(flags.path().join("app/services.toml"))
+    );
+}
+
+#[test]
+fn a_terminal_on_stdin_only_is_not_enough() {
+    // stdin is the pty, stderr a file: no prompt could be seen, so none is shown.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir.path())
+        .arg("-c")
+        .arg(format!("exec '{}' new app 2>err.txt", msgen_bin()))
+        .env("TERM", "xterm");
+    let p = spawn_command(cmd, Some(TIMEOUT_MS)).unwrap();
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    assert!(dir.path().join("app/services.toml").is_file());
+    assert!(!read(dir.path().join("err.txt")).contains("Services"));
+}
+
+#[test]
+fn yes_on_a_terminal_asks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = spawn(dir.path(), &["new", "app", "--yes", "--quiet"]);
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    assert!(rest.trim().is_empty(), "--quiet printed: {rest}");
+    assert!(dir.path().join("app/services.toml").is_file());
+}
