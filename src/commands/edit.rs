@@ -52,6 +52,10 @@ pub fn make_monolith(doc: &mut DocumentMut, port: u16) -> Result<()> {
     {
         for s in services.iter_mut() {
             s.remove("database");
+            // Modules call each other in process; events come back with `split`
+            // (declare them again on the extracted service).
+            s.remove("publishes");
+            s.remove("consumes");
             s["monolith"] = value(true);
         }
     }
