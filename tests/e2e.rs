@@ -17,12 +17,22 @@ const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
 /// The built-in example's services, plus one grown with `msgen add-service`.
 const SERVICES: [&str; 4] = ["auth", "user", "blog", "billing"];
 
+/// A loopback port nothing listens on, never the same twice in this process: the
+/// tests run in parallel, and a port handed out but not yet bound must not be reused.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Renders and builds the built-in example; returns the directory holding its binaries.
@@ -139,6 +149,12 @@ fn wait_healthy(url: &str, proc: &mut Proc) {
             .call()
         {
             if r.status() == 200 {
+                // Healthy, and still ours: a process that lost its port to another
+                // exits at once, while the other one answers.
+                std::thread::sleep(Duration::from_millis(300));
+                if let Some(status) = proc.child.try_wait().unwrap() {
+                    panic!("{} exited with {status} while {url} answered", proc.name);
+                }
                 return;
             }
         }
@@ -349,8 +365,6 @@ fn run_system(database: &str) {
     assert_eq!(status, 200, "{body}");
     let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post));
     assert_eq!(status, 201, "{body}");
-    let (status, _) = call("DELETE", &format!("{gw}/api/v1/users/{user_id}"), t, None);
-    assert_eq!(status, 200);
     procs.push(again);
 
     // The service added with `msgen add-service` is routed and guarded like the others.
@@ -417,6 +431,9 @@ fn run_system(database: &str) {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(handled("billing"), 5, "an event was handled twice");
     procs.push(billing);
+
+    let (status, _) = call("DELETE", &format!("{gw}/api/v1/users/{user_id}"), t, None);
+    assert_eq!(status, 200);
 
     // SIGTERM: every binary exits cleanly.
     gateway.terminate();

@@ -441,7 +441,9 @@ fn events_appear_only_where_declared() {
     let with = new_project(dir.path(), "blogsys", None);
     let cargo_toml = fs::read_to_string(with.join("Cargo.toml")).unwrap();
     assert!(cargo_toml.contains("async-nats"));
-    assert!(fs::read_to_string(with.join("compose.yaml")).unwrap().contains("  nats:"));
+    assert!(fs::read_to_string(with.join("compose.yaml"))
+        .unwrap()
+        .contains("  nats:"));
     assert!(with.join("deploy/k8s/nats.yaml").is_file());
     let handler = fs::read_to_string(with.join("services/blog/src/handlers/post.rs")).unwrap();
     assert!(handler.contains("crate::events::publish_post_created(&state.events, &record)"));
@@ -451,7 +453,13 @@ fn events_appear_only_where_declared() {
     let without = new_project(dir.path(), "mixed", Some(&example("mixed")));
     for (path, bytes) in tree(&without) {
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
-        assert!(!text.contains("nats"), "{path} mentions NATS in a system without events");
-        assert!(!path.contains("events"), "{path} exists in a system without events");
+        assert!(
+            !text.contains("nats"),
+            "{path} mentions NATS in a system without events"
+        );
+        assert!(
+            !path.contains("events"),
+            "{path} exists in a system without events"
+        );
     }
 }
