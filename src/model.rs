@@ -402,7 +402,11 @@ impl Project {
 }
 
 fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
-    let location = err.span().map(|s| LineIndex::new(text).locate(s.start));
+    // A problem of the whole document (a missing table) is placed at its start.
+    let location = Some(
+        err.span()
+            .map_or((1, 1), |s| LineIndex::new(text).locate(s.start)),
+    );
     let message = err.message().trim().to_string();
     let (key, help) = unknown_field_help(&message);
     Diagnostic {
