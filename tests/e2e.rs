@@ -207,6 +207,23 @@ fn run_system(database: &str) {
         env
     };
 
+    // The auth service refuses to start without a JWT_SECRET, or with a short one.
+    for secret in [None, Some("too-short")] {
+        let mut cmd = Command::new(bin.join("auth-service"));
+        cmd.envs(service_env("auth", free_port()))
+            .env_remove("JWT_SECRET");
+        if let Some(s) = secret {
+            cmd.env("JWT_SECRET", s);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "auth started with JWT_SECRET={secret:?}"
+        );
+        assert!(err.contains("JWT_SECRET"), "{err}");
+    }
+
     let mut procs = Vec::new();
     for (s, port) in &ports {
         let mut p = Proc::start(&bin, &format!("{s}-service"), &service_env(s, *port));
