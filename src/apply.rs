@@ -255,9 +255,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}{TMP_MARKER}{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
+        // No fsync: the rename is what makes a file whole or absent when msgen is
+        // killed (as git does); syncing every file made large renders crawl.
         let mut f = fs::File::create(&tmp)?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        drop(f);
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -334,6 +334,22 @@ impl ProjectCtx {
     }
 }
 
+impl ProjectCtx {
+    /// The project's scalars only (name, flags, ports): what per-service templates use.
+    pub fn without_lists(&self) -> ProjectCtx {
+        ProjectCtx {
+            services: Vec::new(),
+            modules: Vec::new(),
+            monolith: None,
+            deployables: Vec::new(),
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+            mermaid: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
 fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
     let db_name = s.name.snake();
     let database_url = match s.database {

@@ -22,6 +22,9 @@
 //! module's code and the service it becomes after `msgen split` differ only in their
 //! `crate::` paths.
 //!
+//! Templates rendered per service, resource, dependency or module see `project`
+//! without its lists (services, routes, ...): only its scalars.
+//!
 //! A template whose output is blank is skipped: that is how optional files (a
 //! database module for a service without one) disappear. Migrations come from Rust,
 //! since their file names must stay stable across renders.
@@ -143,6 +146,11 @@ impl Renderer {
             }
         }
 
+        // Per-service templates see the project without its lists: cloning those into
+        // every service's context made rendering quadratic in the number of services.
+        let mut per_service = Context::new();
+        per_service.insert("project", &pctx.without_lists());
+
         if let Some(mctx) = &pctx.monolith {
             let mut ctx = base.clone();
             ctx.insert("service", mctx);
@@ -173,7 +181,7 @@ impl Renderer {
                 }
             }
             for (module, sctx) in project.modules().zip(&pctx.modules) {
-                let mut ctx = base.clone();
+                let mut ctx = per_service.clone();
                 ctx.insert("service", sctx);
                 let dir = format!("monolith/src/{}", module.name.snake());
                 let mut folders = vec!["service", "resource"];
@@ -216,7 +224,7 @@ impl Renderer {
         }
 
         for (svc, sctx) in project.standalone().zip(&pctx.services) {
-            let mut ctx = base.clone();
+            let mut ctx = per_service.clone();
             ctx.insert("service", sctx);
             let dir = &sctx.dir;
             let mut folders = vec!["service"];
