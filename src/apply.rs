@@ -180,7 +180,16 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
                 }
             }
             (Ownership::Managed, Some(cur), Some(b)) => {
-                if cur == b || &cur == new {
+                if has_conflict_markers(&cur) {
+                    // An earlier conflict the user has not resolved yet.
+                    (
+                        Action::Conflict {
+                            old: cur.clone(),
+                            marked: cur,
+                        },
+                        None,
+                    )
+                } else if cur == b || &cur == new {
                     if &cur == new {
                         let r = record(&Some(b));
                         let a = if r.is_some() {
@@ -228,8 +237,11 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
         let target = safe_path(root, &rel)?;
         let base = read_opt(&safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
         let current = read_opt(&target)?;
+        // A migration may have run somewhere: never delete it, only forget it.
+        let migration = rel.contains("/migrations/") && rel.ends_with(".sql");
         let action = match current {
             None => Action::Record,
+            Some(_) if migration => Action::Record,
             Some(cur) if Some(&cur) == base.as_ref() => Action::Delete { old: cur },
             Some(_) => Action::KeepEdited,
         };
@@ -241,6 +253,12 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Outcome { changes })
+}
+
+/// Whether `text` still holds the markers of a merge conflict.
+fn has_conflict_markers(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("<<<<<<< "))
+        && text.lines().any(|l| l.starts_with(">>>>>>> "))
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename.

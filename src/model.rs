@@ -25,8 +25,13 @@ pub const DEFAULT_GATEWAY_TIMEOUT_SECS: u64 = 30;
 const RESERVED_NAMES: &[&str] = &[
     "gateway", "common", "monolith", "std", "core", "alloc", "test", "tests", "target", "services",
     "docs", "deploy", "config", "db", "routes", "startup", "state", "clients", "handlers",
-    "models", "repo", "api",
+    "models", "repo", "api", "main", "lib", "events",
 ];
+
+/// Resource names that would collide with generated modules, and plurals that would
+/// collide with generated tables.
+const RESERVED_RESOURCES: &[&str] = &["health", "events", "auth", "users", "mod"];
+const RESERVED_TABLES: &[&str] = &["auth_users", "processed_events"];
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
@@ -394,6 +399,7 @@ impl Project {
             .iter()
             .map(|s| s.port.get())
             .chain([self.gateway.port.get()])
+            .chain(self.monolith.as_ref().map(|m| m.port.get()))
             .collect();
         (FIRST_SERVICE_PORT..=u16::MAX)
             .find(|p| !used.contains(p))
@@ -947,6 +953,21 @@ impl Validator<'_> {
             .map_err(|m| self.err(&rr.name, &format!("{key}.name"), m, None))
             .ok()
             .map(|_| rr.name.get_ref().clone());
+        let name = name.filter(|n| {
+            let reserved = RESERVED_RESOURCES.contains(&n.as_str());
+            if reserved {
+                self.err(
+                    &rr.name,
+                    &format!("{key}.name"),
+                    format!(
+                        "`{n}` is reserved for a generated module; reserved: {}",
+                        RESERVED_RESOURCES.join(", ")
+                    ),
+                    None,
+                );
+            }
+            !reserved
+        });
         let plural = match &rr.plural {
             Some(p) => check_snake(p.get_ref())
                 .map_err(|m| self.err(p, &format!("{key}.plural"), m, None))
@@ -954,6 +975,18 @@ impl Validator<'_> {
                 .map(|_| p.get_ref().clone()),
             None => name.as_deref().map(pluralize),
         };
+        if let Some(p) = plural.as_deref().filter(|p| RESERVED_TABLES.contains(p)) {
+            let at = rr.plural.clone().unwrap_or_else(|| rr.name.clone());
+            self.err(
+                &at,
+                &format!("{key}.plural"),
+                format!(
+                    "table `{p}` is reserved for msgen's own tables; reserved: {}",
+                    RESERVED_TABLES.join(", ")
+                ),
+                Some("set another `plural`".into()),
+            );
+        }
         if rr.fields.is_empty() {
             self.err(
                 &Spanned::new(at, ()),

@@ -146,6 +146,15 @@ impl Renderer {
             }
         }
 
+        // New migrations are numbered after every migration of the project: a version
+        // a split moved away must never be reused in the database it came from.
+        let last_version = existing_migrations
+            .values()
+            .flatten()
+            .filter_map(|n| n.split('_').next()?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0);
+
         // Per-service templates see the project without its lists: cloning those into
         // every service's context made rendering quadratic in the number of services.
         let mut per_service = Context::new();
@@ -214,7 +223,7 @@ impl Renderer {
                 .get("monolith")
                 .cloned()
                 .unwrap_or_default();
-            for (file, sql) in migrations(&pctx.modules, &existing) {
+            for (file, sql) in migrations(&pctx.modules, &existing, last_version) {
                 plan.add(
                     format!("monolith/migrations/{file}"),
                     sql,
@@ -260,7 +269,7 @@ impl Renderer {
                 .get(svc.name.as_str())
                 .cloned()
                 .unwrap_or_default();
-            for (file, sql) in migrations(std::slice::from_ref(sctx), &existing) {
+            for (file, sql) in migrations(std::slice::from_ref(sctx), &existing, last_version) {
                 plan.add(
                     format!("{dir}/migrations/{file}"),
                     sql,
@@ -301,7 +310,11 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<(String, &'a str)>) {
 /// One migration per table of `owners` (a service, or the monolith's modules that
 /// share its database), numbered in declaration order. A table whose migration
 /// already exists keeps its file; new tables are numbered after the last one.
-fn migrations(owners: &[ServiceCtx], existing: &[String]) -> Vec<(String, String)> {
+fn migrations(
+    owners: &[ServiceCtx],
+    existing: &[String],
+    last_version: u32,
+) -> Vec<(String, String)> {
     let mut tables: Vec<(String, String)> = Vec::new();
     for s in owners.iter().filter(|s| s.has_db) {
         if s.is_auth {
@@ -315,12 +328,7 @@ fn migrations(owners: &[ServiceCtx], existing: &[String]) -> Vec<(String, String
         }
     }
     let version_of = |name: &str| -> Option<u32> { name.split('_').next()?.parse().ok() };
-    let mut next = existing
-        .iter()
-        .filter_map(|n| version_of(n))
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let mut next = last_version + 1;
     let mut out = Vec::new();
     for (table, sql) in tables {
         let suffix = format!("_create_{table}.sql");

@@ -463,3 +463,41 @@ fn events_appear_only_where_declared() {
         );
     }
 }
+
+#[test]
+fn migrations_are_never_deleted_and_conflicts_stay_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "platform", Some(&example("platform")));
+    // Dropping a resource keeps the migration that created its table (it may have run).
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    let without_tag = toml.replace(
+        "  [[services.resources]]\n  name = \"address\"\n  fields = { user_id = \"ref:user\", street = \"string\", city = \"string\", postcode = \"string\" }\n",
+        "",
+    );
+    assert_ne!(toml, without_tag);
+    fs::write(root.join("services.toml"), &without_tag).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(root
+        .join("services/user/migrations/0002_create_addresses.sql")
+        .is_file());
+    assert!(!root.join("services/user/src/models/address.rs").exists());
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // A conflict left unresolved is still reported on the next runs.
+    let routes = root.join("gateway/src/routes.rs");
+    let text = fs::read_to_string(&routes).unwrap();
+    fs::write(
+        &routes,
+        text.replace("http://order-service:3005", "http://orders.internal:3005"),
+    )
+    .unwrap();
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    let moved = toml.replacen("name = \"order\"\n", "name = \"order\"\nport = 3105\n", 1);
+    fs::write(root.join("services.toml"), moved).unwrap();
+    assert_eq!(msgen(&root, &["generate"]).status.code(), Some(1));
+    let again = msgen(&root, &["generate"]);
+    assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
+    assert!(stderr(&again).contains("gateway/src/routes.rs"));
+    let check = msgen(&root, &["generate", "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+}

@@ -191,3 +191,44 @@ fn split_needs_a_monolith() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn edited_glue_is_kept_and_migration_versions_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = monolith(dir.path());
+    let glue = root.join("monolith/src/blog/routes.rs");
+    fs::write(
+        &glue,
+        fs::read_to_string(&glue).unwrap() + "// my route notes\n",
+    )
+    .unwrap();
+    assert_ok(&msgen(&root, &["split", "blog"]));
+    assert!(
+        fs::read_to_string(&glue)
+            .unwrap()
+            .contains("my route notes"),
+        "edited glue deleted"
+    );
+    let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(report.contains("monolith/src/blog/routes.rs: your edits of the module's glue were not moved and the file was kept"), "{report}");
+
+    // A new table in the monolith must not take version 3, which the monolith's
+    // database already recorded for the posts table that moved away.
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    let more = toml.replace(
+        "  fields = { email = \"email\", display_name = \"string\", age = \"i32?\" }\n",
+        "  fields = { email = \"email\", display_name = \"string\", age = \"i32?\" }\n\n  [[services.resources]]\n  name = \"badge\"\n  fields = { label = \"string\" }\n",
+    );
+    assert_ne!(toml, more);
+    fs::write(root.join("services.toml"), more).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        root.join("monolith/migrations/0004_create_badges.sql")
+            .is_file(),
+        "{:?}",
+        fs::read_dir(root.join("monolith/migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+}

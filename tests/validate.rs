@@ -314,3 +314,19 @@ fn consumers_need_a_database() {
     .replace("port = 3002\n", "port = 3002\npublishes = [\"user.created\"]\n");
     fails_with(&text, &["consumes", "needs a database"]);
 }
+
+#[test]
+fn names_that_collide_with_generated_code_are_refused() {
+    let text = GOOD.replace(
+        "  name = \"user\"\n  fields",
+        "  name = \"health\"\n  fields",
+    );
+    fails_with(&text, &["resources[0].name", "`health` is reserved"]);
+    let text = GOOD.replace(
+        "  name = \"user\"\n  fields",
+        "  name = \"processed_event\"\n  fields",
+    );
+    fails_with(&text, &["table `processed_events` is reserved"]);
+    let text = GOOD.replace("name = \"user\"\nport", "name = \"main\"\nport");
+    fails_with(&text, &["services[0].name", "reserved"]);
+}

@@ -17,7 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use super::edit;
 use super::generate::{render_into, Mode};
 use super::{load, Printer, CONFIG_FILE};
-use crate::apply::{remove_empty_parents, write_atomic};
+use crate::apply::{remove_empty_parents, safe_path, write_atomic};
 use crate::model::{Project, Service, Template};
 use crate::render::{existing_migrations, Renderer, AUTH_TABLE};
 use crate::rust_refs::find_module_refs;
@@ -121,6 +121,11 @@ pub fn run(
         return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
     }
 
+    // Every path is checked before anything is written.
+    for p in plan.writes.iter().map(|w| &w.path).chain(&plan.removals) {
+        safe_path(root, p)?;
+        safe_path(root, &format!("{BASE}/{p}"))?;
+    }
     write_atomic(&config_path, new_text.as_bytes())?;
     for w in &plan.writes {
         write_atomic(&root.join(&w.path), w.contents.as_bytes())?;
@@ -168,8 +173,12 @@ fn files_under(dir: &Path) -> Vec<String> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // Symbolic links are not followed: they could lead outside the project.
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(p);
+            } else if kind.is_symlink() {
+                continue;
             } else if let Ok(rel) = p.strip_prefix(dir) {
                 out.push(rel.to_string_lossy().replace('\\', "/"));
             }
@@ -213,6 +222,23 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         plan.report.migrations.push(format!("{from} → {to}"));
     }
     plan.report.tables = tables.clone();
+
+    // Hand-written migrations left in the monolith that touch a moving table.
+    for f in &staying {
+        let file = format!("monolith/migrations/{f}");
+        let sql = read_opt(&root.join(&file)).unwrap_or_default();
+        for t in &tables {
+            if !f.ends_with(&format!("_create_{t}.sql")) && sql.contains(&format!("\"{t}\""))
+                || sql.contains(&format!(" {t} "))
+                || sql.contains(&format!(" {t}("))
+            {
+                plan.report.human.push(format!(
+                    "{file}: mentions table `{t}`, which moved to `{name}`'s database: apply that change there too (as a migration of services/{name})"
+                ));
+                break;
+            }
+        }
+    }
 
     // Foreign keys across the cut need a human: the databases are now separate.
     for (file, others) in moving
@@ -268,16 +294,19 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         let from = format!("{module_dir}/{rel}");
         let current = read_opt(&root.join(&from)).unwrap_or_default();
         let base = read_opt(&root.join(BASE).join(&from));
-        plan.removals.push(from.clone());
         let edited = base.as_deref() != Some(current.as_str());
         if rel == "mod.rs" || rel == "routes.rs" {
             if edited {
+                // Kept where it is (no longer compiled), so the edits are not lost.
                 plan.report.human.push(format!(
-                    "{from}: your edits of the module's glue were not moved; compare them with services/{name}/src/lib.rs and routes.rs"
+                    "{from}: your edits of the module's glue were not moved and the file was kept; carry them over to services/{name}/src/lib.rs or routes.rs, then delete it"
                 ));
+            } else {
+                plan.removals.push(from.clone());
             }
             continue;
         }
+        plan.removals.push(from.clone());
         let to = format!("services/{name}/src/{rel}");
         // Moved code uses other modules directly: it will not build as a service.
         if rel.ends_with(".rs") {
