@@ -188,16 +188,21 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The tables a module owns in the monolith's database.
+fn tables_of(m: &Service) -> Vec<String> {
+    let auth = (m.template == Template::Auth).then(|| AUTH_TABLE.to_string());
+    auth.into_iter()
+        .chain(m.resources.iter().map(|r| r.plural.clone()))
+        .collect()
+}
+
 fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Result<SplitPlan> {
     let name = target.name.as_str();
     let snake = target.name.snake();
     let mut plan = SplitPlan::default();
 
     // The module's tables and the migrations that create them.
-    let mut tables: Vec<String> = target.resources.iter().map(|r| r.plural.clone()).collect();
-    if target.template == Template::Auth {
-        tables.insert(0, AUTH_TABLE.to_string());
-    }
+    let tables = tables_of(target);
     let mut existing = existing_migrations(root, old);
     let monolith_migrations = existing.remove("monolith").unwrap_or_default();
     let (moving, staying): (Vec<String>, Vec<String>) =
@@ -224,56 +229,42 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     plan.report.tables = tables.clone();
 
     // Hand-written migrations left in the monolith that touch a moving table.
+    let mentions = |sql: &str, t: &str| {
+        [format!("\"{t}\""), format!(" {t} "), format!(" {t}(")]
+            .iter()
+            .any(|m| sql.contains(m.as_str()))
+    };
     for f in &staying {
         let file = format!("monolith/migrations/{f}");
         let sql = read_opt(&root.join(&file)).unwrap_or_default();
-        for t in &tables {
-            if !f.ends_with(&format!("_create_{t}.sql")) && sql.contains(&format!("\"{t}\""))
-                || sql.contains(&format!(" {t} "))
-                || sql.contains(&format!(" {t}("))
-            {
-                plan.report.human.push(format!(
-                    "{file}: mentions table `{t}`, which moved to `{name}`'s database: apply that change there too (as a migration of services/{name})"
-                ));
-                break;
-            }
+        if let Some(t) = tables.iter().find(|t| mentions(&sql, t)) {
+            plan.report.human.push(format!(
+                "{file}: mentions table `{t}`, which moved to `{name}`'s database: apply that change there too (as a migration of services/{name})"
+            ));
         }
     }
 
     // Foreign keys across the cut need a human: the databases are now separate.
-    for (file, others) in moving
-        .iter()
-        .map(|f| (format!("monolith/migrations/{f}"), &staying))
-        .chain(
-            staying
-                .iter()
-                .map(|f| (format!("monolith/migrations/{f}"), &moving)),
-        )
-    {
-        let sql = read_opt(&root.join(&file)).unwrap_or_default();
-        let other_tables: Vec<String> = if std::ptr::eq(others, &staying) {
-            old.modules()
-                .filter(|m| m.name != target.name)
-                .flat_map(|m| {
-                    let mut t: Vec<String> = m.resources.iter().map(|r| r.plural.clone()).collect();
-                    if m.template == Template::Auth {
-                        t.push(AUTH_TABLE.to_string());
-                    }
-                    t
-                })
-                .collect()
-        } else {
-            tables.clone()
-        };
-        for (i, line) in sql.lines().enumerate() {
-            for t in &other_tables {
-                if line.contains(&format!("REFERENCES \"{t}\""))
-                    || line.contains(&format!("REFERENCES {t} "))
-                {
-                    plan.report.human.push(format!(
+    let staying_tables: Vec<String> = old
+        .modules()
+        .filter(|m| m.name != target.name)
+        .flat_map(tables_of)
+        .collect();
+    let sides = [(&moving, &staying_tables), (&staying, &tables)];
+    for (files, other_tables) in sides {
+        for f in files {
+            let file = format!("monolith/migrations/{f}");
+            let sql = read_opt(&root.join(&file)).unwrap_or_default();
+            for (i, line) in sql.lines().enumerate() {
+                for t in other_tables {
+                    if line.contains(&format!("REFERENCES \"{t}\""))
+                        || line.contains(&format!("REFERENCES {t} "))
+                    {
+                        plan.report.human.push(format!(
                         "{file}:{}: a foreign key to table `{t}` crosses the cut; the tables now live in different databases: drop the constraint and check the reference through the owning service's API",
                         i + 1
                     ));
+                    }
                 }
             }
         }
