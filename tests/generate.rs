@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_ok, example, msgen, stderr, stdout, tree};
+use common::{assert_ok, edit_config, example, msgen, stderr, stdout, tree};
 use std::fs;
 use std::path::Path;
 
@@ -102,12 +102,7 @@ fn database_flag_sets_the_default_kind() {
 fn check_catches_drift_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = new_project(dir.path(), "blogsys", None);
-    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(
-        root.join("services.toml"),
-        toml.replace("port = 3003", "port = 3013"),
-    )
-    .unwrap();
+    edit_config(&root, "port = 3003", "port = 3013");
     let before = tree(&root);
     let out = msgen(&root, &["generate", "--check"]);
     assert_eq!(out.status.code(), Some(1));
@@ -130,12 +125,7 @@ fn check_catches_drift_and_writes_nothing() {
 fn dry_run_prints_a_diff_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = new_project(dir.path(), "blogsys", None);
-    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(
-        root.join("services.toml"),
-        toml.replace("port = 3003", "port = 3013"),
-    )
-    .unwrap();
+    edit_config(&root, "port = 3003", "port = 3013");
     let before = tree(&root);
     let out = msgen(&root, &["generate", "--dry-run"]);
     assert_ok(&out);
@@ -194,12 +184,7 @@ fn an_edited_file_is_merged_with_the_new_render() {
     )
     .unwrap();
     // ...and a change in services.toml that rewrites another part of it.
-    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(
-        root.join("services.toml"),
-        toml.replace("port = 3003", "port = 3013"),
-    )
-    .unwrap();
+    edit_config(&root, "port = 3003", "port = 3013");
     let out = msgen(&root, &["generate"]);
     assert_ok(&out);
     assert!(stdout(&out).contains("merge"), "{}", stdout(&out));
@@ -224,12 +209,7 @@ fn colliding_edits_are_reported_as_conflicts() {
         text.replace("http://blog-service:3003", "http://blog.internal:3003"),
     )
     .unwrap();
-    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
-    fs::write(
-        root.join("services.toml"),
-        toml.replace("port = 3003", "port = 3013"),
-    )
-    .unwrap();
+    edit_config(&root, "port = 3003", "port = 3013");
     let out = msgen(&root, &["generate"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);

@@ -108,6 +108,15 @@ pub fn require_postgres() {
     }
 }
 
+/// Replaces `from` by `to` in the project's services.toml, which must contain `from`.
+#[track_caller]
+pub fn edit_config(root: &Path, from: &str, to: &str) {
+    let path = root.join("services.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} is not in services.toml");
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
 /// Fails loudly (never skips) when NATS is not reachable on 127.0.0.1:4222.
 pub fn require_nats() {
     let addr = "127.0.0.1:4222".parse().unwrap();
