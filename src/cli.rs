@@ -130,7 +130,8 @@ pub enum Command {
     Split {
         /// The module to extract.
         module: String,
-        /// A monolith msgen did not generate (not available yet).
+        /// Adopt a monolith msgen did not generate (an axum + sqlx crate in DIR,
+        /// inside the project directory): the gateway and the service go beside it.
         #[arg(long, value_name = "DIR")]
         from: Option<PathBuf>,
         #[arg(long)]

@@ -5,6 +5,7 @@
 //! of files) → [`apply`] (the only code that writes). Commands in [`commands`] wire
 //! them together for each subcommand of [`cli`].
 
+pub mod adopt;
 pub mod apply;
 pub mod cli;
 pub mod commands;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 use crate::diagnostic::{did_you_mean, utf8_error, ConfigError, Diagnostic, LineIndex};
-use crate::raw::{RawConfig, RawResource, RawService};
+use crate::raw::{RawConfig, RawMonolith, RawResource, RawService};
 
 pub const DEFAULT_GATEWAY_PORT: u16 = 8080;
 pub const DEFAULT_MONOLITH_PORT: u16 = 3000;
@@ -264,6 +264,10 @@ pub struct Service {
     pub in_monolith: bool,
     /// Extracted from the monolith by `msgen split`: its old paths still work.
     pub split_from_monolith: bool,
+    /// Moved out of a monolith msgen did not generate: its code is the user's.
+    pub adopted: bool,
+    /// For adopted services: the path prefixes the gateway forwards unchanged.
+    pub paths: Vec<String>,
     /// Event subjects published / consumed over NATS JetStream.
     pub publishes: Vec<String>,
     pub consumes: Vec<String>,
@@ -273,6 +277,9 @@ pub struct Service {
 impl Service {
     /// Path prefixes under which the gateway forwards to this service.
     pub fn route_prefixes(&self) -> Vec<String> {
+        if self.adopted {
+            return self.paths.clone();
+        }
         self.route_segments()
             .into_iter()
             .map(|s| format!("/api/v1/{s}"))
@@ -289,7 +296,7 @@ impl Service {
     /// Prefixes the monolith serves it under, without the version (`/api/posts`):
     /// the paths of the article's monolith, kept working after a split.
     pub fn legacy_prefixes(&self) -> Vec<String> {
-        if !(self.in_monolith || self.split_from_monolith) {
+        if self.adopted || !(self.in_monolith || self.split_from_monolith) {
             return Vec::new();
         }
         self.route_segments()
@@ -302,6 +309,23 @@ impl Service {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Monolith {
     pub port: Port,
+    /// A monolith msgen did not generate, adopted by `msgen split --from`.
+    pub external: Option<ExternalMonolith>,
+}
+
+/// Where an adopted monolith lives; msgen never renders into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalMonolith {
+    /// Relative to the project directory, `/`-separated.
+    pub path: String,
+    /// Its Cargo package and binary name.
+    pub package: String,
+}
+
+impl Monolith {
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -525,6 +549,139 @@ impl Validator<'_> {
         });
     }
 
+    /// `[monolith] path/package`: `Some(None)` for a generated monolith, `None` on error.
+    fn external_monolith(&mut self, m: &RawMonolith) -> Option<Option<ExternalMonolith>> {
+        match (&m.path, &m.package) {
+            (None, None) => Some(None),
+            (Some(path), Some(package)) => {
+                let p = path.get_ref();
+                let path_ok = !p.is_empty()
+                    && !p.starts_with('/')
+                    && p.split('/').all(|c| {
+                        !c.is_empty()
+                            && c != "."
+                            && c != ".."
+                            && c.chars().all(|ch| {
+                                ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')
+                            })
+                    });
+                if !path_ok {
+                    self.err(
+                        path,
+                        "monolith.path",
+                        format!("{p:?} is not a directory inside the project; accepted: a relative path of letters, digits, `_`, `-`, `.`, without `..`"),
+                        None,
+                    );
+                }
+                let k = package.get_ref();
+                let package_ok = !k.is_empty()
+                    && k.len() <= 64
+                    && k.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !package_ok {
+                    self.err(
+                        package,
+                        "monolith.package",
+                        format!("{k:?} is not a Cargo package name; accepted: letters, digits, `_` and `-`, starting with a letter"),
+                        None,
+                    );
+                }
+                (path_ok && package_ok).then(|| {
+                    Some(ExternalMonolith {
+                        path: p.clone(),
+                        package: k.clone(),
+                    })
+                })
+            }
+            (Some(path), None) => {
+                self.err(
+                    path,
+                    "monolith.package",
+                    "`path` names an adopted monolith, which also needs `package` (its Cargo package name)".into(),
+                    None,
+                );
+                None
+            }
+            (None, Some(package)) => {
+                self.err(
+                    package,
+                    "monolith.path",
+                    "`package` is only for an adopted monolith, which also needs `path` (its directory)".into(),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// `adopted` and `paths` of a service: only together, and then without anything
+    /// msgen would have to render into the service's code.
+    fn adopted(&mut self, rs: &RawService, key: &dyn Fn(&str) -> String) -> (bool, Vec<String>) {
+        let adopted = rs.adopted.as_ref().is_some_and(|a| *a.get_ref());
+        let mut paths = Vec::new();
+        for (j, p) in rs.paths.iter().enumerate() {
+            let v = p.get_ref();
+            let ok = v.len() > 1
+                && v.len() <= 200
+                && v.starts_with('/')
+                && !v.ends_with('/')
+                && !v.contains("//")
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | '~'));
+            if !ok {
+                self.err(
+                    p,
+                    &key(&format!("paths[{j}]")),
+                    format!("{v:?} is not a path prefix; accepted: `/` then segments of letters, digits, `_`, `-`, `.`, `~`, no trailing `/`, not `/` alone"),
+                    None,
+                );
+            } else if paths.contains(v) {
+                self.err(p, &key(&format!("paths[{j}]")), format!("{v:?} is listed twice"), None);
+            } else {
+                paths.push(v.clone());
+            }
+        }
+        if !adopted {
+            if let Some(p) = rs.paths.first() {
+                self.err(
+                    p,
+                    &key("paths"),
+                    "`paths` is only for adopted services (`adopted = true`); msgen derives the others' paths".into(),
+                    None,
+                );
+            }
+            return (false, paths);
+        }
+        let at = rs.adopted.as_ref().expect("adopted is set");
+        if rs.paths.is_empty() {
+            self.err(
+                at,
+                &key("paths"),
+                "an adopted service needs `paths`: the prefixes the gateway sends to it".into(),
+                Some("e.g. paths = [\"/api/posts\"]".into()),
+            );
+        }
+        let renders_code = [
+            ("resources", !rs.resources.is_empty()),
+            ("template", rs.template.is_some()),
+            ("depends_on", !rs.depends_on.is_empty()),
+            ("publishes", !rs.publishes.is_empty()),
+            ("consumes", !rs.consumes.is_empty()),
+            ("monolith", rs.monolith.as_ref().is_some_and(|m| *m.get_ref())),
+            ("split_from", rs.split_from.is_some()),
+        ];
+        for (k, set) in renders_code {
+            if set {
+                self.err(
+                    at,
+                    &key(k),
+                    format!("an adopted service's code is its own: msgen cannot render `{k}` into it"),
+                    Some(format!("remove `{k}`")),
+                );
+            }
+        }
+        (true, paths)
+    }
+
     fn database(&mut self, v: &Spanned<String>, key: &str) -> Option<DatabaseKind> {
         let kind = DatabaseKind::parse(v.get_ref());
         if kind.is_none() {
@@ -613,7 +770,8 @@ impl Validator<'_> {
                         ports.insert(port.get(), "the monolith".into());
                     }
                 }
-                Some(port.map(|port| Monolith { port }))
+                let external = self.external_monolith(m);
+                Some(port.and_then(|port| Some(Monolith { port, external: external? })))
             }
             None => None,
         };
@@ -655,7 +813,7 @@ impl Validator<'_> {
             } else {
                 seen_names.insert(rs.name.get_ref().clone(), rs.name.clone());
             }
-            if let Some(s) = self.service(i, rs, default_database, monolith.is_some(), &mut ports) {
+            if let Some(s) = self.service(i, rs, default_database, monolith.as_ref(), &mut ports) {
                 services.push(s);
             }
         }
@@ -729,10 +887,13 @@ impl Validator<'_> {
         i: usize,
         rs: RawService,
         default_database: DatabaseKind,
-        has_monolith: bool,
+        monolith: Option<&Option<Monolith>>,
         ports: &mut BTreeMap<u16, String>,
     ) -> Option<Service> {
+        let has_monolith = monolith.is_some();
+        let external_monolith = monolith.is_some_and(|m| m.as_ref().is_some_and(Monolith::is_external));
         let key = |k: &str| format!("services[{i}].{k}");
+        let (adopted, paths) = self.adopted(&rs, &key);
         let name = ServiceName::parse(rs.name.get_ref())
             .map_err(|m| self.err(&rs.name, &key("name"), m, None))
             .ok();
@@ -868,6 +1029,15 @@ impl Validator<'_> {
                 );
             }
         }
+        if let (Some(m), true) = (&rs.monolith, in_monolith && external_monolith) {
+            self.err(
+                m,
+                &key("monolith"),
+                "the monolith is adopted (`[monolith] path`): msgen does not render modules into it"
+                    .into(),
+                Some("remove `monolith = true`".into()),
+            );
+        }
         if in_monolith {
             if let (Some(d), Some(kind)) = (&rs.database, database) {
                 if kind != default_database {
@@ -907,6 +1077,8 @@ impl Validator<'_> {
             public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
             in_monolith,
             split_from_monolith,
+            adopted,
+            paths,
             publishes,
             consumes,
             resources,

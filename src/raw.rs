@@ -28,6 +28,13 @@ pub struct RawConfig {
 pub struct RawMonolith {
     #[serde(default)]
     pub port: Option<Spanned<i64>>,
+    /// Directory of a monolith msgen did not generate (adopted by `split --from`):
+    /// msgen routes to it and never renders or rewrites it.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// Cargo package (and binary) name of that monolith.
+    #[serde(default)]
+    pub package: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +78,13 @@ pub struct RawService {
     /// gateway keeps serving its old `/api/...` paths.
     #[serde(default)]
     pub split_from: Option<Spanned<String>>,
+    /// Code moved out of a monolith msgen did not generate (`split --from`): msgen
+    /// renders its deployment and gateway routes, never its code.
+    #[serde(default)]
+    pub adopted: Option<Spanned<bool>>,
+    /// Path prefixes the gateway forwards unchanged to an adopted service.
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
     /// Event subjects this service publishes, e.g. `post.created`.
     #[serde(default)]
     pub publishes: Vec<Spanned<String>>,

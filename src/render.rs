@@ -55,6 +55,9 @@ const MONOLITH_FROM_SERVICE: &[&str] = &[
     "service/tests/api.rs.tera",
 ];
 
+/// The one service template an adopted service renders.
+const ADOPTED_DOCKERFILE: &str = "service/Dockerfile.tera";
+
 /// Files of a service (under `src/`) that a module of the monolith has too.
 pub const MODULE_FILES: &[&str] = &[
     "src/handlers/__resource__.rs",
@@ -236,6 +239,16 @@ impl Renderer {
             let mut ctx = per_service.clone();
             ctx.insert("service", sctx);
             let dir = &sctx.dir;
+            if svc.adopted {
+                // Its code is the user's (moved by `split --from`): msgen renders
+                // only what deploys it.
+                self.emit(&mut plan, ADOPTED_DOCKERFILE, format!("{dir}/Dockerfile"), &ctx)?;
+                for (name, rel) in self.group("per-service") {
+                    let rel = rel.replace("__service__", svc.name.as_str());
+                    self.emit(&mut plan, name, rel, &ctx)?;
+                }
+                continue;
+            }
             let mut folders = vec!["service"];
             if svc.template == Template::Auth {
                 folders.push("service-auth");

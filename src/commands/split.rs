@@ -16,9 +16,10 @@ use anyhow::{bail, Context as _, Result};
 
 use super::edit;
 use super::generate::{render_into, Mode};
-use super::{load, Printer, CONFIG_FILE};
+use super::{load, plan_changes, Printer, CONFIG_FILE};
 use crate::apply::{remove_empty_parents, safe_path, write_atomic};
-use crate::model::{Project, Service, Template};
+use crate::adopt;
+use crate::model::{Project, ProjectName, Service, ServiceName, Template};
 use crate::render::{existing_migrations, Renderer, AUTH_TABLE};
 use crate::rust_refs::find_module_refs;
 use crate::UsageError;
@@ -61,12 +62,7 @@ pub fn run(
     out: Printer,
 ) -> Result<ExitCode> {
     if let Some(dir) = from {
-        return Err(UsageError(format!(
-            "split --from {}: adopting a monolith that msgen did not generate is not available yet; \
-             this version splits monoliths made with `msgen new NAME --monolith`",
-            dir.display()
-        ))
-        .into());
+        return run_from(root, module, &dir, dry_run, out);
     }
     let project = load(root)?;
     let Some(monolith) = &project.monolith else {
@@ -469,5 +465,296 @@ fn render_report(old: &Project, target: &Service, monolith_port: u16, r: &Report
         ));
     }
     section(&mut s, "Needs a human", &human, "nothing");
+    s
+}
+
+/// `msgen split MODULE --from DIR`: adopt a monolith msgen did not generate.
+///
+/// The project directory (`-C`, the current one) gets the gateway, the new service
+/// in `services/<module>/` and a `services.toml` recording the monolith as the
+/// gateway's catch-all upstream; the monolith in DIR loses only the module and the
+/// router calls mounting it. [`crate::adopt::plan`] decides everything before any
+/// file is written.
+fn run_from(root: &Path, module: &str, from: &Path, dry_run: bool, out: Printer) -> Result<ExitCode> {
+    let root_abs = root
+        .canonicalize()
+        .with_context(|| format!("cannot open the project directory {}", root.display()))?;
+    let dir = if from.is_absolute() {
+        from.to_path_buf()
+    } else {
+        root.join(from)
+    };
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot open the monolith directory {}", from.display()))?;
+    let rel = match dir.strip_prefix(&root_abs) {
+        Ok(r) if !r.as_os_str().is_empty() => r.to_string_lossy().replace('\\', "/"),
+        _ => {
+            return Err(UsageError(format!(
+                "--from {}: the monolith must be a directory inside the project directory ({}), which gets the gateway and the new service beside it; run msgen from its parent (or pass -C)",
+                from.display(),
+                root_abs.display()
+            ))
+            .into())
+        }
+    };
+    let src = read_monolith(&dir)?;
+
+    let config_path = root.join(CONFIG_FILE);
+    let existing = if config_path.is_file() {
+        let project = load(root)?;
+        match project.monolith.as_ref().and_then(|m| m.external.as_ref()) {
+            Some(e) if e.path == rel => {}
+            _ => bail!(
+                "{CONFIG_FILE} here does not describe the monolith in {rel}/ (no `[monolith] path = \"{rel}\"`): split --from adopts a monolith into a project of its own"
+            ),
+        }
+        Some(project)
+    } else {
+        None
+    };
+    let service = module.replace('_', "-");
+    if let Err(msg) = ServiceName::parse(&service) {
+        bail!("module `{module}` cannot name a service: {msg}");
+    }
+    if existing.as_ref().is_some_and(|p| p.service(&service).is_some()) {
+        bail!("`{service}` is already a service of this project");
+    }
+    let service_dir = format!("services/{service}");
+    if root.join(&service_dir).exists() {
+        bail!("{service_dir}/ already exists; move it away first");
+    }
+
+    // The monolith's own port is known only after reading its listener.
+    let first = adopt::plan(&src, module, &service, 0).map_err(|r| refusal(module, &rel, &r))?;
+    let port = {
+        let base = existing.as_ref().map_or(3001, Project::next_free_port);
+        let gateway = existing.as_ref().map_or(8080, |p| p.gateway.port.get());
+        (base..=u16::MAX)
+            .find(|p| *p != first.monolith_port && *p != gateway)
+            .unwrap_or(base)
+    };
+    let cut = adopt::plan(&src, module, &service, port).map_err(|r| refusal(module, &rel, &r))?;
+    let database = match cut.database {
+        Some(adopt::Db::Postgres) => "postgres",
+        Some(adopt::Db::Sqlite) => "sqlite",
+        None => bail!(
+            "{rel}/Cargo.toml: sqlx has neither the \"postgres\" nor the \"sqlite\" feature; split --from adopts axum + sqlx applications"
+        ),
+    };
+
+    // services.toml, as it will be.
+    let old_text = std::fs::read_to_string(&config_path).unwrap_or_default();
+    let mut doc = if existing.is_some() {
+        edit::parse(&old_text)?
+    } else {
+        adopted_config(&cut.package, &rel, cut.monolith_port, database)
+    };
+    let services = doc
+        .entry("services")
+        .or_insert_with(|| toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+    let Some(services) = services.as_array_of_tables_mut() else {
+        bail!("`services` in {CONFIG_FILE} must be written as [[services]] tables");
+    };
+    let mut t = toml_edit::Table::new();
+    t["name"] = toml_edit::value(&service);
+    t["port"] = toml_edit::value(i64::from(port));
+    t["database"] = toml_edit::value(database);
+    t["adopted"] = toml_edit::value(true);
+    let mut paths = toml_edit::Array::new();
+    for p in &cut.paths {
+        paths.push(p.as_str());
+    }
+    t["paths"] = toml_edit::value(paths);
+    t.decor_mut().set_prefix(format!(
+        "\n# Moved out of {rel}/ by `msgen split {module} --from {rel}`: its code is yours.\n"
+    ));
+    services.push(t);
+    let new_text = doc.to_string();
+    let new_project = Project::parse(&new_text, &config_path)?;
+    // The render must work before anything is written.
+    plan_changes(root, &new_project)?;
+
+    let report = adopted_report(module, &service, &rel, port, &cut);
+    let monolith_paths: Vec<String> = cut
+        .monolith_edits
+        .keys()
+        .chain(&cut.monolith_removals)
+        .map(|p| format!("{rel}/{p}"))
+        .collect();
+    let service_paths: Vec<String> = cut
+        .service_files
+        .keys()
+        .map(|p| format!("{service_dir}/{p}"))
+        .collect();
+    for p in monolith_paths.iter().chain(&service_paths) {
+        safe_path(root, p)?;
+    }
+
+    if dry_run {
+        out.line(format!(
+            "Would split module `{module}` out of {rel}/ into {service_dir}/:"
+        ));
+        for p in &service_paths {
+            out.line(format!("  {:<14} {p}", "create"));
+        }
+        for (p, new) in &cut.monolith_edits {
+            out.line(format!("  {:<14} {rel}/{p}", "change"));
+            let old = src.files.get(p).map(String::as_str).unwrap_or_default();
+            print!(
+                "{}",
+                diffy::create_patch(old, new)
+                    .to_string()
+                    .replacen("--- original", &format!("--- a/{rel}/{p}"), 1)
+                    .replacen("+++ modified", &format!("+++ b/{rel}/{p}"), 1)
+            );
+        }
+        for p in &cut.monolith_removals {
+            out.line(format!("  {:<14} {rel}/{p}", "remove"));
+        }
+        print!("{report}");
+        return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
+    }
+
+    // The service first: until the monolith changes, the split can be rerun after
+    // deleting services/<name>/.
+    for (p, text) in &cut.service_files {
+        write_atomic(&root.join(&service_dir).join(p), text.as_bytes())?;
+    }
+    let lock = dir.join("Cargo.lock");
+    if lock.is_file() && !root.join("Cargo.lock").exists() {
+        // The monolith's locked versions are the ones its code was built with.
+        std::fs::copy(&lock, root.join("Cargo.lock"))
+            .with_context(|| format!("cannot copy {}", lock.display()))?;
+    }
+    for (p, text) in &cut.monolith_edits {
+        write_atomic(&dir.join(p), text.as_bytes())?;
+    }
+    for p in &cut.monolith_removals {
+        let path = dir.join(p);
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        remove_empty_parents(&dir, &path);
+    }
+    let code = render_into(root, &new_project, Some(&new_text), Mode::Apply, out)?;
+    let report_path = format!("docs/split-{service}.md");
+    write_atomic(&root.join(&report_path), report.as_bytes())?;
+    out.line(format!("\n{report}"));
+    out.line(format!("(this report is in {report_path})"));
+    Ok(code)
+}
+
+fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
+    crate::CheckFailed(format!(
+        "cannot split `{module}` out of {rel}/ (nothing was changed):\n{}",
+        r.0.iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
+    .into()
+}
+
+/// Reads what `split --from` looks at: Cargo.toml, `src/**/*.rs`, `migrations/*.sql`.
+fn read_monolith(dir: &Path) -> Result<adopt::Source> {
+    let manifest_path = dir.join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read {} (is this a Cargo crate?)", manifest_path.display()))?;
+    let mut files = std::collections::BTreeMap::new();
+    for rel in files_under(&dir.join("src")) {
+        if rel.ends_with(".rs") {
+            let path = dir.join("src").join(&rel);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
+            files.insert(format!("src/{rel}"), text);
+        }
+    }
+    let mut migrations = std::collections::BTreeMap::new();
+    for rel in files_under(&dir.join("migrations")) {
+        if rel.ends_with(".sql") && !rel.contains('/') {
+            let path = dir.join("migrations").join(&rel);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
+            migrations.insert(rel, text);
+        }
+    }
+    Ok(adopt::Source {
+        manifest,
+        files,
+        migrations,
+        has_build_script: dir.join("build.rs").is_file(),
+    })
+}
+
+/// `services.toml` of a project adopting the monolith at `rel`.
+fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_edit::DocumentMut {
+    let mut name: String = package
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    while name.contains("--") {
+        name = name.replace("--", "-");
+    }
+    let name = name.trim_matches('-');
+    let name = if ProjectName::parse(name).is_ok() {
+        name.to_string()
+    } else {
+        "system".to_string()
+    };
+    let text = format!(
+        "# The system around the monolith in {rel}/, adopted by `msgen split --from`.\n\
+         # msgen renders the gateway, the extracted services' deployment and this\n\
+         # project's compose/Kubernetes files; it never rewrites {rel}/.\n\n\
+         [project]\nname = \"{name}\"\ndatabase = \"{database}\"\n\n\
+         [gateway]\nport = 8080\n\n\
+         # Every path no service claims goes here.\n\
+         [monolith]\nport = {port}\npath = \"{rel}\"\npackage = \"{package}\"\n"
+    );
+    text.parse().expect("the adopted services.toml is valid TOML")
+}
+
+fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt::Cut) -> String {
+    let r = &cut.report;
+    let mut s = String::new();
+    let list = |s: &mut String, title: &str, items: &[String]| {
+        let _ = writeln!(s, "\n## {title}\n");
+        if items.is_empty() {
+            let _ = writeln!(s, "- none");
+        }
+        for i in items {
+            let _ = writeln!(s, "- {i}");
+        }
+    };
+    let _ = writeln!(s, "# Split report: `{module}` out of {rel}/\n");
+    let _ = writeln!(
+        s,
+        "Module `{module}` of the monolith in `{rel}/` is now the `{service}` service in `services/{service}/`, on port {port}, with a database of its own. The gateway sends {} to it and every other path to the monolith (port {}).",
+        cut.paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
+        cut.monolith_port
+    );
+    let moved: Vec<String> = cut
+        .monolith_removals
+        .iter()
+        .map(|p| format!("`{rel}/{p}` → `services/{service}/{p}`"))
+        .collect();
+    list(&mut s, "Moved", &moved);
+    let unmounted: Vec<String> = r.unmounted.iter().map(|u| format!("`{rel}/{u}`")).collect();
+    list(&mut s, "Unmounted from the monolith", &unmounted);
+    list(&mut s, "Copied along (the service needs them)", &r.copied_modules);
+    let tables: Vec<String> = r.tables.iter().map(|t| format!("`{t}`")).collect();
+    list(&mut s, "Tables that move", &tables);
+    list(&mut s, "Migrations the service got", &r.migrations);
+    let mut human = r.human.clone();
+    human.push(format!(
+        "the service keeps the monolith's start-up code (`services/{service}/src/`): it now listens on PORT (default {port}) and answers GET /health; remove what it does not need"
+    ));
+    human.push(format!(
+        "tests of the monolith that call {} now need the gateway (or the service)",
+        cut.paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+    ));
+    human.push(format!(
+        "compose builds the monolith from `{rel}/` (give it a Dockerfile there); the Kubernetes files do not deploy it: point the gateway's MONOLITH_URL at it"
+    ));
+    list(&mut s, "Needs a human", &human);
     s
 }

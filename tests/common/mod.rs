@@ -83,6 +83,10 @@ pub fn cargo(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", generated_target_dir())
+        // Full debug info and incremental caches would multiply the shared target's
+        // size (several GiB for the examples); line tables keep backtraces useful.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+        .env("CARGO_INCREMENTAL", "0")
         .env_remove("RUSTFLAGS")
         .output()
         .expect("cargo runs");

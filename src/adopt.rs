@@ -1,0 +1,1419 @@
+//! Reading and cutting a monolith msgen did not generate (`msgen split M --from DIR`).
+//!
+//! The monolith is any axum + sqlx crate whose bounded contexts are top-level
+//! modules (`src/<m>.rs` or `src/<m>/mod.rs`). Everything here is pure: the command
+//! reads the crate into a [`Source`], [`plan`] works out every change with syn, and
+//! only when the plan is complete does the command write anything.
+//!
+//! The cut, in two copies of the crate:
+//! - **the monolith** loses only the module's files, its `mod` item and the router
+//!   calls that mount it (`.nest(...)`, `.merge(...)`, `.route(...)`); any other use
+//!   of the module by the rest of the crate is refused, listed by file and line,
+//!   since the monolith must still build;
+//! - **the new service** is the crate's root files (its `main`, state, pool set-up)
+//!   with every *other* module's router calls removed, the module itself, and the
+//!   modules it still needs (shared error types, extractors), copied unchanged. Its
+//!   listener reads `PORT`, it answers `GET /health`, and its migrations hold only
+//!   the statements about its tables.
+//!
+//! Where a change cannot be made safely (a macro hiding a path, a statement mixing
+//! tables), the plan refuses or reports; it never guesses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use proc_macro2::{LineColumn, TokenStream, TokenTree};
+use syn::spanned::Spanned as _;
+use syn::visit::Visit;
+
+/// The monolith as read from disk: paths relative to its directory, `/`-separated.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub manifest: String,
+    /// Every `.rs` file under `src/`.
+    pub files: BTreeMap<String, String>,
+    /// `migrations/*.sql`, by file name.
+    pub migrations: BTreeMap<String, String>,
+    pub has_build_script: bool,
+}
+
+/// A problem that stops the split; nothing has been written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub Vec<String>);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The database the monolith's sqlx talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Postgres,
+    Sqlite,
+}
+
+/// Everything `split --from` changes, worked out before anything is written.
+#[derive(Debug, Clone, Default)]
+pub struct Cut {
+    /// Cargo package name of the monolith.
+    pub package: String,
+    pub database: Option<Db>,
+    /// The monolith's port, as its listener shows it (or 3000).
+    pub monolith_port: u16,
+    /// Monolith files rewritten in place (relative path → new text).
+    pub monolith_edits: BTreeMap<String, String>,
+    /// Monolith files removed (the module's).
+    pub monolith_removals: Vec<String>,
+    /// Files of the new service crate, relative to its directory.
+    pub service_files: BTreeMap<String, String>,
+    /// Gateway prefixes the new service now serves.
+    pub paths: Vec<String>,
+    pub report: CutReport,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CutReport {
+    /// `file:line  .nest("/api/blog", blog::router())` removed from the monolith.
+    pub unmounted: Vec<String>,
+    /// Modules copied into the service besides the extracted one, with why.
+    pub copied_modules: Vec<String>,
+    pub tables: Vec<String>,
+    /// Migration statements the service got, by file.
+    pub migrations: Vec<String>,
+    /// What a person must look at.
+    pub human: Vec<String>,
+}
+
+/// A reference from code to a top-level module of the crate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Ref {
+    file: String,
+    line: usize,
+    /// Byte offset in the file, to tell whether a mount holds it.
+    at: usize,
+    module: String,
+    path: String,
+}
+
+/// A router call that mounts a module: removing `range` unmounts it.
+#[derive(Debug, Clone)]
+struct Mount {
+    file: String,
+    line: usize,
+    module: String,
+    range: std::ops::Range<usize>,
+    text: String,
+    /// Joined prefixes of the `.nest(...)` calls around it.
+    nest_prefix: String,
+    /// Its own path (`.nest("/x", ..)`, `.route("/x", ..)`); `None` for `.merge(..)`,
+    /// whose paths are the module's own routes.
+    own: Option<String>,
+}
+
+/// One parsed file with what the analysis needs.
+struct Parsed {
+    rel: String,
+    text: String,
+    ast: syn::File,
+    /// Module path of the file: `[]` for root files, `["blog", "handlers"]`...
+    module_path: Vec<String>,
+    /// Top-level module the file belongs to, if any.
+    top: Option<String>,
+}
+
+const ROUTER_METHODS: &[&str] = &["nest", "nest_service", "merge", "route", "route_service"];
+
+/// Plans the extraction of `module` from `src` into a service called `service`
+/// (crate `<service>-service`) listening on `port`.
+pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut, Refusal> {
+    let manifest = Manifest::read(&src.manifest)?;
+    let crate_name = manifest.package.replace('-', "_");
+    let lib_root = src.files.contains_key("src/lib.rs");
+    let root_rel = if lib_root { "src/lib.rs" } else { "src/main.rs" };
+    let Some(root_text) = src.files.get(root_rel) else {
+        return Err(Refusal(vec![
+            "no src/main.rs or src/lib.rs: split --from needs the crate of an axum application".into(),
+        ]));
+    };
+    let root_ast = parse(root_rel, root_text)?;
+    let modules: Vec<String> = root_ast
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            syn::Item::Mod(m) if m.content.is_none() => Some(m.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    if !modules.iter().any(|m| m == module) {
+        return Err(Refusal(vec![format!(
+            "no module `{module}` in {root_rel}; modules found: {}",
+            if modules.is_empty() {
+                "none".into()
+            } else {
+                modules.join(", ")
+            }
+        )]));
+    }
+
+    // Every file, with its place in the module tree.
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for (rel, text) in &src.files {
+        let Some((module_path, top)) = place(rel, &modules) else {
+            continue;
+        };
+        match parse(rel, text) {
+            Ok(ast) => parsed.push(Parsed {
+                rel: rel.clone(),
+                text: text.clone(),
+                ast,
+                module_path,
+                top,
+            }),
+            Err(Refusal(e)) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Refusal(errors));
+    }
+    let root_aliases: Vec<String> = if lib_root {
+        vec![crate_name.clone()]
+    } else {
+        Vec::new()
+    };
+
+    let mut refs: Vec<Ref> = Vec::new();
+    let mut mounts: Vec<Mount> = Vec::new();
+    let mut route_literals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in &parsed {
+        let aliases = if f.rel == "src/main.rs" || f.rel.starts_with("src/bin/") {
+            root_aliases.clone()
+        } else {
+            Vec::new()
+        };
+        let mut v = Scan {
+            file: f,
+            modules: &modules,
+            aliases: &aliases,
+            refs: Vec::new(),
+            mounts: Vec::new(),
+            nest_stack: Vec::new(),
+            routes: Vec::new(),
+        };
+        v.visit_file(&f.ast);
+        refs.extend(v.refs);
+        mounts.extend(v.mounts);
+        if let Some(top) = &f.top {
+            route_literals
+                .entry(top.clone())
+                .or_default()
+                .extend(v.routes);
+        }
+    }
+    // Nested mounts (`.merge(Router::new().nest("/x", m::r()))`) go with the outer one.
+    mounts = outermost(mounts);
+
+    let target_files: Vec<&Parsed> = parsed
+        .iter()
+        .filter(|f| f.top.as_deref() == Some(module))
+        .collect();
+    let target_mounts: Vec<&Mount> = mounts.iter().filter(|m| m.module == module).collect();
+    if target_mounts.is_empty() {
+        return Err(Refusal(vec![format!(
+            "module `{module}` is never mounted on a router (no `.nest`, `.merge` or `.route` call names it): there are no paths to move"
+        )]));
+    }
+
+    // ---- The monolith: unmount the module and drop its files.
+    let mut monolith_edits: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
+    for m in &target_mounts {
+        monolith_edits.entry(m.file.clone()).or_default().push(Edit {
+            range: m.range.clone(),
+            with: String::new(),
+        });
+    }
+    let mod_item = mod_item_range(root_text, &root_ast, module).expect("module is declared");
+    monolith_edits
+        .entry(root_rel.to_string())
+        .or_default()
+        .push(Edit {
+            range: mod_item,
+            with: String::new(),
+        });
+    // What else of the monolith names the module: it would not build without it.
+    let mut blocking = Vec::new();
+    for r in refs.iter().filter(|r| r.module == module) {
+        let in_target = target_files.iter().any(|f| f.rel == r.file);
+        let in_mount = target_mounts
+            .iter()
+            .any(|m| m.file == r.file && m.range.contains(&r.at));
+        if !in_target && !in_mount {
+            blocking.push(format!(
+                "{}:{}: `{}` uses module `{module}` outside a router call",
+                r.file, r.line, r.path
+            ));
+        }
+    }
+    if !blocking.is_empty() {
+        blocking.insert(
+            0,
+            format!(
+                "the rest of the monolith uses module `{module}` directly; it would not build without it. Move these uses behind an HTTP call (or into `{module}`'s router) first:"
+            ),
+        );
+        return Err(Refusal(blocking));
+    }
+    let mut edited: BTreeMap<String, String> = BTreeMap::new();
+    for (file, edits) in monolith_edits {
+        let text = &parsed.iter().find(|f| f.rel == file).expect("scanned").text;
+        let new = apply_edits(text, edits);
+        parse(&file, &new).map_err(|_| {
+            Refusal(vec![format!(
+                "{file}: unmounting `{module}` would leave code that does not parse; nothing was changed"
+            )])
+        })?;
+        edited.insert(file, new);
+    }
+
+    // ---- Paths the service takes over, and that must not be the monolith's.
+    let paths_of = |m: &Mount| -> Vec<String> {
+        match &m.own {
+            Some(own) => vec![join_paths(&[m.nest_prefix.clone()], own)],
+            None => route_literals
+                .get(&m.module)
+                .map(|r| {
+                    r.iter()
+                        .map(|p| join_paths(&[m.nest_prefix.clone()], p))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    };
+    let mut paths: BTreeSet<String> = BTreeSet::new();
+    for m in &target_mounts {
+        paths.extend(paths_of(m).into_iter().map(|p| static_prefix(&p)));
+    }
+    let mut problems = Vec::new();
+    if paths.is_empty() || paths.iter().any(|p| p.is_empty() || p == "/") {
+        problems.push(format!(
+            "module `{module}` serves the root path `/` (or paths msgen could not read from its router calls): the gateway could not tell its requests from the monolith's"
+        ));
+    }
+    for m in mounts.iter().filter(|m| m.module != module) {
+        for other in paths_of(m) {
+            for p in &paths {
+                if !p.is_empty() && under(&other, p) {
+                    problems.push(format!(
+                        "{}:{}: module `{}` also serves {other}, under `{p}` which would go to the new service",
+                        m.file, m.line, m.module
+                    ));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Refusal(problems));
+    }
+    let mut paths: Vec<String> = paths.into_iter().collect();
+    // A prefix covered by a shorter one adds nothing.
+    let all = paths.clone();
+    paths.retain(|p| !all.iter().any(|q| q != p && under(p, q)));
+
+    // ---- The service: root files and the modules it needs.
+    let mut svc_edits: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
+    let mut unmounted_others: BTreeSet<String> = BTreeSet::new();
+    for m in mounts.iter().filter(|m| m.module != module) {
+        svc_edits.entry(m.file.clone()).or_default().push(Edit {
+            range: m.range.clone(),
+            with: String::new(),
+        });
+        unmounted_others.insert(m.module.clone());
+    }
+    // The modules it needs: the target, then whatever kept code names, transitively.
+    let mut needed: BTreeSet<String> = BTreeSet::from([module.to_string()]);
+    let mut why: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let before = needed.len();
+        for r in &refs {
+            let f = parsed.iter().find(|f| f.rel == r.file).expect("scanned");
+            let from_kept = match &f.top {
+                None => true,
+                Some(t) => needed.contains(t),
+            };
+            let in_removed_mount = mounts.iter().any(|m| {
+                m.module != module
+                    && m.file == r.file
+                    && m.range.contains(&r.at)
+            });
+            if from_kept && !in_removed_mount && needed.insert(r.module.clone()) {
+                why.insert(
+                    r.module.clone(),
+                    format!("{}:{} uses `{}`", r.file, r.line, r.path),
+                );
+            }
+        }
+        if needed.len() == before {
+            break;
+        }
+    }
+    for m in &modules {
+        if !needed.contains(m) {
+            let range = mod_item_range(root_text, &root_ast, m).expect("declared");
+            svc_edits
+                .entry(root_rel.to_string())
+                .or_default()
+                .push(Edit {
+                    range,
+                    with: String::new(),
+                });
+        }
+    }
+    let mut report = CutReport::default();
+    for (m, reason) in &why {
+        if m == module {
+            continue;
+        }
+        let context = if unmounted_others.contains(m) {
+            format!("module `{m}` (a bounded context of its own: its routes are not mounted here, but its code runs in the service, against the service's database)")
+        } else {
+            format!("module `{m}`")
+        };
+        report.copied_modules.push(format!("{context}, because {reason}"));
+        if unmounted_others.contains(m) {
+            report.human.push(format!(
+                "{reason}: a call across the cut into `{m}`, kept in process on a copy of `{m}`; make it an HTTP call to the monolith if `{m}` reads its own tables"
+            ));
+        }
+    }
+
+    // Listener, health check: the service must not take the monolith's port.
+    let mut listener = None;
+    let mut serve = None;
+    let mut has_health = false;
+    for f in parsed.iter().filter(|f| match &f.top {
+        None => true,
+        Some(t) => needed.contains(t),
+    }) {
+        let mut v = Listen::default();
+        v.visit_file(&f.ast);
+        if let Some(arg) = v.bind_arg {
+            listener.get_or_insert((f.rel.clone(), span_range(&f.text, arg)));
+        }
+        if let Some(arg) = v.serve_app {
+            serve.get_or_insert((f.rel.clone(), arg));
+        }
+        has_health |= v.health_route;
+    }
+    let Some((bind_file, bind_range)) = listener else {
+        return Err(Refusal(vec![
+            "no `TcpListener::bind(...)` in the code the service keeps: split --from supports axum 0.7+ applications that listen with tokio's TcpListener and `axum::serve`".into(),
+        ]));
+    };
+    let bind_text = parsed
+        .iter()
+        .find(|f| f.rel == bind_file)
+        .map(|f| f.text[bind_range.clone()].to_string())
+        .unwrap_or_default();
+    let monolith_port = literal_port(&bind_text).unwrap_or(3000);
+    let bind_len = parsed
+        .iter()
+        .find(|f| f.rel == bind_file)
+        .map_or(0, |f| f.text.len());
+    let edits = svc_edits.entry(bind_file.clone()).or_default();
+    edits.push(Edit {
+        range: bind_range,
+        with: "msgen_listen_address()".into(),
+    });
+    edits.push(Edit {
+        range: bind_len..bind_len,
+        with: LISTEN_FN.replace("@PORT@", &port.to_string()),
+    });
+    if !has_health {
+        let Some((serve_file, (app_span, into_make))) = serve else {
+            return Err(Refusal(vec![
+                "no `axum::serve(listener, app)` in the code the service keeps: split --from supports axum 0.7+ applications".into(),
+            ]));
+        };
+        let text = &parsed.iter().find(|f| f.rel == serve_file).expect("scanned").text;
+        // An insertion after the router, so edits inside it still apply.
+        let end = span_range(text, into_make.unwrap_or(app_span)).end;
+        svc_edits.entry(serve_file.clone()).or_default().push(Edit {
+            range: end..end,
+            with: ".route(\"/health\", axum::routing::get(msgen_health))".into(),
+        });
+        svc_edits.entry(serve_file).or_default().push(Edit {
+            range: text.len()..text.len(),
+            with: HEALTH_FN.into(),
+        });
+    }
+
+    let mut service_files = BTreeMap::new();
+    for f in &parsed {
+        let keep = match &f.top {
+            None => true,
+            Some(t) => needed.contains(t),
+        };
+        if !keep {
+            continue;
+        }
+        let text = match svc_edits.remove(&f.rel) {
+            Some(edits) => {
+                let new = apply_edits(&f.text, edits);
+                parse(&f.rel, &new).map_err(|_| {
+                    Refusal(vec![format!(
+                        "{}: cutting the other modules out of the service's copy would leave code that does not parse",
+                        f.rel
+                    )])
+                })?;
+                new
+            }
+            None => f.text.clone(),
+        };
+        service_files.insert(f.rel.clone(), text);
+    }
+    service_files.insert(
+        "Cargo.toml".into(),
+        manifest.for_service(service, lib_root.then_some(crate_name.as_str()))?,
+    );
+
+    // ---- Tables and migrations.
+    let created: BTreeSet<String> = src
+        .migrations
+        .values()
+        .flat_map(|sql| statements(sql))
+        .filter_map(|s| created_table(&s))
+        .collect();
+    let known = |t: &String| created.is_empty() || created.contains(t);
+    let mut target_tables: BTreeSet<String> = BTreeSet::new();
+    let mut other_uses: Vec<(String, usize, String)> = Vec::new();
+    for f in &parsed {
+        for (line, sql) in sql_literals(f) {
+            let tables = tables_in(&sql);
+            if f.top.as_deref() == Some(module) {
+                target_tables.extend(tables.into_iter().filter(known));
+            } else {
+                for t in tables {
+                    other_uses.push((f.rel.clone(), line, t));
+                }
+            }
+        }
+    }
+    for (file, line, t) in &other_uses {
+        if target_tables.contains(t) {
+            report.human.push(format!(
+                "{file}:{line}: SQL of the monolith uses table `{t}`, which moves to the service's database (a join or query across the cut): replace it with a call to the service, or keep a read copy"
+            ));
+        }
+    }
+    report.tables = target_tables.iter().cloned().collect();
+    if !target_tables.is_empty() {
+        report.human.push(format!(
+            "the monolith's database keeps its {} table(s) untouched: copy their rows into the service's database, then drop them from the monolith",
+            report.tables.join(", ")
+        ));
+    }
+    let mut service_migrations = 0;
+    for (name, sql) in &src.migrations {
+        let mut kept = Vec::new();
+        for stmt in statements(sql) {
+            let tables = tables_in(&stmt);
+            let mine: Vec<&String> = tables.iter().filter(|t| target_tables.contains(*t)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let (stmt, dropped) = strip_foreign_keys(&stmt, &target_tables);
+            for d in dropped {
+                report.human.push(format!(
+                    "migrations/{name}: foreign key to `{d}` dropped in the service's copy (`{d}` stays in the monolith): check the reference in code"
+                ));
+            }
+            let rest: Vec<String> = tables_in(&stmt)
+                .into_iter()
+                .filter(|t| !target_tables.contains(t))
+                .collect();
+            if !rest.is_empty() {
+                report.human.push(format!(
+                    "migrations/{name}: a statement uses {} and {}: not copied to the service",
+                    mine.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+                    rest.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            }
+            kept.push(stmt);
+        }
+        if !kept.is_empty() {
+            service_migrations += 1;
+            report
+                .migrations
+                .push(format!("{name}: {} statement(s)", kept.len()));
+            let body = format!(
+                "-- Copied from the monolith's migrations/{name} by `msgen split --from`:\n-- only the statements about this service's tables.\n\n{};\n",
+                kept.join(";\n\n")
+            );
+            service_files.insert(format!("migrations/{name}"), body);
+        }
+    }
+    if !src.migrations.is_empty() && service_migrations == 0 {
+        // `sqlx::migrate!()` needs the directory even when nothing moves.
+        service_files.insert("migrations/.gitkeep".into(), String::new());
+    }
+
+    // ---- What else needs a person.
+    let env_vars: BTreeSet<String> = service_files
+        .iter()
+        .filter(|(p, _)| p.ends_with(".rs"))
+        .flat_map(|(_, t)| env_var_names(t))
+        .filter(|v| v != "PORT" && v != "DATABASE_URL")
+        .collect();
+    if !env_vars.is_empty() {
+        report.human.push(format!(
+            "the service also reads {}: compose and Kubernetes set only PORT and DATABASE_URL",
+            env_vars
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if src.has_build_script {
+        report.human.push(
+            "the monolith has a build script (build.rs): the service was not given a copy".into(),
+        );
+    }
+    for m in &target_mounts {
+        report
+            .unmounted
+            .push(format!("{}:{}: {}", m.file, m.line, m.text.trim()));
+    }
+
+    Ok(Cut {
+        package: manifest.package.clone(),
+        database: manifest.database,
+        monolith_port,
+        monolith_edits: edited,
+        monolith_removals: target_files.iter().map(|f| f.rel.clone()).collect(),
+        service_files,
+        paths,
+        report,
+    })
+}
+
+const LISTEN_FN: &str = "
+/// Added by `msgen split --from`: the service listens on PORT (default @PORT@), which
+/// compose and Kubernetes set, instead of the monolith's address.
+fn msgen_listen_address() -> String {
+    let port = std::env::var(\"PORT\")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(@PORT@);
+    format!(\"0.0.0.0:{port}\")
+}
+";
+
+const HEALTH_FN: &str = "
+/// Added by `msgen split --from`: the liveness probe of the deployment files.
+async fn msgen_health() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, \"application/json\")],
+        r#\"{\"status\":\"ok\"}\"#,
+    )
+}
+";
+
+fn parse(rel: &str, text: &str) -> Result<syn::File, Refusal> {
+    syn::parse_file(text).map_err(|e| {
+        let at = e.span().start();
+        Refusal(vec![format!(
+            "{rel}:{}:{}: cannot parse this Rust file ({e}); split --from reads every file before changing any",
+            at.line,
+            at.column + 1
+        )])
+    })
+}
+
+/// Module path and top-level module of `rel`, or `None` for files outside the
+/// module tree (`src/bin/` files count as root files).
+fn place(rel: &str, modules: &[String]) -> Option<(Vec<String>, Option<String>)> {
+    let inner = rel.strip_prefix("src/")?.strip_suffix(".rs")?;
+    if inner == "main" || inner == "lib" || inner.starts_with("bin/") {
+        return Some((Vec::new(), None));
+    }
+    let mut parts: Vec<String> = inner.split('/').map(str::to_string).collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    let top = parts.first()?.clone();
+    modules.contains(&top).then(|| (parts, Some(top)))
+}
+
+struct Edit {
+    range: std::ops::Range<usize>,
+    with: String,
+}
+
+/// Applies non-overlapping edits (an edit overlapping an earlier one is dropped).
+fn apply_edits(text: &str, mut edits: Vec<Edit>) -> String {
+    // Insertions at a point go before a removal starting there.
+    edits.sort_by_key(|e| (e.range.start, e.range.end));
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for e in edits {
+        if e.range.start < at {
+            continue;
+        }
+        out.push_str(&text[at..e.range.start]);
+        out.push_str(&e.with);
+        at = e.range.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+fn outermost(mut mounts: Vec<Mount>) -> Vec<Mount> {
+    let all = mounts.clone();
+    mounts.retain(|m| {
+        !all.iter().any(|o| {
+            o.file == m.file
+                && o.range != m.range
+                && o.range.start <= m.range.start
+                && m.range.end <= o.range.end
+        })
+    });
+    mounts
+}
+
+/// Byte offset of a line/column (column in characters) in `text`.
+fn offset(text: &str, lc: LineColumn) -> usize {
+    let mut line_start = 0;
+    for _ in 1..lc.line {
+        match text[line_start..].find('\n') {
+            Some(i) => line_start += i + 1,
+            None => return text.len(),
+        }
+    }
+    text[line_start..]
+        .char_indices()
+        .nth(lc.column)
+        .map_or(text.len(), |(i, _)| line_start + i)
+}
+
+fn span_range(text: &str, span: proc_macro2::Span) -> std::ops::Range<usize> {
+    offset(text, span.start())..offset(text, span.end())
+}
+
+/// The whole `mod m;` item with its attributes and line, if it stands alone.
+fn mod_item_range(text: &str, ast: &syn::File, m: &str) -> Option<std::ops::Range<usize>> {
+    let item = ast.items.iter().find_map(|i| match i {
+        syn::Item::Mod(x) if x.ident == m && x.content.is_none() => Some(x),
+        _ => None,
+    })?;
+    let start = item
+        .attrs
+        .first()
+        .map(|a| a.span().start())
+        .unwrap_or_else(|| item.span().start());
+    let mut range = offset(text, start)..offset(text, item.span().end());
+    let line_start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[range.end..]
+        .find('\n')
+        .map_or(text.len(), |i| range.end + i + 1);
+    if text[line_start..range.start].trim().is_empty() && text[range.end..line_end].trim().is_empty()
+    {
+        range = line_start..line_end;
+    }
+    Some(range)
+}
+
+/// The paths of a visited file that lead into top-level modules, and its mounts.
+struct Scan<'a> {
+    file: &'a Parsed,
+    modules: &'a [String],
+    /// Names that mean `crate` in this file (the library's name, in `main.rs`).
+    aliases: &'a [String],
+    refs: Vec<Ref>,
+    mounts: Vec<Mount>,
+    /// Path prefixes of the `.nest(...)` calls we are inside of.
+    nest_stack: Vec<String>,
+    /// Route and nest literals of this file, joined with the enclosing nests.
+    routes: Vec<String>,
+}
+
+impl Scan<'_> {
+    /// The top-level module an absolute-or-relative path leads into.
+    fn resolve(&self, segments: &[String]) -> Option<String> {
+        let first = segments.first()?;
+        let (base, rest): (Vec<String>, &[String]) =
+            if first == "crate" || self.aliases.contains(first) {
+                (Vec::new(), &segments[1..])
+            } else if first == "self" {
+                (self.file.module_path.clone(), &segments[1..])
+            } else if first == "super" {
+                let mut base = self.file.module_path.clone();
+                let mut rest = segments;
+                while rest.first().is_some_and(|s| s == "super") {
+                    base.pop()?;
+                    rest = &rest[1..];
+                }
+                (base, rest)
+            } else if self.file.module_path.is_empty() {
+                // In a root file a plain path may start with a module it declares
+                // (inside a module it names the module's own items or another crate).
+                (Vec::new(), segments)
+            } else {
+                return None;
+            };
+        let full: Vec<&String> = base.iter().chain(rest).collect();
+        let top = full.first()?;
+        // A module named alone (`blog`) is not a use of it; `use` trees add `*`.
+        (full.len() >= 2 && self.modules.contains(top)).then(|| (*top).clone())
+    }
+
+    fn note(&mut self, segments: Vec<String>, span: proc_macro2::Span) {
+        if let Some(module) = self.resolve(&segments) {
+            if self.file.top.as_deref() != Some(module.as_str()) {
+                self.refs.push(Ref {
+                    file: self.file.rel.clone(),
+                    line: span.start().line,
+                    at: offset(&self.file.text, span.start()),
+                    module,
+                    // `use` trees mark a module named alone with `*`.
+                    path: segments
+                        .iter()
+                        .filter(|s| *s != "*")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("::"),
+                });
+            }
+        }
+    }
+
+    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree, line: proc_macro2::Span) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                self.use_tree(prefix, &p.tree, line);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                prefix.push(n.ident.to_string());
+                let mut path = prefix.clone();
+                // `use crate::blog;` alone names the module: count it as a path into it.
+                path.push("*".into());
+                self.note(path, line);
+                prefix.pop();
+            }
+            syn::UseTree::Rename(r) => {
+                prefix.push(r.ident.to_string());
+                let mut path = prefix.clone();
+                path.push("*".into());
+                self.note(path, line);
+                prefix.pop();
+            }
+            syn::UseTree::Glob(_) => {
+                let mut path = prefix.clone();
+                path.push("*".into());
+                self.note(path, line);
+            }
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    self.use_tree(prefix, t, line);
+                }
+            }
+        }
+    }
+
+    /// Paths hidden in macro arguments: `crate :: x`, `super :: x`, `m :: x`.
+    fn macro_tokens(&mut self, tokens: TokenStream) {
+        let trees: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut i = 0;
+        while i < trees.len() {
+            match &trees[i] {
+                TokenTree::Group(g) => self.macro_tokens(g.stream()),
+                TokenTree::Ident(id) => {
+                    let mut segs = vec![id.to_string()];
+                    let line = id.span();
+                    let mut j = i + 1;
+                    while j + 2 < trees.len() + 1 {
+                        let colons = matches!((&trees.get(j), &trees.get(j + 1)),
+                            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == ':' && b.as_char() == ':');
+                        match (colons, trees.get(j + 2)) {
+                            (true, Some(TokenTree::Ident(next))) => {
+                                segs.push(next.to_string());
+                                j += 3;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if segs.len() >= 2 {
+                        self.note(segs, line);
+                    }
+                    i = j;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Scan<'_> {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        self.note(segments, path.span());
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        self.use_tree(&mut Vec::new(), &item.tree, item.use_token.span);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        self.macro_tokens(mac.tokens.clone());
+        syn::visit::visit_macro(self, mac);
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        let method = call.method.to_string();
+        if !ROUTER_METHODS.contains(&method.as_str()) {
+            return syn::visit::visit_expr_method_call(self, call);
+        }
+        let literal = call.args.first().and_then(|a| match a {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => Some(s.value()),
+            _ => None,
+        });
+        // Which modules the arguments name: a call naming exactly one mounts it.
+        self.visit_expr(&call.receiver);
+        let after_receiver = self.refs.len();
+        let nested = matches!(method.as_str(), "nest" | "nest_service");
+        let nest_prefix = join_paths(&self.nest_stack, "");
+        if let (true, Some(p)) = (nested, &literal) {
+            self.nest_stack.push(p.clone());
+        }
+        for a in &call.args {
+            self.visit_expr(a);
+        }
+        if let (true, Some(_)) = (nested, &literal) {
+            self.nest_stack.pop();
+        }
+        let own = literal.filter(|_| method != "merge");
+        if let Some(p) = &own {
+            self.routes.push(join_paths(&[nest_prefix.clone()], p));
+        }
+        let mut mounted: Vec<String> = self.refs[after_receiver..]
+            .iter()
+            .map(|r| r.module.clone())
+            .collect();
+        mounted.sort();
+        mounted.dedup();
+        if let [module] = mounted.as_slice() {
+            let text = &self.file.text;
+            let start = offset(text, call.receiver.span().end());
+            let end = offset(text, call.paren_token.span.close().end());
+            self.mounts.push(Mount {
+                file: self.file.rel.clone(),
+                line: call.method.span().start().line,
+                module: module.clone(),
+                range: start..end,
+                text: text[start..end].to_string(),
+                nest_prefix,
+                own,
+            });
+        }
+    }
+}
+
+/// Where the application listens and what it serves.
+#[derive(Default)]
+struct Listen {
+    bind_arg: Option<proc_macro2::Span>,
+    /// The app argument of `axum::serve`, and the receiver of its
+    /// `.into_make_service*()` call when there is one.
+    serve_app: Option<(proc_macro2::Span, Option<proc_macro2::Span>)>,
+    health_route: bool,
+}
+
+impl<'ast> Visit<'ast> for Listen {
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        if let syn::Expr::Path(p) = &*call.func {
+            let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let tail: Vec<&str> = segs.iter().rev().take(2).map(String::as_str).collect();
+            if tail == ["bind", "TcpListener"] && call.args.len() == 1 && self.bind_arg.is_none() {
+                self.bind_arg = Some(call.args[0].span());
+            }
+            if segs.last().is_some_and(|s| s == "serve")
+                && call.args.len() == 2
+                && self.serve_app.is_none()
+            {
+                let app = &call.args[1];
+                let inner = match app {
+                    syn::Expr::MethodCall(m) if m.method.to_string().starts_with("into_make_service") => {
+                        Some(m.receiver.span())
+                    }
+                    _ => None,
+                };
+                self.serve_app = Some((app.span(), inner));
+            }
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if call.method == "route" {
+            if let Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            })) = call.args.first()
+            {
+                self.health_route |= s.value() == "/health";
+            }
+        }
+        syn::visit::visit_expr_method_call(self, call);
+    }
+}
+
+fn join_paths(stack: &[String], last: &str) -> String {
+    let mut out = String::new();
+    for part in stack.iter().map(String::as_str).chain([last]) {
+        let part = part.trim_end_matches('/');
+        if part.is_empty() {
+            continue;
+        }
+        if !part.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(part);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// `/api/posts/:id` or `/api/posts/{id}` → `/api/posts`.
+fn static_prefix(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        if seg.starts_with(':') || seg.starts_with('{') || seg.starts_with('*') {
+            break;
+        }
+        out.push('/');
+        out.push_str(seg);
+    }
+    out
+}
+
+/// `path` is `prefix` or below it, on a segment boundary.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+fn literal_port(text: &str) -> Option<u16> {
+    let digits: String = text
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .find(|d| d.len() >= 2)?
+        .to_string();
+    digits.parse().ok()
+}
+
+/// String literals of a file, in code and inside macro arguments, with lines.
+fn sql_literals(f: &Parsed) -> Vec<(usize, String)> {
+    struct Lits(Vec<(usize, String)>);
+    impl<'ast> Visit<'ast> for Lits {
+        fn visit_lit_str(&mut self, s: &'ast syn::LitStr) {
+            self.0.push((s.span().start().line, s.value()));
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            fn walk(out: &mut Vec<(usize, String)>, ts: TokenStream) {
+                for t in ts {
+                    match t {
+                        TokenTree::Group(g) => walk(out, g.stream()),
+                        TokenTree::Literal(l) => {
+                            if let Ok(s) = syn::parse2::<syn::LitStr>(TokenTree::Literal(l.clone()).into()) {
+                                out.push((l.span().start().line, s.value()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            walk(&mut self.0, m.tokens.clone());
+        }
+    }
+    let mut v = Lits(Vec::new());
+    v.visit_file(&f.ast);
+    v.0
+}
+
+/// Lower-case SQL words and punctuation, without comments and string contents.
+fn sql_words(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '-' && chars.get(i + 1) == Some(&'-') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            i += 2;
+            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                i += 1;
+            }
+            i += 2;
+        } else if c == '\'' {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                i += 1;
+            }
+            i += 1;
+            out.push("'".into());
+        } else if c == '"' {
+            let start = i + 1;
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += 1;
+            }
+            out.push(chars[start..i.min(chars.len())].iter().collect::<String>().to_lowercase());
+            i += 1;
+        } else if c.is_alphanumeric() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+                i += 1;
+            }
+            out.push(chars[start..i].iter().collect::<String>().to_lowercase());
+        } else {
+            if !c.is_whitespace() {
+                out.push(c.to_string());
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+const NOT_TABLES: &[&str] = &[
+    "select", "where", "set", "values", "only", "lateral", "if", "not", "exists", "(", "'",
+];
+
+/// Tables a statement names after FROM, JOIN, INTO, UPDATE, TABLE or REFERENCES.
+pub fn tables_in(sql: &str) -> Vec<String> {
+    let words = sql_words(sql);
+    let index = words.first().is_some_and(|w| w == "create") && words.iter().any(|w| w == "index");
+    let mut out: Vec<String> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let on_index = index && w == "on";
+        if !on_index
+            && !matches!(
+                w.as_str(),
+                "from" | "join" | "into" | "update" | "table" | "references"
+            )
+        {
+            continue;
+        }
+        let mut j = i + 1;
+        while words.get(j).is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only")) {
+            j += 1;
+        }
+        if let Some(t) = words.get(j) {
+            let t = t.rsplit('.').next().unwrap_or(t).to_string();
+            let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
+            if is_name && !NOT_TABLES.contains(&t.as_str()) && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+fn created_table(stmt: &str) -> Option<String> {
+    let words = sql_words(stmt);
+    let i = words.iter().position(|w| w == "create")?;
+    let t = words.iter().skip(i).position(|w| w == "table")? + i;
+    if t > i + 3 {
+        return None;
+    }
+    tables_in(&words[t..].join(" ")).into_iter().next()
+}
+
+/// SQL statements of a migration, split on `;` outside strings and comments.
+pub fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = sql.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        if in_str {
+            cur.push(c);
+            if c == '\'' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            '\'' => {
+                in_str = true;
+                cur.push(c);
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        cur.push('\n');
+                        break;
+                    }
+                }
+            }
+            ';' => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// Removes `REFERENCES t(...) [ON ...]` clauses (and `FOREIGN KEY` constraints)
+/// that point at tables outside `keep`; returns the statement and the tables.
+fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<String>) {
+    let mut dropped = Vec::new();
+    let lower = stmt.to_lowercase();
+    let mut out = String::new();
+    let mut at = 0;
+    let mut search = 0;
+    while let Some(pos) = lower[search..].find("references") {
+        let start = search + pos;
+        search = start + "references".len();
+        let after = &stmt[search..];
+        let name: String = after
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '"' || *c == '.')
+            .collect();
+        let table = name.trim_matches('"').rsplit('.').next().unwrap_or("").to_lowercase();
+        if table.is_empty() || keep.contains(&table) {
+            continue;
+        }
+        // The clause runs to the next `,` or `)` at this nesting level.
+        let mut depth = 0i32;
+        let mut end = stmt.len();
+        for (i, c) in stmt[search..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth == 0 => {
+                    end = search + i;
+                    break;
+                }
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    end = search + i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        // A table constraint `[CONSTRAINT x] FOREIGN KEY (...) REFERENCES ...` goes whole,
+        // with the comma before it.
+        let clause_start = match lower[..start].rfind("foreign key") {
+            Some(fk) if !lower[fk..start].contains(',') => {
+                let line_start = lower[..fk].rfind(',').unwrap_or(fk);
+                let cons = lower[line_start..fk].find("constraint").map(|c| line_start + c);
+                cons.map_or(line_start, |_| line_start)
+            }
+            _ => start,
+        };
+        let clause_start = stmt[..clause_start].trim_end().len();
+        out.push_str(&stmt[at..clause_start]);
+        at = end;
+        search = end;
+        dropped.push(table);
+    }
+    out.push_str(&stmt[at..]);
+    (out, dropped)
+}
+
+/// `std::env::var("X")` / `env::var("X")` names in a Rust file.
+fn env_var_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("var(\"") {
+        let rest = &text[i + 5..];
+        if let Some(end) = rest.find('"') {
+            let name = &rest[..end];
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// What `split --from` needs of the monolith's Cargo.toml.
+struct Manifest {
+    doc: toml_edit::DocumentMut,
+    package: String,
+    database: Option<Db>,
+}
+
+impl Manifest {
+    fn read(text: &str) -> Result<Self, Refusal> {
+        let doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e| Refusal(vec![format!("Cargo.toml: {e}")]))?;
+        let package = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| {
+                Refusal(vec![
+                    "Cargo.toml: no [package] name (a workspace root is not a monolith crate: pass its crate's directory)".into(),
+                ])
+            })?
+            .to_string();
+        let mut problems = Vec::new();
+        for table in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            let Some(deps) = doc.get(table).and_then(|d| d.as_table_like()) else {
+                continue;
+            };
+            for (name, dep) in deps.iter() {
+                if dep.get("workspace").is_some() || dep.get("path").is_some() {
+                    problems.push(format!(
+                        "Cargo.toml: [{table}] {name} comes from its workspace or a path; the service's copy of the crate could not find it (give it a version)"
+                    ));
+                }
+            }
+        }
+        let axum = doc
+            .get("dependencies")
+            .and_then(|d| d.get("axum"))
+            .and_then(|a| a.as_str().or_else(|| a.get("version").and_then(|v| v.as_str())));
+        match axum {
+            Some(v) if v.trim_start_matches(['^', '=', '~']).starts_with("0.7") || v.trim_start_matches(['^', '=', '~']).starts_with("0.8") => {}
+            Some(v) => problems.push(format!(
+                "Cargo.toml: axum {v:?}; split --from supports axum 0.7 and 0.8 (`axum::serve`)"
+            )),
+            None => problems.push("Cargo.toml: no axum dependency; split --from adopts axum applications".into()),
+        }
+        let features: Vec<String> = doc
+            .get("dependencies")
+            .and_then(|d| d.get("sqlx"))
+            .and_then(|s| s.get("features"))
+            .and_then(|f| f.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let database = if features.iter().any(|f| f == "postgres") {
+            Some(Db::Postgres)
+        } else if features.iter().any(|f| f == "sqlite") {
+            Some(Db::Sqlite)
+        } else {
+            None
+        };
+        if !problems.is_empty() {
+            return Err(Refusal(problems));
+        }
+        Ok(Self {
+            doc,
+            package,
+            database,
+        })
+    }
+
+    /// The monolith's manifest as the new service's: same dependencies, its own
+    /// name, nothing that only makes sense at a workspace root.
+    fn for_service(&self, service: &str, lib_name: Option<&str>) -> Result<String, Refusal> {
+        let mut doc = self.doc.clone();
+        for key in ["workspace", "profile", "bin", "test", "bench", "example", "patch", "replace"] {
+            doc.remove(key);
+        }
+        let package = doc["package"]
+            .as_table_like_mut()
+            .ok_or_else(|| Refusal(vec!["Cargo.toml: [package] is not a table".into()]))?;
+        package.insert("name", toml_edit::value(format!("{service}-service")));
+        for key in ["default-run", "build", "workspace", "autobins", "autotests"] {
+            package.remove(key);
+        }
+        package.insert("publish", toml_edit::value(false));
+        if let Some(lib) = lib_name {
+            // main.rs names the library as the monolith did.
+            let mut t = toml_edit::Table::new();
+            t.insert("name", toml_edit::value(lib));
+            t.insert("path", toml_edit::value("src/lib.rs"));
+            doc.insert("lib", toml_edit::Item::Table(t));
+            let mut bin = toml_edit::Table::new();
+            bin.insert("name", toml_edit::value(format!("{service}-service")));
+            bin.insert("path", toml_edit::value("src/main.rs"));
+            let mut bins = toml_edit::ArrayOfTables::new();
+            bins.push(bin);
+            doc.insert("bin", toml_edit::Item::ArrayOfTables(bins));
+        }
+        let mut text = doc.to_string();
+        text.insert_str(
+            0,
+            "# Moved out of the monolith by `msgen split --from`: the monolith's manifest,\n# renamed. This crate's code is yours; msgen only renders its deployment files.\n",
+        );
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_and_statements() {
+        let sql = "CREATE TABLE IF NOT EXISTS posts (id BIGSERIAL PRIMARY KEY, author_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE, title TEXT NOT NULL);\n-- a comment; with a semicolon\nCREATE INDEX posts_author ON posts (author_id);";
+        let st = statements(sql);
+        assert_eq!(st.len(), 2);
+        assert_eq!(created_table(&st[0]).as_deref(), Some("posts"));
+        assert_eq!(tables_in(&st[0]), vec!["posts", "users"]);
+        let keep = BTreeSet::from(["posts".to_string()]);
+        let (stripped, dropped) = strip_foreign_keys(&st[0], &keep);
+        assert_eq!(dropped, vec!["users"]);
+        assert!(!stripped.to_lowercase().contains("references"), "{stripped}");
+        assert!(stripped.contains("author_id BIGINT NOT NULL,"), "{stripped}");
+        assert_eq!(
+            tables_in("SELECT u.name, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id"),
+            vec!["users", "posts"]
+        );
+    }
+
+    #[test]
+    fn table_constraints_go_whole() {
+        let keep = BTreeSet::from(["orders".to_string()]);
+        let (s, d) = strip_foreign_keys(
+            "CREATE TABLE orders (id INT, product_id INT, CONSTRAINT fk FOREIGN KEY (product_id) REFERENCES products (id))",
+            &keep,
+        );
+        assert_eq!(d, vec!["products"]);
+        assert_eq!(s, "CREATE TABLE orders (id INT, product_id INT)");
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(static_prefix("/api/posts/:id"), "/api/posts");
+        assert_eq!(static_prefix("/api/posts/{id}/x"), "/api/posts");
+        assert_eq!(join_paths(&["/api".into()], "/posts"), "/api/posts");
+        assert_eq!(join_paths(&["/api/".into()], "/"), "/api");
+        assert!(under("/api/posts/1", "/api/posts"));
+        assert!(!under("/api/postsx", "/api/posts"));
+        assert_eq!(literal_port("\"0.0.0.0:3000\""), Some(3000));
+    }
+}
