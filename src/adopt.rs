@@ -137,10 +137,15 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     let manifest = Manifest::read(&src.manifest)?;
     let crate_name = manifest.package.replace('-', "_");
     let lib_root = src.files.contains_key("src/lib.rs");
-    let root_rel = if lib_root { "src/lib.rs" } else { "src/main.rs" };
+    let root_rel = if lib_root {
+        "src/lib.rs"
+    } else {
+        "src/main.rs"
+    };
     let Some(root_text) = src.files.get(root_rel) else {
         return Err(Refusal(vec![
-            "no src/main.rs or src/lib.rs: split --from needs the crate of an axum application".into(),
+            "no src/main.rs or src/lib.rs: split --from needs the crate of an axum application"
+                .into(),
         ]));
     };
     let root_ast = parse(root_rel, root_text)?;
@@ -235,10 +240,13 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     // ---- The monolith: unmount the module and drop its files.
     let mut monolith_edits: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
     for m in &target_mounts {
-        monolith_edits.entry(m.file.clone()).or_default().push(Edit {
-            range: m.range.clone(),
-            with: String::new(),
-        });
+        monolith_edits
+            .entry(m.file.clone())
+            .or_default()
+            .push(Edit {
+                range: m.range.clone(),
+                with: String::new(),
+            });
     }
     let mod_item = mod_item_range(root_text, &root_ast, module).expect("module is declared");
     monolith_edits
@@ -257,7 +265,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             .any(|m| m.file == r.file && m.range.contains(&r.at));
         if !in_target && !in_mount {
             blocking.push(format!(
-                "{}:{}: `{}` uses module `{module}` outside a router call",
+                "{}:{}: uses `{}` (module `{module}`) outside a router call",
                 r.file, r.line, r.path
             ));
         }
@@ -286,12 +294,12 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     // ---- Paths the service takes over, and that must not be the monolith's.
     let paths_of = |m: &Mount| -> Vec<String> {
         match &m.own {
-            Some(own) => vec![join_paths(&[m.nest_prefix.clone()], own)],
+            Some(own) => vec![join_paths(std::slice::from_ref(&m.nest_prefix), own)],
             None => route_literals
                 .get(&m.module)
                 .map(|r| {
                     r.iter()
-                        .map(|p| join_paths(&[m.nest_prefix.clone()], p))
+                        .map(|p| join_paths(std::slice::from_ref(&m.nest_prefix), p))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -348,11 +356,9 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
                 None => true,
                 Some(t) => needed.contains(t),
             };
-            let in_removed_mount = mounts.iter().any(|m| {
-                m.module != module
-                    && m.file == r.file
-                    && m.range.contains(&r.at)
-            });
+            let in_removed_mount = mounts
+                .iter()
+                .any(|m| m.module != module && m.file == r.file && m.range.contains(&r.at));
             if from_kept && !in_removed_mount && needed.insert(r.module.clone()) {
                 why.insert(
                     r.module.clone(),
@@ -376,6 +382,21 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
                 });
         }
     }
+    for m in needed
+        .iter()
+        .filter(|m| *m != module && unmounted_others.contains(*m))
+    {
+        let at = mod_item_range(root_text, &root_ast, m)
+            .expect("declared")
+            .start;
+        svc_edits
+            .entry(root_rel.to_string())
+            .or_default()
+            .push(Edit {
+                range: at..at,
+                with: "// Copied along by `msgen split --from`; its routes are not mounted here.\n#[allow(dead_code)]\n".into(),
+            });
+    }
     let mut report = CutReport::default();
     for (m, reason) in &why {
         if m == module {
@@ -386,7 +407,9 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         } else {
             format!("module `{m}`")
         };
-        report.copied_modules.push(format!("{context}, because {reason}"));
+        report
+            .copied_modules
+            .push(format!("{context}, because {reason}"));
         if unmounted_others.contains(m) {
             report.human.push(format!(
                 "{reason}: a call across the cut into `{m}`, kept in process on a copy of `{m}`; make it an HTTP call to the monolith if `{m}` reads its own tables"
@@ -442,7 +465,11 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
                 "no `axum::serve(listener, app)` in the code the service keeps: split --from supports axum 0.7+ applications".into(),
             ]));
         };
-        let text = &parsed.iter().find(|f| f.rel == serve_file).expect("scanned").text;
+        let text = &parsed
+            .iter()
+            .find(|f| f.rel == serve_file)
+            .expect("scanned")
+            .text;
         // An insertion after the router, so edits inside it still apply.
         let end = span_range(text, into_make.unwrap_or(app_span)).end;
         svc_edits.entry(serve_file.clone()).or_default().push(Edit {
@@ -525,7 +552,10 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         let mut kept = Vec::new();
         for stmt in statements(sql) {
             let tables = tables_in(&stmt);
-            let mine: Vec<&String> = tables.iter().filter(|t| target_tables.contains(*t)).collect();
+            let mine: Vec<&String> = tables
+                .iter()
+                .filter(|t| target_tables.contains(*t))
+                .collect();
             if mine.is_empty() {
                 continue;
             }
@@ -542,8 +572,14 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             if !rest.is_empty() {
                 report.human.push(format!(
                     "migrations/{name}: a statement uses {} and {}: not copied to the service",
-                    mine.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
-                    rest.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                    mine.iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    rest.iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             }
@@ -651,7 +687,7 @@ fn place(rel: &str, modules: &[String]) -> Option<(Vec<String>, Option<String>)>
         parts.pop();
     }
     let top = parts.first()?.clone();
-    modules.contains(&top).then(|| (parts, Some(top)))
+    modules.contains(&top).then_some((parts, Some(top)))
 }
 
 struct Edit {
@@ -725,7 +761,8 @@ fn mod_item_range(text: &str, ast: &syn::File, m: &str) -> Option<std::ops::Rang
     let line_end = text[range.end..]
         .find('\n')
         .map_or(text.len(), |i| range.end + i + 1);
-    if text[line_start..range.start].trim().is_empty() && text[range.end..line_end].trim().is_empty()
+    if text[line_start..range.start].trim().is_empty()
+        && text[range.end..line_end].trim().is_empty()
     {
         range = line_start..line_end;
     }
@@ -910,7 +947,8 @@ impl<'ast> Visit<'ast> for Scan<'_> {
         }
         let own = literal.filter(|_| method != "merge");
         if let Some(p) = &own {
-            self.routes.push(join_paths(&[nest_prefix.clone()], p));
+            self.routes
+                .push(join_paths(std::slice::from_ref(&nest_prefix), p));
         }
         let mut mounted: Vec<String> = self.refs[after_receiver..]
             .iter()
@@ -948,7 +986,12 @@ struct Listen {
 impl<'ast> Visit<'ast> for Listen {
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let syn::Expr::Path(p) = &*call.func {
-            let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            let segs: Vec<String> = p
+                .path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect();
             let tail: Vec<&str> = segs.iter().rev().take(2).map(String::as_str).collect();
             if tail == ["bind", "TcpListener"] && call.args.len() == 1 && self.bind_arg.is_none() {
                 self.bind_arg = Some(call.args[0].span());
@@ -959,7 +1002,9 @@ impl<'ast> Visit<'ast> for Listen {
             {
                 let app = &call.args[1];
                 let inner = match app {
-                    syn::Expr::MethodCall(m) if m.method.to_string().starts_with("into_make_service") => {
+                    syn::Expr::MethodCall(m)
+                        if m.method.to_string().starts_with("into_make_service") =>
+                    {
                         Some(m.receiver.span())
                     }
                     _ => None,
@@ -1042,7 +1087,9 @@ fn sql_literals(f: &Parsed) -> Vec<(usize, String)> {
                     match t {
                         TokenTree::Group(g) => walk(out, g.stream()),
                         TokenTree::Literal(l) => {
-                            if let Ok(s) = syn::parse2::<syn::LitStr>(TokenTree::Literal(l.clone()).into()) {
+                            if let Ok(s) =
+                                syn::parse2::<syn::LitStr>(TokenTree::Literal(l.clone()).into())
+                            {
                                 out.push((l.span().start().line, s.value()));
                             }
                         }
@@ -1088,11 +1135,18 @@ fn sql_words(sql: &str) -> Vec<String> {
             while i < chars.len() && chars[i] != '"' {
                 i += 1;
             }
-            out.push(chars[start..i.min(chars.len())].iter().collect::<String>().to_lowercase());
+            out.push(
+                chars[start..i.min(chars.len())]
+                    .iter()
+                    .collect::<String>()
+                    .to_lowercase(),
+            );
             i += 1;
         } else if c.is_alphanumeric() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+            {
                 i += 1;
             }
             out.push(chars[start..i].iter().collect::<String>().to_lowercase());
@@ -1126,7 +1180,10 @@ pub fn tables_in(sql: &str) -> Vec<String> {
             continue;
         }
         let mut j = i + 1;
-        while words.get(j).is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only")) {
+        while words
+            .get(j)
+            .is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only"))
+        {
             j += 1;
         }
         if let Some(t) = words.get(j) {
@@ -1209,7 +1266,12 @@ fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<Strin
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '"' || *c == '.')
             .collect();
-        let table = name.trim_matches('"').rsplit('.').next().unwrap_or("").to_lowercase();
+        let table = name
+            .trim_matches('"')
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .to_lowercase();
         if table.is_empty() || keep.contains(&table) {
             continue;
         }
@@ -1236,7 +1298,9 @@ fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<Strin
         let clause_start = match lower[..start].rfind("foreign key") {
             Some(fk) if !lower[fk..start].contains(',') => {
                 let line_start = lower[..fk].rfind(',').unwrap_or(fk);
-                let cons = lower[line_start..fk].find("constraint").map(|c| line_start + c);
+                let cons = lower[line_start..fk]
+                    .find("constraint")
+                    .map(|c| line_start + c);
                 cons.map_or(line_start, |_| line_start)
             }
             _ => start,
@@ -1258,7 +1322,11 @@ fn env_var_names(text: &str) -> Vec<String> {
         let rest = &text[i + 5..];
         if let Some(end) = rest.find('"') {
             let name = &rest[..end];
-            if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
                 out.push(name.to_string());
             }
         }
@@ -1304,20 +1372,31 @@ impl Manifest {
         let axum = doc
             .get("dependencies")
             .and_then(|d| d.get("axum"))
-            .and_then(|a| a.as_str().or_else(|| a.get("version").and_then(|v| v.as_str())));
+            .and_then(|a| {
+                a.as_str()
+                    .or_else(|| a.get("version").and_then(|v| v.as_str()))
+            });
         match axum {
-            Some(v) if v.trim_start_matches(['^', '=', '~']).starts_with("0.7") || v.trim_start_matches(['^', '=', '~']).starts_with("0.8") => {}
+            Some(v)
+                if v.trim_start_matches(['^', '=', '~']).starts_with("0.7")
+                    || v.trim_start_matches(['^', '=', '~']).starts_with("0.8") => {}
             Some(v) => problems.push(format!(
                 "Cargo.toml: axum {v:?}; split --from supports axum 0.7 and 0.8 (`axum::serve`)"
             )),
-            None => problems.push("Cargo.toml: no axum dependency; split --from adopts axum applications".into()),
+            None => problems.push(
+                "Cargo.toml: no axum dependency; split --from adopts axum applications".into(),
+            ),
         }
         let features: Vec<String> = doc
             .get("dependencies")
             .and_then(|d| d.get("sqlx"))
             .and_then(|s| s.get("features"))
             .and_then(|f| f.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let database = if features.iter().any(|f| f == "postgres") {
             Some(Db::Postgres)
@@ -1340,7 +1419,16 @@ impl Manifest {
     /// name, nothing that only makes sense at a workspace root.
     fn for_service(&self, service: &str, lib_name: Option<&str>) -> Result<String, Refusal> {
         let mut doc = self.doc.clone();
-        for key in ["workspace", "profile", "bin", "test", "bench", "example", "patch", "replace"] {
+        for key in [
+            "workspace",
+            "profile",
+            "bin",
+            "test",
+            "bench",
+            "example",
+            "patch",
+            "replace",
+        ] {
             doc.remove(key);
         }
         let package = doc["package"]
@@ -1387,10 +1475,18 @@ mod tests {
         let keep = BTreeSet::from(["posts".to_string()]);
         let (stripped, dropped) = strip_foreign_keys(&st[0], &keep);
         assert_eq!(dropped, vec!["users"]);
-        assert!(!stripped.to_lowercase().contains("references"), "{stripped}");
-        assert!(stripped.contains("author_id BIGINT NOT NULL,"), "{stripped}");
+        assert!(
+            !stripped.to_lowercase().contains("references"),
+            "{stripped}"
+        );
+        assert!(
+            stripped.contains("author_id BIGINT NOT NULL,"),
+            "{stripped}"
+        );
         assert_eq!(
-            tables_in("SELECT u.name, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id"),
+            tables_in(
+                "SELECT u.name, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id"
+            ),
             vec!["users", "posts"]
         );
     }

@@ -577,7 +577,8 @@ impl Validator<'_> {
                 let package_ok = !k.is_empty()
                     && k.len() <= 64
                     && k.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if !package_ok {
                     self.err(
                         package,
@@ -626,7 +627,8 @@ impl Validator<'_> {
                 && v.starts_with('/')
                 && !v.ends_with('/')
                 && !v.contains("//")
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | '~'));
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | '~'));
             if !ok {
                 self.err(
                     p,
@@ -635,7 +637,12 @@ impl Validator<'_> {
                     None,
                 );
             } else if paths.contains(v) {
-                self.err(p, &key(&format!("paths[{j}]")), format!("{v:?} is listed twice"), None);
+                self.err(
+                    p,
+                    &key(&format!("paths[{j}]")),
+                    format!("{v:?} is listed twice"),
+                    None,
+                );
             } else {
                 paths.push(v.clone());
             }
@@ -666,7 +673,10 @@ impl Validator<'_> {
             ("depends_on", !rs.depends_on.is_empty()),
             ("publishes", !rs.publishes.is_empty()),
             ("consumes", !rs.consumes.is_empty()),
-            ("monolith", rs.monolith.as_ref().is_some_and(|m| *m.get_ref())),
+            (
+                "monolith",
+                rs.monolith.as_ref().is_some_and(|m| *m.get_ref()),
+            ),
             ("split_from", rs.split_from.is_some()),
         ];
         for (k, set) in renders_code {
@@ -674,7 +684,9 @@ impl Validator<'_> {
                 self.err(
                     at,
                     &key(k),
-                    format!("an adopted service's code is its own: msgen cannot render `{k}` into it"),
+                    format!(
+                        "an adopted service's code is its own: msgen cannot render `{k}` into it"
+                    ),
                     Some(format!("remove `{k}`")),
                 );
             }
@@ -771,7 +783,12 @@ impl Validator<'_> {
                     }
                 }
                 let external = self.external_monolith(m);
-                Some(port.and_then(|port| Some(Monolith { port, external: external? })))
+                Some(port.and_then(|port| {
+                    Some(Monolith {
+                        port,
+                        external: external?,
+                    })
+                }))
             }
             None => None,
         };
@@ -891,7 +908,8 @@ impl Validator<'_> {
         ports: &mut BTreeMap<u16, String>,
     ) -> Option<Service> {
         let has_monolith = monolith.is_some();
-        let external_monolith = monolith.is_some_and(|m| m.as_ref().is_some_and(Monolith::is_external));
+        let external_monolith =
+            monolith.is_some_and(|m| m.as_ref().is_some_and(Monolith::is_external));
         let key = |k: &str| format!("services[{i}].{k}");
         let (adopted, paths) = self.adopted(&rs, &key);
         let name = ServiceName::parse(rs.name.get_ref())

@@ -242,7 +242,12 @@ impl Renderer {
             if svc.adopted {
                 // Its code is the user's (moved by `split --from`): msgen renders
                 // only what deploys it.
-                self.emit(&mut plan, ADOPTED_DOCKERFILE, format!("{dir}/Dockerfile"), &ctx)?;
+                self.emit(
+                    &mut plan,
+                    ADOPTED_DOCKERFILE,
+                    format!("{dir}/Dockerfile"),
+                    &ctx,
+                )?;
                 for (name, rel) in self.group("per-service") {
                     let rel = rel.replace("__service__", svc.name.as_str());
                     self.emit(&mut plan, name, rel, &ctx)?;

@@ -17,8 +17,8 @@ use anyhow::{bail, Context as _, Result};
 use super::edit;
 use super::generate::{render_into, Mode};
 use super::{load, plan_changes, Printer, CONFIG_FILE};
-use crate::apply::{remove_empty_parents, safe_path, write_atomic};
 use crate::adopt;
+use crate::apply::{remove_empty_parents, safe_path, write_atomic};
 use crate::model::{Project, ProjectName, Service, ServiceName, Template};
 use crate::render::{existing_migrations, Renderer, AUTH_TABLE};
 use crate::rust_refs::find_module_refs;
@@ -475,7 +475,13 @@ fn render_report(old: &Project, target: &Service, monolith_port: u16, r: &Report
 /// gateway's catch-all upstream; the monolith in DIR loses only the module and the
 /// router calls mounting it. [`crate::adopt::plan`] decides everything before any
 /// file is written.
-fn run_from(root: &Path, module: &str, from: &Path, dry_run: bool, out: Printer) -> Result<ExitCode> {
+fn run_from(
+    root: &Path,
+    module: &str,
+    from: &Path,
+    dry_run: bool,
+    out: Printer,
+) -> Result<ExitCode> {
     let root_abs = root
         .canonicalize()
         .with_context(|| format!("cannot open the project directory {}", root.display()))?;
@@ -517,7 +523,10 @@ fn run_from(root: &Path, module: &str, from: &Path, dry_run: bool, out: Printer)
     if let Err(msg) = ServiceName::parse(&service) {
         bail!("module `{module}` cannot name a service: {msg}");
     }
-    if existing.as_ref().is_some_and(|p| p.service(&service).is_some()) {
+    if existing
+        .as_ref()
+        .is_some_and(|p| p.service(&service).is_some())
+    {
         bail!("`{service}` is already a service of this project");
     }
     let service_dir = format!("services/{service}");
@@ -657,8 +666,12 @@ fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
 /// Reads what `split --from` looks at: Cargo.toml, `src/**/*.rs`, `migrations/*.sql`.
 fn read_monolith(dir: &Path) -> Result<adopt::Source> {
     let manifest_path = dir.join("Cargo.toml");
-    let manifest = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("cannot read {} (is this a Cargo crate?)", manifest_path.display()))?;
+    let manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "cannot read {} (is this a Cargo crate?)",
+            manifest_path.display()
+        )
+    })?;
     let mut files = std::collections::BTreeMap::new();
     for rel in files_under(&dir.join("src")) {
         if rel.ends_with(".rs") {
@@ -710,7 +723,8 @@ fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_e
          # Every path no service claims goes here.\n\
          [monolith]\nport = {port}\npath = \"{rel}\"\npackage = \"{package}\"\n"
     );
-    text.parse().expect("the adopted services.toml is valid TOML")
+    text.parse()
+        .expect("the adopted services.toml is valid TOML")
 }
 
 fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt::Cut) -> String {
@@ -740,7 +754,11 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
     list(&mut s, "Moved", &moved);
     let unmounted: Vec<String> = r.unmounted.iter().map(|u| format!("`{rel}/{u}`")).collect();
     list(&mut s, "Unmounted from the monolith", &unmounted);
-    list(&mut s, "Copied along (the service needs them)", &r.copied_modules);
+    list(
+        &mut s,
+        "Copied along (the service needs them)",
+        &r.copied_modules,
+    );
     let tables: Vec<String> = r.tables.iter().map(|t| format!("`{t}`")).collect();
     list(&mut s, "Tables that move", &tables);
     list(&mut s, "Migrations the service got", &r.migrations);
@@ -750,7 +768,11 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
     ));
     human.push(format!(
         "tests of the monolith that call {} now need the gateway (or the service)",
-        cut.paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+        cut.paths
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     human.push(format!(
         "compose builds the monolith from `{rel}/` (give it a Dockerfile there); the Kubernetes files do not deploy it: point the gateway's MONOLITH_URL at it"

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -77,8 +79,46 @@ pub fn generated_target_dir() -> PathBuf {
 /// Cargo builds in the shared target directory run one at a time.
 pub static CARGO_LOCK: Mutex<()> = Mutex::new(());
 
+/// Makes the shared target directory see `dir`'s sources as new when another
+/// workspace built there last. Cargo fingerprints workspace members by paths relative
+/// to the workspace and by mtimes: two generated workspaces both have a `gateway`
+/// crate at `gateway/`, so without this the second build could reuse the first
+/// one's binary as "fresh" when its files were written before that build ran.
+fn claim_target(dir: &Path) {
+    let target = generated_target_dir();
+    let marker = target.join(".msgen-last-workspace");
+    let me = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .to_string_lossy()
+        .into_owned();
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(me.as_str()) {
+        return;
+    }
+    let now = std::time::SystemTime::now();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() && name != "target" && name != ".git" {
+                stack.push(p);
+            } else if kind.is_file() {
+                if let Ok(f) = std::fs::File::options().write(true).open(&p) {
+                    let _ = f.set_modified(now);
+                }
+            }
+        }
+    }
+    let _ = std::fs::create_dir_all(&target);
+    std::fs::write(&marker, me).unwrap();
+}
+
 /// `cargo <args>` in a generated workspace; panics with the output on failure.
+/// Callers hold [`CARGO_LOCK`].
 pub fn cargo(dir: &Path, args: &[&str]) -> Output {
+    claim_target(dir);
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
         .current_dir(dir)

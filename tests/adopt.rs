@@ -1,0 +1,373 @@
+//! `msgen split MODULE --from DIR` on monoliths msgen did not generate: the three
+//! hand-written fixtures of `tests/fixtures/monoliths/` (routers nested under
+//! prefixes; routers merged with a shared error type and another module's auth
+//! extractor; a library whose orders module joins the catalog's table). Each must
+//! still build after the split, on both sides of the cut; the last one also runs.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use common::run::{build_bins, call, free_port, wait_healthy, Proc};
+use common::{assert_ok, cargo, msgen, require_postgres, stderr, stdout, tree, CARGO_LOCK};
+
+/// A project directory holding a copy of `fixture` as `legacy/`.
+fn adopt(fixture: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/monoliths")
+            .join(fixture),
+        &root.join("legacy"),
+    );
+    (dir, root)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn fixture_file(fixture: &str, rel: &str) -> String {
+    fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/monoliths")
+            .join(fixture)
+            .join(rel),
+    )
+    .unwrap()
+}
+
+/// Builds the monolith and the project's workspace (gateway, extracted services).
+fn build_both(root: &Path) {
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root.join("legacy"), &["build"]);
+    cargo(root, &["build"]);
+}
+
+#[test]
+fn nested_routers_the_module_moves_and_both_sides_build() {
+    let (_dir, root) = adopt("nested");
+    let out = msgen(&root, &["split", "blog", "--from", "legacy"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(stdout(&out).contains("# Split report"), "{}", stdout(&out));
+    for expected in [
+        "`legacy/src/blog/mod.rs` → `services/blog/src/blog/mod.rs`",
+        "legacy/src/main.rs:19: .nest(\"/api/blog\", blog::router())",
+        "module `db`, because src/main.rs:",
+        "- `posts`",
+        "foreign key to `users` dropped",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in:\n{report}");
+    }
+
+    // The monolith lost the module, its `mod` item and its mount; nothing else.
+    assert!(!root.join("legacy/src/blog").exists());
+    let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
+    let expected = fixture_file("nested", "src/main.rs")
+        .replace("mod blog;\n", "")
+        .replace("        .nest(\"/api/blog\", blog::router())\n", "");
+    assert_eq!(main, expected);
+    assert_eq!(
+        fs::read_to_string(root.join("legacy/src/users.rs")).unwrap(),
+        fixture_file("nested", "src/users.rs")
+    );
+
+    // The service holds the module unchanged, without the other module.
+    assert_eq!(
+        fs::read_to_string(root.join("services/blog/src/blog/handlers.rs")).unwrap(),
+        fixture_file("nested", "src/blog/handlers.rs")
+    );
+    assert!(!root.join("services/blog/src/users.rs").exists());
+    let svc_main = fs::read_to_string(root.join("services/blog/src/main.rs")).unwrap();
+    assert!(
+        !svc_main.contains("mod users") && !svc_main.contains("users::"),
+        "{svc_main}"
+    );
+    assert!(
+        svc_main.contains("bind(msgen_listen_address())"),
+        "{svc_main}"
+    );
+    let migration =
+        fs::read_to_string(root.join("services/blog/migrations/0001_init.sql")).unwrap();
+    assert!(migration.contains("CREATE TABLE posts"), "{migration}");
+    assert!(
+        migration.contains("CREATE INDEX posts_author_id ON posts"),
+        "{migration}"
+    );
+    assert!(!migration.contains("users"), "{migration}");
+
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    for expected in [
+        "path = \"legacy\"",
+        "adopted = true",
+        "paths = [\"/api/blog\"]",
+    ] {
+        assert!(config.contains(expected), "{expected:?} not in:\n{config}");
+    }
+    let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
+    assert!(routes.contains("prefix: \"/api/blog\""), "{routes}");
+    let cargo_toml = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains("exclude = [\"legacy\"]"),
+        "{cargo_toml}"
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    build_both(&root);
+}
+
+#[test]
+fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split() {
+    let (_dir, root) = adopt("shared");
+    let out = msgen(&root, &["split", "posts", "--from", "legacy"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-posts.md")).unwrap();
+    for expected in [
+        "legacy/src/main.rs:24: .merge(posts::routes())",
+        "module `error`, because src/posts.rs:9 uses `crate::error::AppError`",
+        "module `auth` (a bounded context of its own",
+        "src/posts.rs:8 uses `crate::auth::extract::AuthUser`: a call across the cut",
+        "foreign key to `accounts` dropped",
+        "the service also reads `AUTH_SECRET`",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in:\n{report}");
+    }
+    // The merged routes' own paths decide where the gateway sends them.
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(config.contains("paths = [\"/api/posts\"]"), "{config}");
+    // The copied auth module keeps its code but not its routes.
+    let svc_main = fs::read_to_string(root.join("services/posts/src/main.rs")).unwrap();
+    assert!(!svc_main.contains("auth::routes()"), "{svc_main}");
+    assert!(
+        svc_main.contains("#[allow(dead_code)]\nmod auth;"),
+        "{svc_main}"
+    );
+    assert!(
+        svc_main.contains(
+            "app.route(\"/health\", axum::routing::get(msgen_health)).into_make_service()"
+        ),
+        "{svc_main}"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("services/posts/src/auth/extract.rs")).unwrap(),
+        fixture_file("shared", "src/auth/extract.rs")
+    );
+    let migration =
+        fs::read_to_string(root.join("services/posts/migrations/20240102000000_posts.sql"))
+            .unwrap();
+    assert!(!migration.contains("REFERENCES"), "{migration}");
+    assert!(!root
+        .join("services/posts/migrations/20240101000000_accounts.sql")
+        .exists());
+    let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
+    assert!(
+        main.contains(".merge(auth::routes())\n        .with_state(state)"),
+        "{main}"
+    );
+    build_both(&root);
+}
+
+#[test]
+fn uses_outside_router_calls_are_refused_and_nothing_changes() {
+    let (_dir, root) = adopt("shared");
+    // The rest of the monolith names the module's items: it would not build without them.
+    let users = root.join("legacy/src/auth/handlers.rs");
+    let text = fs::read_to_string(&users).unwrap();
+    fs::write(
+        &users,
+        format!("{text}\npub fn latest() -> Option<crate::posts::Post> {{\n    None\n}}\n"),
+    )
+    .unwrap();
+    let before = tree(&root);
+    let out = msgen(&root, &["split", "posts", "--from", "legacy"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(
+        err.contains("src/auth/handlers.rs:27: uses `crate::posts::Post` (module `posts`) outside a router call"),
+        "{err}"
+    );
+    assert_eq!(tree(&root), before);
+}
+
+#[test]
+fn an_unknown_module_lists_the_modules_found_and_dry_run_writes_nothing() {
+    let (_dir, root) = adopt("nested");
+    let before = tree(&root);
+    let out = msgen(&root, &["split", "billing", "--from", "legacy"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no module `billing` in src/main.rs; modules found: blog, db, users"),
+        "{}",
+        stderr(&out)
+    );
+    let out = msgen(&root, &["split", "blog", "--from", "legacy", "--dry-run"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("-        .nest(\"/api/blog\", blog::router())"),
+        "{text}"
+    );
+    assert!(
+        text.contains("remove         legacy/src/blog/mod.rs"),
+        "{text}"
+    );
+    assert_eq!(tree(&root), before);
+    // The monolith must be inside the project directory.
+    let out = msgen(&root.join("legacy"), &["split", "blog", "--from", "."]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("inside the project directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn create_database(name: &str) {
+    let status = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "cannot create database {name}");
+}
+
+fn count(database: &str, table: &str) -> i64 {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Atc"])
+        .arg(format!("SELECT count(*) FROM {table}"))
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn joined_tables_are_reported_and_the_split_system_runs() {
+    require_postgres();
+    let (dir, root) = adopt("joined");
+    let out = msgen(&root, &["split", "catalog", "--from", "legacy"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-catalog.md")).unwrap();
+    for expected in [
+        "legacy/src/app.rs:10: .nest(\"/catalog\", crate::catalog::routes())",
+        "src/orders.rs:28: SQL of the monolith uses table `products`",
+        "a statement uses `products` and `orders`: not copied",
+        "module `app`, because src/main.rs:6 uses `shop::app::migrate`",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in:\n{report}");
+    }
+    // main.rs names the library as `shop`: the service keeps that library name.
+    let manifest = fs::read_to_string(root.join("services/catalog/Cargo.toml")).unwrap();
+    assert!(manifest.contains("[lib]\nname = \"shop\""), "{manifest}");
+    assert!(!root.join("services/catalog/src/orders.rs").exists());
+
+    let bin = dir.path().join("bin");
+    {
+        let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        cargo(&root.join("legacy"), &["build"]);
+    }
+    build_bins(&root.join("legacy"), &bin, &["shop"]);
+    build_bins(&root, &bin, &["gateway", "catalog-service"]);
+
+    let run = format!("adopt_{}_{}", std::process::id(), free_port());
+    let (mono_db, svc_db) = (format!("{run}_shop"), format!("{run}_catalog"));
+    create_database(&mono_db);
+    create_database(&svc_db);
+    let url = |db: &str| format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
+    let mut mono = Proc::start(
+        &bin,
+        "shop",
+        &[
+            ("DATABASE_URL".into(), url(&mono_db)),
+            ("SHOP_ADDR".into(), format!("127.0.0.1:{mono_port}")),
+        ],
+    );
+    wait_healthy(&format!("http://127.0.0.1:{mono_port}"), &mut mono);
+    let mut svc = Proc::start(
+        &bin,
+        "catalog-service",
+        &[
+            ("DATABASE_URL".into(), url(&svc_db)),
+            ("PORT".into(), svc_port.to_string()),
+        ],
+    );
+    wait_healthy(&format!("http://127.0.0.1:{svc_port}"), &mut svc);
+    let mut gateway = Proc::start(
+        &bin,
+        "gateway",
+        &[
+            ("PORT".into(), gw_port.to_string()),
+            (
+                "MONOLITH_URL".into(),
+                format!("http://127.0.0.1:{mono_port}"),
+            ),
+            (
+                "CATALOG_SERVICE_URL".into(),
+                format!("http://127.0.0.1:{svc_port}"),
+            ),
+        ],
+    );
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    wait_healthy(&gw, &mut gateway);
+
+    // The catalog's old paths reach the new service and its own database.
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/catalog/products"),
+        None,
+        Some(json!({"name": "tea", "price_cents": 350})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], json!("tea"));
+    let (status, body) = call("GET", &format!("{gw}/catalog/products"), None, None);
+    assert_eq!((status, body[0]["name"].clone()), (200, json!("tea")));
+    assert_eq!(count(&svc_db, "products"), 1);
+    assert_eq!(count(&mono_db, "products"), 0);
+    // Everything else is still the monolith's, its join included.
+    let (status, body) = call("GET", &format!("{gw}/orders"), None, None);
+    assert_eq!((status, body), (200, json!([])));
+    let (status, _) = call("GET", &format!("{gw}/nowhere"), None, None);
+    assert_eq!(status, 404);
+    let (status, body) = call("GET", &format!("{gw}/health/catalog"), None, None);
+    assert_eq!(status, 200, "{body}");
+    gateway.terminate();
+    drop(svc);
+    drop(mono);
+
+    // A second split takes the orders module out as well.
+    let out = msgen(&root, &["split", "orders", "--from", "legacy"]);
+    assert_ok(&out);
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        config.contains("name = \"orders\"\nport = 3002"),
+        "{config}"
+    );
+    assert!(config.contains("paths = [\"/orders\"]"), "{config}");
+    let lib = fs::read_to_string(root.join("legacy/src/lib.rs")).unwrap();
+    assert!(
+        !lib.contains("mod orders") && !lib.contains("mod catalog"),
+        "{lib}"
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    build_both(&root);
+}
