@@ -551,49 +551,51 @@ impl Validator<'_> {
 
     /// `[monolith] path/package`: `Some(None)` for a generated monolith, `None` on error.
     fn external_monolith(&mut self, m: &RawMonolith) -> Option<Option<ExternalMonolith>> {
+        let path_ok = m.path.as_ref().is_none_or(|path| {
+            let p = path.get_ref();
+            let ok = !p.is_empty()
+                && !p.starts_with('/')
+                && p.split('/').all(|c| {
+                    !c.is_empty()
+                        && c != "."
+                        && c != ".."
+                        && c.chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'))
+                });
+            if !ok {
+                self.err(
+                    path,
+                    "monolith.path",
+                    format!("{p:?} is not a directory inside the project; accepted: a relative path of letters, digits, `_`, `-`, `.`, without `..`"),
+                    None,
+                );
+            }
+            ok
+        });
+        let package_ok = m.package.as_ref().is_none_or(|package| {
+            let k = package.get_ref();
+            let ok = !k.is_empty()
+                && k.len() <= 64
+                && k.starts_with(|c: char| c.is_ascii_alphabetic())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
+                self.err(
+                    package,
+                    "monolith.package",
+                    format!("{k:?} is not a Cargo package name; accepted: letters, digits, `_` and `-`, starting with a letter"),
+                    None,
+                );
+            }
+            ok
+        });
         match (&m.path, &m.package) {
             (None, None) => Some(None),
-            (Some(path), Some(package)) => {
-                let p = path.get_ref();
-                let path_ok = !p.is_empty()
-                    && !p.starts_with('/')
-                    && p.split('/').all(|c| {
-                        !c.is_empty()
-                            && c != "."
-                            && c != ".."
-                            && c.chars().all(|ch| {
-                                ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')
-                            })
-                    });
-                if !path_ok {
-                    self.err(
-                        path,
-                        "monolith.path",
-                        format!("{p:?} is not a directory inside the project; accepted: a relative path of letters, digits, `_`, `-`, `.`, without `..`"),
-                        None,
-                    );
-                }
-                let k = package.get_ref();
-                let package_ok = !k.is_empty()
-                    && k.len() <= 64
-                    && k.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !package_ok {
-                    self.err(
-                        package,
-                        "monolith.package",
-                        format!("{k:?} is not a Cargo package name; accepted: letters, digits, `_` and `-`, starting with a letter"),
-                        None,
-                    );
-                }
-                (path_ok && package_ok).then(|| {
-                    Some(ExternalMonolith {
-                        path: p.clone(),
-                        package: k.clone(),
-                    })
+            (Some(path), Some(package)) => (path_ok && package_ok).then(|| {
+                Some(ExternalMonolith {
+                    path: path.get_ref().clone(),
+                    package: package.get_ref().clone(),
                 })
-            }
+            }),
             (Some(path), None) => {
                 self.err(
                     path,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_ok, example, examples, msgen, tree};
+use common::{assert_ok, copy_dir, example, examples, fixture_monolith, msgen, tree};
 
 /// Where to get each tool, for the failure message.
 fn install_hint(tool: &str) -> &'static str {
@@ -65,6 +65,27 @@ fn render(name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, root)
 }
 
+/// Every example rendered, and a project adopted from a hand-written monolith
+/// (`split --from`, whose monolith has no deployment files of msgen's).
+fn projects() -> Vec<(String, tempfile::TempDir, PathBuf)> {
+    let mut out: Vec<_> = examples()
+        .into_iter()
+        .map(|name| {
+            let (dir, root) = render(&name);
+            (name, dir, root)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("adopted");
+    copy_dir(&fixture_monolith("nested"), &root.join("legacy"));
+    assert_ok(&msgen(
+        &root,
+        &["split", "blog", "--from", "legacy", "--quiet"],
+    ));
+    out.push(("adopted".into(), dir, root));
+    out
+}
+
 /// Every rendered file's path, relative to the project root.
 fn files(root: &Path) -> Vec<String> {
     tree(root)
@@ -105,8 +126,7 @@ fn compose_config(tool: &Path, root: &Path) -> Output {
 #[test]
 fn compose_files_pass_docker_compose_config() {
     let tool = require_tool("docker-compose");
-    for name in examples() {
-        let (_dir, root) = render(&name);
+    for (name, _dir, root) in projects() {
         let has_auth = std::fs::read_to_string(root.join(".env.example"))
             .unwrap()
             .lines()
@@ -155,8 +175,7 @@ fn compose_files_pass_docker_compose_config() {
 #[test]
 fn dockerfiles_pass_hadolint() {
     let tool = require_tool("hadolint");
-    for name in examples() {
-        let (_dir, root) = render(&name);
+    for (name, _dir, root) in projects() {
         let dockerfiles: Vec<String> = files(&root)
             .into_iter()
             .filter(|p| p == "Dockerfile" || p.ends_with("/Dockerfile"))
@@ -191,8 +210,7 @@ fn manifests(root: &Path) -> Vec<String> {
 #[test]
 fn kubernetes_manifests_pass_strict_validation() {
     let tool = require_tool("kubernetes-validate");
-    for name in examples() {
-        let (_dir, root) = render(&name);
+    for (name, _dir, root) in projects() {
         let manifests = manifests(&root);
         assert!(
             manifests.contains(&"gateway.yaml".to_string()),
@@ -241,8 +259,7 @@ fn kustomization_lists(text: &str) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn kustomization_lists_every_manifest_and_image() {
-    for name in examples() {
-        let (_dir, root) = render(&name);
+    for (name, _dir, root) in projects() {
         let k8s = root.join("deploy/k8s");
         let text = std::fs::read_to_string(k8s.join("kustomization.yaml"))
             .unwrap_or_else(|e| panic!("{name}: deploy/k8s/kustomization.yaml: {e}"));
@@ -268,7 +285,8 @@ fn kustomization_lists_every_manifest_and_image() {
         }
 
         // Every image a manifest runs of this project's own has an `images:` entry.
-        let prefix = format!("{name}/");
+        let project = msgen::model::Project::load(&root.join("services.toml")).unwrap();
+        let prefix = format!("{}/", project.name.as_str());
         let mut used = BTreeSet::new();
         for m in &on_disk {
             for line in std::fs::read_to_string(k8s.join(m)).unwrap().lines() {

@@ -330,3 +330,60 @@ fn names_that_collide_with_generated_code_are_refused() {
     let text = GOOD.replace("name = \"user\"\nport", "name = \"main\"\nport");
     fails_with(&text, &["services[0].name", "reserved"]);
 }
+
+#[test]
+fn adopted_monoliths_and_services_are_checked() {
+    let adopted = r#"[project]
+name = "shop"
+
+[monolith]
+path = "../legacy"
+
+[[services]]
+name = "catalog"
+adopted = true
+paths = ["/", "catalog"]
+resources = [{ name = "product" }]
+
+[[services]]
+name = "orders"
+paths = ["/orders"]
+"#;
+    fails_with(
+        adopted,
+        &[
+            "services.toml:5:8: `monolith.path`",
+            "\"../legacy\" is not a directory inside the project",
+            "monolith.package",
+            "which also needs `package`",
+            "services[0].paths[0]",
+            "\"/\" is not a path prefix",
+            "services[0].paths[1]",
+            "services[0].resources",
+            "an adopted service's code is its own: msgen cannot render `resources` into it",
+            "services[1].paths",
+            "`paths` is only for adopted services",
+        ],
+    );
+    let good = r#"[project]
+name = "shop"
+
+[monolith]
+path = "legacy"
+package = "shop"
+
+[[services]]
+name = "catalog"
+adopted = true
+paths = ["/catalog"]
+"#;
+    let (code, err, _dir) = validate(good.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    fails_with(
+        &good.replace(
+            "paths = [\"/catalog\"]\n",
+            "paths = [\"/catalog\"]\nmonolith = true\n",
+        ),
+        &["msgen does not render modules into it"],
+    );
+}
