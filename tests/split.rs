@@ -189,7 +189,12 @@ fn split_needs_a_monolith() {
         &dir.path().join("plain"),
         &["split", "blog", "--from", "elsewhere"],
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot open the monolith directory elsewhere"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

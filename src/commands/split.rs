@@ -138,11 +138,12 @@ pub fn run(
             }
         }
     }
-    let code = render_into(root, &new_project, None, Mode::Apply, out)?;
+    let rendered = render_into(root, &new_project, None, Mode::Apply, out);
     let report_path = format!("docs/split-{module}.md");
     write_atomic(&root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
     out.line(format!("(this report is in {report_path})"));
+    let code = rendered?;
     if !plan.report.conflicts.is_empty() {
         return Err(crate::CheckFailed(format!(
             "merge conflicts while moving hand edits; fix: {}",
@@ -644,12 +645,14 @@ fn run_from(
         std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
         remove_empty_parents(&dir, &path);
     }
-    let code = render_into(root, &new_project, Some(&new_text), Mode::Apply, out)?;
+    // The report is written even when the render stops on a file it will not
+    // overwrite: the cut itself is done by then.
+    let rendered = render_into(root, &new_project, Some(&new_text), Mode::Apply, out);
     let report_path = format!("docs/split-{service}.md");
     write_atomic(&root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
     out.line(format!("(this report is in {report_path})"));
-    Ok(code)
+    rendered
 }
 
 fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
