@@ -51,6 +51,37 @@ fn build(dir: &Path, database: &str) -> PathBuf {
     bin
 }
 
+/// Environment of service `s` of the built-in example on `port`, in run `run_id`.
+fn service_env(
+    database: &str,
+    dir: &Path,
+    run_id: &str,
+    s: &str,
+    port: u16,
+    user_url: &str,
+) -> Vec<(String, String)> {
+    let database_url = match database {
+        "postgres" => format!("postgres://postgres@127.0.0.1:5432/e2e_{run_id}_{s}"),
+        _ => format!("sqlite://{}/data/{s}.db", dir.display()),
+    };
+    let mut env = vec![
+        ("PORT".to_string(), port.to_string()),
+        ("DATABASE_URL".to_string(), database_url),
+        ("NATS_URL".to_string(), "nats://127.0.0.1:4222".to_string()),
+        // Runs share the machine's NATS: each gets subjects of its own.
+        (
+            "NATS_SUBJECT_PREFIX".to_string(),
+            format!("e2e{run_id}{database}"),
+        ),
+    ];
+    match s {
+        "auth" => env.push(("JWT_SECRET".into(), JWT_SECRET.into())),
+        "blog" => env.push(("USER_SERVICE_URL".into(), user_url.into())),
+        _ => {}
+    }
+    env
+}
+
 fn run_system(database: &str) {
     if database == "postgres" {
         require_postgres();
@@ -65,28 +96,8 @@ fn run_system(database: &str) {
         format!("http://127.0.0.1:{port}")
     };
 
-    let service_env = |s: &str, port: u16| -> Vec<(String, String)> {
-        let database_url = match database {
-            "postgres" => format!("postgres://postgres@127.0.0.1:5432/e2e_{run_id}_{s}"),
-            _ => format!("sqlite://{}/data/{s}.db", dir.path().display()),
-        };
-        let mut env = vec![
-            ("PORT".to_string(), port.to_string()),
-            ("DATABASE_URL".to_string(), database_url),
-            ("NATS_URL".to_string(), "nats://127.0.0.1:4222".to_string()),
-            // Runs share the machine's NATS: each gets subjects of its own.
-            (
-                "NATS_SUBJECT_PREFIX".to_string(),
-                format!("e2e{run_id}{database}"),
-            ),
-        ];
-        match s {
-            "auth" => env.push(("JWT_SECRET".into(), JWT_SECRET.into())),
-            "blog" => env.push(("USER_SERVICE_URL".into(), url_of("user"))),
-            _ => {}
-        }
-        env
-    };
+    let service_env =
+        |s: &str, port: u16| service_env(database, dir.path(), &run_id, s, port, &url_of("user"));
 
     // The auth service refuses to start without a JWT_SECRET, or with a short one.
     for secret in [None, Some("too-short")] {
@@ -576,4 +587,199 @@ fn a_split_monolith_answers_clients_as_before() {
     assert_ok(&msgen(&root, &["split", "user"]));
     let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     cargo(&root, &["build"]);
+}
+
+/// `wrk` on PATH; fails loudly (never skips) without it.
+fn require_wrk() -> &'static str {
+    let found = Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty() || !o.stderr.is_empty());
+    assert!(
+        found,
+        "wrk is not installed; the load test needs it (CI={}). Install it with: apt-get install -y wrk",
+        std::env::var("CI").unwrap_or_default()
+    );
+    "wrk"
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(p: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Runs wrk against `url` with the token; returns its report.
+fn wrk(url: &str, token: &str, seconds: u64) -> std::thread::JoinHandle<String> {
+    let (url, header) = (url.to_string(), format!("Authorization: Bearer {token}"));
+    std::thread::spawn(move || {
+        let out = Command::new(require_wrk())
+            .args(["-t2", "-c100", "--latency", "--timeout", "10s"])
+            .arg(format!("-d{seconds}s"))
+            .args(["-H", &header, &url])
+            .output()
+            .expect("wrk runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+}
+
+/// `(requests, non-2xx responses, socket errors)` of a wrk report.
+fn wrk_counts(report: &str) -> (u64, u64, bool) {
+    let requests = report
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0);
+    let non_2xx = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    (requests, non_2xx, report.contains("Socket errors"))
+}
+
+/// Every one of `n` calls answers 200: the system is serving again.
+fn all_ok(url: &str, token: &str, n: usize) {
+    for i in 0..n {
+        let (status, body) = call("GET", url, Some(token), None);
+        assert_eq!(status, 200, "call {i} after the fault: {body}");
+    }
+}
+
+/// Issue #10's load and faults: 60 s of wrk (100 connections) through the gateway
+/// with no error and flat memory; a service killed during load and started again is
+/// served without restarting the gateway; its database connections dropped during
+/// load (what a PostgreSQL restart does to them, without stopping the machine's
+/// server under the other tests), the service recovers on its own.
+#[test]
+fn the_system_holds_load_and_recovers_from_faults() {
+    require_postgres();
+    common::require_nats();
+    require_wrk();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build(dir.path(), "postgres");
+    let run_id = format!("load_{}_{}", std::process::id(), free_port());
+    let names = ["auth", "user", "blog"];
+    let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let env = |i: usize| service_env("postgres", dir.path(), &run_id, names[i], ports[i], &url(1));
+    let mut procs: Vec<Proc> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut p = Proc::start(&bin, &format!("{name}-service"), &env(i));
+        wait_healthy(&url(i), &mut p);
+        procs.push(p);
+    }
+    let gw_port = free_port();
+    let mut gw_env = vec![
+        ("PORT".to_string(), gw_port.to_string()),
+        ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        gw_env.push((format!("{}_SERVICE_URL", name.to_uppercase()), url(i)));
+    }
+    let mut gateway = Proc::start(&bin, "gateway", &gw_env);
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    wait_healthy(&gw, &mut gateway);
+
+    let creds = json!({"email": "load@example.com", "password": "correct horse battery"});
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/register"),
+        None,
+        Some(creds.clone()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/login"),
+        None,
+        Some(creds),
+    );
+    let token = body["data"]["token"].as_str().expect("a token").to_string();
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/users"),
+        Some(&token),
+        Some(json!({"email": "ada@example.com", "display_name": "Ada", "age": 36})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let author = body["data"]["id"].as_i64().unwrap();
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/posts"),
+        Some(&token),
+        Some(
+            json!({"title": "Load", "body": "under load", "author_id": author, "published": true}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let posts = format!("{gw}/api/v1/posts");
+    all_ok(&posts, &token, 200);
+
+    // Sustained load: no error of any kind, and memory that does not grow.
+    let (gw_before, blog_before) = (rss_kib(&gateway), rss_kib(&procs[2]));
+    let report = wrk(&posts, &token, 60).join().unwrap();
+    let (gw_after, blog_after) = (rss_kib(&gateway), rss_kib(&procs[2]));
+    println!("wrk, 60 s, 100 connections, GET /api/v1/posts through the gateway:\n{report}");
+    println!("resident memory (KiB): gateway {gw_before} -> {gw_after}, blog {blog_before} -> {blog_after}");
+    let (requests, errors, socket_errors) = wrk_counts(&report);
+    assert!(requests > 1000, "{report}");
+    assert_eq!(errors, 0, "non-2xx answers under load:\n{report}");
+    assert!(!socket_errors, "socket errors under load:\n{report}");
+    for (what, before, after) in [
+        ("gateway", gw_before, gw_after),
+        ("blog", blog_before, blog_after),
+    ] {
+        assert!(
+            after < before * 2 + 32 * 1024,
+            "{what}'s memory grew from {before} KiB to {after} KiB under load"
+        );
+    }
+
+    // The blog service killed under load, then started again: served again through
+    // the same gateway.
+    let load = wrk(&posts, &token, 12);
+    std::thread::sleep(Duration::from_secs(3));
+    let blog = procs.remove(2);
+    drop(blog); // SIGKILL
+    std::thread::sleep(Duration::from_secs(2));
+    let mut again = Proc::start(&bin, "blog-service", &env(2));
+    wait_healthy(&url(2), &mut again);
+    procs.push(again);
+    let report = load.join().unwrap();
+    println!("wrk while blog-service was killed and restarted:\n{report}");
+    all_ok(&posts, &token, 100);
+
+    // Its database connections dropped under load: the pool reconnects by itself.
+    let load = wrk(&posts, &token, 10);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atc"])
+        .arg(format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'e2e_{run_id}_blog'"
+        ))
+        .output()
+        .expect("psql runs");
+    let dropped = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && dropped != "0",
+        "no connection dropped: {dropped:?}"
+    );
+    let report = load.join().unwrap();
+    println!("wrk while {dropped} database connection(s) of blog-service were dropped:\n{report}");
+    all_ok(&posts, &token, 100);
+    assert!(
+        procs[2].child.try_wait().unwrap().is_none(),
+        "blog-service exited"
+    );
+    gateway.terminate();
 }
