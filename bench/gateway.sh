@@ -42,7 +42,7 @@ env "${common_env[@]}" PORT="$user_port" \
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/bench_${run}_user" "$bin/user-service" & pids+=($!)
 wait_up "http://127.0.0.1:$auth_port"
 wait_up "http://127.0.0.1:$user_port"
-env HOST=127.0.0.1 RUST_LOG=error PORT="$gw_port" JWT_SECRET="$secret" \
+env HOST=127.0.0.1 RUST_LOG=error PORT="$gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret" \
     AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
     BLOG_SERVICE_URL="http://127.0.0.1:9" "$bin/gateway" & pids+=($!)
 wait_up "http://127.0.0.1:$gw_port"

@@ -36,6 +36,8 @@ pub struct Proc {
 impl Proc {
     pub fn start(bin: &Path, name: &str, env: &[(String, String)]) -> Self {
         let child = Command::new(bin.join(name))
+            // The gateway's metrics listener: one port per process, tests run at once.
+            .env("METRICS_PORT", free_port().to_string())
             .envs(env.iter().cloned())
             .env("HOST", "127.0.0.1")
             .env("RUST_LOG", "warn")
