@@ -26,6 +26,8 @@ use proc_macro2::{LineColumn, TokenStream, TokenTree};
 use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 
+use crate::sql::{created_table, statements, strip_foreign_keys, tables_in, written_tables};
+
 /// The monolith as read from disk: paths relative to its directory, `/`-separated.
 #[derive(Debug, Clone, Default)]
 pub struct Source {
@@ -116,6 +118,8 @@ struct Mount {
     /// Its own path (`.nest("/x", ..)`, `.route("/x", ..)`); `None` for `.merge(..)`,
     /// whose paths are the module's own routes.
     own: Option<String>,
+    /// The function the call is in.
+    in_fn: Option<String>,
 }
 
 /// One parsed file with what the analysis needs.
@@ -135,7 +139,22 @@ const ROUTER_METHODS: &[&str] = &["nest", "nest_service", "merge", "route", "rou
 /// (crate `<service>-service`) listening on `port`.
 pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut, Refusal> {
     let manifest = Manifest::read(&src.manifest)?;
-    let crate_name = manifest.package.replace('-', "_");
+    let crate_name = manifest.lib_name.clone();
+    // syn drops a byte-order mark, which would shift every column of line 1.
+    let files: BTreeMap<String, String> = src
+        .files
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.strip_prefix('\u{feff}').unwrap_or(v).to_string(),
+            )
+        })
+        .collect();
+    let src = &Source {
+        files,
+        ..src.clone()
+    };
     let lib_root = src.files.contains_key("src/lib.rs");
     let root_rel = if lib_root {
         "src/lib.rs"
@@ -149,14 +168,12 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         ]));
     };
     let root_ast = parse(root_rel, root_text)?;
-    let modules: Vec<String> = root_ast
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            syn::Item::Mod(m) if m.content.is_none() => Some(m.ident.to_string()),
-            _ => None,
-        })
-        .collect();
+    let modules = declared_modules(root_rel, &root_ast)?;
+    // A library crate's main.rs may declare modules of its own: they stay with it.
+    let bin_modules = match (lib_root, src.files.get("src/main.rs")) {
+        (true, Some(main)) => declared_modules("src/main.rs", &parse("src/main.rs", main)?)?,
+        _ => Vec::new(),
+    };
     if !modules.iter().any(|m| m == module) {
         return Err(Refusal(vec![format!(
             "no module `{module}` in {root_rel}; modules found: {}",
@@ -172,7 +189,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     for (rel, text) in &src.files {
-        let Some((module_path, top)) = place(rel, &modules) else {
+        let Some((module_path, top)) = place(rel, &modules, &bin_modules) else {
             continue;
         };
         match parse(rel, text) {
@@ -197,9 +214,16 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
 
     let mut refs: Vec<Ref> = Vec::new();
     let mut mounts: Vec<Mount> = Vec::new();
+    let mut nested_calls: Vec<(String, String)> = Vec::new();
+    let mut root_routes: Vec<String> = Vec::new();
     let mut route_literals: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in &parsed {
-        let aliases = if f.rel == "src/main.rs" || f.rel.starts_with("src/bin/") {
+        let in_bin = f.rel == "src/main.rs"
+            || f.rel.starts_with("src/bin/")
+            || f.module_path
+                .first()
+                .is_some_and(|m| bin_modules.contains(m));
+        let aliases = if in_bin {
             root_aliases.clone()
         } else {
             Vec::new()
@@ -212,15 +236,53 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             mounts: Vec::new(),
             nest_stack: Vec::new(),
             routes: Vec::new(),
+            inline: Vec::new(),
+            root_glob: false,
+            current_fn: None,
+            nested_calls: Vec::new(),
+            problems: Vec::new(),
         };
         v.visit_file(&f.ast);
         refs.extend(v.refs);
         mounts.extend(v.mounts);
+        nested_calls.extend(v.nested_calls);
+        errors.extend(v.problems);
+        if f.top.is_none() {
+            root_routes.extend(v.routes.iter().cloned());
+        }
         if let Some(top) = &f.top {
             route_literals
                 .entry(top.clone())
                 .or_default()
                 .extend(v.routes);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Refusal(errors));
+    }
+    // A mount inside a helper (`fn api() -> Router`) nested elsewhere
+    // (`.nest("/api", api())`) gets that prefix too.
+    for m in &mut mounts {
+        let Some(f) = &m.in_fn else { continue };
+        let mut prefixes: Vec<&String> = nested_calls
+            .iter()
+            .filter(|(name, _)| name == f)
+            .map(|(_, p)| p)
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        match prefixes.as_slice() {
+            [] => {}
+            [p] => m.nest_prefix = join_paths(&[(*p).clone()], &m.nest_prefix),
+            _ => {
+                return Err(Refusal(vec![format!(
+                    "{}:{}: `{f}` mounts module `{}` and is nested under several prefixes ({}); split --from cannot tell the module's paths",
+                    m.file,
+                    m.line,
+                    m.module,
+                    prefixes.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                )]))
+            }
         }
     }
     // Nested mounts (`.merge(Router::new().nest("/x", m::r()))`) go with the outer one.
@@ -345,8 +407,16 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         });
         unmounted_others.insert(m.module.clone());
     }
-    // The modules it needs: the target, then whatever kept code names, transitively.
-    let mut needed: BTreeSet<String> = BTreeSet::from([module.to_string()]);
+    // The modules it needs: the target and every module that is not a bounded
+    // context of its own (no router mounts it: error types, state, macros, trait
+    // impls, which may be used in ways a path does not show), then whatever kept
+    // code names, transitively.
+    let contexts: BTreeSet<&String> = mounts.iter().map(|m| &m.module).collect();
+    let mut needed: BTreeSet<String> = modules
+        .iter()
+        .filter(|m| *m == module || !contexts.contains(m))
+        .cloned()
+        .collect();
     let mut why: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let before = needed.len();
@@ -359,11 +429,10 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             let in_removed_mount = mounts
                 .iter()
                 .any(|m| m.module != module && m.file == r.file && m.range.contains(&r.at));
-            if from_kept && !in_removed_mount && needed.insert(r.module.clone()) {
-                why.insert(
-                    r.module.clone(),
-                    format!("{}:{} uses `{}`", r.file, r.line, r.path),
-                );
+            if from_kept && !in_removed_mount {
+                needed.insert(r.module.clone());
+                why.entry(r.module.clone())
+                    .or_insert_with(|| format!("{}:{} uses `{}`", r.file, r.line, r.path));
             }
         }
         if needed.len() == before {
@@ -382,9 +451,11 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
                 });
         }
     }
+    // Other contexts copied along, and shared modules nothing kept names, are
+    // allowed to have unused code.
     for m in needed
         .iter()
-        .filter(|m| *m != module && unmounted_others.contains(*m))
+        .filter(|m| *m != module && (unmounted_others.contains(*m) || !why.contains_key(*m)))
     {
         let at = mod_item_range(root_text, &root_ast, m)
             .expect("declared")
@@ -394,7 +465,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             .or_default()
             .push(Edit {
                 range: at..at,
-                with: "// Copied along by `msgen split --from`; its routes are not mounted here.\n#[allow(dead_code)]\n".into(),
+                with: "// Copied along by `msgen split --from`: the service may not use all of it.\n#[allow(dead_code)]\n".into(),
             });
     }
     let mut report = CutReport::default();
@@ -416,15 +487,28 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             ));
         }
     }
+    for m in needed
+        .iter()
+        .filter(|m| *m != module && !why.contains_key(*m))
+    {
+        report.copied_modules.push(format!(
+            "module `{m}` (no router mounts it: shared code, kept whole; remove it if the service does not need it)"
+        ));
+    }
 
     // Listener, health check: the service must not take the monolith's port.
     let mut listener = None;
     let mut serve = None;
-    let mut has_health = false;
-    for f in parsed.iter().filter(|f| match &f.top {
-        None => true,
-        Some(t) => needed.contains(t),
-    }) {
+    // Root files first: main's listener is the one that serves.
+    let mut kept_files: Vec<&Parsed> = parsed
+        .iter()
+        .filter(|f| match &f.top {
+            None => true,
+            Some(t) => needed.contains(t),
+        })
+        .collect();
+    kept_files.sort_by_key(|f| (f.top.is_some(), f.rel != "src/main.rs"));
+    for f in kept_files {
         let mut v = Listen::default();
         v.visit_file(&f.ast);
         if let Some(arg) = v.bind_arg {
@@ -433,8 +517,23 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         if let Some(arg) = v.serve_app {
             serve.get_or_insert((f.rel.clone(), arg));
         }
-        has_health |= v.health_route;
     }
+    // A `/health` the service already serves (a second one would make axum panic):
+    // one in its root files or shared modules, or the module's own when it is
+    // merged at the root.
+    let merged_at_root = target_mounts
+        .iter()
+        .any(|m| m.own.is_none() && m.nest_prefix == "/");
+    let serves_health = |m: &String| {
+        route_literals
+            .get(m)
+            .is_some_and(|r| r.iter().any(|p| p == "/health"))
+    };
+    let has_health = root_routes.iter().any(|r| r == "/health")
+        || needed
+            .iter()
+            .any(|m| m != module && !contexts.contains(m) && serves_health(m))
+        || (merged_at_root && serves_health(&module.to_string()));
     let Some((bind_file, bind_range)) = listener else {
         return Err(Refusal(vec![
             "no `TcpListener::bind(...)` in the code the service keeps: split --from supports axum 0.7+ applications that listen with tokio's TcpListener and `axum::serve`".into(),
@@ -519,19 +618,41 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         .filter_map(|s| created_table(&s))
         .collect();
     let known = |t: &String| created.is_empty() || created.contains(t);
-    let mut target_tables: BTreeSet<String> = BTreeSet::new();
+    // The module's tables: those it writes, and those only it reads. A table it
+    // only reads while the rest of the monolith uses it too stays behind.
+    let mut reads: BTreeSet<String> = BTreeSet::new();
+    let mut writes: BTreeSet<String> = BTreeSet::new();
+    let mut read_at: BTreeMap<String, String> = BTreeMap::new();
     let mut other_uses: Vec<(String, usize, String)> = Vec::new();
     for f in &parsed {
         for (line, sql) in sql_literals(f) {
-            let tables = tables_in(&sql);
+            let tables: Vec<String> = tables_in(&sql).into_iter().filter(known).collect();
             if f.top.as_deref() == Some(module) {
-                target_tables.extend(tables.into_iter().filter(known));
+                writes.extend(written_tables(&sql).into_iter().filter(known));
+                for t in &tables {
+                    read_at
+                        .entry(t.clone())
+                        .or_insert_with(|| format!("{}:{line}", f.rel));
+                }
+                reads.extend(tables);
             } else {
                 for t in tables {
                     other_uses.push((f.rel.clone(), line, t));
                 }
             }
         }
+    }
+    let used_elsewhere: BTreeSet<&String> = other_uses.iter().map(|(_, _, t)| t).collect();
+    let target_tables: BTreeSet<String> = reads
+        .iter()
+        .filter(|t| writes.contains(*t) || !used_elsewhere.contains(t))
+        .cloned()
+        .collect();
+    for t in reads.iter().filter(|t| !target_tables.contains(*t)) {
+        report.human.push(format!(
+            "{}: the module reads table `{t}`, which the rest of the monolith uses and keeps: the service's database has no `{t}`; read it through the monolith's API instead",
+            read_at.get(t).map_or("", String::as_str)
+        ));
     }
     for (file, line, t) in &other_uses {
         if target_tables.contains(t) {
@@ -556,14 +677,31 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
                 .iter()
                 .filter(|t| target_tables.contains(*t))
                 .collect();
+            if tables.is_empty() && !target_tables.is_empty() {
+                // Types, extensions, functions: the service's tables may need them.
+                let first_line = stmt.lines().find(|l| {
+                    let l = l.trim();
+                    !l.is_empty() && !l.starts_with("--") && !l.starts_with("/*")
+                });
+                report.human.push(format!(
+                    "migrations/{name}: `{}` names no table; copied to the service too: remove it if the service does not need it",
+                    first_line.unwrap_or_default().trim()
+                ));
+                kept.push(stmt);
+                continue;
+            }
             if mine.is_empty() {
                 continue;
             }
             let (stmt, dropped) = strip_foreign_keys(&stmt, &target_tables);
-            for d in dropped {
+            for d in &dropped {
                 report.human.push(format!(
                     "migrations/{name}: foreign key to `{d}` dropped in the service's copy (`{d}` stays in the monolith): check the reference in code"
                 ));
+            }
+            if stmt.trim().is_empty() {
+                // A statement that only added such a foreign key.
+                continue;
             }
             let rest: Vec<String> = tables_in(&stmt)
                 .into_iter()
@@ -675,9 +813,38 @@ fn parse(rel: &str, text: &str) -> Result<syn::File, Refusal> {
     })
 }
 
+/// The `mod x;` items of a crate root; `#[path]` modules are refused, since their
+/// files are not where the module tree says.
+fn declared_modules(rel: &str, ast: &syn::File) -> Result<Vec<String>, Refusal> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for item in &ast.items {
+        let syn::Item::Mod(m) = item else { continue };
+        if m.attrs.iter().any(|a| a.path().is_ident("path")) {
+            refused.push(format!(
+                "{rel}:{}: `mod {}` has a #[path] attribute; split --from reads modules from src/<name>.rs or src/<name>/mod.rs",
+                m.ident.span().start().line,
+                m.ident
+            ));
+        }
+        if m.content.is_none() {
+            out.push(m.ident.to_string());
+        }
+    }
+    if refused.is_empty() {
+        Ok(out)
+    } else {
+        Err(Refusal(refused))
+    }
+}
+
 /// Module path and top-level module of `rel`, or `None` for files outside the
 /// module tree (`src/bin/` files count as root files).
-fn place(rel: &str, modules: &[String]) -> Option<(Vec<String>, Option<String>)> {
+fn place(
+    rel: &str,
+    modules: &[String],
+    bin_modules: &[String],
+) -> Option<(Vec<String>, Option<String>)> {
     let inner = rel.strip_prefix("src/")?.strip_suffix(".rs")?;
     if inner == "main" || inner == "lib" || inner.starts_with("bin/") {
         return Some((Vec::new(), None));
@@ -687,6 +854,9 @@ fn place(rel: &str, modules: &[String]) -> Option<(Vec<String>, Option<String>)>
         parts.pop();
     }
     let top = parts.first()?.clone();
+    if bin_modules.contains(&top) {
+        return Some((parts, None));
+    }
     modules.contains(&top).then_some((parts, Some(top)))
 }
 
@@ -781,9 +951,25 @@ struct Scan<'a> {
     nest_stack: Vec<String>,
     /// Route and nest literals of this file, joined with the enclosing nests.
     routes: Vec<String>,
+    /// Inline `mod x { .. }` blocks we are inside of.
+    inline: Vec<String>,
+    /// `use super::*` (or `crate::*`) brought the root's modules into scope.
+    root_glob: bool,
+    /// The function being visited, for mounts made inside helpers.
+    current_fn: Option<String>,
+    /// `(function, prefix)`: a function called inside `.nest(prefix, ..)`.
+    nested_calls: Vec<(String, String)>,
+    problems: Vec<String>,
 }
 
 impl Scan<'_> {
+    /// The module path of the code being visited.
+    fn here(&self) -> Vec<String> {
+        let mut p = self.file.module_path.clone();
+        p.extend(self.inline.iter().cloned());
+        p
+    }
+
     /// The top-level module an absolute-or-relative path leads into.
     fn resolve(&self, segments: &[String]) -> Option<String> {
         let first = segments.first()?;
@@ -791,18 +977,19 @@ impl Scan<'_> {
             if first == "crate" || self.aliases.contains(first) {
                 (Vec::new(), &segments[1..])
             } else if first == "self" {
-                (self.file.module_path.clone(), &segments[1..])
+                (self.here(), &segments[1..])
             } else if first == "super" {
-                let mut base = self.file.module_path.clone();
+                let mut base = self.here();
                 let mut rest = segments;
                 while rest.first().is_some_and(|s| s == "super") {
                     base.pop()?;
                     rest = &rest[1..];
                 }
                 (base, rest)
-            } else if self.file.module_path.is_empty() {
-                // In a root file a plain path may start with a module it declares
-                // (inside a module it names the module's own items or another crate).
+            } else if self.here().is_empty() || self.root_glob {
+                // In a root file a plain path may start with a module it declares, as
+                // after `use super::*` in a top-level module (elsewhere it names the
+                // module's own items or another crate).
                 (Vec::new(), segments)
             } else {
                 return None;
@@ -856,6 +1043,12 @@ impl Scan<'_> {
                 prefix.pop();
             }
             syn::UseTree::Glob(_) => {
+                let root = match prefix.as_slice() {
+                    [c] if c == "crate" || self.aliases.contains(c) => true,
+                    [s] if s == "super" => self.here().len() == 1,
+                    _ => false,
+                };
+                self.root_glob |= root;
                 let mut path = prefix.clone();
                 path.push("*".into());
                 self.note(path, line);
@@ -919,6 +1112,40 @@ impl<'ast> Visit<'ast> for Scan<'_> {
         syn::visit::visit_macro(self, mac);
     }
 
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        if item.content.is_some() {
+            self.inline.push(item.ident.to_string());
+            let glob = self.root_glob;
+            syn::visit::visit_item_mod(self, item);
+            self.root_glob = glob;
+            self.inline.pop();
+        }
+    }
+
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        let outer = self.current_fn.replace(item.sig.ident.to_string());
+        syn::visit::visit_item_fn(self, item);
+        self.current_fn = outer;
+    }
+
+    fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+        let outer = self.current_fn.replace(item.sig.ident.to_string());
+        syn::visit::visit_impl_item_fn(self, item);
+        self.current_fn = outer;
+    }
+
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        if !self.nest_stack.is_empty() {
+            if let syn::Expr::Path(p) = &*call.func {
+                if let Some(last) = p.path.segments.last() {
+                    self.nested_calls
+                        .push((last.ident.to_string(), join_paths(&self.nest_stack, "")));
+                }
+            }
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         let method = call.method.to_string();
         if !ROUTER_METHODS.contains(&method.as_str()) {
@@ -957,6 +1184,13 @@ impl<'ast> Visit<'ast> for Scan<'_> {
         mounted.sort();
         mounted.dedup();
         if let [module] = mounted.as_slice() {
+            if own.is_none() && method != "merge" {
+                self.problems.push(format!(
+                    "{}:{}: `.{method}(..)` mounts module `{module}` under a path that is not a string literal; split --from cannot tell its paths",
+                    self.file.rel,
+                    call.method.span().start().line
+                ));
+            }
             let text = &self.file.text;
             let start = offset(text, call.receiver.span().end());
             let end = offset(text, call.paren_token.span.close().end());
@@ -968,6 +1202,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 text: text[start..end].to_string(),
                 nest_prefix,
                 own,
+                in_fn: self.current_fn.clone(),
             });
         }
     }
@@ -980,10 +1215,31 @@ struct Listen {
     /// The app argument of `axum::serve`, and the receiver of its
     /// `.into_make_service*()` call when there is one.
     serve_app: Option<(proc_macro2::Span, Option<proc_macro2::Span>)>,
-    health_route: bool,
+}
+
+/// `#[test]`, `#[tokio::test]`, `#[cfg(test)]`: code that never serves.
+fn is_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        let p = a.path();
+        p.is_ident("test")
+            || p.segments.last().is_some_and(|s| s.ident == "test")
+            || (p.is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test"))
+    })
 }
 
 impl<'ast> Visit<'ast> for Listen {
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        if !is_test(&item.attrs) {
+            syn::visit::visit_item_mod(self, item);
+        }
+    }
+
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        if !is_test(&item.attrs) {
+            syn::visit::visit_item_fn(self, item);
+        }
+    }
+
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let syn::Expr::Path(p) = &*call.func {
             let segs: Vec<String> = p
@@ -1013,19 +1269,6 @@ impl<'ast> Visit<'ast> for Listen {
             }
         }
         syn::visit::visit_expr_call(self, call);
-    }
-
-    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
-        if call.method == "route" {
-            if let Some(syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            })) = call.args.first()
-            {
-                self.health_route |= s.value() == "/health";
-            }
-        }
-        syn::visit::visit_expr_method_call(self, call);
     }
 }
 
@@ -1066,7 +1309,24 @@ fn under(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// The port of a listen address written as a literal: the digits after the last
+/// `:` (`"0.0.0.0:3000"`), or a number alone (`(.., 3000)`).
 fn literal_port(text: &str) -> Option<u16> {
+    let tail = text.rsplit(':').next().unwrap_or(text);
+    let digits: String = tail
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if let Ok(p) = digits.parse::<u16>() {
+        if p > 0 && text.contains(':') {
+            return Some(p);
+        }
+    }
+    literal_port_number(text)
+}
+
+fn literal_port_number(text: &str) -> Option<u16> {
     let digits: String = text
         .rsplit(|c: char| !c.is_ascii_digit())
         .find(|d| d.len() >= 2)?
@@ -1105,216 +1365,6 @@ fn sql_literals(f: &Parsed) -> Vec<(usize, String)> {
     v.0
 }
 
-/// Lower-case SQL words and punctuation, without comments and string contents.
-fn sql_words(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '-' && chars.get(i + 1) == Some(&'-') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
-            i += 2;
-            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
-                i += 1;
-            }
-            i += 2;
-        } else if c == '\'' {
-            i += 1;
-            while i < chars.len() && chars[i] != '\'' {
-                i += 1;
-            }
-            i += 1;
-            out.push("'".into());
-        } else if c == '"' {
-            let start = i + 1;
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                i += 1;
-            }
-            out.push(
-                chars[start..i.min(chars.len())]
-                    .iter()
-                    .collect::<String>()
-                    .to_lowercase(),
-            );
-            i += 1;
-        } else if c.is_alphanumeric() || c == '_' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
-            {
-                i += 1;
-            }
-            out.push(chars[start..i].iter().collect::<String>().to_lowercase());
-        } else {
-            if !c.is_whitespace() {
-                out.push(c.to_string());
-            }
-            i += 1;
-        }
-    }
-    out
-}
-
-const NOT_TABLES: &[&str] = &[
-    "select", "where", "set", "values", "only", "lateral", "if", "not", "exists", "(", "'",
-];
-
-/// Tables a statement names after FROM, JOIN, INTO, UPDATE, TABLE or REFERENCES.
-pub fn tables_in(sql: &str) -> Vec<String> {
-    let words = sql_words(sql);
-    let index = words.first().is_some_and(|w| w == "create") && words.iter().any(|w| w == "index");
-    let mut out: Vec<String> = Vec::new();
-    for (i, w) in words.iter().enumerate() {
-        let on_index = index && w == "on";
-        if !on_index
-            && !matches!(
-                w.as_str(),
-                "from" | "join" | "into" | "update" | "table" | "references"
-            )
-        {
-            continue;
-        }
-        let mut j = i + 1;
-        while words
-            .get(j)
-            .is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only"))
-        {
-            j += 1;
-        }
-        if let Some(t) = words.get(j) {
-            let t = t.rsplit('.').next().unwrap_or(t).to_string();
-            let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
-            if is_name && !NOT_TABLES.contains(&t.as_str()) && !out.contains(&t) {
-                out.push(t);
-            }
-        }
-    }
-    out
-}
-
-fn created_table(stmt: &str) -> Option<String> {
-    let words = sql_words(stmt);
-    let i = words.iter().position(|w| w == "create")?;
-    let t = words.iter().skip(i).position(|w| w == "table")? + i;
-    if t > i + 3 {
-        return None;
-    }
-    tables_in(&words[t..].join(" ")).into_iter().next()
-}
-
-/// SQL statements of a migration, split on `;` outside strings and comments.
-pub fn statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = sql.chars().peekable();
-    let mut in_str = false;
-    while let Some(c) = chars.next() {
-        if in_str {
-            cur.push(c);
-            if c == '\'' {
-                in_str = false;
-            }
-            continue;
-        }
-        match c {
-            '\'' => {
-                in_str = true;
-                cur.push(c);
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        cur.push('\n');
-                        break;
-                    }
-                }
-            }
-            ';' => {
-                if !cur.trim().is_empty() {
-                    out.push(cur.trim().to_string());
-                }
-                cur.clear();
-            }
-            _ => cur.push(c),
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_string());
-    }
-    out
-}
-
-/// Removes `REFERENCES t(...) [ON ...]` clauses (and `FOREIGN KEY` constraints)
-/// that point at tables outside `keep`; returns the statement and the tables.
-fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<String>) {
-    let mut dropped = Vec::new();
-    let lower = stmt.to_lowercase();
-    let mut out = String::new();
-    let mut at = 0;
-    let mut search = 0;
-    while let Some(pos) = lower[search..].find("references") {
-        let start = search + pos;
-        search = start + "references".len();
-        let after = &stmt[search..];
-        let name: String = after
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '"' || *c == '.')
-            .collect();
-        let table = name
-            .trim_matches('"')
-            .rsplit('.')
-            .next()
-            .unwrap_or("")
-            .to_lowercase();
-        if table.is_empty() || keep.contains(&table) {
-            continue;
-        }
-        // The clause runs to the next `,` or `)` at this nesting level.
-        let mut depth = 0i32;
-        let mut end = stmt.len();
-        for (i, c) in stmt[search..].char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' if depth == 0 => {
-                    end = search + i;
-                    break;
-                }
-                ')' => depth -= 1,
-                ',' if depth == 0 => {
-                    end = search + i;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        // A table constraint `[CONSTRAINT x] FOREIGN KEY (...) REFERENCES ...` goes whole,
-        // with the comma before it.
-        let clause_start = match lower[..start].rfind("foreign key") {
-            Some(fk) if !lower[fk..start].contains(',') => {
-                let line_start = lower[..fk].rfind(',').unwrap_or(fk);
-                let cons = lower[line_start..fk]
-                    .find("constraint")
-                    .map(|c| line_start + c);
-                cons.map_or(line_start, |_| line_start)
-            }
-            _ => start,
-        };
-        let clause_start = stmt[..clause_start].trim_end().len();
-        out.push_str(&stmt[at..clause_start]);
-        at = end;
-        search = end;
-        dropped.push(table);
-    }
-    out.push_str(&stmt[at..]);
-    (out, dropped)
-}
-
 /// `std::env::var("X")` / `env::var("X")` names in a Rust file.
 fn env_var_names(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -1338,6 +1388,8 @@ fn env_var_names(text: &str) -> Vec<String> {
 struct Manifest {
     doc: toml_edit::DocumentMut,
     package: String,
+    /// The library's crate name (`[lib] name`, or the package's).
+    lib_name: String,
     database: Option<Db>,
 }
 
@@ -1408,9 +1460,15 @@ impl Manifest {
         if !problems.is_empty() {
             return Err(Refusal(problems));
         }
+        let lib_name = doc
+            .get("lib")
+            .and_then(|l| l.get("name"))
+            .and_then(|n| n.as_str())
+            .map_or_else(|| package.replace('-', "_"), str::to_string);
         Ok(Self {
             doc,
             package,
+            lib_name,
             database,
         })
     }
@@ -1464,43 +1522,6 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tables_and_statements() {
-        let sql = "CREATE TABLE IF NOT EXISTS posts (id BIGSERIAL PRIMARY KEY, author_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE, title TEXT NOT NULL);\n-- a comment; with a semicolon\nCREATE INDEX posts_author ON posts (author_id);";
-        let st = statements(sql);
-        assert_eq!(st.len(), 2);
-        assert_eq!(created_table(&st[0]).as_deref(), Some("posts"));
-        assert_eq!(tables_in(&st[0]), vec!["posts", "users"]);
-        let keep = BTreeSet::from(["posts".to_string()]);
-        let (stripped, dropped) = strip_foreign_keys(&st[0], &keep);
-        assert_eq!(dropped, vec!["users"]);
-        assert!(
-            !stripped.to_lowercase().contains("references"),
-            "{stripped}"
-        );
-        assert!(
-            stripped.contains("author_id BIGINT NOT NULL,"),
-            "{stripped}"
-        );
-        assert_eq!(
-            tables_in(
-                "SELECT u.name, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id"
-            ),
-            vec!["users", "posts"]
-        );
-    }
-
-    #[test]
-    fn table_constraints_go_whole() {
-        let keep = BTreeSet::from(["orders".to_string()]);
-        let (s, d) = strip_foreign_keys(
-            "CREATE TABLE orders (id INT, product_id INT, CONSTRAINT fk FOREIGN KEY (product_id) REFERENCES products (id))",
-            &keep,
-        );
-        assert_eq!(d, vec!["products"]);
-        assert_eq!(s, "CREATE TABLE orders (id INT, product_id INT)");
-    }
 
     #[test]
     fn paths() {

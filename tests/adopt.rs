@@ -367,3 +367,203 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     assert_ok(&msgen(&root, &["generate", "--check"]));
     build_both(&root);
 }
+
+/// Writes `text` to `rel` in the project's monolith copy.
+fn put(root: &Path, rel: &str, text: &str) {
+    let path = root.join("legacy").join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// Replaces `from` by `to` in `rel` of the monolith copy; `from` must be there.
+#[track_caller]
+fn change(root: &Path, rel: &str, from: &str, to: &str) {
+    let path = root.join("legacy").join(rel);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} is not in {rel}");
+    fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// `split` must refuse, name `expected` and leave every file as it was.
+#[track_caller]
+fn refused(root: &Path, module: &str, expected: &str) {
+    let before = tree(root);
+    let out = msgen(root, &["split", module, "--from", "legacy"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(expected),
+        "{expected:?} not in:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(root), before);
+}
+
+#[test]
+fn hidden_uses_of_the_module_are_refused() {
+    // `super::super::blog` from inside an inline module.
+    let (_d, root) = adopt("nested");
+    change(
+        &root,
+        "src/users.rs",
+        "pub fn router()",
+        "pub mod preview {\n    pub fn blog() -> axum::Router<sqlx::PgPool> {\n        super::super::blog::router()\n    }\n}\n\npub fn router()",
+    );
+    refused(
+        &root,
+        "blog",
+        "src/users.rs:21: uses `super::super::blog::router`",
+    );
+
+    // A glob import of the root, then a plain path.
+    let (_d, root) = adopt("nested");
+    change(
+        &root,
+        "src/users.rs",
+        "pub fn router()",
+        "use super::*;\n\npub fn blog_router() -> Router<PgPool> {\n    blog::router()\n}\n\npub fn router()",
+    );
+    refused(&root, "blog", "uses `blog::router` (module `blog`)");
+
+    // Modules whose files are elsewhere.
+    let (_d, root) = adopt("nested");
+    change(
+        &root,
+        "src/main.rs",
+        "mod db;",
+        "#[path = \"db.rs\"]\nmod db;",
+    );
+    refused(&root, "blog", "`mod db` has a #[path] attribute");
+
+    // A mount path msgen cannot read.
+    let (_d, root) = adopt("nested");
+    change(
+        &root,
+        "src/main.rs",
+        ".nest(\"/api/blog\", blog::router())",
+        ".nest(BLOG, blog::router())",
+    );
+    change(
+        &root,
+        "src/main.rs",
+        "#[tokio::main]",
+        "const BLOG: &str = \"/api/blog\";\n\n#[tokio::main]",
+    );
+    refused(&root, "blog", "under a path that is not a string literal");
+}
+
+#[test]
+fn awkward_shapes_still_give_a_service_that_knows_its_paths() {
+    let (_d, root) = adopt("shared");
+    // A helper nested under a prefix, a macro module, a /health in another module,
+    // a test that binds a port, SQL with comments and dollar quotes, a BOM.
+    change(
+        &root,
+        "src/main.rs",
+        "    let app = Router::new()\n        .merge(auth::routes())\n        .merge(posts::routes())\n        .with_state(state);",
+        "    let app = Router::new()\n        .merge(auth::routes())\n        .nest(\"/v0\", api())\n        .with_state(state);",
+    );
+    change(
+        &root,
+        "src/main.rs",
+        "mod auth;",
+        "\u{feff}#[macro_use]\nmod macros;\nmod auth;",
+    );
+    let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
+    fs::write(
+        root.join("legacy/src/main.rs"),
+        format!("{main}\nfn api() -> Router<AppState> {{\n    Router::new().merge(posts::routes())\n}}\n\n#[cfg(test)]\nmod tests {{\n    #[tokio::test]\n    async fn binds() {{\n        let _ = tokio::net::TcpListener::bind(\"127.0.0.1:3999\").await;\n    }}\n}}\n"),
+    )
+    .unwrap();
+    put(&root, "src/macros.rs", "macro_rules! not_found {\n    () => {\n        crate::error::AppError::NotFound\n    };\n}\n");
+    change(
+        &root,
+        "src/posts.rs",
+        ".ok_or(AppError::NotFound)",
+        ".ok_or(not_found!())",
+    );
+    change(
+        &root,
+        "src/auth/mod.rs",
+        "Router::new().route(\"/api/login\", post(handlers::login))",
+        "Router::new()\n        .route(\"/api/login\", post(handlers::login))\n        .route(\"/health\", axum::routing::get(|| async { \"ok\" }))",
+    );
+    put(
+        &root,
+        "migrations/20240103000000_more.sql",
+        "/* Posts; and their tags */\nALTER TABLE posts ADD COLUMN preferences JSONB;\nCREATE FUNCTION touch() RETURNS trigger AS $$ BEGIN UPDATE posts SET body = body; RETURN NEW; END $$ LANGUAGE plpgsql;\nALTER TABLE posts ADD CONSTRAINT posts_account_fk2 FOREIGN KEY (account_id) REFERENCES accounts (id);\n",
+    );
+    let out = msgen(&root, &["split", "posts", "--from", "legacy"]);
+    assert_ok(&out);
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(config.contains("paths = [\"/v0/api/posts\"]"), "{config}");
+    assert!(config.contains("[monolith]\nport = 3000"), "{config}");
+    let svc_main = fs::read_to_string(root.join("services/posts/src/main.rs")).unwrap();
+    assert!(svc_main.contains("mod macros;"), "{svc_main}");
+    assert!(
+        svc_main.contains("bind(msgen_listen_address())"),
+        "{svc_main}"
+    );
+    assert!(svc_main.contains("bind(\"127.0.0.1:3999\")"), "{svc_main}");
+    // auth's /health is not mounted in the service: msgen adds its own.
+    assert!(svc_main.contains("get(msgen_health)"), "{svc_main}");
+    let more =
+        fs::read_to_string(root.join("services/posts/migrations/20240103000000_more.sql")).unwrap();
+    assert!(more.contains("ADD COLUMN preferences JSONB;"), "{more}");
+    assert!(
+        more.contains("RETURN NEW; END $$ LANGUAGE plpgsql;"),
+        "{more}"
+    );
+    assert!(!more.contains("posts_account_fk2"), "{more}");
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root, &["build", "-p", "posts-service"]);
+}
+
+#[test]
+fn a_library_crate_keeps_its_names_and_its_binary_modules() {
+    let (_d, root) = adopt("joined");
+    change(
+        &root,
+        "Cargo.toml",
+        "[dependencies]",
+        "[lib]\nname = \"shoplib\"\n\n[dependencies]",
+    );
+    change(
+        &root,
+        "src/main.rs",
+        "shop::app::migrate",
+        "shoplib::app::migrate",
+    );
+    change(
+        &root,
+        "src/main.rs",
+        "shop::app::router",
+        "cli::banner();\n    let app = shoplib::app::router",
+    );
+    change(
+        &root,
+        "src/main.rs",
+        "#[tokio::main]",
+        "mod cli;\n\n#[tokio::main]",
+    );
+    put(
+        &root,
+        "src/cli.rs",
+        "pub fn banner() {\n    println!(\"shop\");\n}\n",
+    );
+    // Orders read the catalog's products: splitting orders leaves products behind.
+    let out = msgen(&root, &["split", "orders", "--from", "legacy"]);
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-orders.md")).unwrap();
+    assert!(report.contains("- `orders`\n"), "{report}");
+    assert!(!report.contains("- `products`"), "{report}");
+    assert!(
+        report.contains("src/orders.rs:28: the module reads table `products`"),
+        "{report}"
+    );
+    let manifest = fs::read_to_string(root.join("services/orders/Cargo.toml")).unwrap();
+    assert!(manifest.contains("[lib]\nname = \"shoplib\""), "{manifest}");
+    assert!(root.join("services/orders/src/cli.rs").exists());
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root.join("legacy"), &["build"]);
+    cargo(&root, &["build", "-p", "orders-service"]);
+}

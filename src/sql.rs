@@ -1,0 +1,482 @@
+//! Just enough SQL for `msgen split --from`: split a migration into statements,
+//! find the tables a statement names (and the ones it writes), and drop foreign
+//! keys that would point across the cut. A small tokenizer handles comments
+//! (`--`, `/* */`), strings (`'..'`, `E'..'`, `$tag$..$tag$`) and quoted names, so
+//! that a `;` or a keyword inside them is never taken for SQL.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// A keyword or name, lower-cased (quoted names keep their case, unquoted).
+    Word(String),
+    Str,
+    Punct(char),
+}
+
+#[derive(Debug, Clone)]
+struct Tok {
+    kind: Kind,
+    range: Range<usize>,
+}
+
+fn tokens(sql: &str) -> Vec<Tok> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else if c == b'\'' || ((c == b'e' || c == b'E') && b.get(i + 1) == Some(&b'\'')) {
+            let escapes = c != b'\'';
+            i += if escapes { 2 } else { 1 };
+            while i < b.len() {
+                if escapes && b[i] == b'\\' {
+                    i += 2;
+                } else if b[i] == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push(Tok {
+                kind: Kind::Str,
+                range: start..i.min(b.len()),
+            });
+        } else if c == b'$' && dollar_tag(&sql[i..]).is_some() {
+            let tag = dollar_tag(&sql[i..]).expect("checked");
+            i += tag.len();
+            i = sql[i..]
+                .find(tag)
+                .map_or(b.len(), |end| i + end + tag.len());
+            out.push(Tok {
+                kind: Kind::Str,
+                range: start..i,
+            });
+        } else if c == b'"' {
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += 1;
+            }
+            let name = sql[start + 1..i.min(b.len())].to_string();
+            i = (i + 1).min(b.len());
+            out.push(Tok {
+                kind: Kind::Word(name),
+                range: start..i,
+            });
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push(Tok {
+                kind: Kind::Word(sql[start..i].to_ascii_lowercase()),
+                range: start..i,
+            });
+        } else {
+            // Multi-byte characters outside words are skipped whole.
+            let len = sql[i..].chars().next().map_or(1, char::len_utf8);
+            if len == 1 {
+                out.push(Tok {
+                    kind: Kind::Punct(c as char),
+                    range: start..i + 1,
+                });
+            }
+            i += len;
+        }
+    }
+    out
+}
+
+/// `$$` or `$tag$` at the start of `s`.
+fn dollar_tag(s: &str) -> Option<&str> {
+    let rest = &s[1..];
+    let end = rest.find('$')?;
+    let tag = &rest[..end];
+    (tag.is_empty() || tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| &s[..end + 2])
+}
+
+fn word(t: &Tok) -> Option<&str> {
+    match &t.kind {
+        Kind::Word(w) => Some(w),
+        _ => None,
+    }
+}
+
+/// Words and punctuation of a statement (strings dropped), `schema.table` joined.
+fn words(sql: &str) -> Vec<String> {
+    let toks = tokens(sql);
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        match &toks[i].kind {
+            Kind::Word(w) => {
+                // `schema.table` → `table`: a table's own name decides its owner.
+                if matches!(toks.get(i + 1).map(|t| &t.kind), Some(Kind::Punct('.'))) {
+                    if let Some(Kind::Word(next)) = toks.get(i + 2).map(|t| &t.kind) {
+                        out.push(next.clone());
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(w.clone());
+            }
+            Kind::Str => out.push("'".into()),
+            Kind::Punct(c) => out.push(c.to_string()),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The statements of a migration, split on `;` outside strings and comments.
+pub fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut has_code = false;
+    for t in tokens(sql) {
+        if t.kind == Kind::Punct(';') {
+            if has_code {
+                out.push(sql[start..t.range.start].trim().to_string());
+            }
+            start = t.range.end;
+            has_code = false;
+        } else {
+            has_code = true;
+        }
+    }
+    if has_code {
+        out.push(sql[start..].trim().to_string());
+    }
+    out
+}
+
+const NOT_TABLES: &[&str] = &[
+    "select", "where", "set", "values", "only", "lateral", "if", "not", "exists", "(", "'",
+    "cascade", "restrict", "no", "action", "default", "null",
+];
+
+/// Tables a statement names after FROM, JOIN, INTO, UPDATE, TABLE, REFERENCES (and
+/// ON, in CREATE INDEX).
+pub fn tables_in(sql: &str) -> Vec<String> {
+    let words = words(sql);
+    let index = words.first().is_some_and(|w| w == "create") && words.iter().any(|w| w == "index");
+    let mut out: Vec<String> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let after_on = i > 0 && words[i - 1] == "on";
+        let keyword = match w.as_str() {
+            "from" | "join" | "into" | "table" | "references" => true,
+            // `ON UPDATE CASCADE` is a foreign key's action, not a statement.
+            "update" => !after_on,
+            "on" => index,
+            _ => false,
+        };
+        if !keyword {
+            continue;
+        }
+        let mut j = i + 1;
+        while words
+            .get(j)
+            .is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only"))
+        {
+            j += 1;
+        }
+        if let Some(t) = words.get(j) {
+            let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
+            if is_name && !NOT_TABLES.contains(&t.as_str()) && !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Tables a statement writes: INSERT INTO, UPDATE, DELETE FROM, TRUNCATE, DDL.
+pub fn written_tables(sql: &str) -> Vec<String> {
+    let words = words(sql);
+    let ddl = words
+        .first()
+        .is_some_and(|w| matches!(w.as_str(), "create" | "alter" | "drop"));
+    let mut out: Vec<String> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let prev = if i > 0 { words[i - 1].as_str() } else { "" };
+        let write = match w.as_str() {
+            "into" => true,
+            "update" => prev != "on" && prev != "for",
+            "from" => prev == "delete",
+            "truncate" => true,
+            "table" => ddl,
+            _ => false,
+        };
+        if !write {
+            continue;
+        }
+        let mut j = i + 1;
+        while words
+            .get(j)
+            .is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only" | "table"))
+        {
+            j += 1;
+        }
+        if let Some(t) = words.get(j) {
+            let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
+            if is_name && !NOT_TABLES.contains(&t.as_str()) && !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The table a `CREATE TABLE` statement creates.
+pub fn created_table(stmt: &str) -> Option<String> {
+    let words = words(stmt);
+    if words.first().map(String::as_str) != Some("create") {
+        return None;
+    }
+    let t = words.iter().take(4).position(|w| w == "table")?;
+    tables_in(&words[t..].join(" ")).into_iter().next()
+}
+
+/// Foreign-key actions and options that follow `REFERENCES t (cols)`.
+fn fk_tail_len(toks: &[Tok]) -> usize {
+    let w = |i: usize| toks.get(i).and_then(word);
+    let mut i = 0;
+    loop {
+        match (w(i), w(i + 1)) {
+            (Some("on"), Some("delete" | "update")) => {
+                i += 2;
+                match (w(i), w(i + 1)) {
+                    (Some("no"), Some("action")) | (Some("set"), Some("null" | "default")) => {
+                        i += 2
+                    }
+                    (Some("cascade" | "restrict"), _) => i += 1,
+                    _ => return i,
+                }
+            }
+            (Some("match"), Some(_)) => i += 2,
+            (Some("not"), Some("deferrable")) => i += 2,
+            (Some("deferrable"), _) => i += 1,
+            (Some("initially"), Some(_)) => i += 2,
+            _ => return i,
+        }
+    }
+}
+
+/// Drops the foreign keys of a statement that point at tables outside `keep`:
+/// `REFERENCES t (..) [ON DELETE ..]` in a column, `[CONSTRAINT c] FOREIGN KEY (..)
+/// REFERENCES t (..)` in a table, and a whole `ALTER TABLE .. ADD .. FOREIGN KEY`
+/// (returned as an empty statement). Returns the statement and the tables.
+pub fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<String>) {
+    let toks = tokens(stmt);
+    let target_of = |i: usize| -> Option<String> {
+        // The word after REFERENCES, `schema.` skipped.
+        let mut j = i + 1;
+        if matches!(toks.get(j + 1).map(|t| &t.kind), Some(Kind::Punct('.'))) {
+            j += 2;
+        }
+        toks.get(j).and_then(word).map(str::to_string)
+    };
+    let refs: Vec<(usize, String)> = toks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| word(t) == Some("references"))
+        .filter_map(|(i, _)| target_of(i).map(|t| (i, t)))
+        .filter(|(_, t)| !keep.contains(t))
+        .collect();
+    if refs.is_empty() {
+        return (stmt.to_string(), Vec::new());
+    }
+    let dropped: Vec<String> = refs.iter().map(|(_, t)| t.clone()).collect();
+    if toks.first().and_then(word) == Some("alter") {
+        return (String::new(), dropped);
+    }
+
+    // The table's elements: the top-level `(...)` split at its commas.
+    let Some(open) = toks.iter().position(|t| t.kind == Kind::Punct('(')) else {
+        return (String::new(), dropped);
+    };
+    let mut depth = 0;
+    let mut elements: Vec<Range<usize>> = Vec::new();
+    let mut first = open + 1;
+    let mut close = toks.len();
+    for (i, t) in toks.iter().enumerate().skip(open) {
+        match t.kind {
+            Kind::Punct('(') => depth += 1,
+            Kind::Punct(')') => {
+                depth -= 1;
+                if depth == 0 {
+                    elements.push(first..i);
+                    close = i;
+                    break;
+                }
+            }
+            Kind::Punct(',') if depth == 1 => {
+                elements.push(first..i);
+                first = i + 1;
+            }
+            _ => {}
+        }
+    }
+    // Byte ranges to remove.
+    let mut cuts: Vec<Range<usize>> = Vec::new();
+    for (e, el) in elements.iter().enumerate() {
+        let Some(&(r, _)) = refs.iter().find(|(r, _)| el.contains(r)) else {
+            continue;
+        };
+        let head = toks.get(el.start).and_then(word);
+        if matches!(head, Some("constraint" | "foreign")) {
+            // A table constraint goes whole, with the comma before it (or after it,
+            // when it comes first).
+            let range = if e > 0 {
+                toks[el.start - 1].range.start..toks[el.end - 1].range.end
+            } else if el.end < close {
+                toks[el.start].range.start..toks[el.end].range.end
+            } else {
+                toks[el.start].range.start..toks[el.end - 1].range.end
+            };
+            cuts.push(range);
+            continue;
+        }
+        // A column constraint: [CONSTRAINT c] REFERENCES t [(cols)] [actions].
+        let mut start = r;
+        if r >= 2 && toks.get(r - 2).and_then(word) == Some("constraint") && r - 2 >= el.start {
+            start = r - 2;
+        }
+        let mut end = r + 2;
+        if matches!(toks.get(r + 2).map(|t| &t.kind), Some(Kind::Punct('.'))) {
+            end += 2;
+        }
+        if toks.get(end).map(|t| &t.kind) == Some(&Kind::Punct('(')) {
+            while end < el.end && toks[end].kind != Kind::Punct(')') {
+                end += 1;
+            }
+            end += 1;
+        }
+        end += fk_tail_len(&toks[end.min(el.end)..el.end]);
+        let from = stmt[..toks[start].range.start].trim_end().len();
+        cuts.push(from..toks[end.min(el.end) - 1].range.end);
+    }
+    let mut out = String::new();
+    let mut at = 0;
+    cuts.sort_by_key(|r| r.start);
+    for c in cuts {
+        if c.start < at {
+            continue;
+        }
+        out.push_str(&stmt[at..c.start]);
+        at = c.end;
+    }
+    out.push_str(&stmt[at..]);
+    (out, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(t: &[&str]) -> BTreeSet<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn statements_ignore_semicolons_in_strings_comments_and_bodies() {
+        let sql = "/* The blog; its posts */\nCREATE TABLE posts (id INT, note TEXT DEFAULT 'a;b');\n-- done; really\nCREATE FUNCTION f() RETURNS trigger AS $$ BEGIN UPDATE posts SET id = 1; RETURN NEW; END $$ LANGUAGE plpgsql;\nINSERT INTO posts VALUES (1, E'it\\'s; here');";
+        let st = statements(sql);
+        assert_eq!(st.len(), 3, "{st:#?}");
+        assert!(st[0].starts_with("/* The blog; its posts */\nCREATE TABLE posts"));
+        assert!(st[1].ends_with("LANGUAGE plpgsql"), "{}", st[1]);
+        assert_eq!(created_table(&st[0]).as_deref(), Some("posts"));
+    }
+
+    #[test]
+    fn tables_and_writes() {
+        assert_eq!(
+            tables_in("SELECT u.name, count(p.id) FROM users u LEFT JOIN public.posts p ON p.author_id = u.id"),
+            vec!["users", "posts"]
+        );
+        assert_eq!(
+            tables_in("CREATE TABLE posts (parent_id INT REFERENCES posts (id) ON UPDATE CASCADE ON DELETE SET NULL)"),
+            vec!["posts"]
+        );
+        assert_eq!(
+            tables_in("CREATE INDEX posts_author ON posts (author_id)"),
+            vec!["posts"]
+        );
+        assert_eq!(
+            written_tables("INSERT INTO orders (product_id) SELECT id FROM products"),
+            vec!["orders"]
+        );
+        assert_eq!(
+            written_tables("DELETE FROM posts WHERE id = 1"),
+            vec!["posts"]
+        );
+        assert!(written_tables("SELECT * FROM posts").is_empty());
+    }
+
+    #[test]
+    fn column_foreign_keys_go_with_their_actions_only() {
+        let (s, d) = strip_foreign_keys(
+            "CREATE TABLE posts (id BIGSERIAL PRIMARY KEY, title TEXT DEFAULT 'İİİ', preferences JSONB, author_id BIGINT REFERENCES users (id) ON DELETE CASCADE NOT NULL, parent_id BIGINT REFERENCES posts (id))",
+            &keep(&["posts"]),
+        );
+        assert_eq!(d, vec!["users"]);
+        assert_eq!(
+            s,
+            "CREATE TABLE posts (id BIGSERIAL PRIMARY KEY, title TEXT DEFAULT 'İİİ', preferences JSONB, author_id BIGINT NOT NULL, parent_id BIGINT REFERENCES posts (id))"
+        );
+    }
+
+    #[test]
+    fn table_constraints_go_whole() {
+        let (s, d) = strip_foreign_keys(
+            "CREATE TABLE orders (id INT, product_id INT, org_id INT, CONSTRAINT fk FOREIGN KEY (product_id, org_id) REFERENCES products (id, org_id))",
+            &keep(&["orders"]),
+        );
+        assert_eq!(d, vec!["products"]);
+        assert_eq!(
+            s,
+            "CREATE TABLE orders (id INT, product_id INT, org_id INT)"
+        );
+        let (s, _) = strip_foreign_keys(
+            "CREATE TABLE orders (FOREIGN KEY (product_id) REFERENCES products (id), id INT)",
+            &keep(&["orders"]),
+        );
+        assert_eq!(s, "CREATE TABLE orders ( id INT)");
+        let (s, d) = strip_foreign_keys(
+            "ALTER TABLE posts ADD CONSTRAINT posts_author_fk FOREIGN KEY (author_id) REFERENCES users (id)",
+            &keep(&["posts"]),
+        );
+        assert_eq!((s.as_str(), d), ("", vec!["users".to_string()]));
+    }
+}
