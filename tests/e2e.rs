@@ -655,13 +655,16 @@ fn all_ok(url: &str, token: &str, n: usize) {
     }
 }
 
-/// Issue #10's load and faults: 60 s of wrk (100 connections) through the gateway
+/// Observability first: one request with a `traceparent` followed through the
+/// gateway into blog and the user service it calls (the same trace id in the three
+/// logs), and counted by each binary's `/metrics`. Then load and faults: 60 s of
+/// wrk (100 connections) through the gateway
 /// with no error and flat memory; a service killed during load and started again is
 /// served without restarting the gateway; its database connections dropped during
 /// load (what a PostgreSQL restart does to them, without stopping the machine's
 /// server under the other tests), the service recovers on its own.
 #[test]
-fn the_system_holds_load_and_recovers_from_faults() {
+fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     require_postgres();
     common::require_nats();
     require_wrk();
@@ -672,24 +675,43 @@ fn the_system_holds_load_and_recovers_from_faults() {
     let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
     let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let env = |i: usize| service_env("postgres", dir.path(), &run_id, names[i], ports[i], &url(1));
-    let mut procs: Vec<Proc> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let mut p = Proc::start(&bin, &format!("{name}-service"), &env(i));
-        wait_healthy(&url(i), &mut p);
-        procs.push(p);
-    }
     let gw_port = free_port();
-    let mut gw_env = vec![
-        ("PORT".to_string(), gw_port.to_string()),
-        ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
-    ];
-    for (i, name) in names.iter().enumerate() {
-        gw_env.push((format!("{}_SERVICE_URL", name.to_uppercase()), url(i)));
-    }
-    let mut gateway = Proc::start(&bin, "gateway", &gw_env);
     let gw = format!("http://127.0.0.1:{gw_port}");
-    wait_healthy(&gw, &mut gateway);
+    // Starts the three services and the gateway; with `logs`, each logs every
+    // request (with its trace id) into `logs/<name>.log`.
+    let start = |logs: Option<&Path>, metrics_port: u16| -> (Vec<Proc>, Proc) {
+        let launch = |name: &str, mut env: Vec<(String, String)>| match logs {
+            Some(dir) => {
+                env.push(("RUST_LOG".into(), "info,tower_http=debug".into()));
+                Proc::start_logged(&bin, name, &env, &dir.join(format!("{name}.log")))
+            }
+            None => Proc::start(&bin, name, &env),
+        };
+        let mut procs: Vec<Proc> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut p = launch(&format!("{name}-service"), env(i));
+            wait_healthy(&url(i), &mut p);
+            procs.push(p);
+        }
+        let mut gw_env = vec![
+            ("PORT".to_string(), gw_port.to_string()),
+            ("METRICS_PORT".to_string(), metrics_port.to_string()),
+            ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ];
+        for (i, name) in names.iter().enumerate() {
+            gw_env.push((format!("{}_SERVICE_URL", name.to_uppercase()), url(i)));
+        }
+        let mut gateway = launch("gateway", gw_env);
+        wait_healthy(&gw, &mut gateway);
+        (procs, gateway)
+    };
 
+    // One request followed through the gateway into blog, which calls user: the
+    // same trace id in the three logs, and every binary's /metrics counted it.
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let metrics_port = free_port();
+    let (procs, gateway) = start(Some(logs.as_path()), metrics_port);
     let creds = json!({"email": "load@example.com", "password": "correct horse battery"});
     let (status, body) = call(
         "POST",
@@ -713,15 +735,60 @@ fn the_system_holds_load_and_recovers_from_faults() {
     );
     assert_eq!(status, 201, "{body}");
     let author = body["data"]["id"].as_i64().unwrap();
-    let (status, body) = call(
-        "POST",
-        &format!("{gw}/api/v1/posts"),
-        Some(&token),
-        Some(
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = ureq::post(&format!("{gw}/api/v1/posts"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send_json(
             json!({"title": "Load", "body": "under load", "author_id": author, "published": true}),
-        ),
+        )
+        .expect("the post is created");
+    assert_eq!(response.status(), 201);
+    let metrics = |url: &str| -> String {
+        ureq::get(&format!("{url}/metrics"))
+            .call()
+            .expect("/metrics answers")
+            .into_string()
+            .unwrap()
+    };
+    let blog_metrics = metrics(&url(2));
+    assert!(
+        blog_metrics.contains("http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/posts\",status=\"201\"} 1\n"),
+        "{blog_metrics}"
     );
-    assert_eq!(status, 201, "{body}");
+    assert!(
+        blog_metrics.contains("db_pool_connections{state=\"idle\"}"),
+        "{blog_metrics}"
+    );
+    let user_metrics = metrics(&url(1));
+    assert!(
+        user_metrics.contains("route=\"/api/v1/users/{id}\",status=\"200\"}"),
+        "{user_metrics}"
+    );
+    let gw_metrics = metrics(&format!("http://127.0.0.1:{metrics_port}"));
+    assert!(
+        gw_metrics.contains(
+            "upstream_request_duration_seconds_count{upstream=\"blog\",status=\"201\"} 1\n"
+        ),
+        "{gw_metrics}"
+    );
+    // The metrics stay inside: the gateway's public port does not serve them.
+    let (status, _) = call("GET", &format!("{gw}/metrics"), None, None);
+    assert_eq!(status, 404);
+    gateway.terminate();
+    for p in procs {
+        p.terminate();
+    }
+    for name in ["gateway", "blog-service", "user-service"] {
+        let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap();
+        assert!(
+            log.contains(trace_id),
+            "trace {trace_id} is not in the log of {name}:\n{log}"
+        );
+    }
+
+    // The same system, quiet, under load.
+    let (mut procs, gateway) = start(None, free_port());
     let posts = format!("{gw}/api/v1/posts");
     all_ok(&posts, &token, 200);
 

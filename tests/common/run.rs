@@ -35,14 +35,32 @@ pub struct Proc {
 
 impl Proc {
     pub fn start(bin: &Path, name: &str, env: &[(String, String)]) -> Self {
-        let child = Command::new(bin.join(name))
+        Self::spawn(bin, name, env, None)
+    }
+
+    /// Like [`Proc::start`], with everything it prints appended to `log` (and the
+    /// `RUST_LOG` of `env`, when it names one).
+    pub fn start_logged(bin: &Path, name: &str, env: &[(String, String)], log: &Path) -> Self {
+        Self::spawn(bin, name, env, Some(log))
+    }
+
+    fn spawn(bin: &Path, name: &str, env: &[(String, String)], log: Option<&Path>) -> Self {
+        let mut cmd = Command::new(bin.join(name));
+        cmd.env("RUST_LOG", "warn")
             // The gateway's metrics listener: one port per process, tests run at once.
             .env("METRICS_PORT", free_port().to_string())
             .envs(env.iter().cloned())
-            .env("HOST", "127.0.0.1")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .env("HOST", "127.0.0.1");
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).unwrap();
+                cmd.stdout(file.try_clone().unwrap()).stderr(file);
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+            }
+        }
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self {
