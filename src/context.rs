@@ -178,6 +178,10 @@ pub struct ResourceCtx {
     /// Whether any field refers to another resource (local or remote).
     pub has_refs: bool,
     pub remote_refs: Vec<RemoteRefCtx>,
+    /// rustfmt keeps `routes!(a, b)` on one line while the call fits in 60 columns
+    /// (`fn_call_width`): for the collection's and the item's handler groups.
+    pub routes_list_inline: bool,
+    pub routes_item_inline: bool,
     /// Some reference is checked over HTTP (else in process, or a foreign key).
     pub http_refs: bool,
     /// Events the owning service publishes on this resource's writes.
@@ -668,7 +672,15 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         _ => false,
     });
     let publishes = |action: &str| s.publishes.contains(&format!("{}.{action}", r.name));
+    let handlers = |ops: &[&str]| {
+        ops.iter()
+            .map(|op| format!("handlers::{}::{op}", r.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     ResourceCtx {
+        routes_list_inline: "routes!()".len() + handlers(&["list", "create"]).len() <= 60,
+        routes_item_inline: "routes!()".len() + handlers(&["get", "update", "delete"]).len() <= 60,
         http_refs,
         publish_created: publishes("created"),
         publish_updated: publishes("updated"),

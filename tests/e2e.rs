@@ -589,18 +589,22 @@ fn a_split_monolith_answers_clients_as_before() {
     cargo(&root, &["build"]);
 }
 
-/// `wrk` on PATH; fails loudly (never skips) without it.
-fn require_wrk() -> &'static str {
-    let found = Command::new("wrk")
+/// `tool` on PATH; fails loudly (never skips) without it.
+fn require_tool(tool: &'static str, install: &str) -> &'static str {
+    let found = Command::new(tool)
         .arg("--version")
         .output()
         .is_ok_and(|o| !o.stdout.is_empty() || !o.stderr.is_empty());
     assert!(
         found,
-        "wrk is not installed; the load test needs it (CI={}). Install it with: apt-get install -y wrk",
+        "{tool} is not installed; this test needs it (CI={}). Install it with: {install}",
         std::env::var("CI").unwrap_or_default()
     );
-    "wrk"
+    tool
+}
+
+fn require_wrk() -> &'static str {
+    require_tool("wrk", "apt-get install -y wrk")
 }
 
 /// Resident memory of a process, in KiB.
@@ -775,6 +779,50 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     // The metrics stay inside: the gateway's public port does not serve them.
     let (status, _) = call("GET", &format!("{gw}/metrics"), None, None);
     assert_eq!(status, 404);
+
+    // OpenAPI: every service's document and the gateway's merged one are valid.
+    for (what, base) in [
+        ("auth", url(0)),
+        ("user", url(1)),
+        ("blog", url(2)),
+        ("gateway", gw.clone()),
+    ] {
+        let doc = ureq::get(&format!("{base}/openapi.json"))
+            .call()
+            .expect("/openapi.json answers")
+            .into_string()
+            .unwrap();
+        let file = logs.join(format!("{what}.openapi.json"));
+        std::fs::write(&file, &doc).unwrap();
+        let out = Command::new(require_tool(
+            "openapi-spec-validator",
+            "pip install openapi-spec-validator",
+        ))
+        .arg(&file)
+        .output()
+        .expect("openapi-spec-validator runs");
+        assert!(
+            out.status.success(),
+            "{what}'s OpenAPI document is not valid:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if what == "gateway" {
+            let doc: Value = serde_json::from_str(&doc).unwrap();
+            for path in ["/api/v1/auth/login", "/api/v1/users/{id}", "/api/v1/posts"] {
+                assert!(
+                    doc["paths"][path].is_object(),
+                    "{path} is not in the gateway's document"
+                );
+            }
+            assert!(
+                doc["paths"]["/health/ready"].is_null(),
+                "the gateway does not route /health/ready"
+            );
+            // billing is not running here: named, not fatal.
+            assert_eq!(doc["x-unavailable"], json!(["billing"]));
+        }
+    }
     gateway.terminate();
     for p in procs {
         p.terminate();
