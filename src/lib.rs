@@ -57,3 +57,17 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Writes `text` to standard output. A reader that went away (`msgen ... | head`)
+/// ends the program quietly instead of panicking, as other command-line tools do.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = anstream::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}

@@ -375,3 +375,42 @@ fn misspelled_service_names_get_a_suggestion() {
         before
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::example("platform");
+    common::assert_ok(&common::msgen(
+        dir.path(),
+        &[
+            "new",
+            "pipe",
+            "--yes",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    ));
+    let root = dir.path().join("pipe");
+    // Nothing generated left: --dry-run prints every file, far more than a pipe holds.
+    std::fs::remove_dir_all(root.join("services")).unwrap();
+    let mut child = Command::new(common::msgen_bin())
+        .arg("-C")
+        .arg(&root)
+        .args(["generate", "--dry-run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up, as `| head -c1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -70,7 +70,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 GraphFormat::Mermaid => crate::graph::mermaid(&project),
                 GraphFormat::Dot => crate::graph::dot(&project),
             };
-            print!("{text}");
+            crate::emit(&text);
             Ok(ExitCode::SUCCESS)
         }
         Command::AddService {
@@ -102,14 +102,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => split::run(&cwd, &module, from, dry_run, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "msgen", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "msgen", &mut script);
+            crate::emit(&String::from_utf8_lossy(&script));
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
             clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
+                .render(&mut page)
                 .context("writing the man page")?;
+            crate::emit(&String::from_utf8_lossy(&page));
             Ok(ExitCode::SUCCESS)
         }
     }

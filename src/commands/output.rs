@@ -145,7 +145,7 @@ pub fn summary(entries: &[(Kind, String)]) -> String {
 impl Printer {
     pub fn line(&self, s: impl AsRef<str>) {
         if !self.quiet {
-            anstream::println!("{}", s.as_ref());
+            crate::emit(&format!("{}\n", s.as_ref()));
         }
     }
 

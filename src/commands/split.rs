@@ -113,7 +113,7 @@ pub fn run(
         for r in &plan.removals {
             out.line(format!("  {:<14} {r}", "remove"));
         }
-        print!("{report}");
+        crate::emit(&report);
         return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
     }
 
@@ -611,18 +611,17 @@ fn run_from(
         for (p, new) in &cut.monolith_edits {
             out.line(format!("  {:<14} {rel}/{p}", "change"));
             let old = src.files.get(p).map(String::as_str).unwrap_or_default();
-            print!(
-                "{}",
-                diffy::create_patch(old, new)
+            crate::emit(
+                &(diffy::create_patch(old, new)
                     .to_string()
                     .replacen("--- original", &format!("--- a/{rel}/{p}"), 1)
-                    .replacen("+++ modified", &format!("+++ b/{rel}/{p}"), 1)
+                    .replacen("+++ modified", &format!("+++ b/{rel}/{p}"), 1)),
             );
         }
         for p in &cut.monolith_removals {
             out.line(format!("  {:<14} {rel}/{p}", "remove"));
         }
-        print!("{report}");
+        crate::emit(&report);
         return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
     }
 
