@@ -71,6 +71,7 @@ pub struct UpstreamCtx {
     pub host: String,
     /// Its container has a health check the gateway can wait for.
     pub healthy: bool,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,6 +265,7 @@ impl ProjectCtx {
                 url: format!("http://{}:{}", s.crate_name, s.port),
                 host: s.crate_name.clone(),
                 healthy: !s.adopted,
+                port: s.port,
             })
             .collect();
         if let Some(m) = &p.monolith {
@@ -273,6 +275,7 @@ impl ProjectCtx {
                 url: format!("http://monolith:{}", m.port.get()),
                 host: "monolith".into(),
                 healthy: !m.is_external(),
+                port: m.port.get(),
             });
         }
         let mut routes: Vec<RouteCtx> = Vec::new();

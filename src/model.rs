@@ -373,10 +373,37 @@ impl Project {
 
     /// Parses and validates `text`; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Invalid(vec![syntax_diagnostic(&e, text, path)]))?;
+        // TOML syntax first: after a syntax error nothing else can be trusted.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(ConfigError::Invalid(vec![syntax_diagnostic(
+                &e, text, path,
+            )]));
+        }
+        // Shape errors (an unknown key, a string where a number goes) stop serde at
+        // the first one; each is reported, its line blanked in a copy, and the copy
+        // read again, so that one run reports them all. Blanking keeps every other
+        // line and column where it was.
+        let mut shape_errors = Vec::new();
+        let mut current = text.to_string();
+        let raw: RawConfig = loop {
+            match toml::from_str::<RawConfig>(&current) {
+                Ok(raw) => break raw,
+                Err(e) => {
+                    shape_errors.push(syntax_diagnostic(&e, &current, path));
+                    let blanked = e
+                        .span()
+                        .filter(|_| shape_errors.len() < 50)
+                        .and_then(|span| blank_entry(&current, span.start))
+                        .filter(|b| b.parse::<toml::Table>().is_ok());
+                    match blanked {
+                        Some(b) => current = b,
+                        None => return Err(ConfigError::Invalid(shape_errors)),
+                    }
+                }
+            }
+        };
         let mut v = Validator {
-            diags: Vec::new(),
+            diags: shape_errors,
             index: LineIndex::new(text),
             path,
             dep_spans: BTreeMap::new(),
@@ -431,6 +458,39 @@ impl Project {
     }
 }
 
+/// `text` with the entry at byte `at` replaced by spaces: its line, or a whole
+/// `[table]` (header to the next header). `None` when there is nothing to blank.
+fn blank_entry(text: &str, at: usize) -> Option<String> {
+    let start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = |from: usize| text[from..].find('\n').map_or(text.len(), |i| from + i);
+    let first = &text[start..line_end(start)];
+    if first.trim().is_empty() {
+        return None;
+    }
+    let mut end = line_end(start);
+    if first.trim_start().starts_with('[') {
+        while end < text.len() {
+            let next = end + 1;
+            if text[next..].trim_start().starts_with('[') {
+                break;
+            }
+            end = line_end(next);
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    // One space per byte: every later offset stays where it was.
+    for c in text[start..end].chars() {
+        if c == '\n' {
+            out.push('\n');
+        } else {
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        }
+    }
+    out.push_str(&text[end..]);
+    Some(out)
+}
+
 fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
     // A problem of the whole document (a missing table) is placed at its start.
     let location = Some(
@@ -438,7 +498,30 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
             .map_or((1, 1), |s| LineIndex::new(text).locate(s.start)),
     );
     let message = err.message().trim().to_string();
-    let (key, help) = unknown_field_help(&message);
+    let (mut key, mut help) = unknown_field_help(&message);
+    if key.is_empty() && message.starts_with("invalid type") {
+        // serde names the types, not the key: the key is the line's own.
+        if let Some(span) = err.span() {
+            let start = text[..span.start.min(text.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let line = text[start..].lines().next().unwrap_or_default();
+            if let Some((k, _)) = line.split_once('=') {
+                key = k.trim().trim_matches('"').to_string();
+            }
+        }
+        help = if message.contains("expected i64") {
+            Some("write a number, without quotes".into())
+        } else if message.contains("expected a boolean") {
+            Some("write true or false, without quotes".into())
+        } else if message.contains("expected a sequence") {
+            Some("write a list, e.g. [\"a\", \"b\"]".into())
+        } else if message.contains("expected a string") {
+            Some("write a string in double quotes".into())
+        } else {
+            None
+        };
+    }
     Diagnostic {
         file: path.to_path_buf(),
         location,
@@ -815,6 +898,7 @@ impl Validator<'_> {
         }
 
         let mut services = Vec::new();
+        let declared_services = raw.services.len();
         let mut seen_names: BTreeMap<String, Spanned<String>> = BTreeMap::new();
         for (i, rs) in raw.services.into_iter().enumerate() {
             let rs = rs.into_inner();
@@ -882,7 +966,10 @@ impl Validator<'_> {
                 self.err(&subject, &format!("{svc}.consumes"), msg, help);
             }
         }
-        self.cross_checks(&services, &seen_names);
+        // A service that failed validation is missing from `services`: references to
+        // its resources would be reported again, wrongly.
+        let all_valid = services.len() == declared_services;
+        self.cross_checks(&services, &seen_names, all_valid);
         self.diags.sort_by_key(|d| d.location);
 
         let monolith = match monolith {
@@ -1241,7 +1328,12 @@ impl Validator<'_> {
     }
 
     /// Checks across services: dependencies, references, routes, cycles.
-    fn cross_checks(&mut self, services: &[Service], spans: &BTreeMap<String, Spanned<String>>) {
+    fn cross_checks(
+        &mut self,
+        services: &[Service],
+        spans: &BTreeMap<String, Spanned<String>>,
+        all_valid: bool,
+    ) {
         let at = |n: &str| spans.get(n).cloned();
 
         for s in services {
@@ -1258,6 +1350,7 @@ impl Validator<'_> {
                         .iter()
                         .find(|o| o.resources.iter().any(|x| &x.name == target));
                     match owner {
+                        None if !all_valid => {}
                         None => {
                             let all: Vec<&str> = services
                                 .iter()

@@ -387,3 +387,30 @@ paths = ["/catalog"]
         &["msgen does not render modules into it"],
     );
 }
+
+#[test]
+fn every_misspelled_key_and_wrong_type_is_reported_in_one_run() {
+    fails_with(
+        "[project]\nname = \"shop\"\n\n[gatway]\nport = 8080\n\n[[services]]\nname = \"user\"\nprot = 3002\ndepend_on = [\"x\"]\n\n[[services]]\nname = \"blog\"\nport = \"3003\"\n",
+        &[
+            "services.toml:4:2: `gatway`",
+            "did you mean `gateway`?",
+            "services.toml:9:1: `prot`",
+            "did you mean `port`?",
+            "services.toml:10:1: `depend_on`",
+            "did you mean `depends_on`?",
+            "services.toml:14:8: `port`: invalid type: string \"3003\", expected i64",
+            "write a number, without quotes",
+            "4 problems found",
+        ],
+    );
+}
+
+#[test]
+fn a_broken_service_does_not_make_references_to_it_fail_too() {
+    let text = "[project]\nname = \"shop\"\n\n[[services]]\nname = \"user\"\nport = -5\n\n  [[services.resources]]\n  name = \"user\"\n  fields = { email = \"email\" }\n\n[[services]]\nname = \"blog\"\ndepends_on = [\"user\"]\n\n  [[services.resources]]\n  name = \"post\"\n  fields = { author_id = \"ref:user\" }\n";
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 1);
+    assert!(err.contains("-5 is out of range"), "{err}");
+    assert!(!err.contains("which no service declares"), "{err}");
+}
