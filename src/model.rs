@@ -484,7 +484,7 @@ fn blank_entry(text: &str, at: usize) -> Option<String> {
         if c == '\n' {
             out.push('\n');
         } else {
-            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+            out.push_str(&" ".repeat(c.len_utf8()));
         }
     }
     out.push_str(&text[end..]);
