@@ -630,6 +630,18 @@ fn run_from(
     for (p, text) in &cut.service_files {
         write_atomic(&root.join(&service_dir).join(p), text.as_bytes())?;
     }
+    out.line(format!(
+        "Splitting module `{module}` out of {rel}/ into {service_dir}/:"
+    ));
+    for p in &service_paths {
+        out.line(format!("  {:<14} {p}", "create"));
+    }
+    for p in cut.monolith_edits.keys() {
+        out.line(format!("  {:<14} {rel}/{p}", "change"));
+    }
+    for p in &cut.monolith_removals {
+        out.line(format!("  {:<14} {rel}/{p}", "remove"));
+    }
     let lock = dir.join("Cargo.lock");
     if lock.is_file() && !root.join("Cargo.lock").exists() {
         // The monolith's locked versions are the ones its code was built with.
@@ -719,7 +731,8 @@ fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_e
     let text = format!(
         "# The system around the monolith in {rel}/, adopted by `msgen split --from`.\n\
          # msgen renders the gateway, the extracted services' deployment and this\n\
-         # project's compose/Kubernetes files; it never rewrites {rel}/.\n\n\
+         # project's compose/Kubernetes files. Only `msgen split M --from {rel}` changes\n\
+         # {rel}/ (to take a module out); `msgen generate` never touches it.\n\n\
          [project]\nname = \"{name}\"\ndatabase = \"{database}\"\n\n\
          [gateway]\nport = 8080\n\n\
          # Every path no service claims goes here.\n\
