@@ -175,8 +175,12 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         _ => Vec::new(),
     };
     if !modules.iter().any(|m| m == module) {
+        let names: Vec<&str> = modules.iter().map(String::as_str).collect();
+        let hint = crate::diagnostic::did_you_mean(module, &names)
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
         return Err(Refusal(vec![format!(
-            "no module `{module}` in {root_rel}; modules found: {}",
+            "no module `{module}` in {root_rel}; modules found: {}{hint}",
             if modules.is_empty() {
                 "none".into()
             } else {

@@ -97,6 +97,7 @@ pub enum Command {
         after_help = "Examples:\n  msgen graph                 Mermaid, as in docs/architecture.md\n  msgen graph --format dot | dot -Tsvg > architecture.svg"
     )]
     Graph {
+        /// mermaid (as in docs/architecture.md) or dot (Graphviz).
         #[arg(long, value_enum, default_value_t)]
         format: GraphFormat,
     },
@@ -105,10 +106,12 @@ pub enum Command {
         after_help = "Examples:\n  msgen add-service auth            the auth template (register/login/JWT)\n  msgen add-service billing --resource invoice --depends-on user"
     )]
     AddService {
+        /// The new service's name: lower-case letters, digits and single '-'.
         name: String,
-        /// Port to listen on; the next free one by default.
-        #[arg(long)]
+        /// Port to listen on (1024-65535); the next free one by default.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1024..))]
         port: Option<u16>,
+        /// Its database; the project's default when not given.
         #[arg(long, value_enum)]
         database: Option<DatabaseArg>,
         /// crud (default), or auth for a service named "auth".
@@ -120,12 +123,13 @@ pub enum Command {
         /// A CRUD resource to start with (one `name = "string"` field).
         #[arg(long)]
         resource: Option<String>,
+        /// Print the services.toml change and the files it would write; write nothing.
         #[arg(long)]
         dry_run: bool,
     },
     /// Extract a module of the monolith into a service of its own (strangler fig).
     #[command(
-        after_help = "Examples:\n  msgen new shop --monolith --yes && cd shop\n  msgen split blog            blog becomes a service; the gateway routes its paths to it\n  msgen split blog --dry-run  show what would move"
+        after_help = "Examples:\n  msgen new shop --monolith --yes && cd shop\n  msgen split blog            blog becomes a service; the gateway routes its paths to it\n  msgen split blog --dry-run  show what would move\n  msgen split catalog --from legacy   adopt the axum + sqlx crate in ./legacy"
     )]
     Split {
         /// The module to extract.
@@ -134,6 +138,7 @@ pub enum Command {
         /// inside the project directory): the gateway and the service go beside it.
         #[arg(long, value_name = "DIR")]
         from: Option<PathBuf>,
+        /// Print what would move, change and be removed (with diffs); write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -142,7 +147,9 @@ pub enum Command {
         after_help = "Examples:\n  msgen remove-service billing --dry-run   show what would be removed\n  msgen remove-service billing"
     )]
     RemoveService {
+        /// The service to remove.
         name: String,
+        /// Print what would be removed or kept; write nothing.
         #[arg(long)]
         dry_run: bool,
     },

@@ -67,7 +67,7 @@ pub fn run(
     let project = load(root)?;
     let Some(monolith) = &project.monolith else {
         bail!(
-            "{CONFIG_FILE} declares no [monolith]: msgen split extracts a module of a modular monolith (made with `msgen new NAME --monolith`)"
+            "{CONFIG_FILE} declares no [monolith]: msgen split extracts a module of a modular monolith (made with `msgen new NAME --monolith`); for an axum application msgen did not generate, use `msgen split MODULE --from DIR`"
         );
     };
     let modules: Vec<&Service> = project.modules().collect();
@@ -77,8 +77,11 @@ pub fn run(
             .service(module)
             .map(|_| format!(" (`{module}` is already a service of its own)"))
             .unwrap_or_default();
+        let hint = crate::diagnostic::did_you_mean(module, &names)
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
         bail!(
-            "no module `{module}` in the monolith{already}; modules found: {}",
+            "no module `{module}` in the monolith{already}; modules found: {}{hint}",
             if names.is_empty() {
                 "none".to_string()
             } else {
