@@ -161,9 +161,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print msgen's man page (roff) on stdout.
+    /// Print msgen's man page, or a command's (msgen-new(1) ...), in roff on stdout.
     #[command(
-        after_help = "Examples:\n  msgen man | man -l -\n  msgen man > ~/.local/share/man/man1/msgen.1"
+        after_help = "Examples:\n  msgen man | man -l -\n  msgen man split | man -l -\n  for p in '' new generate validate graph add-service split remove-service completions; do\n    msgen man $p > ~/.local/share/man/man1/msgen${p:+-$p}.1; done"
     )]
-    Man,
+    Man {
+        /// The command whose page to print; msgen's own without it.
+        command: Option<String>,
+    },
 }

@@ -338,6 +338,22 @@ fn man_page_renders() {
         "{page}"
     );
     assert!(page.contains("add\\-service"), "{page}");
+    // The pages the main one refers to (msgen-split(1), ...) exist too.
+    let out = Command::new(msgen_bin())
+        .args(["man", "split"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(".TH msgen-split 1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = Command::new(msgen_bin())
+        .args(["man", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

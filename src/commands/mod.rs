@@ -107,8 +107,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::emit(&String::from_utf8_lossy(&script));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
+        Command::Man { command } => {
             let cmd = <Cli as clap::CommandFactory>::command();
+            let cmd = match command {
+                None => cmd,
+                Some(name) => {
+                    let names: Vec<String> = cmd
+                        .get_subcommands()
+                        .map(|c| c.get_name().to_string())
+                        .collect();
+                    let Some(sub) = cmd.find_subcommand(&name).cloned() else {
+                        return Err(crate::UsageError(format!(
+                            "no command `{name}`; commands: {}",
+                            names.join(", ")
+                        ))
+                        .into());
+                    };
+                    // The page's name, as the main page refers to it. clap takes a
+                    // static name; this runs once per process.
+                    let page: &'static str = Box::leak(format!("msgen-{name}").into_boxed_str());
+                    sub.name(page)
+                }
+            };
             let mut page = Vec::new();
             clap_mangen::Man::new(cmd)
                 .render(&mut page)

@@ -120,6 +120,13 @@ pub fn run(
         return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
     }
 
+    out.line(format!("Splitting module `{module}` out of the monolith:"));
+    for w in &plan.writes {
+        out.line(format!("  {:<14} {}", "move", w.path));
+    }
+    for r in &plan.removals {
+        out.line(format!("  {:<14} {r}", "remove"));
+    }
     // Every path is checked before anything is written.
     for p in plan.writes.iter().map(|w| &w.path).chain(&plan.removals) {
         safe_path(root, p)?;
