@@ -20,7 +20,10 @@ CARGO_TARGET_DIR="$work/target" cargo build "${flags[@]}" 2>"$work/build.log"
 end=$(date +%s.%N)
 crates=$(grep -c '^ *Compiling ' "$work/build.log" || true)
 members=$(grep -c '^ *Compiling .* (/' "$work/build.log" || true)
-dups=$(cargo tree -e normal -d --depth 0 2>/dev/null | grep -E '^[a-z0-9_-]+ v' | awk '{print $1}' | sort -u | tr '\n' ' ')
+# Crates present in more than one *version* (`cargo tree -d` also repeats a crate
+# built with two feature sets).
+dups=$(cargo tree -e normal -d --depth 0 2>/dev/null | grep -E '^[a-z0-9_-]+ v' | sort -u \
+    | awk '{n[$1]++; v[$1]=v[$1] " " $2} END {for (k in n) if (n[k] > 1) printf "%s (%s) ", k, substr(v[k], 2)}')
 printf 'cold cargo build (%s) of the built-in example: %.1f s, %s crates compiled (%s of them the workspace'"'"'s)\n' \
     "$profile" "$(echo "$end - $start" | bc)" "$crates" "$members"
 printf 'dependencies in more than one version: %s\n' "${dups:-none}"
