@@ -1024,47 +1024,6 @@ impl Scan<'_> {
         }
     }
 
-    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree, line: proc_macro2::Span) {
-        match tree {
-            syn::UseTree::Path(p) => {
-                prefix.push(p.ident.to_string());
-                self.use_tree(prefix, &p.tree, line);
-                prefix.pop();
-            }
-            syn::UseTree::Name(n) => {
-                prefix.push(n.ident.to_string());
-                let mut path = prefix.clone();
-                // `use crate::blog;` alone names the module: count it as a path into it.
-                path.push("*".into());
-                self.note(path, line);
-                prefix.pop();
-            }
-            syn::UseTree::Rename(r) => {
-                prefix.push(r.ident.to_string());
-                let mut path = prefix.clone();
-                path.push("*".into());
-                self.note(path, line);
-                prefix.pop();
-            }
-            syn::UseTree::Glob(_) => {
-                let root = match prefix.as_slice() {
-                    [c] if c == "crate" || self.aliases.contains(c) => true,
-                    [s] if s == "super" => self.here().len() == 1,
-                    _ => false,
-                };
-                self.root_glob |= root;
-                let mut path = prefix.clone();
-                path.push("*".into());
-                self.note(path, line);
-            }
-            syn::UseTree::Group(g) => {
-                for t in &g.items {
-                    self.use_tree(prefix, t, line);
-                }
-            }
-        }
-    }
-
     /// Paths hidden in macro arguments: `crate :: x`, `super :: x`, `m :: x`.
     fn macro_tokens(&mut self, tokens: TokenStream) {
         let trees: Vec<TokenTree> = tokens.into_iter().collect();
@@ -1108,7 +1067,20 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     }
 
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
-        self.use_tree(&mut Vec::new(), &item.tree, item.use_token.span);
+        for (mut path, glob) in crate::rust_refs::use_paths(&item.tree) {
+            if glob {
+                // `use super::*` in a top-level module (or `use crate::*`) brings the
+                // root's modules into scope under their plain names.
+                self.root_glob |= match path.as_slice() {
+                    [c] if c == "crate" || self.aliases.contains(c) => true,
+                    [s] if s == "super" => self.here().len() == 1,
+                    _ => false,
+                };
+            }
+            // A module named alone (`use crate::blog;`) counts as a path into it.
+            path.push("*".into());
+            self.note(path, item.use_token.span);
+        }
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {

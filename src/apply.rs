@@ -86,24 +86,7 @@ impl Outcome {
 
 /// Rejects paths that could leave `root`: absolute, `..`, or through a symbolic link.
 pub fn safe_path(root: &Path, rel: &str) -> Result<PathBuf> {
-    let relp = Path::new(rel);
-    if rel.is_empty() || !relp.components().all(|c| matches!(c, Component::Normal(_))) {
-        bail!("refusing to write {rel:?}: not a plain relative path inside the project");
-    }
-    let mut cur = root.to_path_buf();
-    for c in relp.components() {
-        cur.push(c);
-        if let Ok(meta) = fs::symlink_metadata(&cur) {
-            if meta.file_type().is_symlink() {
-                bail!(
-                    "refusing to write {}: {} is a symbolic link, which could lead outside the project",
-                    rel,
-                    cur.display()
-                );
-            }
-        }
-    }
-    Ok(root.join(relp))
+    Dirs::default().safe_path(root, rel)
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>> {
@@ -368,7 +351,8 @@ struct Dirs {
 }
 
 impl Dirs {
-    /// [`safe_path`], skipping the directories already known.
+    /// [`safe_path`], skipping the directories already known and not looking
+    /// below one found missing.
     fn safe_path(&mut self, root: &Path, rel: &str) -> Result<PathBuf> {
         let relp = Path::new(rel);
         if rel.is_empty() || !relp.components().all(|c| matches!(c, Component::Normal(_))) {

@@ -33,6 +33,39 @@ pub fn find_module_refs(source: &str, modules: &[String]) -> Result<Vec<ModuleRe
     Ok(v.found)
 }
 
+/// Every path a `use` tree brings in, and whether it is a glob: `use a::{b, c::*}`
+/// gives `(["a", "b"], false)` and `(["a", "c"], true)`; renames keep the original.
+pub fn use_paths(tree: &syn::UseTree) -> Vec<(Vec<String>, bool)> {
+    fn walk(prefix: &mut Vec<String>, tree: &syn::UseTree, out: &mut Vec<(Vec<String>, bool)>) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                walk(prefix, &p.tree, out);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                let mut path = prefix.clone();
+                path.push(n.ident.to_string());
+                out.push((path, false));
+            }
+            syn::UseTree::Rename(r) => {
+                let mut path = prefix.clone();
+                path.push(r.ident.to_string());
+                out.push((path, false));
+            }
+            syn::UseTree::Glob(_) => out.push((prefix.clone(), true)),
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    walk(prefix, t, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&mut Vec::new(), tree, &mut out);
+    out
+}
+
 struct Finder<'a> {
     modules: &'a [String],
     found: Vec<ModuleRef>,
@@ -46,32 +79,6 @@ impl Finder<'_> {
                 path: segments.join("::"),
                 module: segments[1].clone(),
             });
-        }
-    }
-
-    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree, line: usize) {
-        match tree {
-            syn::UseTree::Path(p) => {
-                prefix.push(p.ident.to_string());
-                self.use_tree(prefix, &p.tree, line);
-                prefix.pop();
-            }
-            syn::UseTree::Name(n) => {
-                prefix.push(n.ident.to_string());
-                self.check(prefix, line);
-                prefix.pop();
-            }
-            syn::UseTree::Rename(r) => {
-                prefix.push(r.ident.to_string());
-                self.check(prefix, line);
-                prefix.pop();
-            }
-            syn::UseTree::Glob(_) => self.check(prefix, line),
-            syn::UseTree::Group(g) => {
-                for t in &g.items {
-                    self.use_tree(prefix, t, line);
-                }
-            }
         }
     }
 }
@@ -90,7 +97,9 @@ impl<'ast> Visit<'ast> for Finder<'_> {
 
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
         let line = item.use_token.span.start().line;
-        self.use_tree(&mut Vec::new(), &item.tree, line);
+        for (path, _glob) in use_paths(&item.tree) {
+            self.check(&path, line);
+        }
     }
 }
 

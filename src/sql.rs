@@ -186,6 +186,15 @@ const NOT_TABLES: &[&str] = &[
     "cascade", "restrict", "no", "action", "default", "null",
 ];
 
+/// The table named after the keyword at `i`, past `IF NOT EXISTS`, `ONLY`, `TABLE`.
+fn table_after(words: &[String], i: usize) -> Option<String> {
+    let t = words[i + 1..]
+        .iter()
+        .find(|n| !matches!(n.as_str(), "if" | "not" | "exists" | "only" | "table"))?;
+    let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
+    (is_name && !NOT_TABLES.contains(&t.as_str())).then(|| t.clone())
+}
+
 /// Tables a statement names after FROM, JOIN, INTO, UPDATE, TABLE, REFERENCES (and
 /// ON, in CREATE INDEX).
 pub fn tables_in(sql: &str) -> Vec<String> {
@@ -204,17 +213,9 @@ pub fn tables_in(sql: &str) -> Vec<String> {
         if !keyword {
             continue;
         }
-        let mut j = i + 1;
-        while words
-            .get(j)
-            .is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only"))
-        {
-            j += 1;
-        }
-        if let Some(t) = words.get(j) {
-            let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
-            if is_name && !NOT_TABLES.contains(&t.as_str()) && !out.contains(t) {
-                out.push(t.clone());
+        if let Some(t) = table_after(&words, i) {
+            if !out.contains(&t) {
+                out.push(t);
             }
         }
     }
@@ -241,17 +242,9 @@ pub fn written_tables(sql: &str) -> Vec<String> {
         if !write {
             continue;
         }
-        let mut j = i + 1;
-        while words
-            .get(j)
-            .is_some_and(|n| matches!(n.as_str(), "if" | "not" | "exists" | "only" | "table"))
-        {
-            j += 1;
-        }
-        if let Some(t) = words.get(j) {
-            let is_name = t.starts_with(|c: char| c.is_alphabetic() || c == '_');
-            if is_name && !NOT_TABLES.contains(&t.as_str()) && !out.contains(t) {
-                out.push(t.clone());
+        if let Some(t) = table_after(&words, i) {
+            if !out.contains(&t) {
+                out.push(t);
             }
         }
     }
@@ -265,7 +258,7 @@ pub fn created_table(stmt: &str) -> Option<String> {
         return None;
     }
     let t = words.iter().take(4).position(|w| w == "table")?;
-    tables_in(&words[t..].join(" ")).into_iter().next()
+    table_after(&words, t)
 }
 
 /// Foreign-key actions and options that follow `REFERENCES t (cols)`.
