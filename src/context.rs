@@ -179,10 +179,9 @@ pub struct ResourceCtx {
     /// Whether any field refers to another resource (local or remote).
     pub has_refs: bool,
     pub remote_refs: Vec<RemoteRefCtx>,
-    /// rustfmt keeps `routes!(a, b)` on one line while the call fits in 60 columns
-    /// (`fn_call_width`): for the collection's and the item's handler groups.
-    pub routes_list_inline: bool,
-    pub routes_item_inline: bool,
+    /// The `.routes(routes!(..))` lines registering its handlers in a router built
+    /// with utoipa-axum, formatted as rustfmt formats them.
+    pub routes_calls: String,
     /// Some reference is checked over HTTP (else in process, or a foreign key).
     pub http_refs: bool,
     /// Events the owning service publishes on this resource's writes.
@@ -634,6 +633,28 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
     }
 }
 
+/// `.routes(routes!(handlers::<resource>::<op>, ..))`, on one line while the macro
+/// call fits in rustfmt's 60 columns (`fn_call_width`), else one handler per line.
+fn routes_call(resource: &str, ops: &[&str]) -> String {
+    let handlers: Vec<String> = ops
+        .iter()
+        .map(|op| format!("handlers::{resource}::{op}"))
+        .collect();
+    let inline = handlers.join(", ");
+    if "routes!()".len() + inline.len() <= 60 {
+        format!("        .routes(routes!({inline}))")
+    } else {
+        let lines: Vec<String> = handlers
+            .iter()
+            .map(|h| format!("            {h}"))
+            .collect();
+        format!(
+            "        .routes(routes!(\n{}\n        ))",
+            lines.join(",\n")
+        )
+    }
+}
+
 fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut v: Vec<String> = items.into_iter().collect();
     v.sort();
@@ -675,15 +696,12 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         _ => false,
     });
     let publishes = |action: &str| s.publishes.contains(&format!("{}.{action}", r.name));
-    let handlers = |ops: &[&str]| {
-        ops.iter()
-            .map(|op| format!("handlers::{}::{op}", r.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     ResourceCtx {
-        routes_list_inline: "routes!()".len() + handlers(&["list", "create"]).len() <= 60,
-        routes_item_inline: "routes!()".len() + handlers(&["get", "update", "delete"]).len() <= 60,
+        routes_calls: [&["list", "create"][..], &["get", "update", "delete"]]
+            .iter()
+            .map(|ops| routes_call(&r.name, ops))
+            .collect::<Vec<_>>()
+            .join("\n"),
         http_refs,
         publish_created: publishes("created"),
         publish_updated: publishes("updated"),

