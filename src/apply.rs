@@ -440,13 +440,16 @@ pub fn render_diff(c: &Change) -> Option<String> {
         Action::Delete { old } => (old.as_str(), ""),
         _ => return None,
     };
-    let patch = diffy::create_patch(old, new);
-    let text = patch.to_string();
+    Some(unified_diff(&c.path, old, new))
+}
+
+/// A unified diff of `path` from `old` to `new`, labelled `a/path` and `b/path`.
+pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
     // diffy labels both sides "original"/"modified"; name the file instead.
-    Some(
-        text.replacen("--- original", &format!("--- a/{}", c.path), 1)
-            .replacen("+++ modified", &format!("+++ b/{}", c.path), 1),
-    )
+    diffy::create_patch(old, new)
+        .to_string()
+        .replacen("--- original", &format!("--- a/{path}"), 1)
+        .replacen("+++ modified", &format!("+++ b/{path}"), 1)
 }
 
 pub fn verb(a: &Action) -> &'static str {

@@ -63,12 +63,7 @@ pub fn render_into(
         }
         Mode::DryRun => {
             if let Some(new) = config_changes {
-                crate::emit(
-                    &(diffy::create_patch(&old_config, new)
-                        .to_string()
-                        .replacen("--- original", "--- a/services.toml", 1)
-                        .replacen("+++ modified", "+++ b/services.toml", 1)),
-                );
+                crate::emit(&apply::unified_diff(CONFIG_FILE, &old_config, new));
             }
             for c in outcome.pending() {
                 match &c.action {

@@ -621,12 +621,7 @@ fn run_from(
         for (p, new) in &cut.monolith_edits {
             out.line(format!("  {:<14} {rel}/{p}", "change"));
             let old = src.files.get(p).map(String::as_str).unwrap_or_default();
-            crate::emit(
-                &(diffy::create_patch(old, new)
-                    .to_string()
-                    .replacen("--- original", &format!("--- a/{rel}/{p}"), 1)
-                    .replacen("+++ modified", &format!("+++ b/{rel}/{p}"), 1)),
-            );
+            crate::emit(&crate::apply::unified_diff(&format!("{rel}/{p}"), old, new));
         }
         for p in &cut.monolith_removals {
             out.line(format!("  {:<14} {rel}/{p}", "remove"));
