@@ -47,6 +47,8 @@ pub enum Action {
     },
     /// Stale but edited by the user: kept, and no longer tracked.
     KeepEdited,
+    /// A stale migration: kept (it may have run against a database), no longer tracked.
+    KeepMigration,
     /// Only the record in `.msgen/` changes.
     Record,
     Unchanged,
@@ -227,7 +229,7 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
         let migration = rel.contains("/migrations/") && rel.ends_with(".sql");
         let action = match current {
             None => Action::Record,
-            Some(_) if migration => Action::Record,
+            Some(_) if migration => Action::KeepMigration,
             Some(cur) if Some(&cur) == base.as_ref() => Action::Delete { old: cur },
             Some(_) => Action::KeepEdited,
         };
@@ -321,7 +323,11 @@ pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
                 remove_empty_parents(root, &target);
                 dirs.forget();
             }
-            Action::Foreign | Action::KeepEdited | Action::Record | Action::Unchanged => {}
+            Action::Foreign
+            | Action::KeepEdited
+            | Action::KeepMigration
+            | Action::Record
+            | Action::Unchanged => {}
         }
         // The record follows the tree: if we are killed in between, the next run
         // sees the new file against the old base, and the merge yields the new file.
@@ -461,6 +467,7 @@ pub fn verb(a: &Action) -> &'static str {
         Action::Foreign => "CONFLICT",
         Action::Delete { .. } => "remove",
         Action::KeepEdited => "keep (edited)",
+        Action::KeepMigration => "keep (migration)",
         Action::Record => "record",
         Action::Unchanged => "unchanged",
     }

@@ -118,6 +118,19 @@ fn add_and_remove_service_summarise_what_changed() {
     assert!(text.contains(
         "note: services/billing/src/handlers/invoice.rs is no longer generated but you edited it"
     ));
+    // Its migration stays too (it may have run), and the summary says which.
+    assert!(counts.contains("1 migration(s) kept"), "{text}");
+    assert!(
+        text.contains("\n    keep     billing/migrations/0003_create_invoices.sql\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: services/billing/migrations/0003_create_invoices.sql is no longer generated but was kept"),
+        "{text}"
+    );
+    assert!(root
+        .join("services/billing/migrations/0003_create_invoices.sql")
+        .is_file());
 }
 
 #[test]
@@ -338,16 +351,24 @@ fn man_page_renders() {
         "{page}"
     );
     assert!(page.contains("add\\-service"), "{page}");
+    // The synopsis names every option's value, and roff's preamble comes once.
+    assert!(
+        page.contains(".SH SYNOPSIS\n\\fBmsgen\\fR [\\fB\\-C\\fR \\fIDIR\\fR] [\\fB\\-q\\fR|\\fB\\-\\-quiet\\fR]"),
+        "{page}"
+    );
+    assert_eq!(page.matches(".el .ds Aq").count(), 1, "{page}");
     // The pages the main one refers to (msgen-split(1), ...) exist too.
     let out = Command::new(msgen_bin())
         .args(["man", "split"])
         .output()
         .unwrap();
     assert_ok(&out);
+    let page = stdout(&out);
+    assert!(page.contains(".TH msgen-split 1"), "{page}");
     assert!(
-        stdout(&out).contains(".TH msgen-split 1"),
-        "{}",
-        stdout(&out)
+        page.contains("\\fBmsgen split\\fR [\\fB\\-\\-from\\fR \\fIDIR\\fR]")
+            && page.contains("<\\fIMODULE\\fR>"),
+        "{page}"
     );
     let out = Command::new(msgen_bin())
         .args(["man", "nope"])

@@ -646,9 +646,51 @@ fn all_ok(url: &str, token: &str, n: usize) {
     }
 }
 
+/// The spans of `trace_id` the collector received from the gateway (server), blog
+/// (server), user (server) and user's event consumer, waiting for the batches to come.
+fn exported_trace(
+    collector: &common::otlp::Collector,
+    trace_id: &str,
+) -> (
+    common::otlp::Span,
+    common::otlp::Span,
+    common::otlp::Span,
+    common::otlp::Span,
+) {
+    const SERVER: u64 = 2;
+    const CONSUMER: u64 = 5;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans: Vec<_> = collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect();
+        let find = |service: &str, kind: u64| {
+            spans
+                .iter()
+                .find(|s| s.service == service && s.kind == kind)
+                .cloned()
+        };
+        if let (Some(g), Some(b), Some(u), Some(c)) = (
+            find("gateway", SERVER),
+            find("blog-service", SERVER),
+            find("user-service", SERVER),
+            find("user-service", CONSUMER),
+        ) {
+            return (g, b, u, c);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spans of trace {trace_id} did not all reach the collector: {spans:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 /// Observability first: one request with a `traceparent` followed through the
 /// gateway into blog and the user service it calls (the same trace id in the three
-/// logs), and counted by each binary's `/metrics`. Then load and faults: 60 s of
+/// logs, and as one tree of exported OpenTelemetry spans), and counted by each
+/// binary's `/metrics`. Then load and faults: 60 s of
 /// wrk (100 connections) through the gateway
 /// with no error and flat memory; a service killed during load and started again is
 /// served without restarting the gateway; its database connections dropped during
@@ -668,12 +710,16 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     let env = |i: usize| service_env("postgres", dir.path(), &run_id, names[i], ports[i], &url(1));
     let gw_port = free_port();
     let gw = format!("http://127.0.0.1:{gw_port}");
+    let collector = common::otlp::Collector::start();
     // Starts the three services and the gateway; with `logs`, each logs every
-    // request (with its trace id) into `logs/<name>.log`.
+    // request (with its trace id) into `logs/<name>.log` and exports its spans to
+    // `collector`.
     let start = |logs: Option<&Path>, metrics_port: u16| -> (Vec<Proc>, Proc) {
         let launch = |name: &str, mut env: Vec<(String, String)>| match logs {
             Some(dir) => {
                 env.push(("RUST_LOG".into(), "info,tower_http=debug".into()));
+                env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.endpoint()));
+                env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
                 Proc::start_logged(&bin, name, &env, &dir.join(format!("{name}.log")))
             }
             None => Proc::start(&bin, name, &env),
@@ -752,6 +798,17 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     // The metrics stay inside: the gateway's public port does not serve them.
     let (status, _) = call("GET", &format!("{gw}/metrics"), None, None);
     assert_eq!(status, 404);
+
+    // The same request as OpenTelemetry spans: one tree, from the caller's span
+    // through the gateway into blog, then into user by REST and by the event.
+    let (gateway_span, blog_span, user_span, consumer_span) = exported_trace(&collector, trace_id);
+    assert_eq!(gateway_span.parent, "00f067aa0ba902b7", "{gateway_span:?}");
+    assert_eq!(blog_span.parent, gateway_span.span_id, "{blog_span:?}");
+    assert_eq!(blog_span.name, "POST /api/v1/posts");
+    assert_eq!(user_span.parent, blog_span.span_id, "{user_span:?}");
+    assert_eq!(user_span.name, "GET /api/v1/users/{id}");
+    assert_eq!(consumer_span.parent, blog_span.span_id, "{consumer_span:?}");
+    assert_eq!(consumer_span.name, "post.created process");
 
     // OpenAPI: every service's document and the gateway's merged one are valid.
     for (what, base) in [

@@ -76,6 +76,10 @@ pub fn render_into(
                         "keep {}: no longer generated, but edited by you; it would be kept\n",
                         c.path
                     )),
+                    Action::KeepMigration => crate::emit(&format!(
+                        "keep {}: a migration no longer generated; it would be kept, since it may have run\n",
+                        c.path
+                    )),
                     _ => {
                         if let Some(d) = apply::render_diff(c) {
                             crate::emit(&d.to_string());
@@ -130,16 +134,18 @@ pub fn render_into(
                 }
                 return Err(CheckFailed(msg).into());
             }
-            let kept: Vec<&str> = outcome
-                .changes
-                .iter()
-                .filter(|c| c.action == Action::KeepEdited)
-                .map(|c| c.path.as_str())
-                .collect();
-            for k in kept {
-                out.note(&format!(
-                    "{k} is no longer generated but you edited it, so it was kept"
-                ));
+            for c in &outcome.changes {
+                match c.action {
+                    Action::KeepEdited => out.note(&format!(
+                        "{} is no longer generated but you edited it, so it was kept",
+                        c.path
+                    )),
+                    Action::KeepMigration => out.note(&format!(
+                        "{} is no longer generated but was kept: it may have run against a database (delete it by hand once no database needs it)",
+                        c.path
+                    )),
+                    _ => {}
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

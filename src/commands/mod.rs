@@ -108,9 +108,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { command } => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            let cmd = match command {
-                None => cmd,
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Built first, so each command's page lists the global options too.
+            cmd.build();
+            let (cmd, invoked_as) = match command {
+                None => (cmd, "msgen".to_string()),
                 Some(name) => {
                     let names: Vec<String> = cmd
                         .get_subcommands()
@@ -126,17 +128,99 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     // The page's name, as the main page refers to it. clap takes a
                     // static name; this runs once per process.
                     let page: &'static str = Box::leak(format!("msgen-{name}").into_boxed_str());
-                    sub.name(page)
+                    let sub = sub.name(page).version(env!("CARGO_PKG_VERSION"));
+                    (sub, format!("msgen {name}"))
                 }
             };
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cmd)
-                .render(&mut page)
-                .context("writing the man page")?;
+            let page = man_page(cmd, &invoked_as).context("writing the man page")?;
             crate::emit(&String::from_utf8_lossy(&page));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The man page of `cmd`: clap_mangen's sections, with a synopsis of our own that
+/// shows every option's value (`[-C DIR]`), which clap_mangen's leaves out.
+fn man_page(mut cmd: clap::Command, invoked_as: &str) -> std::io::Result<Vec<u8>> {
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    page.extend_from_slice(synopsis(&cmd, invoked_as).as_bytes());
+    man.render_description_section(&mut page)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(&mut page)?;
+    }
+    if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
+        man.render_extra_section(&mut page)?;
+    }
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut page)?;
+    }
+    // Each section rendered alone repeats roff's two-line preamble: keep the first.
+    let text = String::from_utf8_lossy(&page).into_owned();
+    let mut seen = std::collections::HashSet::new();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            (!l.starts_with(".ie \\n(.g") && !l.starts_with(".el .ds Aq")) || seen.insert(*l)
+        })
+        .collect();
+    Ok((lines.join("\n") + "\n").into_bytes())
+}
+
+/// `.SH SYNOPSIS` in roff: `msgen [-C DIR] [-q|--quiet] ... <command>`.
+fn synopsis(cmd: &clap::Command, invoked_as: &str) -> String {
+    let roff = |s: &str| s.replace('\\', "\\\\").replace('-', "\\-");
+    let mut line = format!("\\fB{}\\fR", roff(invoked_as));
+    let value = |arg: &clap::Arg| {
+        let names = arg.get_value_names().map_or_else(
+            || arg.get_id().as_str().to_uppercase(),
+            |names| {
+                names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+        format!("\\fI{}\\fR", roff(&names))
+    };
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(s), Some(l)) => format!("\\fB\\-{s}\\fR|\\fB\\-\\-{}\\fR", roff(l)),
+            (Some(s), None) => format!("\\fB\\-{s}\\fR"),
+            (None, Some(l)) => format!("\\fB\\-\\-{}\\fR", roff(l)),
+            (None, None) => continue,
+        };
+        let flag = if arg.get_action().takes_values() {
+            format!("{flag} {}", value(arg))
+        } else {
+            flag
+        };
+        let (open, close) = if arg.is_required_set() {
+            ("<", ">")
+        } else {
+            ("[", "]")
+        };
+        line.push_str(&format!(" {open}{flag}{close}"));
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set()) {
+        let (open, close) = if arg.is_required_set() {
+            ("<", ">")
+        } else {
+            ("[", "]")
+        };
+        line.push_str(&format!(" {open}{}{close}", value(arg)));
+    }
+    if cmd.has_subcommands() {
+        line.push_str(" <\\fIcommand\\fR>");
+    }
+    format!(".SH SYNOPSIS\n{line}\n")
 }
 
 /// Loads and validates `services.toml` in `root`.

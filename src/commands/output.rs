@@ -29,6 +29,7 @@ pub enum Kind {
     Merged,
     Removed,
     Kept,
+    KeptMigration,
     Conflict,
 }
 
@@ -42,6 +43,7 @@ impl Kind {
             Action::Conflict { .. } | Action::Foreign => Kind::Conflict,
             Action::Delete { .. } => Kind::Removed,
             Action::KeepEdited => Kind::Kept,
+            Action::KeepMigration => Kind::KeptMigration,
             Action::Record | Action::Unchanged => return None,
         })
     }
@@ -52,7 +54,7 @@ impl Kind {
             Kind::Updated => "update",
             Kind::Merged => "merge",
             Kind::Removed => "remove",
-            Kind::Kept => "keep",
+            Kind::Kept | Kind::KeptMigration => "keep",
             Kind::Conflict => "CONFLICT",
         }
     }
@@ -64,6 +66,7 @@ impl Kind {
             Kind::Merged => format!("{n} merged"),
             Kind::Removed => format!("{n} removed"),
             Kind::Kept => format!("{n} kept (edited by you)"),
+            Kind::KeptMigration => format!("{n} migration(s) kept (they may have run)"),
             Kind::Conflict if n == 1 => "1 conflict".to_string(),
             Kind::Conflict => format!("{n} conflicts"),
         }
@@ -75,7 +78,7 @@ impl Kind {
             Kind::Updated => AnsiColor::Cyan.on_default(),
             Kind::Merged => AnsiColor::Magenta.on_default(),
             Kind::Removed => AnsiColor::Red.on_default(),
-            Kind::Kept => AnsiColor::Yellow.on_default(),
+            Kind::Kept | Kind::KeptMigration => AnsiColor::Yellow.on_default(),
             Kind::Conflict => AnsiColor::Red.on_default().bold(),
         }
     }
