@@ -646,17 +646,15 @@ fn all_ok(url: &str, token: &str, n: usize) {
     }
 }
 
-/// The spans of `trace_id` the collector received from the gateway (server), blog
-/// (server), user (server) and user's event consumer, waiting for the batches to come.
+/// The spans of `trace_id` the collector received, as one chain: the gateway's
+/// server span (child of `caller`), blog's server span under it, and under blog's,
+/// user's server span (the REST call) and user's consumer span (the event). Waits
+/// for the batches to come.
 fn exported_trace(
     collector: &common::otlp::Collector,
     trace_id: &str,
-) -> (
-    common::otlp::Span,
-    common::otlp::Span,
-    common::otlp::Span,
-    common::otlp::Span,
-) {
+    caller: &str,
+) -> [common::otlp::Span; 4] {
     const SERVER: u64 = 2;
     const CONSUMER: u64 = 5;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -666,27 +664,33 @@ fn exported_trace(
             .into_iter()
             .filter(|s| s.trace_id == trace_id)
             .collect();
-        let find = |service: &str, kind: u64| {
+        let child = |service: &str, kind: u64, parent: &str| {
             spans
                 .iter()
-                .find(|s| s.service == service && s.kind == kind)
+                .find(|s| s.service == service && s.kind == kind && s.parent == parent)
                 .cloned()
         };
-        if let (Some(g), Some(b), Some(u), Some(c)) = (
-            find("gateway", SERVER),
-            find("blog-service", SERVER),
-            find("user-service", SERVER),
-            find("user-service", CONSUMER),
-        ) {
-            return (g, b, u, c);
+        let gateway = child("gateway", SERVER, caller);
+        let blog = gateway
+            .as_ref()
+            .and_then(|g| child("blog-service", SERVER, &g.span_id));
+        let user = blog
+            .as_ref()
+            .and_then(|b| child("user-service", SERVER, &b.span_id));
+        let consumer = blog
+            .as_ref()
+            .and_then(|b| child("user-service", CONSUMER, &b.span_id));
+        if let (Some(g), Some(b), Some(u), Some(c)) = (gateway, blog, user, consumer) {
+            return [g, b, u, c];
         }
         assert!(
             Instant::now() < deadline,
-            "the spans of trace {trace_id} did not all reach the collector: {spans:#?}"
+            "the spans of trace {trace_id} do not all reach the collector as one chain: {spans:#?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
 /// Observability first: one request with a `traceparent` followed through the
 /// gateway into blog and the user service it calls (the same trace id in the three
 /// logs, and as one tree of exported OpenTelemetry spans), and counted by each
@@ -718,8 +722,9 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
         let launch = |name: &str, mut env: Vec<(String, String)>| match logs {
             Some(dir) => {
                 env.push(("RUST_LOG".into(), "info,tower_http=debug".into()));
+                // The default batch delay (5 s): the spans of the last requests
+                // before SIGTERM reach the collector only if shutdown flushes them.
                 env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.endpoint()));
-                env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
                 Proc::start_logged(&bin, name, &env, &dir.join(format!("{name}.log")))
             }
             None => Proc::start(&bin, name, &env),
@@ -801,14 +806,20 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
 
     // The same request as OpenTelemetry spans: one tree, from the caller's span
     // through the gateway into blog, then into user by REST and by the event.
-    let (gateway_span, blog_span, user_span, consumer_span) = exported_trace(&collector, trace_id);
-    assert_eq!(gateway_span.parent, "00f067aa0ba902b7", "{gateway_span:?}");
-    assert_eq!(blog_span.parent, gateway_span.span_id, "{blog_span:?}");
+    let [_, blog_span, user_span, consumer_span] =
+        exported_trace(&collector, trace_id, "00f067aa0ba902b7");
     assert_eq!(blog_span.name, "POST /api/v1/posts");
-    assert_eq!(user_span.parent, blog_span.span_id, "{user_span:?}");
     assert_eq!(user_span.name, "GET /api/v1/users/{id}");
-    assert_eq!(consumer_span.parent, blog_span.span_id, "{consumer_span:?}");
     assert_eq!(consumer_span.name, "post.created process");
+    // Probes are not traced.
+    assert!(
+        collector
+            .spans()
+            .iter()
+            .all(|s| !s.name.contains("/health")),
+        "{:#?}",
+        collector.spans()
+    );
 
     // OpenAPI: every service's document and the gateway's merged one are valid.
     for (what, base) in [
@@ -850,9 +861,30 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
             assert_eq!(doc["x-unavailable"], json!(["billing"]));
         }
     }
+    // A request just before SIGTERM: its spans are still in the batch, and
+    // shutting down sends them.
+    let last_trace = "5e3c2f1a9b8d7c6e5f4a3b2c1d0e9f8a";
+    let response = ureq::get(&format!("{gw}/api/v1/users/{author}"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set(
+            "traceparent",
+            &format!("00-{last_trace}-00f067aa0ba902b7-01"),
+        )
+        .call()
+        .expect("the author is read");
+    assert_eq!(response.status(), 200);
     gateway.terminate();
     for p in procs {
         p.terminate();
+    }
+    let flushed = collector.spans();
+    for service in ["gateway", "user-service"] {
+        assert!(
+            flushed
+                .iter()
+                .any(|s| s.trace_id == last_trace && s.service == service),
+            "{service} did not send its last span on SIGTERM: {flushed:#?}"
+        );
     }
     for name in ["gateway", "blog-service", "user-service"] {
         let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap();
