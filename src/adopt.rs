@@ -37,6 +37,9 @@ pub struct Source {
     /// `migrations/*.sql`, by file name.
     pub migrations: BTreeMap<String, String>,
     pub has_build_script: bool,
+    /// Tables that services split out earlier own (table → service): they stay
+    /// with those services, never copied into this one.
+    pub owned_elsewhere: BTreeMap<String, String>,
 }
 
 /// A problem that stops the split; nothing has been written.
@@ -649,10 +652,25 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     let used_elsewhere: BTreeSet<&String> = other_uses.iter().map(|(_, _, t)| t).collect();
     let target_tables: BTreeSet<String> = reads
         .iter()
+        .filter(|t| !src.owned_elsewhere.contains_key(*t))
         .filter(|t| writes.contains(*t) || !used_elsewhere.contains(t))
         .cloned()
         .collect();
-    for t in reads.iter().filter(|t| !target_tables.contains(*t)) {
+    for (t, owner) in reads
+        .iter()
+        .filter_map(|t| src.owned_elsewhere.get(t).map(|o| (t, o)))
+    {
+        report.human.push(format!(
+            "{}: the module {} table `{t}`, which service `{owner}` owns since an earlier split: the service's database has no `{t}`; call {owner}'s API instead (through the gateway, or {}_SERVICE_URL)",
+            read_at.get(t).map_or("", String::as_str),
+            if writes.contains(t) { "writes" } else { "reads" },
+            owner.to_uppercase().replace('-', "_"),
+        ));
+    }
+    for t in reads
+        .iter()
+        .filter(|t| !target_tables.contains(*t) && !src.owned_elsewhere.contains_key(*t))
+    {
         report.human.push(format!(
             "{}: the module reads table `{t}`, which the rest of the monolith uses and keeps: the service's database has no `{t}`; read it through the monolith's API instead",
             read_at.get(t).map_or("", String::as_str)

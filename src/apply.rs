@@ -100,7 +100,8 @@ fn read_opt(path: &Path) -> Result<Option<String>> {
 }
 
 /// Every path with a base record, relative to the project root.
-fn recorded(root: &Path) -> Result<BTreeSet<String>> {
+/// The files msgen generated last time (paths relative to `root`).
+pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     let base = root.join(BASE_DIR);
     let mut stack = vec![base.clone()];

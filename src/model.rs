@@ -389,7 +389,16 @@ impl Project {
             match toml::from_str::<RawConfig>(&current) {
                 Ok(raw) => break raw,
                 Err(e) => {
-                    shape_errors.push(syntax_diagnostic(&e, &current, path));
+                    let d = syntax_diagnostic(&e, &current, path);
+                    // A problem of the whole document (no `[project]`) comes back
+                    // however the copy is blanked: once is enough.
+                    let again = shape_errors.last().is_some_and(|l: &Diagnostic| {
+                        l.message == d.message && l.location == d.location && l.key == d.key
+                    });
+                    if again {
+                        return Err(ConfigError::Invalid(shape_errors));
+                    }
+                    shape_errors.push(d);
                     let blanked = e
                         .span()
                         .filter(|_| shape_errors.len() < 50)
@@ -497,7 +506,12 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
         err.span()
             .map_or((1, 1), |s| LineIndex::new(text).locate(s.start)),
     );
-    let message = err.message().trim().to_string();
+    // serde names Rust types; the user wrote TOML.
+    let message = err
+        .message()
+        .trim()
+        .replace("expected i64", "expected a whole number")
+        .replace("expected u16", "expected a whole number");
     let (mut key, mut help) = unknown_field_help(&message);
     if key.is_empty() && message.starts_with("invalid type") {
         // serde names the types, not the key: the key is the line's own.
@@ -510,7 +524,7 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
                 key = k.trim().trim_matches('"').to_string();
             }
         }
-        help = if message.contains("expected i64") {
+        help = if message.contains("expected a whole number") {
             Some("write a number, without quotes".into())
         } else if message.contains("expected a boolean") {
             Some("write true or false, without quotes".into())
@@ -1466,7 +1480,8 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
         }
         stack.push(s);
         if let Some(svc) = services.iter().find(|x| x.name.as_str() == s) {
-            for d in &svc.depends_on {
+            // Depending on itself is reported on its own, not as a cycle.
+            for d in svc.depends_on.iter().filter(|d| d.as_str() != s) {
                 if let Some(c) = visit(d.as_str(), services, stack, done) {
                     return Some(c);
                 }

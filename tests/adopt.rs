@@ -359,6 +359,21 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
         "{config}"
     );
     assert!(config.contains("paths = [\"/orders\"]"), "{config}");
+    // products belongs to catalog now: orders gets no copy of it, and the report
+    // sends orders' join to catalog.
+    let migration =
+        fs::read_to_string(root.join("services/orders/migrations/0001_shop.sql")).unwrap();
+    assert!(
+        migration.contains("CREATE TABLE orders") && !migration.contains("CREATE TABLE products"),
+        "{migration}"
+    );
+    let report = fs::read_to_string(root.join("docs/split-orders.md")).unwrap();
+    assert!(
+        report.contains("src/orders.rs:28: the module reads table `products`, which service `catalog` owns since an earlier split")
+            && report.contains("CATALOG_SERVICE_URL"),
+        "{report}"
+    );
+    assert!(!report.contains("- `products`"), "{report}");
     let lib = fs::read_to_string(root.join("legacy/src/lib.rs")).unwrap();
     assert!(
         !lib.contains("mod orders") && !lib.contains("mod catalog"),

@@ -451,3 +451,50 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn options_that_break_the_file_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    // The built-in example's auth service stores users: --database none cannot fit.
+    let out = msgen(dir.path(), &["new", "x", "--yes", "--database", "none"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--database none would make <built-in example> invalid; nothing was written")
+            && err.contains("the auth template stores users"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("<built-in example>:"),
+        "no line of a file never written: {err}"
+    );
+    assert!(!dir.path().join("x").exists());
+
+    // add-service on the gateway's port: told as the option's doing.
+    let root = project(dir.path());
+    let before = fs::read_to_string(root.join("services.toml")).unwrap();
+    let out = msgen(&root, &["add-service", "shop", "--port", "8080"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("adding `shop` would make ")
+            && err.contains("services.toml invalid; nothing was written"),
+        "{err}"
+    );
+    assert!(err.contains("8080"), "{err}");
+    assert_eq!(
+        fs::read_to_string(root.join("services.toml")).unwrap(),
+        before
+    );
+
+    // A file of the user's own in a removed service's directory is named.
+    fs::write(root.join("services/auth/src/mine.rs"), "// mine\n").unwrap();
+    let out = msgen(&root, &["remove-service", "auth"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("services/auth/ keeps 1 file(s) msgen did not generate: src/mine.rs"),
+        "{text}"
+    );
+    assert!(root.join("services/auth/src/mine.rs").is_file());
+}

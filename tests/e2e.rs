@@ -857,6 +857,17 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
                 doc["paths"]["/health/ready"].is_null(),
                 "the gateway does not route /health/ready"
             );
+            // The gateway checks tokens on posts, not on login: the document says so.
+            assert_eq!(
+                doc["paths"]["/api/v1/posts"]["post"]["security"],
+                json!([{ "bearerAuth": [] }])
+            );
+            assert!(doc["paths"]["/api/v1/posts"]["post"]["responses"]["401"].is_object());
+            assert!(doc["paths"]["/api/v1/auth/login"]["post"]["security"].is_null());
+            assert_eq!(
+                doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+                "bearer"
+            );
             // billing is not running here: named, not fatal.
             assert_eq!(doc["x-unavailable"], json!(["billing"]));
         }

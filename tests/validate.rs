@@ -399,7 +399,7 @@ fn every_misspelled_key_and_wrong_type_is_reported_in_one_run() {
             "did you mean `port`?",
             "services.toml:10:1: `depend_on`",
             "did you mean `depends_on`?",
-            "services.toml:14:8: `port`: invalid type: string \"3003\", expected i64",
+            "services.toml:14:8: `port`: invalid type: string \"3003\", expected a whole number",
             "write a number, without quotes",
             "4 problems found",
         ],
@@ -413,4 +413,18 @@ fn a_broken_service_does_not_make_references_to_it_fail_too() {
     assert_eq!(code, 1);
     assert!(err.contains("-5 is out of range"), "{err}");
     assert!(!err.contains("which no service declares"), "{err}");
+}
+
+#[test]
+fn each_problem_is_reported_once() {
+    // A file without [project]: one problem, not the same one twice.
+    let (code, err, _dir) = validate(b"# nothing yet\n");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("missing field `project`").count(), 1, "{err}");
+    // Depending on itself is not also a cycle.
+    let text = GOOD.replace("port = 3002", "port = 3002\ndepends_on = [\"user\"]");
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot depend on itself"), "{err}");
+    assert!(!err.contains("dependency cycle"), "{err}");
 }

@@ -122,6 +122,13 @@ pub fn add_service(doc: &mut DocumentMut, s: &NewService<'_>) -> Result<()> {
         let mut fields = InlineTable::new();
         fields.insert("name", "string".into());
         res["fields"] = value(fields);
+        // Indented under its service, as in msgen's examples.
+        res.decor_mut().set_prefix("\n  ");
+        for key in ["name", "fields"] {
+            if let Some(mut k) = res.key_mut(key) {
+                k.leaf_decor_mut().set_prefix("  ");
+            }
+        }
         let mut arr = ArrayOfTables::new();
         arr.push(res);
         t["resources"] = Item::ArrayOfTables(arr);

@@ -223,6 +223,55 @@ fn synopsis(cmd: &clap::Command, invoked_as: &str) -> String {
     format!(".SH SYNOPSIS\n{line}\n")
 }
 
+/// Validates `text`, a `services.toml` that command-line options produced from a
+/// file. Its problems are the options' doing, so they are told as such (a usage
+/// error), without line numbers of a file that was never written.
+pub fn parse_edited(text: &str, file: &Path, options: &str) -> Result<Project> {
+    Project::parse(text, file).map_err(|e| {
+        let mut problems: Vec<String> = Vec::new();
+        for d in e.diagnostics() {
+            let line = match &d.help {
+                Some(h) => format!("{}: {} ({h})", d.key, d.message),
+                None => format!("{}: {}", d.key, d.message),
+            };
+            if !problems.contains(&line) {
+                problems.push(line);
+            }
+        }
+        crate::UsageError(format!(
+            "{options} would make {} invalid; nothing was written:\n  {}",
+            file.display(),
+            problems.join("\n  ")
+        ))
+        .into()
+    })
+}
+
+/// Files under `dir`, relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            // Symbolic links are not followed: they could lead outside the project.
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(p);
+            } else if kind.is_symlink() {
+                continue;
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Loads and validates `services.toml` in `root`.
 pub fn load(root: &Path) -> Result<Project> {
     let path = root.join(CONFIG_FILE);

@@ -82,7 +82,11 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
         Answers::from_flags(&args)
     };
     let config = build(&base, &answers)?.to_string();
-    let project = Project::parse(&config, &source)?;
+    let project = if answers.changes_nothing() {
+        Project::parse(&config, &source)?
+    } else {
+        super::parse_edited(&config, &source, &answers.describe())?
+    };
 
     let mode = if args.dry_run {
         Mode::DryRun
@@ -123,6 +127,35 @@ impl Answers {
             monolith: args.monolith,
             ..Self::default()
         }
+    }
+
+    fn changes_nothing(&self) -> bool {
+        self.removed.is_empty()
+            && self.custom.is_empty()
+            && self.database.is_none()
+            && self.gateway_port.is_none()
+            && !self.monolith
+    }
+
+    /// The choices, as the flags that make them: `--database none --monolith`.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(d) = self.database {
+            parts.push(format!("--database {}", d.as_str()));
+        }
+        if self.monolith {
+            parts.push("--monolith".to_string());
+        }
+        if let Some(p) = self.gateway_port {
+            parts.push(format!("gateway port {p}"));
+        }
+        for name in &self.removed {
+            parts.push(format!("without `{name}`"));
+        }
+        for name in &self.custom {
+            parts.push(format!("adding `{name}`"));
+        }
+        parts.join(", ")
     }
 }
 

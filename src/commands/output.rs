@@ -185,7 +185,7 @@ impl Printer {
             String::new()
         };
         self.line(format!(
-            "\n{BOLD}Next steps:{BOLD:#}\n  cd {dir}\n  cargo build\n  cargo test{test_note}\n  cp .env.example .env && docker compose up --build"
+            "\n{BOLD}Next steps:{BOLD:#}\n  cd {dir}\n  cargo build\n  cargo test{test_note}\n  cp .env.example .env && docker compose up --build   {DIM}# or without Docker: README.md, \"Develop\"{DIM:#}"
         ));
     }
 }

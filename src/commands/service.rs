@@ -7,9 +7,8 @@ use anyhow::{bail, Context as _, Result};
 
 use super::edit::{self, NewService};
 use super::generate::{render_into, Mode};
-use super::{load, Printer, CONFIG_FILE};
+use super::{files_under, load, parse_edited, Printer, CONFIG_FILE};
 use crate::cli::{DatabaseArg, TemplateArg};
-use crate::model::Project;
 
 pub struct AddArgs {
     pub name: String,
@@ -70,10 +69,16 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     )?;
     let new_text = doc.to_string();
     // The edited file must validate before anything is written.
-    let project = Project::parse(&new_text, &path)?;
+    let project = parse_edited(&new_text, &path, &format!("adding `{}`", args.name))?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Adding", &format!("service `{}` on port {port}", args.name));
-    render_into(root, &project, Some(&new_text), mode, out)
+    let code = render_into(root, &project, Some(&new_text), mode, out)?;
+    if let Some(r) = &args.resource {
+        out.note(&format!(
+            "resource `{r}` starts with one field, `name` (string): give it its fields in {CONFIG_FILE}, then run `msgen generate`"
+        ));
+    }
+    Ok(code)
 }
 
 pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitCode> {
@@ -102,10 +107,25 @@ pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<Ex
     let mut doc = edit::parse(&text)?;
     edit::remove_service(&mut doc, name)?;
     let new_text = doc.to_string();
-    let project = Project::parse(&new_text, &path)?;
+    let project = parse_edited(&new_text, &path, &format!("removing `{name}`"))?;
+    // Files in the service's directory that msgen never generated stay; say so.
+    let dir = format!("services/{name}");
+    let generated = crate::apply::recorded(root)?;
+    let foreign: Vec<String> = files_under(&root.join(&dir))
+        .into_iter()
+        .filter(|rel| !generated.contains(&format!("{dir}/{rel}")))
+        .collect();
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Removing", &format!("service `{name}`"));
-    render_into(root, &project, Some(&new_text), mode, out)
+    let code = render_into(root, &project, Some(&new_text), mode, out)?;
+    if !foreign.is_empty() {
+        out.note(&format!(
+            "{dir}/ keeps {} file(s) msgen did not generate: {}; delete them when you no longer need them",
+            foreign.len(),
+            foreign.join(", ")
+        ));
+    }
+    Ok(code)
 }
 
 /// A "did you mean" line when `name` is close to one of `names`, as diagnostics give.

@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::edit;
 use super::generate::{render_into, Mode};
-use super::{load, plan_changes, Printer, CONFIG_FILE};
+use super::{files_under, load, plan_changes, Printer, CONFIG_FILE};
 use crate::adopt;
 use crate::apply::{remove_empty_parents, safe_path, write_atomic};
 use crate::model::{Project, ProjectName, Service, ServiceName, Template};
@@ -168,31 +168,6 @@ fn read_opt(path: &Path) -> Option<String> {
     std::fs::read(path)
         .ok()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
-/// Files under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            // Symbolic links are not followed: they could lead outside the project.
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(p);
-            } else if kind.is_symlink() {
-                continue;
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The tables a module owns in the monolith's database.
@@ -515,7 +490,7 @@ fn run_from(
             .into())
         }
     };
-    let src = read_monolith(&dir)?;
+    let mut src = read_monolith(&dir)?;
 
     let config_path = root.join(CONFIG_FILE);
     let existing = if config_path.is_file() {
@@ -530,6 +505,9 @@ fn run_from(
     } else {
         None
     };
+    if let Some(project) = &existing {
+        src.owned_elsewhere = tables_of_adopted_services(root, project)?;
+    }
     let service = module.replace('_', "-");
     if let Err(msg) = ServiceName::parse(&service) {
         bail!("module `{module}` cannot name a service: {msg}");
@@ -682,6 +660,35 @@ fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
     .into()
 }
 
+/// The tables the services split out of the monolith earlier create in their
+/// migrations, with the service owning each.
+fn tables_of_adopted_services(
+    root: &Path,
+    project: &Project,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut owned = std::collections::BTreeMap::new();
+    for s in project.services.iter().filter(|s| s.adopted) {
+        let dir = root
+            .join("services")
+            .join(s.name.as_str())
+            .join("migrations");
+        for rel in files_under(&dir) {
+            if !rel.ends_with(".sql") {
+                continue;
+            }
+            let path = dir.join(&rel);
+            let sql = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
+            for stmt in crate::sql::statements(&sql) {
+                if let Some(table) = crate::sql::created_table(&stmt) {
+                    owned.insert(table, s.name.as_str().to_string());
+                }
+            }
+        }
+    }
+    Ok(owned)
+}
+
 /// Reads what `split --from` looks at: Cargo.toml, `src/**/*.rs`, `migrations/*.sql`.
 fn read_monolith(dir: &Path) -> Result<adopt::Source> {
     let manifest_path = dir.join("Cargo.toml");
@@ -714,6 +721,7 @@ fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         files,
         migrations,
         has_build_script: dir.join("build.rs").is_file(),
+        owned_elsewhere: std::collections::BTreeMap::new(),
     })
 }
 
