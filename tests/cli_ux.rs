@@ -498,3 +498,22 @@ fn options_that_break_the_file_are_named_as_such() {
     );
     assert!(root.join("services/auth/src/mine.rs").is_file());
 }
+
+#[test]
+fn a_monolith_says_which_events_it_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = msgen(dir.path(), &["new", "mono", "--monolith", "--yes"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("note: the modules of a monolith call each other in process: the events of `user`, `blog` are left out"),
+        "{text}"
+    );
+    let out = msgen(dir.path(), &["new", "."]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`.` cannot name a project"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -35,7 +35,7 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| {
             UsageError(format!(
-                "{}: not a usable project name",
+                "`{}` cannot name a project: `msgen new` creates a new directory, e.g. `msgen new shop`",
                 args.name.display()
             ))
         })?;
@@ -102,6 +102,24 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
         );
     }
     let code = render_into(&root, &project, Some(&config), mode, out)?;
+    if answers.monolith {
+        // Said, not done silently: the monolith leaves the file's events out.
+        let with_events: Vec<String> = Project::parse(&base.to_string(), &source)
+            .map(|p| {
+                p.services
+                    .iter()
+                    .filter(|s| !s.publishes.is_empty() || !s.consumes.is_empty())
+                    .map(|s| format!("`{}`", s.name.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !with_events.is_empty() {
+            out.note(&format!(
+                "the modules of a monolith call each other in process: the events of {} are left out; declare them again on a service after `msgen split`",
+                with_events.join(", ")
+            ));
+        }
+    }
     if mode == Mode::Apply {
         out.next_steps(&args.name.display().to_string(), &project);
     }
