@@ -536,6 +536,12 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
             None
         };
     }
+    if !key.is_empty() {
+        // serde names the key alone: put it in its table, as other messages do.
+        if let Some(section) = err.span().and_then(|s| section_at(text, s.start)) {
+            key = format!("{section}.{key}");
+        }
+    }
     Diagnostic {
         file: path.to_path_buf(),
         location,
@@ -543,6 +549,71 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
         message,
         help,
     }
+}
+
+/// The table holding byte `offset` of `text`, as key paths name it: `project`,
+/// `services[2]`, `services[0].resources[1]`; `None` at the top level.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    // A misspelled table is its own header's key: named alone.
+    let line_start = text
+        .get(..offset.min(text.len()))?
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    if text[line_start..].trim_start().starts_with('[') {
+        return None;
+    }
+    let mut path: Vec<(String, Option<usize>)> = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        // Only the headers of lines before `offset`'s own: an unknown table is
+        // named by its header, not inside itself.
+        pos += line.len();
+        if pos > offset {
+            break;
+        }
+        let l = line.trim();
+        let (header, array) = if let Some(h) = l.strip_prefix("[[") {
+            (h.split("]]").next().unwrap_or_default(), true)
+        } else if let Some(h) = l.strip_prefix('[') {
+            (h.split(']').next().unwrap_or_default(), false)
+        } else {
+            continue;
+        };
+        let parts: Vec<String> = header
+            .split('.')
+            .map(|p| p.trim().trim_matches('"').to_string())
+            .collect();
+        // A new `[[services]]` restarts the count of the `[[services.resources]]` in it.
+        let full = parts.join(".");
+        seen.retain(|k, _| !k.starts_with(&format!("{full}.")));
+        let index = array.then(|| {
+            let n = seen.entry(full.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        });
+        // Keep the enclosing tables this header is inside of, by name.
+        let keep = path
+            .iter()
+            .zip(&parts)
+            .take_while(|((name, _), part)| name == *part)
+            .count()
+            .min(parts.len().saturating_sub(1));
+        path.truncate(keep);
+        while path.len() + 1 < parts.len() {
+            path.push((parts[path.len()].clone(), None));
+        }
+        path.push((parts.last().cloned().unwrap_or_default(), index));
+    }
+    (!path.is_empty()).then(|| {
+        path.iter()
+            .map(|(name, index)| match index {
+                Some(i) => format!("{name}[{i}]"),
+                None => name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    })
 }
 
 /// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a suggestion.
@@ -1503,6 +1574,25 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_are_named_as_key_paths() {
+        let text = "top = 1\n[project]\nname = \"x\"\n\n[[services]]\nname = \"a\"\n\n[[services]]\nname = \"b\"\n  [[services.resources]]\n  name = \"r\"\n  [[services.resources]]\n  name = \"s\"\n[[services]]\n  [[services.resources]]\n  x = 1\n";
+        let at = |needle: &str| section_at(text, text.find(needle).unwrap());
+        assert_eq!(at("top"), None);
+        assert_eq!(at("name = \"x\"").as_deref(), Some("project"));
+        assert_eq!(at("name = \"a\"").as_deref(), Some("services[0]"));
+        assert_eq!(at("name = \"b\"").as_deref(), Some("services[1]"));
+        assert_eq!(
+            at("name = \"r\"").as_deref(),
+            Some("services[1].resources[0]")
+        );
+        assert_eq!(
+            at("name = \"s\"").as_deref(),
+            Some("services[1].resources[1]")
+        );
+        assert_eq!(at("x = 1").as_deref(), Some("services[2].resources[0]"));
+    }
 
     #[test]
     fn plurals() {

@@ -55,7 +55,11 @@ fn unknown_keys_are_named_with_a_suggestion() {
     let text = GOOD.replace("port = 3002", "port = 3002\ndatabse = \"postgres\"");
     fails_with(
         &text,
-        &["services.toml:7:1", "databse", "did you mean `database`?"],
+        &[
+            "services.toml:7:1",
+            "`services[0].databse`",
+            "did you mean `database`?",
+        ],
     );
 }
 
@@ -395,11 +399,11 @@ fn every_misspelled_key_and_wrong_type_is_reported_in_one_run() {
         &[
             "services.toml:4:2: `gatway`",
             "did you mean `gateway`?",
-            "services.toml:9:1: `prot`",
+            "services.toml:9:1: `services[0].prot`",
             "did you mean `port`?",
-            "services.toml:10:1: `depend_on`",
+            "services.toml:10:1: `services[0].depend_on`",
             "did you mean `depends_on`?",
-            "services.toml:14:8: `port`: invalid type: string \"3003\", expected a whole number",
+            "services.toml:14:8: `services[1].port`: invalid type: string \"3003\", expected a whole number",
             "write a number, without quotes",
             "4 problems found",
         ],
