@@ -800,6 +800,13 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
         ),
         "{gw_metrics}"
     );
+    // The gateway counts proxied requests under the services.toml route.
+    assert!(
+        gw_metrics.contains(
+            "http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/posts\",status=\"201\"} 1\n"
+        ),
+        "{gw_metrics}"
+    );
     // The metrics stay inside: the gateway's public port does not serve them.
     let (status, _) = call("GET", &format!("{gw}/metrics"), None, None);
     assert_eq!(status, 404);
