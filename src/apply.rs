@@ -309,9 +309,19 @@ fn remove_stale_temp_files(root: &Path) -> Result<()> {
 
 /// Carries out an outcome computed by [`diff`] on the same tree.
 pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
+    apply_with_progress(root, outcome, &mut |_| {})
+}
+
+/// [`apply`], calling `progress` with the number of changes done so far.
+pub fn apply_with_progress(
+    root: &Path,
+    outcome: &Outcome,
+    progress: &mut dyn FnMut(usize),
+) -> Result<()> {
     remove_stale_temp_files(root)?;
     let mut dirs = Dirs::default();
-    for c in &outcome.changes {
+    for (done, c) in outcome.changes.iter().enumerate() {
+        progress(done);
         let target = dirs.safe_path(root, &c.path)?;
         match &c.action {
             Action::Create { contents } => dirs.write(&target, contents.as_bytes())?,

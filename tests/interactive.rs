@@ -286,3 +286,26 @@ fn yes_on_a_terminal_asks_nothing() {
     assert!(rest.trim().is_empty(), "--quiet printed: {rest}");
     assert!(dir.path().join("app/services.toml").is_file());
 }
+
+#[test]
+fn a_large_render_shows_its_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = String::from("[project]\nname = \"big\"\ndatabase = \"none\"\n");
+    for i in 0..40 {
+        toml.push_str(&format!(
+            "\n[[services]]\nname = \"svc{i}\"\nport = {}\n",
+            4000 + i
+        ));
+    }
+    fs::write(dir.path().join("big.toml"), &toml).unwrap();
+    let mut p = spawn(dir.path(), &["new", "big", "--config", "big.toml", "--yes"]);
+    expect(&mut p, "writing files 0/");
+    expect(&mut p, "Next steps");
+    // Piped (CI, logs): no counter.
+    let out = msgen(
+        dir.path(),
+        &["new", "big2", "--config", "big.toml", "--yes"],
+    );
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("writing files"), "{}", stderr(&out));
+}

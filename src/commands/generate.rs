@@ -103,7 +103,9 @@ pub fn render_into(
                     Kind::Created
                 });
             }
-            apply::apply(root, &outcome)?;
+            let mut progress = out.progress(outcome.changes.len());
+            apply::apply_with_progress(root, &outcome, &mut |done| progress.tick(done))?;
+            progress.finish();
             out.outcome(&outcome, config_kind);
             let conflicts = outcome.conflicts();
             if !conflicts.is_empty() {

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::time::{Duration, Instant};
 
 use anstyle::{AnsiColor, Style};
 
@@ -162,6 +164,15 @@ impl Printer {
         self.line(format!("{NOTE}note:{NOTE:#} {text}"));
     }
 
+    /// A counter for writing `total` files: shown on a terminal for large renders.
+    pub fn progress(&self, total: usize) -> Progress {
+        Progress {
+            total,
+            shown: None,
+            enabled: !self.quiet && total >= Progress::THRESHOLD && std::io::stderr().is_terminal(),
+        }
+    }
+
     /// The summary of what changed; "up to date" when nothing did.
     pub fn outcome(&self, outcome: &Outcome, config: Option<Kind>) {
         let entries = entries(outcome, config);
@@ -187,6 +198,44 @@ impl Printer {
         self.line(format!(
             "\n{BOLD}Next steps:{BOLD:#}\n  cd {dir}\n  cargo build\n  cargo test{test_note}\n  cp .env.example .env && docker compose up --build   {DIM}# or without Docker: README.md, \"Develop\"{DIM:#}"
         ));
+    }
+}
+
+/// One line on stderr, rewritten in place, while a large render is written; gone
+/// when it is done. Only on a terminal, so logs and pipes never see it.
+pub struct Progress {
+    total: usize,
+    shown: Option<Instant>,
+    enabled: bool,
+}
+
+impl Progress {
+    /// Renders with fewer files are over before a counter could be read.
+    const THRESHOLD: usize = 200;
+
+    pub fn tick(&mut self, done: usize) {
+        if !self.enabled {
+            return;
+        }
+        let due = match self.shown {
+            None => true,
+            Some(at) => at.elapsed() >= Duration::from_millis(100),
+        };
+        if due {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r  writing files {done}/{}", self.total);
+            let _ = err.flush();
+            self.shown = Some(Instant::now());
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if self.enabled && self.shown.is_some() {
+            let mut err = std::io::stderr().lock();
+            // Back to the start of the line and clear it.
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
     }
 }
 
