@@ -717,8 +717,12 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             }
             let (stmt, dropped) = strip_foreign_keys(&stmt, &target_tables);
             for d in &dropped {
+                let owner = match src.owned_elsewhere.get(d) {
+                    Some(service) => format!("`{d}` belongs to service `{service}`"),
+                    None => format!("`{d}` stays in the monolith"),
+                };
                 report.human.push(format!(
-                    "migrations/{name}: foreign key to `{d}` dropped in the service's copy (`{d}` stays in the monolith): check the reference in code"
+                    "migrations/{name}: foreign key to `{d}` dropped in the service's copy ({owner}): check the reference in code"
                 ));
             }
             if stmt.trim().is_empty() {

@@ -54,6 +54,20 @@ pub enum Action {
     Unchanged,
 }
 
+impl Change {
+    /// Whether applying it writes or removes a file of the tree.
+    pub fn writes_or_deletes(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Create { .. }
+                | Action::Update { .. }
+                | Action::Merge { .. }
+                | Action::Conflict { .. }
+                | Action::Delete { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Change {
     pub path: String,
@@ -312,16 +326,16 @@ pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
     apply_with_progress(root, outcome, &mut |_| {})
 }
 
-/// [`apply`], calling `progress` with the number of changes done so far.
+/// [`apply`], calling `progress` with each change before it is made.
 pub fn apply_with_progress(
     root: &Path,
     outcome: &Outcome,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(&Change),
 ) -> Result<()> {
     remove_stale_temp_files(root)?;
     let mut dirs = Dirs::default();
-    for (done, c) in outcome.changes.iter().enumerate() {
-        progress(done);
+    for c in &outcome.changes {
+        progress(c);
         let target = dirs.safe_path(root, &c.path)?;
         match &c.action {
             Action::Create { contents } => dirs.write(&target, contents.as_bytes())?,

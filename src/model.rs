@@ -376,7 +376,7 @@ impl Project {
         // TOML syntax first: after a syntax error nothing else can be trusted.
         if let Err(e) = text.parse::<toml::Table>() {
             return Err(ConfigError::Invalid(vec![syntax_diagnostic(
-                &e, text, path,
+                &e, text, text, path,
             )]));
         }
         // Shape errors (an unknown key, a string where a number goes) stop serde at
@@ -389,7 +389,7 @@ impl Project {
             match toml::from_str::<RawConfig>(&current) {
                 Ok(raw) => break raw,
                 Err(e) => {
-                    let d = syntax_diagnostic(&e, &current, path);
+                    let d = syntax_diagnostic(&e, &current, text, path);
                     // A problem of the whole document (no `[project]`) comes back
                     // however the copy is blanked: once is enough.
                     let again = shape_errors.last().is_some_and(|l: &Diagnostic| {
@@ -500,7 +500,9 @@ fn blank_entry(text: &str, at: usize) -> Option<String> {
     Some(out)
 }
 
-fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnostic {
+/// `text` is the document serde read, `original` the file as written: blanking keeps
+/// every offset, and only the original still has every table header.
+fn syntax_diagnostic(err: &toml::de::Error, text: &str, original: &str, path: &Path) -> Diagnostic {
     // A problem of the whole document (a missing table) is placed at its start.
     let location = Some(
         err.span()
@@ -525,7 +527,7 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
             }
         }
         help = if message.contains("expected a whole number") {
-            Some("write a number, without quotes".into())
+            Some("write a whole number without quotes, e.g. 3001".into())
         } else if message.contains("expected a boolean") {
             Some("write true or false, without quotes".into())
         } else if message.contains("expected a sequence") {
@@ -538,7 +540,7 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
     }
     if !key.is_empty() {
         // serde names the key alone: put it in its table, as other messages do.
-        if let Some(section) = err.span().and_then(|s| section_at(text, s.start)) {
+        if let Some(section) = err.span().and_then(|s| section_at(original, s.start, &key)) {
             key = format!("{section}.{key}");
         }
     }
@@ -553,13 +555,19 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, path: &Path) -> Diagnost
 
 /// The table holding byte `offset` of `text`, as key paths name it: `project`,
 /// `services[2]`, `services[0].resources[1]`; `None` at the top level.
-fn section_at(text: &str, offset: usize) -> Option<String> {
-    // A misspelled table is its own header's key: named alone.
+/// `key` must be the first thing on `offset`'s line: a key inside an inline table
+/// or a dotted key is named alone rather than put in the wrong table.
+fn section_at(text: &str, offset: usize, key: &str) -> Option<String> {
     let line_start = text
         .get(..offset.min(text.len()))?
         .rfind('\n')
         .map_or(0, |i| i + 1);
-    if text[line_start..].trim_start().starts_with('[') {
+    let line = text[line_start..].trim_start();
+    let direct = line
+        .strip_prefix(key)
+        .or_else(|| line.strip_prefix(&format!("\"{key}\"")))
+        .is_some_and(|rest| rest.trim_start().starts_with('='));
+    if !direct {
         return None;
     }
     let mut path: Vec<(String, Option<usize>)> = Vec::new();
@@ -582,7 +590,7 @@ fn section_at(text: &str, offset: usize) -> Option<String> {
         };
         let parts: Vec<String> = header
             .split('.')
-            .map(|p| p.trim().trim_matches('"').to_string())
+            .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
             .collect();
         // A new `[[services]]` restarts the count of the `[[services.resources]]` in it.
         let full = parts.join(".");
@@ -1578,20 +1586,26 @@ mod tests {
     #[test]
     fn sections_are_named_as_key_paths() {
         let text = "top = 1\n[project]\nname = \"x\"\n\n[[services]]\nname = \"a\"\n\n[[services]]\nname = \"b\"\n  [[services.resources]]\n  name = \"r\"\n  [[services.resources]]\n  name = \"s\"\n[[services]]\n  [[services.resources]]\n  x = 1\n";
-        let at = |needle: &str| section_at(text, text.find(needle).unwrap());
-        assert_eq!(at("top"), None);
-        assert_eq!(at("name = \"x\"").as_deref(), Some("project"));
-        assert_eq!(at("name = \"a\"").as_deref(), Some("services[0]"));
-        assert_eq!(at("name = \"b\"").as_deref(), Some("services[1]"));
+        let at = |needle: &str, key: &str| section_at(text, text.find(needle).unwrap(), key);
+        assert_eq!(at("top", "top"), None);
+        assert_eq!(at("name = \"x\"", "name").as_deref(), Some("project"));
+        assert_eq!(at("name = \"a\"", "name").as_deref(), Some("services[0]"));
+        assert_eq!(at("name = \"b\"", "name").as_deref(), Some("services[1]"));
         assert_eq!(
-            at("name = \"r\"").as_deref(),
+            at("name = \"r\"", "name").as_deref(),
             Some("services[1].resources[0]")
         );
         assert_eq!(
-            at("name = \"s\"").as_deref(),
+            at("name = \"s\"", "name").as_deref(),
             Some("services[1].resources[1]")
         );
-        assert_eq!(at("x = 1").as_deref(), Some("services[2].resources[0]"));
+        assert_eq!(
+            at("x = 1", "x").as_deref(),
+            Some("services[2].resources[0]")
+        );
+        // Not the key that starts the line (an inline table, a header): named alone.
+        assert_eq!(at("x = 1", "y"), None);
+        assert_eq!(at("[[services.resources]]\n  x", "services"), None);
     }
 
     #[test]

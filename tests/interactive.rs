@@ -300,7 +300,12 @@ fn a_large_render_shows_its_progress_on_a_terminal_only() {
     fs::write(dir.path().join("big.toml"), &toml).unwrap();
     let mut p = spawn(dir.path(), &["new", "big", "--config", "big.toml", "--yes"]);
     expect(&mut p, "writing files 0/");
-    expect(&mut p, "Next steps");
+    // The counter is cleared before the summary is printed.
+    expect(&mut p, "\r\x1b[2K");
+    let (code, rest) = finish(p);
+    assert_eq!(code, 0, "{rest}");
+    assert!(rest.contains("Next steps"), "{rest}");
+    assert!(dir.path().join("big/services/svc39/Cargo.toml").is_file());
     // Piped (CI, logs): no counter.
     let out = msgen(
         dir.path(),

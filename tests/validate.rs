@@ -404,7 +404,7 @@ fn every_misspelled_key_and_wrong_type_is_reported_in_one_run() {
             "services.toml:10:1: `services[0].depend_on`",
             "did you mean `depends_on`?",
             "services.toml:14:8: `services[1].port`: invalid type: string \"3003\", expected a whole number",
-            "write a number, without quotes",
+            "write a whole number without quotes, e.g. 3001",
             "4 problems found",
         ],
     );

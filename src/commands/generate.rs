@@ -103,8 +103,20 @@ pub fn render_into(
                     Kind::Created
                 });
             }
-            let mut progress = out.progress(outcome.changes.len());
-            apply::apply_with_progress(root, &outcome, &mut |done| progress.tick(done))?;
+            // Counted in changes to the tree; records and unchanged files are quick.
+            let writes = outcome
+                .changes
+                .iter()
+                .filter(|c| c.writes_or_deletes())
+                .count();
+            let mut progress = out.progress(writes);
+            let mut written = 0;
+            apply::apply_with_progress(root, &outcome, &mut |change| {
+                if change.writes_or_deletes() {
+                    progress.tick(written);
+                    written += 1;
+                }
+            })?;
             progress.finish();
             out.outcome(&outcome, config_kind);
             let conflicts = outcome.conflicts();

@@ -230,9 +230,14 @@ pub fn parse_edited(text: &str, file: &Path, options: &str) -> Result<Project> {
     Project::parse(text, file).map_err(|e| {
         let mut problems: Vec<String> = Vec::new();
         for d in e.diagnostics() {
+            let key = if d.key.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`: ", d.key)
+            };
             let line = match &d.help {
-                Some(h) => format!("{}: {} ({h})", d.key, d.message),
-                None => format!("{}: {}", d.key, d.message),
+                Some(h) => format!("{key}{} ({h})", d.message),
+                None => format!("{key}{}", d.message),
             };
             if !problems.contains(&line) {
                 problems.push(line);

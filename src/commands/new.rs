@@ -108,6 +108,7 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
             .map(|p| {
                 p.services
                     .iter()
+                    .filter(|s| !answers.removed.iter().any(|r| r == s.name.as_str()))
                     .filter(|s| !s.publishes.is_empty() || !s.consumes.is_empty())
                     .map(|s| format!("`{}`", s.name.as_str()))
                     .collect()

@@ -210,7 +210,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Renders with fewer files are over before a counter could be read.
+    /// Renders with fewer changes are over before a counter could be read.
     const THRESHOLD: usize = 200;
 
     pub fn tick(&mut self, done: usize) {
@@ -230,12 +230,19 @@ impl Progress {
     }
 
     pub fn finish(&mut self) {
-        if self.enabled && self.shown.is_some() {
+        if self.enabled && self.shown.take().is_some() {
             let mut err = std::io::stderr().lock();
             // Back to the start of the line and clear it.
             let _ = write!(err, "\r\x1b[2K");
             let _ = err.flush();
         }
+    }
+}
+
+impl Drop for Progress {
+    /// Also when writing failed: the error then starts on a clean line.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

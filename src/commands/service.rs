@@ -119,10 +119,19 @@ pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<Ex
     out.header("Removing", &format!("service `{name}`"));
     let code = render_into(root, &project, Some(&new_text), mode, out)?;
     if !foreign.is_empty() {
+        const SHOWN: usize = 10;
+        let mut listed = foreign
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if foreign.len() > SHOWN {
+            listed.push_str(&format!(" and {} more", foreign.len() - SHOWN));
+        }
         out.note(&format!(
-            "{dir}/ keeps {} file(s) msgen did not generate: {}; delete them when you no longer need them",
+            "{dir}/ keeps {} file(s) msgen did not generate: {listed}; delete them when you no longer need them",
             foreign.len(),
-            foreign.join(", ")
         ));
     }
     Ok(code)

@@ -505,9 +505,6 @@ fn run_from(
     } else {
         None
     };
-    if let Some(project) = &existing {
-        src.owned_elsewhere = tables_of_adopted_services(root, project)?;
-    }
     let service = module.replace('_', "-");
     if let Err(msg) = ServiceName::parse(&service) {
         bail!("module `{module}` cannot name a service: {msg}");
@@ -521,6 +518,9 @@ fn run_from(
     let service_dir = format!("services/{service}");
     if root.join(&service_dir).exists() {
         bail!("{service_dir}/ already exists; move it away first");
+    }
+    if let Some(project) = &existing {
+        src.owned_elsewhere = tables_of_adopted_services(root, project)?;
     }
 
     // The monolith's own port is known only after reading its listener.
@@ -677,8 +677,10 @@ fn tables_of_adopted_services(
                 continue;
             }
             let path = dir.join(&rel);
-            let sql = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            // Only CREATE TABLE names matter here: a stray byte in a comment may stay.
+            let sql = String::from_utf8_lossy(&bytes);
             for stmt in crate::sql::statements(&sql) {
                 if let Some(table) = crate::sql::created_table(&stmt) {
                     owned.insert(table, s.name.as_str().to_string());
