@@ -374,6 +374,10 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
         "{report}"
     );
     assert!(!report.contains("- `products`"), "{report}");
+    assert!(
+        report.contains("foreign key to `products` dropped in the service's copy (`products` belongs to service `catalog`)"),
+        "{report}"
+    );
     let lib = fs::read_to_string(root.join("legacy/src/lib.rs")).unwrap();
     assert!(
         !lib.contains("mod orders") && !lib.contains("mod catalog"),
