@@ -5,11 +5,14 @@
 #    connection counts: /health and a resource GET;
 #  - a resource GET and POST straight to the service, on the local PostgreSQL.
 # Needs PostgreSQL on 127.0.0.1:5432 and NATS on 127.0.0.1:4222 (the built-in example
-# consumes events). Usage: bash bench/gateway.sh [SECONDS] [CONNECTIONS]
+# consumes events). Usage: bash bench/gateway.sh [SECONDS] [CONNECTIONS] [ROUNDS]
+# Gateway and nginx are measured in alternation, ROUNDS times (default 3): on a small
+# machine one run moves by ~10 points, so the medians and their ratios are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-64}
+rounds=${3:-3}
 for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx >/dev/null; }
 done
@@ -87,18 +90,45 @@ bench() {
     local out
     out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url")
     awk -v name="$name" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 }
-        /^ +50%/ { p50 = $2 }
-        /^ +99%/ { p99 = $2 }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
         /Non-2xx/ { bad = $NF }
-        END { printf "%-34s %12s %10s %10s %8s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' <<<"$out"
+        END { printf "%-34s %12.0f %9.2fms %9.2fms %8s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' <<<"$out"
 }
 
-printf '%-34s %12s %10s %10s %8s\n' "target ($conns connections, ${secs}s)" "req/s" p50 p99 non-2xx
-bench "gateway → /health (user)" "$gw/health/user"
-bench "nginx → /health (user)" "http://127.0.0.1:$nginx_port/health"
-bench "gateway → GET /api/v1/users/1" "$gw/api/v1/users/1" -H "Authorization: Bearer $token"
-bench "nginx → GET /api/v1/users/1" "http://127.0.0.1:$nginx_port/api/v1/users/1"
+header() { printf '%-34s %12s %11s %11s %8s\n' "$1" "req/s" p50 p99 non-2xx; }
+
+results="$work/results"
+: >"$results"
+header "target ($conns connections, ${secs}s)"
+for round in $(seq 1 "$rounds"); do
+    echo "-- round $round/$rounds"
+    bench "gateway → /health (user)" "$gw/health/user" | tee -a "$results"
+    bench "nginx → /health (user)" "http://127.0.0.1:$nginx_port/health" | tee -a "$results"
+    bench "gateway → GET /api/v1/users/1" "$gw/api/v1/users/1" -H "Authorization: Bearer $token" | tee -a "$results"
+    bench "nginx → GET /api/v1/users/1" "http://127.0.0.1:$nginx_port/api/v1/users/1" | tee -a "$results"
+done
 bench "service GET /api/v1/users/1" "http://127.0.0.1:$user_port/api/v1/users/1"
 bench "service POST /api/v1/users" "http://127.0.0.1:$user_port/api/v1/users" -s "$work/post.lua"
+
+# Medians over the rounds, and the gateway's share of nginx's throughput.
+echo "-- medians over $rounds rounds"
+header "target"
+python3 - "$results" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    m = re.match(r"(.+?)\s+(\d+)\s+([\d.]+)ms\s+([\d.]+)ms\s+(\d+)\s*$", line)
+    if m:
+        rows.setdefault(m.group(1).strip(), []).append(tuple(float(x) for x in m.group(2, 3, 4)))
+med = {k: tuple(statistics.median(v[i] for v in vals) for i in range(3)) for k, vals in rows.items()}
+for k, (rps, p50, p99) in med.items():
+    print(f"{k:<34} {rps:12.0f} {p50:9.2f}ms {p99:9.2f}ms")
+for what in ("/health (user)", "GET /api/v1/users/1"):
+    g, n = med.get(f"gateway → {what}"), med.get(f"nginx → {what}")
+    if g and n:
+        print(f"gateway/nginx {what}: throughput {g[0] / n[0]:.0%}, p99 {g[2] / n[2]:.2f}x")
+PY
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; msgen $(git rev-parse --short HEAD)"
