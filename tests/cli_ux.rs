@@ -452,18 +452,30 @@ fn a_closed_pipe_ends_output_quietly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
 
+/// A usage error (exit 2) that names the options and the file they would break,
+/// and writes nothing; its stderr.
+#[track_caller]
+fn refused_option(out: Output, options: &str, file: &str) -> String {
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{options} would make "))
+            && err.contains(&format!("{file} invalid; nothing was written")),
+        "{err}"
+    );
+    err
+}
+
 #[test]
 fn options_that_break_the_file_are_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
     // The built-in example's auth service stores users: --database none cannot fit.
-    let out = msgen(dir.path(), &["new", "x", "--yes", "--database", "none"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("--database none would make <built-in example> invalid; nothing was written")
-            && err.contains("the auth template stores users"),
-        "{err}"
+    let err = refused_option(
+        msgen(dir.path(), &["new", "x", "--yes", "--database", "none"]),
+        "--database none",
+        "<built-in example>",
     );
+    assert!(err.contains("the auth template stores users"), "{err}");
     assert!(
         !err.contains("<built-in example>:"),
         "no line of a file never written: {err}"
@@ -473,13 +485,10 @@ fn options_that_break_the_file_are_named_as_such() {
     // add-service on the gateway's port: told as the option's doing.
     let root = project(dir.path());
     let before = fs::read_to_string(root.join("services.toml")).unwrap();
-    let out = msgen(&root, &["add-service", "shop", "--port", "8080"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("adding `shop` would make ")
-            && err.contains("services.toml invalid; nothing was written"),
-        "{err}"
+    let err = refused_option(
+        msgen(&root, &["add-service", "shop", "--port", "8080"]),
+        "adding `shop`",
+        "services.toml",
     );
     assert!(err.contains("8080"), "{err}");
     assert_eq!(

@@ -228,28 +228,34 @@ fn synopsis(cmd: &clap::Command, invoked_as: &str) -> String {
 /// error), without line numbers of a file that was never written.
 pub fn parse_edited(text: &str, file: &Path, options: &str) -> Result<Project> {
     Project::parse(text, file).map_err(|e| {
-        let mut problems: Vec<String> = Vec::new();
-        for d in e.diagnostics() {
-            let key = if d.key.is_empty() {
-                String::new()
-            } else {
-                format!("`{}`: ", d.key)
-            };
-            let line = match &d.help {
-                Some(h) => format!("{key}{} ({h})", d.message),
-                None => format!("{key}{}", d.message),
-            };
-            if !problems.contains(&line) {
-                problems.push(line);
-            }
-        }
         crate::UsageError(format!(
             "{options} would make {} invalid; nothing was written:\n  {}",
             file.display(),
-            problems.join("\n  ")
+            problems(&e).join("\n  ")
         ))
         .into()
     })
+}
+
+/// The problems of a file that was never written, without its line numbers: one
+/// line each (key, message, help), each said once.
+pub fn problems(e: &crate::diagnostic::ConfigError) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for d in e.diagnostics() {
+        let key = if d.key.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", d.key)
+        };
+        let line = match &d.help {
+            Some(h) => format!("{key}{} ({h})", d.message),
+            None => format!("{key}{}", d.message),
+        };
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 /// Files under `dir`, relative to it, sorted.

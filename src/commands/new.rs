@@ -82,10 +82,11 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
         Answers::from_flags(&args)
     };
     let config = build(&base, &answers)?.to_string();
-    let project = if answers.changes_nothing() {
+    let choices = answers.describe();
+    let project = if choices.is_empty() {
         Project::parse(&config, &source)?
     } else {
-        super::parse_edited(&config, &source, &answers.describe())?
+        super::parse_edited(&config, &source, &choices)?
     };
 
     let mode = if args.dry_run {
@@ -148,15 +149,8 @@ impl Answers {
         }
     }
 
-    fn changes_nothing(&self) -> bool {
-        self.removed.is_empty()
-            && self.custom.is_empty()
-            && self.database.is_none()
-            && self.gateway_port.is_none()
-            && !self.monolith
-    }
-
-    /// The choices, as the flags that make them: `--database none --monolith`.
+    /// The choices, as the flags that make them: `--database none, --monolith`;
+    /// empty when the file is taken as it is.
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some(d) = self.database {
@@ -219,19 +213,8 @@ fn build(base: &DocumentMut, a: &Answers) -> Result<DocumentMut> {
 /// Builds and validates, giving a short message for a prompt.
 fn check(base: &DocumentMut, a: &Answers) -> Result<Project, String> {
     let doc = build(base, a).map_err(|e| short_error(&e))?;
-    Project::parse(&doc.to_string(), Path::new(CONFIG_FILE)).map_err(|e| {
-        let mut messages: Vec<String> = Vec::new();
-        for d in e.diagnostics() {
-            let m = match &d.help {
-                Some(h) => format!("{} ({h})", d.message),
-                None => d.message.clone(),
-            };
-            if !messages.contains(&m) {
-                messages.push(m);
-            }
-        }
-        messages.join("; ")
-    })
+    Project::parse(&doc.to_string(), Path::new(CONFIG_FILE))
+        .map_err(|e| super::problems(&e).join("; "))
 }
 
 fn short_error(e: &anyhow::Error) -> String {
