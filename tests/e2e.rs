@@ -721,7 +721,7 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     let start = |logs: Option<&Path>, metrics_port: u16| -> (Vec<Proc>, Proc) {
         let launch = |name: &str, mut env: Vec<(String, String)>| match logs {
             Some(dir) => {
-                env.push(("RUST_LOG".into(), "info,tower_http=debug".into()));
+                env.push(("RUST_LOG".into(), "info".into()));
                 // The default batch delay (5 s): the spans of the last requests
                 // before SIGTERM reach the collector only if shutdown flushes them.
                 env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.endpoint()));
