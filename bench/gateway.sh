@@ -43,11 +43,13 @@ env "${common_env[@]}" PORT="$auth_port" JWT_SECRET="$secret" \
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/bench_${run}_auth" "$bin/auth-service" & pids+=($!)
 env "${common_env[@]}" PORT="$user_port" \
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/bench_${run}_user" "$bin/user-service" & pids+=($!)
+user_pid=$!
 wait_up "http://127.0.0.1:$auth_port"
 wait_up "http://127.0.0.1:$user_port"
 env HOST=127.0.0.1 RUST_LOG=error PORT="$gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret" \
     AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
     BLOG_SERVICE_URL="http://127.0.0.1:9" "$bin/gateway" & pids+=($!)
+gateway_pid=$!
 wait_up "http://127.0.0.1:$gw_port"
 
 cat >"$work/nginx.conf" <<NGINX
@@ -69,6 +71,13 @@ http {
 }
 NGINX
 nginx -c "$work/nginx.conf" -p "$work"
+nginx_pids=
+for _ in $(seq 1 50); do
+    [ -s "$work/nginx.pid" ] && nginx_pids=$(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ' || true)
+    [ -n "$nginx_pids" ] && break
+    sleep 0.1
+done
+[ -n "$nginx_pids" ] || { echo "nginx did not start its workers" >&2; exit 1; }
 
 gw="http://127.0.0.1:$gw_port"
 curl -fs -X POST "$gw/api/v1/auth/register" -H 'content-type: application/json' \
@@ -84,34 +93,46 @@ wrk.body = '{"email":"load@example.com","display_name":"Load"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-# name url [wrk args...] → "name rps p50 p99 non2xx"
+# CPU time (user + system, clock ticks) the processes PIDS have used so far.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
+
+# name url pids [wrk args...] → "name rps p50 p99 cpu non2xx", where cpu is the CPU
+# time the proxy (PIDS) spent per request, in µs: on a machine whose cores wrk, the
+# proxy, the service and PostgreSQL share, the steadiest measure of a proxy's cost.
 bench() {
-    local name=$1 url=$2; shift 2
-    local out
+    local name=$1 url=$2 measured=$3; shift 3
+    local out before after
+    # shellcheck disable=SC2086
+    before=$(ticks $measured)
     out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url")
-    awk -v name="$name" '
+    # shellcheck disable=SC2086
+    after=$(ticks $measured)
+    awk -v name="$name" -v ticks=$((after - before)) -v hz="$hz" -v secs="$secs" '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 }
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
         /Non-2xx/ { bad = $NF }
-        END { printf "%-34s %12.0f %9.2fms %9.2fms %8s\n", name, rps, p50, p99, (bad == "" ? 0 : bad) }' <<<"$out"
+        END { cpu = rps > 0 ? ticks * 1e6 / hz / (rps * secs) : 0
+              printf "%-34s %12.0f %9.2fms %9.2fms %9.1fus %8s\n", name, rps, p50, p99, cpu, (bad == "" ? 0 : bad) }' <<<"$out"
 }
 
-header() { printf '%-34s %12s %11s %11s %8s\n' "$1" "req/s" p50 p99 non-2xx; }
+header() { printf '%-34s %12s %11s %11s %11s %8s\n' "$1" "req/s" p50 p99 "cpu/req" non-2xx; }
 
 results="$work/results"
 : >"$results"
 header "target ($conns connections, ${secs}s)"
 for round in $(seq 1 "$rounds"); do
     echo "-- round $round/$rounds"
-    bench "gateway → /health (user)" "$gw/health/user" | tee -a "$results"
-    bench "nginx → /health (user)" "http://127.0.0.1:$nginx_port/health" | tee -a "$results"
-    bench "gateway → GET /api/v1/users/1" "$gw/api/v1/users/1" -H "Authorization: Bearer $token" | tee -a "$results"
-    bench "nginx → GET /api/v1/users/1" "http://127.0.0.1:$nginx_port/api/v1/users/1" | tee -a "$results"
+    bench "gateway → /health (user)" "$gw/health/user" "$gateway_pid" | tee -a "$results"
+    bench "nginx → /health (user)" "http://127.0.0.1:$nginx_port/health" "$nginx_pids" | tee -a "$results"
+    bench "gateway → GET /api/v1/users/1" "$gw/api/v1/users/1" "$gateway_pid" -H "Authorization: Bearer $token" | tee -a "$results"
+    bench "nginx → GET /api/v1/users/1" "http://127.0.0.1:$nginx_port/api/v1/users/1" "$nginx_pids" | tee -a "$results"
 done
-bench "service GET /api/v1/users/1" "http://127.0.0.1:$user_port/api/v1/users/1"
-bench "service POST /api/v1/users" "http://127.0.0.1:$user_port/api/v1/users" -s "$work/post.lua"
+# Here cpu/req is the service's own.
+bench "service GET /api/v1/users/1" "http://127.0.0.1:$user_port/api/v1/users/1" "$user_pid"
+bench "service POST /api/v1/users" "http://127.0.0.1:$user_port/api/v1/users" "$user_pid" -s "$work/post.lua"
 
 # Medians over the rounds, and the gateway's share of nginx's throughput.
 echo "-- medians over $rounds rounds"
@@ -120,15 +141,15 @@ python3 - "$results" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1], encoding="utf-8"):
-    m = re.match(r"(.+?)\s+(\d+)\s+([\d.]+)ms\s+([\d.]+)ms\s+(\d+)\s*$", line)
+    m = re.match(r"(.+?)\s+(\d+)\s+([\d.]+)ms\s+([\d.]+)ms\s+([\d.]+)us\s+(\d+)\s*$", line)
     if m:
-        rows.setdefault(m.group(1).strip(), []).append(tuple(float(x) for x in m.group(2, 3, 4)))
-med = {k: tuple(statistics.median(v[i] for v in vals) for i in range(3)) for k, vals in rows.items()}
-for k, (rps, p50, p99) in med.items():
-    print(f"{k:<34} {rps:12.0f} {p50:9.2f}ms {p99:9.2f}ms")
+        rows.setdefault(m.group(1).strip(), []).append(tuple(float(x) for x in m.group(2, 3, 4, 5)))
+med = {k: tuple(statistics.median(v[i] for v in vals) for i in range(4)) for k, vals in rows.items()}
+for k, (rps, p50, p99, cpu) in med.items():
+    print(f"{k:<34} {rps:12.0f} {p50:9.2f}ms {p99:9.2f}ms {cpu:9.1f}us")
 for what in ("/health (user)", "GET /api/v1/users/1"):
     g, n = med.get(f"gateway → {what}"), med.get(f"nginx → {what}")
-    if g and n:
-        print(f"gateway/nginx {what}: throughput {g[0] / n[0]:.0%}, p99 {g[2] / n[2]:.2f}x")
+    if g and n and n[0] and n[2] and n[3]:
+        print(f"gateway/nginx {what}: throughput {g[0] / n[0]:.0%}, p99 {g[2] / n[2]:.2f}x, CPU per request {g[3] / n[3]:.2f}x")
 PY
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; msgen $(git rev-parse --short HEAD)"
