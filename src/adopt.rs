@@ -26,6 +26,7 @@ use proc_macro2::{LineColumn, TokenStream, TokenTree};
 use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 
+use crate::model::ServiceName;
 use crate::sql::{created_table, statements, strip_foreign_keys, tables_in, written_tables};
 
 /// The monolith as read from disk: paths relative to its directory, `/`-separated.
@@ -39,7 +40,7 @@ pub struct Source {
     pub has_build_script: bool,
     /// Tables that services split out earlier own (table → service): they stay
     /// with those services, never copied into this one.
-    pub owned_elsewhere: BTreeMap<String, String>,
+    pub owned_elsewhere: BTreeMap<String, ServiceName>,
 }
 
 /// A problem that stops the split; nothing has been written.
@@ -664,7 +665,8 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             "{}: the module {} table `{t}`, which service `{owner}` owns since an earlier split: the service's database has no `{t}`; call {owner}'s API instead (through the gateway, or {}_SERVICE_URL)",
             read_at.get(t).map_or("", String::as_str),
             if writes.contains(t) { "writes" } else { "reads" },
-            owner.to_uppercase().replace('-', "_"),
+            owner.upper(),
+            owner = owner.as_str(),
         ));
     }
     for t in reads
@@ -718,7 +720,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             let (stmt, dropped) = strip_foreign_keys(&stmt, &target_tables);
             for d in &dropped {
                 let owner = match src.owned_elsewhere.get(d) {
-                    Some(service) => format!("`{d}` belongs to service `{service}`"),
+                    Some(service) => format!("`{d}` belongs to service `{}`", service.as_str()),
                     None => format!("`{d}` stays in the monolith"),
                 };
                 report.human.push(format!(

@@ -113,8 +113,8 @@ fn read_opt(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Every path with a base record, relative to the project root.
-/// The files msgen generated last time (paths relative to `root`).
+/// The files msgen generated last time: every path with a base record, relative
+/// to the project root.
 pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     let base = root.join(BASE_DIR);

@@ -392,10 +392,7 @@ impl Project {
                     let d = syntax_diagnostic(&e, &current, text, path);
                     // A problem of the whole document (no `[project]`) comes back
                     // however the copy is blanked: once is enough.
-                    let again = shape_errors.last().is_some_and(|l: &Diagnostic| {
-                        l.message == d.message && l.location == d.location && l.key == d.key
-                    });
-                    if again {
+                    if shape_errors.last() == Some(&d) {
                         return Err(ConfigError::Invalid(shape_errors));
                     }
                     shape_errors.push(d);

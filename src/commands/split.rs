@@ -665,7 +665,7 @@ fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
 fn tables_of_adopted_services(
     root: &Path,
     project: &Project,
-) -> Result<std::collections::BTreeMap<String, String>> {
+) -> Result<std::collections::BTreeMap<String, ServiceName>> {
     let mut owned = std::collections::BTreeMap::new();
     for s in project.services.iter().filter(|s| s.adopted) {
         let dir = root
@@ -683,7 +683,7 @@ fn tables_of_adopted_services(
             let sql = String::from_utf8_lossy(&bytes);
             for stmt in crate::sql::statements(&sql) {
                 if let Some(table) = crate::sql::created_table(&stmt) {
-                    owned.insert(table, s.name.as_str().to_string());
+                    owned.insert(table, s.name.clone());
                 }
             }
         }
