@@ -152,4 +152,45 @@ for what in ("/health (user)", "GET /api/v1/users/1"):
     if g and n and n[0] and n[2] and n[3]:
         print(f"gateway/nginx {what}: throughput {g[0] / n[0]:.0%}, p99 {g[2] / n[2]:.2f}x, CPU per request {g[3] / n[3]:.2f}x")
 PY
+# User-space instructions per proxied request, counted by callgrind (valgrind): the
+# same binary gives the same count run after run, where time on two shared cores moves
+# by ±10%. Two runs of different lengths; their difference cancels start-up and exit.
+# The gateway and a single nginx process each run under callgrind on a port of their own.
+if command -v valgrind >/dev/null; then
+    cg_gw_port=$(free_port); cg_nginx_port=$(free_port)
+    sed -e "s/listen 127.0.0.1:$nginx_port/listen 127.0.0.1:$cg_nginx_port/" \
+        -e "s|pid $work/nginx.pid|pid $work/nginx-cg.pid|" "$work/nginx.conf" >"$work/nginx-cg.conf"
+    # name url seconds [wrk args...] -- command...  → "requests instructions"
+    counted() {
+        local name=$1 url=$2 seconds=$3; shift 3
+        local wrk_args=()
+        while [ "$1" != -- ]; do wrk_args+=("$1"); shift; done
+        shift
+        local out="$work/callgrind.$name.$seconds" vpid n
+        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$work/callgrind.log" 2>&1 &
+        vpid=$!
+        for _ in $(seq 1 300); do curl -fs "$url" "${wrk_args[@]}" >/dev/null 2>&1 && break; sleep 0.1; done
+        n=$(wrk -t1 -c8 -d"${seconds}s" "${wrk_args[@]}" "$url" | awk '/requests in/ {print $1}')
+        kill -INT "$vpid"; wait "$vpid" || true
+        echo "$n $(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
+    }
+    per_request() {
+        local a b
+        read -r -a a < <(counted "$@" 2)
+        read -r -a b < <(counted "$@" 10)
+        echo $(( (b[1] - a[1]) / (b[0] - a[0]) ))
+    }
+    gw_cmd=(env HOST=127.0.0.1 RUST_LOG=error PORT="$cg_gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret"
+        AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
+        BLOG_SERVICE_URL="http://127.0.0.1:9" "$bin/gateway")
+    nginx_cmd=(nginx -c "$work/nginx-cg.conf" -p "$work" -g "daemon off; master_process off;")
+    echo "-- user-space instructions per request (callgrind)"
+    printf '%-34s %12s %12s %8s\n' path gateway nginx ratio
+    for what in "/health (user)|/health/user|/health" "GET /api/v1/users/1|/api/v1/users/1|/api/v1/users/1"; do
+        IFS='|' read -r label gw_path nginx_path <<<"$what"
+        g=$(per_request gw "http://127.0.0.1:$cg_gw_port$gw_path" -H "Authorization: Bearer $token" -- "${gw_cmd[@]}")
+        n=$(per_request nginx "http://127.0.0.1:$cg_nginx_port$nginx_path" -- "${nginx_cmd[@]}")
+        printf '%-34s %12d %12d %7.2fx\n' "$label" "$g" "$n" "$(python3 -c "print($g / $n)")"
+    done
+fi
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; msgen $(git rev-parse --short HEAD)"
