@@ -167,7 +167,8 @@ if command -v valgrind >/dev/null; then
         while [ "$1" != -- ]; do wrk_args+=("$1"); shift; done
         shift
         local out="$work/callgrind.$name.$seconds" vpid n
-        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$work/callgrind.log" 2>&1 &
+        # Environment first: valgrind does not follow an `env` that execs the program.
+        env "${cg_env[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$work/callgrind.log" 2>&1 &
         vpid=$!
         for _ in $(seq 1 300); do curl -fs "$url" "${wrk_args[@]}" >/dev/null 2>&1 && break; sleep 0.1; done
         n=$(wrk -t1 -c8 -d"${seconds}s" "${wrk_args[@]}" "$url" | awk '/requests in/ {print $1}')
@@ -176,19 +177,22 @@ if command -v valgrind >/dev/null; then
     }
     per_request() {
         local a b
-        read -r -a a < <(counted "$@" 2)
-        read -r -a b < <(counted "$@" 10)
+        read -r -a a < <(counted "$1" "$2" 2 "${@:3}")
+        read -r -a b < <(counted "$1" "$2" 10 "${@:3}")
+        [ "${a[0]:-0}" -gt 0 ] && [ "${b[0]:-0}" -gt "${a[0]}" ] || { echo "callgrind run of $1 failed" >&2; tail -5 "$work/callgrind.log" >&2; exit 1; }
         echo $(( (b[1] - a[1]) / (b[0] - a[0]) ))
     }
-    gw_cmd=(env HOST=127.0.0.1 RUST_LOG=error PORT="$cg_gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret"
+    gw_env=(HOST=127.0.0.1 RUST_LOG=error PORT="$cg_gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret"
         AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
-        BLOG_SERVICE_URL="http://127.0.0.1:9" "$bin/gateway")
+        BLOG_SERVICE_URL="http://127.0.0.1:9")
     nginx_cmd=(nginx -c "$work/nginx-cg.conf" -p "$work" -g "daemon off; master_process off;")
     echo "-- user-space instructions per request (callgrind)"
     printf '%-34s %12s %12s %8s\n' path gateway nginx ratio
     for what in "/health (user)|/health/user|/health" "GET /api/v1/users/1|/api/v1/users/1|/api/v1/users/1"; do
         IFS='|' read -r label gw_path nginx_path <<<"$what"
-        g=$(per_request gw "http://127.0.0.1:$cg_gw_port$gw_path" -H "Authorization: Bearer $token" -- "${gw_cmd[@]}")
+        cg_env=("${gw_env[@]}")
+        g=$(per_request gw "http://127.0.0.1:$cg_gw_port$gw_path" -H "Authorization: Bearer $token" -- "$bin/gateway")
+        cg_env=(PATH="$PATH")
         n=$(per_request nginx "http://127.0.0.1:$cg_nginx_port$nginx_path" -- "${nginx_cmd[@]}")
         printf '%-34s %12d %12d %7.2fx\n' "$label" "$g" "$n" "$(python3 -c "print($g / $n)")"
     done
