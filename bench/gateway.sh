@@ -46,9 +46,11 @@ env "${common_env[@]}" PORT="$user_port" \
 user_pid=$!
 wait_up "http://127.0.0.1:$auth_port"
 wait_up "http://127.0.0.1:$user_port"
-env HOST=127.0.0.1 RUST_LOG=error PORT="$gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret" \
-    AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port" \
-    BLOG_SERVICE_URL="http://127.0.0.1:9" "$bin/gateway" & pids+=($!)
+# The gateway's environment but its ports (also used for its callgrind run below).
+gw_env=(HOST=127.0.0.1 RUST_LOG=error JWT_SECRET="$secret"
+    AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
+    BLOG_SERVICE_URL="http://127.0.0.1:9")
+env "${gw_env[@]}" PORT="$gw_port" METRICS_PORT="$(free_port)" "$bin/gateway" & pids+=($!)
 gateway_pid=$!
 wait_up "http://127.0.0.1:$gw_port"
 
@@ -182,15 +184,12 @@ if command -v valgrind >/dev/null; then
         [ "${a[0]:-0}" -gt 0 ] && [ "${b[0]:-0}" -gt "${a[0]}" ] || { echo "callgrind run of $1 failed" >&2; tail -5 "$work/callgrind.log" >&2; exit 1; }
         echo $(( (b[1] - a[1]) / (b[0] - a[0]) ))
     }
-    gw_env=(HOST=127.0.0.1 RUST_LOG=error PORT="$cg_gw_port" METRICS_PORT="$(free_port)" JWT_SECRET="$secret"
-        AUTH_SERVICE_URL="http://127.0.0.1:$auth_port" USER_SERVICE_URL="http://127.0.0.1:$user_port"
-        BLOG_SERVICE_URL="http://127.0.0.1:9")
     nginx_cmd=(nginx -c "$work/nginx-cg.conf" -p "$work" -g "daemon off; master_process off;")
     echo "-- user-space instructions per request (callgrind)"
     printf '%-34s %12s %12s %8s\n' path gateway nginx ratio
     for what in "/health (user)|/health/user|/health" "GET /api/v1/users/1|/api/v1/users/1|/api/v1/users/1"; do
         IFS='|' read -r label gw_path nginx_path <<<"$what"
-        cg_env=("${gw_env[@]}")
+        cg_env=("${gw_env[@]}" PORT="$cg_gw_port" METRICS_PORT="$(free_port)")
         g=$(per_request gw "http://127.0.0.1:$cg_gw_port$gw_path" -H "Authorization: Bearer $token" -- "$bin/gateway")
         cg_env=(PATH="$PATH")
         n=$(per_request nginx "http://127.0.0.1:$cg_nginx_port$nginx_path" -- "${nginx_cmd[@]}")
