@@ -158,6 +158,7 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
             }
         };
         let (action, base_update) = match (file.ownership, current, base) {
+            (Ownership::Existing, _, _) => (Action::Unchanged, None),
             (_, None, None) => (
                 Action::Create {
                     contents: new.clone(),

@@ -79,13 +79,34 @@ pub enum Command {
     },
     /// Render the project from its services.toml, merging hand edits.
     #[command(
-        after_help = "Examples:\n  msgen generate\n  msgen generate --dry-run   show the diff, write nothing\n  msgen generate --check     exit 1 when generated files drifted (CI)"
+        after_help = "A change to a resource in services.toml (a field added, removed, renamed with\n`renamed_from`, retyped; a resource added or removed) gets a new numbered migration\nin the service's migrations/ folder. Changes that would lose data are refused\nuntil confirmed with --allow-data-loss.\n\nExamples:\n  msgen generate\n  msgen generate --dry-run   show the diff, write nothing\n  msgen generate --check     exit 1 when generated files or migrations drifted (CI)\n  msgen generate --allow-data-loss   drop a removed field's column\n  msgen generate --accept-schema blog   your own migration did it: record, write none"
     )]
     Generate {
         /// Write nothing; exit 1 and list the files when the tree is not what services.toml renders.
         #[arg(long, conflicts_with = "dry_run")]
         check: bool,
         /// Print what would be created, changed (as a diff) or removed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm schema changes that lose data: dropped fields and resources, type
+        /// changes that may not keep every value.
+        #[arg(long)]
+        allow_data_loss: bool,
+        /// SERVICE's own migrations already bring its database where services.toml
+        /// says: record that schema, write no migration for it (repeatable).
+        #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
+        accept_schema: Vec<String>,
+    },
+    /// Add an empty, numbered migration to a service's migrations/ for SQL of your own.
+    #[command(
+        after_help = "msgen numbers it after every migration of the service and never edits it.\nmsgen reads what it does to tables it knows (CREATE/ALTER/DROP TABLE); for\nanything it cannot read, run `msgen generate --accept-schema SERVICE` once\nservices.toml says the same.\n\nExamples:\n  msgen add-migration blog add_search_index\n  msgen add-migration monolith backfill_slugs"
+    )]
+    AddMigration {
+        /// The service (or `monolith`) whose database it changes.
+        service: String,
+        /// What it does, in lower-case words joined by '_' (the file name's end).
+        name: String,
+        /// Print the file it would write; write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -120,9 +141,18 @@ pub enum Command {
         /// Services this one calls over REST, comma separated.
         #[arg(long, value_delimiter = ',')]
         depends_on: Vec<String>,
-        /// A CRUD resource to start with (one `name = "string"` field).
+        /// A CRUD resource to start with.
         #[arg(long)]
         resource: Option<String>,
+        /// A field of that resource, NAME:TYPE (e.g. title:string, age:i32?); repeat
+        /// or separate with ','. Without any: one `name` field (string).
+        #[arg(
+            long = "field",
+            value_name = "NAME:TYPE",
+            value_delimiter = ',',
+            requires = "resource"
+        )]
+        fields: Vec<String>,
         /// Print the services.toml change and the files it would write; write nothing.
         #[arg(long)]
         dry_run: bool,

@@ -112,6 +112,8 @@ pub struct ServiceCtx {
     pub pool_type: &'static str,
     pub pool_options: &'static str,
     pub db_name: String,
+    /// The start of the generated tests' database names (short enough for PostgreSQL).
+    pub test_db_prefix: String,
     /// DATABASE_URL default, matching compose.
     pub database_url: String,
     pub depends_on: Vec<DepCtx>,
@@ -218,7 +220,6 @@ pub struct RemoteRefCtx {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SqlCtx {
-    pub create_table: String,
     pub insert: String,
     pub select_one: String,
     pub select_page: String,
@@ -385,7 +386,8 @@ impl ProjectCtx {
 }
 
 fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
-    let db_name = s.name.snake();
+    // Per project: two projects on one PostgreSQL server must not share a database.
+    let db_name = format!("{}_{}", p.name.snake(), s.name.snake());
     let database_url = match s.database {
         DatabaseKind::Postgres => format!(
             "postgres://postgres:postgres@{}-db:5432/{db_name}",
@@ -428,6 +430,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
             DatabaseKind::Sqlite => "sqlx::sqlite::SqlitePoolOptions",
             _ => "sqlx::postgres::PgPoolOptions",
         },
+        test_db_prefix: test_db_prefix(&db_name),
         db_name,
         database_url,
         depends_on,
@@ -549,6 +552,16 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
 
 /// The monolith as a deployable crate: one database, the modules' dependencies as
 /// clients (in process between modules, HTTP to extracted services).
+/// `db_name` cut to 24 bytes (a name of ASCII letters, digits and '_').
+fn test_db_prefix(db_name: &str) -> String {
+    db_name
+        .chars()
+        .take(24)
+        .collect::<String>()
+        .trim_end_matches('_')
+        .to_string()
+}
+
 fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
     let kind = p.default_database;
     let mut depends_on: Vec<DepCtx> = Vec::new();
@@ -578,9 +591,12 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         lib_modules.push("clients".into());
     }
     lib_modules.extend(modules.iter().map(|m| m.snake.clone()));
+    let db_name = format!("{}_monolith", p.name.snake());
     let database_url = match kind {
-        DatabaseKind::Postgres => "postgres://postgres:postgres@monolith-db:5432/monolith".into(),
-        DatabaseKind::Sqlite => "sqlite://data/monolith.db".into(),
+        DatabaseKind::Postgres => {
+            format!("postgres://postgres:postgres@monolith-db:5432/{db_name}")
+        }
+        DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
         DatabaseKind::None => String::new(),
     };
     ServiceCtx {
@@ -608,7 +624,8 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         } else {
             "sqlx::postgres::PgPoolOptions"
         },
-        db_name: "monolith".into(),
+        test_db_prefix: test_db_prefix(&db_name),
+        db_name,
         database_url,
         client_modules: sorted(depends_on.iter().map(|d| d.snake.clone())),
         depends_on,
@@ -688,7 +705,7 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         })
         .collect();
     let fields: Vec<FieldCtx> = r.fields.iter().map(field_ctx).collect();
-    let sql = sql_ctx(p, s, r);
+    let sql = sql_ctx(s, r);
     let http_refs = r.fields.iter().any(|f| match &f.ty {
         FieldType::Ref(t) => {
             matches!(ref_target(p, s, t), RefTarget::Remote(o) if !in_process(p, s, o.as_str()))
@@ -766,78 +783,17 @@ fn field_ctx(f: &Field) -> FieldCtx {
     }
 }
 
-fn sql_type(kind: DatabaseKind, ty: &FieldType) -> &'static str {
-    let pg = kind == DatabaseKind::Postgres;
-    match ty {
-        FieldType::String | FieldType::Text | FieldType::Email => "TEXT",
-        FieldType::I32 => "INTEGER",
-        FieldType::I64 | FieldType::Ref(_) => {
-            if pg {
-                "BIGINT"
-            } else {
-                "INTEGER"
-            }
-        }
-        FieldType::F64 => {
-            if pg {
-                "DOUBLE PRECISION"
-            } else {
-                "REAL"
-            }
-        }
-        FieldType::Bool => "BOOLEAN",
-        FieldType::DateTime => {
-            if pg {
-                "TIMESTAMPTZ"
-            } else {
-                "TEXT"
-            }
-        }
-    }
-}
-
 /// Identifiers are always quoted: field names such as `user` or `order` are reserved
 /// words in SQL but fine in `services.toml`.
 fn q(ident: &str) -> String {
     format!("\"{ident}\"")
 }
 
-fn sql_ctx(p: &Project, s: &Service, r: &Resource) -> SqlCtx {
+fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
     let kind = s.database;
     let pg = kind == DatabaseKind::Postgres;
     let ph = |i: usize| if pg { format!("${i}") } else { "?".to_string() };
     let table = q(&r.plural);
-    let id_col = if pg {
-        "\"id\" BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-    } else {
-        "\"id\" INTEGER PRIMARY KEY AUTOINCREMENT"
-    };
-    let ts_type = if pg { "TIMESTAMPTZ" } else { "TEXT" };
-    let mut cols = vec![format!("    {id_col}")];
-    for f in &r.fields {
-        let mut col = format!("    {} {}", q(&f.name), sql_type(kind, &f.ty));
-        if !f.optional {
-            col.push_str(" NOT NULL");
-        }
-        if let FieldType::Ref(target) = &f.ty {
-            if ref_target(p, s, target) == RefTarget::Local {
-                if let Some(t) = p.resource(target) {
-                    col.push_str(&format!(
-                        " REFERENCES {} (\"id\") ON DELETE CASCADE",
-                        q(&t.plural)
-                    ));
-                }
-            }
-        }
-        cols.push(col);
-    }
-    cols.push(format!("    \"created_at\" {ts_type} NOT NULL"));
-    cols.push(format!("    \"updated_at\" {ts_type} NOT NULL"));
-    let create_table = format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n);\n",
-        cols.join(",\n")
-    );
-
     let all_cols: Vec<String> = std::iter::once("id".to_string())
         .chain(r.fields.iter().map(|f| f.name.clone()))
         .chain(["created_at".to_string(), "updated_at".to_string()])
@@ -871,7 +827,6 @@ fn sql_ctx(p: &Project, s: &Service, r: &Resource) -> SqlCtx {
         ph(n + 2)
     );
     SqlCtx {
-        create_table,
         insert,
         select_one: format!("SELECT {select_list} FROM {table} WHERE \"id\" = {}", ph(1)),
         select_page: format!(

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod raw;
 pub mod render;
 pub mod rust_refs;
+pub mod schema;
 pub mod sql;
 
 use std::process::ExitCode;

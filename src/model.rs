@@ -221,6 +221,106 @@ pub struct Field {
     pub name: String,
     pub ty: FieldType,
     pub optional: bool,
+    /// What rows that exist get when the field is added or made required.
+    pub default: Option<DefaultValue>,
+    /// The field's former name (`renamed_from`): a rename, not a drop and an add.
+    pub renamed_from: Option<String>,
+}
+
+/// A field's default, checked against its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Eq for DefaultValue {}
+
+impl DefaultValue {
+    /// The value as an SQL literal, written as the schema reader normalises it.
+    pub fn sql(&self) -> String {
+        match self {
+            Self::Str(s) => format!("'{}'", s.replace('\'', "''")),
+            Self::Int(i) => i.to_string(),
+            Self::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.1}"),
+            Self::Float(f) => f.to_string(),
+            Self::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// Checks a TOML value against the field's type.
+    fn parse(v: &toml::Value, ty: &FieldType) -> Result<Self, String> {
+        use toml::Value as V;
+        let what = match ty {
+            FieldType::String | FieldType::Text | FieldType::Email => "a string",
+            FieldType::I32 => "an integer between -2147483648 and 2147483647",
+            FieldType::I64 => "an integer",
+            FieldType::F64 => "a number",
+            FieldType::Bool => "true or false",
+            FieldType::DateTime => {
+                "an RFC 3339 date and time in a string, e.g. \"2024-01-01T00:00:00Z\""
+            }
+            FieldType::Ref(_) => {
+                return Err("a reference takes no default: make it optional instead".into())
+            }
+        };
+        let value = match (ty, v) {
+            (FieldType::String | FieldType::Text | FieldType::Email, V::String(s)) => {
+                Some(Self::Str(s.clone()))
+            }
+            (FieldType::DateTime, V::String(s)) if is_rfc3339(s) => Some(Self::Str(s.clone())),
+            (FieldType::I32, V::Integer(i)) if i32::try_from(*i).is_ok() => Some(Self::Int(*i)),
+            (FieldType::I64, V::Integer(i)) => Some(Self::Int(*i)),
+            (FieldType::F64, V::Integer(i)) => Some(Self::Float(*i as f64)),
+            (FieldType::F64, V::Float(f)) if f.is_finite() => Some(Self::Float(*f)),
+            (FieldType::Bool, V::Boolean(b)) => Some(Self::Bool(*b)),
+            _ => None,
+        };
+        value.ok_or_else(|| format!("default {v} does not fit the type: expected {what}"))
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, as chrono's `DateTime<Utc>` reads it.
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if b.len() < 20
+        || !digits(0..4)
+        || b[4] != b'-'
+        || !digits(5..7)
+        || b[7] != b'-'
+        || !digits(8..10)
+    {
+        return false;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ')
+        || !digits(11..13)
+        || b[13] != b':'
+        || !digits(14..16)
+        || b[16] != b':'
+        || !digits(17..19)
+    {
+        return false;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match &b[i..] {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()),
+        _ => false,
+    }
 }
 
 /// Where a `ref:` field points once resolved.
@@ -1383,32 +1483,69 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let text = fty.get_ref().trim();
+            let raw = fty.get_ref();
+            let text = raw.ty.trim();
             let (base, optional) = match text.strip_suffix('?') {
                 Some(b) => (b, true),
                 None => (text, false),
             };
-            match FieldType::parse(base) {
-                Some(ty) => fields.push(Field {
-                    name: fname.clone(),
-                    ty,
-                    optional,
-                }),
-                None => {
-                    let help =
-                        did_you_mean(base, FIELD_TYPES).map(|c| format!("did you mean `{c}`?"));
-                    self.err(
-                        fty,
-                        &fkey,
-                        format!(
-                            "unknown field type {:?}; accepted: {} (add `?` for an optional field)",
-                            fty.get_ref(),
-                            FIELD_TYPES.join(", ")
-                        ),
-                        help,
-                    );
+            let Some(ty) = FieldType::parse(base) else {
+                let help = did_you_mean(base, FIELD_TYPES).map(|c| format!("did you mean `{c}`?"));
+                self.err(
+                    fty,
+                    &fkey,
+                    format!(
+                        "unknown field type {:?}; accepted: {} (add `?` for an optional field)",
+                        raw.ty,
+                        FIELD_TYPES.join(", ")
+                    ),
+                    help,
+                );
+                continue;
+            };
+            let default = match &raw.default {
+                None => None,
+                Some(v) => match DefaultValue::parse(v, &ty) {
+                    Ok(d) => Some(d),
+                    Err(m) => {
+                        self.err(fty, &format!("{fkey}.default"), m, None);
+                        None
+                    }
+                },
+            };
+            let renamed_from = match &raw.renamed_from {
+                None => None,
+                Some(old) => {
+                    let problem = if let Err(m) = check_snake(old) {
+                        Some(m)
+                    } else if old == fname {
+                        Some("is the field's own name".to_string())
+                    } else if rr.fields.contains_key(old) {
+                        Some(format!("`{old}` is still a field of this resource"))
+                    } else {
+                        None
+                    };
+                    match problem {
+                        Some(m) => {
+                            self.err(
+                                fty,
+                                &format!("{fkey}.renamed_from"),
+                                m,
+                                Some("`renamed_from` names the field's former name, e.g. { type = \"string\", renamed_from = \"name\" }".into()),
+                            );
+                            None
+                        }
+                        None => Some(old.clone()),
+                    }
                 }
-            }
+            };
+            fields.push(Field {
+                name: fname.clone(),
+                ty,
+                optional,
+                default,
+                renamed_from,
+            });
         }
         Some(Resource {
             name: name?,

@@ -9,6 +9,9 @@ pub enum Ownership {
     Managed,
     /// Written once, then the user's: a migration must never change after it ran.
     CreateOnly,
+    /// Already there and the user's (a migration msgen accounts for): tracked, never
+    /// written. Its contents in the plan are empty.
+    Existing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +24,10 @@ pub struct PlannedFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub files: BTreeMap<String, PlannedFile>,
+    /// The schema changes the new migrations make, one line each (`dir: change`).
+    pub schema_changes: Vec<String>,
+    /// What the user should know about the migrations (unreadable, missing).
+    pub schema_warnings: Vec<String>,
 }
 
 impl Plan {

@@ -101,7 +101,69 @@ pub struct RawResource {
     pub name: Spanned<String>,
     #[serde(default)]
     pub plural: Option<Spanned<String>>,
-    /// `field = "type"`, in declaration order.
+    /// `field = "type"` or `field = { type = "...", default = ..., renamed_from = "..." }`,
+    /// in declaration order.
     #[serde(default)]
-    pub fields: IndexMap<String, Spanned<String>>,
+    pub fields: IndexMap<String, Spanned<RawField>>,
+}
+
+/// A field: its type alone, or a table with what a schema change needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawField {
+    pub ty: String,
+    /// The value existing rows get when the field is added or made required.
+    pub default: Option<toml::Value>,
+    /// The field's former name: the column is renamed, its values kept.
+    pub renamed_from: Option<String>,
+}
+
+/// Keys of a field written as a table.
+pub const FIELD_KEYS: &[&str] = &["type", "default", "renamed_from"];
+
+impl<'de> Deserialize<'de> for RawField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    r#"a type such as "string", or a table such as { type = "i32", default = 0 }"#,
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawField, E> {
+                Ok(RawField {
+                    ty: v.to_string(),
+                    default: None,
+                    renamed_from: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawField, A::Error> {
+                use serde::de::Error;
+                let (mut ty, mut default, mut renamed_from) = (None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "type" => ty = Some(map.next_value::<String>()?),
+                        "default" => default = Some(map.next_value::<toml::Value>()?),
+                        "renamed_from" => renamed_from = Some(map.next_value::<String>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}` in a field; accepted: {}",
+                                FIELD_KEYS.join(", ")
+                            )))
+                        }
+                    }
+                }
+                let ty = ty.ok_or_else(|| A::Error::custom(r#"a field written as a table needs `type`, e.g. { type = "string", default = "" }"#))?;
+                Ok(RawField {
+                    ty,
+                    default,
+                    renamed_from,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -29,21 +29,20 @@
 //! database module for a service without one) disappear. Migrations come from Rust,
 //! since their file names must stay stable across renders.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use include_dir::{include_dir, Dir};
 use tera::{Context, Tera};
 
-use crate::context::{ProjectCtx, ServiceCtx};
-use crate::model::{Project, Template};
+use crate::context::ProjectCtx;
+use crate::model::{Project, Service, Template};
 use crate::plan::{Ownership, Plan};
+use crate::schema::{self, owner, Dialect};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// Service templates the monolith crate renders as its own.
 const MONOLITH_FROM_SERVICE: &[&str] = &[
     "service/Dockerfile.tera",
+    "service/build.rs.tera",
     "service/src/clients/mod.rs.tera",
     "service/src/config.rs.tera",
     "service/src/db.rs.tera",
@@ -74,6 +73,20 @@ pub const MODULE_FILES: &[&str] = &[
 pub enum RenderError {
     #[error("template {name}: {detail}")]
     Template { name: String, detail: String },
+    /// Schema changes `services.toml` asks for that msgen will not make alone.
+    #[error("{}", schema_refusal(.0))]
+    Schema(Vec<schema::Problem>),
+}
+
+fn schema_refusal(problems: &[schema::Problem]) -> String {
+    let mut msg = format!(
+        "services.toml asks for {} database change(s) msgen will not make on its own; nothing was written:",
+        problems.len()
+    );
+    for p in problems {
+        msg.push_str(&format!("\n  {p}"));
+    }
+    msg
 }
 
 fn tera_error(name: &str, e: tera::Error) -> RenderError {
@@ -125,16 +138,13 @@ impl Renderer {
         })
     }
 
-    /// Renders the whole project. `existing_migrations` lists the migration file
-    /// names already in each service (`services/<name>/migrations`), so that a
-    /// resource keeps the migration it was created with.
-    pub fn plan(
-        &self,
-        project: &Project,
-        existing_migrations: &BTreeMap<String, Vec<String>>,
-    ) -> Result<Plan, RenderError> {
+    /// Renders the whole project. `schema` holds each database owner's record and
+    /// migration files, from which the new migrations are worked out.
+    pub fn plan(&self, project: &Project, schema: &schema::Inputs) -> Result<Plan, RenderError> {
         let pctx = ProjectCtx::new(project);
         let mut plan = Plan::default();
+        // Database owners: (record name, directory, dialect, wanted tables).
+        let mut owners = Vec::new();
         let mut base = Context::new();
         base.insert("project", &pctx);
 
@@ -148,15 +158,6 @@ impl Renderer {
                 self.emit(&mut plan, name, out, &base)?;
             }
         }
-
-        // New migrations are numbered after every migration of the project: a version
-        // a split moved away must never be reused in the database it came from.
-        let last_version = existing_migrations
-            .values()
-            .flatten()
-            .filter_map(|n| n.split('_').next()?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(0);
 
         // Per-service templates see the project without its lists: cloning those into
         // every service's context made rendering quadratic in the number of services.
@@ -222,16 +223,12 @@ impl Renderer {
                     self.emit(&mut plan, name, format!("{dir}/{rel}"), &ctx)?;
                 }
             }
-            let existing = existing_migrations
-                .get("monolith")
-                .cloned()
-                .unwrap_or_default();
-            for (file, sql) in migrations(&pctx.modules, &existing, last_version) {
-                plan.add(
-                    format!("monolith/migrations/{file}"),
-                    sql,
-                    Ownership::CreateOnly,
-                );
+            let modules: Vec<&Service> = project.modules().collect();
+            if project.monolith.as_ref().is_some_and(|m| !m.is_external()) {
+                if let Some(dialect) = Dialect::of(project.default_database) {
+                    let w = schema::wanted(project, &modules);
+                    owners.push(("monolith".to_string(), "monolith".to_string(), dialect, w));
+                }
             }
         }
 
@@ -283,18 +280,12 @@ impl Renderer {
                 let rel = rel.replace("__service__", svc.name.as_str());
                 self.emit(&mut plan, name, rel, &ctx)?;
             }
-            let existing = existing_migrations
-                .get(svc.name.as_str())
-                .cloned()
-                .unwrap_or_default();
-            for (file, sql) in migrations(std::slice::from_ref(sctx), &existing, last_version) {
-                plan.add(
-                    format!("{dir}/migrations/{file}"),
-                    sql,
-                    Ownership::CreateOnly,
-                );
+            if let Some(dialect) = Dialect::of(svc.database) {
+                let w = schema::wanted(project, &[svc]);
+                owners.push((svc.name.as_str().to_string(), dir.clone(), dialect, w));
             }
         }
+        plan_schema(&mut plan, schema, owners)?;
         Ok(plan)
     }
 
@@ -325,98 +316,69 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<(String, &'a str)>) {
     }
 }
 
-/// One migration per table of `owners` (a service, or the monolith's modules that
-/// share its database), numbered in declaration order. A table whose migration
-/// already exists keeps its file; new tables are numbered after the last one.
-fn migrations(
-    owners: &[ServiceCtx],
-    existing: &[String],
-    last_version: u32,
-) -> Vec<(String, String)> {
-    let mut tables: Vec<(String, String)> = Vec::new();
-    for s in owners.iter().filter(|s| s.has_db) {
-        if s.is_auth {
-            tables.push((AUTH_TABLE.into(), auth_users_sql(s.is_postgres)));
-        }
-        for r in &s.resources {
-            tables.push((r.table.clone(), r.sql.create_table.clone()));
-        }
-        if !s.consumes.is_empty() {
-            tables.push((EVENTS_TABLE.into(), processed_events_sql(s.is_postgres)));
-        }
-    }
-    let version_of = |name: &str| -> Option<u32> { name.split('_').next()?.parse().ok() };
-    let mut next = last_version + 1;
-    let mut out = Vec::new();
-    for (table, sql) in tables {
-        let suffix = format!("_create_{table}.sql");
-        let file = match existing
-            .iter()
-            .find(|n| n.ends_with(&suffix) && version_of(n).is_some())
-        {
-            Some(f) => f.clone(),
-            None => {
-                let f = format!("{next:04}{suffix}");
-                next += 1;
-                f
+/// Each owner's new migrations, the files it keeps, and its record.
+fn plan_schema(
+    plan: &mut Plan,
+    inputs: &schema::Inputs,
+    owners: Vec<(String, String, Dialect, Vec<schema::Wanted>)>,
+) -> Result<(), RenderError> {
+    let mut problems = Vec::new();
+    for (name, dir, dialect, wanted) in owners {
+        let disk = inputs.owners.get(&name).cloned().unwrap_or_default();
+        if let Some(r) = disk.record.as_ref().filter(|r| r.dialect != Some(dialect)) {
+            if let Some(was) = r.dialect {
+                problems.push(schema::Problem {
+                    key: format!("services.{name}.database"),
+                    message: format!(
+                        "the migrations in {dir}/migrations are written for {}, not {}: msgen does not translate them",
+                        schema::dialect_name(was),
+                        schema::dialect_name(dialect)
+                    ),
+                    help: format!(
+                        "to start the new database from nothing, move {dir}/migrations away and delete {}",
+                        schema::record::path(&name)
+                    ),
+                });
+                continue;
             }
-        };
-        out.push((file, sql));
+        }
+        let accept = inputs.accept.contains(&name);
+        match owner::plan(&wanted, dialect, &disk, inputs.options, accept) {
+            Err(p) => problems.extend(p),
+            Ok(op) => {
+                for (file, sql) in op.new_files {
+                    plan.add(
+                        format!("{dir}/migrations/{file}"),
+                        sql,
+                        Ownership::CreateOnly,
+                    );
+                }
+                for file in op.kept {
+                    plan.add(
+                        format!("{dir}/migrations/{file}"),
+                        String::new(),
+                        Ownership::Existing,
+                    );
+                }
+                plan.schema_changes
+                    .extend(op.changes.iter().map(|c| format!("{dir}: {c}")));
+                plan.schema_warnings.extend(op.unread.iter().map(|u| {
+                    format!("{dir}/migrations/{u}: msgen cannot tell what this does to the tables; if it changes one services.toml declares, run `msgen generate --accept-schema {name}` once services.toml says the same")
+                }));
+                plan.schema_warnings.extend(op.missing.iter().map(|m| {
+                    format!("{dir}/migrations/{m} is missing, but msgen recorded it: restore it (git, or .msgen/base/{dir}/migrations/{m}); a database made from scratch would lack what it did")
+                }));
+                plan.add(
+                    schema::record::path(&name),
+                    op.record.to_toml(&dir),
+                    Ownership::Managed,
+                );
+            }
+        }
     }
-    out
-}
-
-/// Where a consumer remembers the events it handled, for idempotency.
-pub const EVENTS_TABLE: &str = "processed_events";
-
-fn processed_events_sql(pg: bool) -> String {
-    let ts = if pg { "TIMESTAMPTZ" } else { "TEXT" };
-    format!(
-        "CREATE TABLE IF NOT EXISTS \"processed_events\" (\n    \"event_id\" TEXT PRIMARY KEY,\n    \"subject\" TEXT NOT NULL,\n    \"handled_at\" {ts} NOT NULL\n);\n"
-    )
-}
-
-/// The auth template's table; not `users`, which a `user` resource may want.
-pub const AUTH_TABLE: &str = "auth_users";
-
-fn auth_users_sql(pg: bool) -> String {
-    let (id, ts) = if pg {
-        (
-            "\"id\" BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-            "TIMESTAMPTZ",
-        )
+    if problems.is_empty() {
+        Ok(())
     } else {
-        ("\"id\" INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT")
-    };
-    format!(
-        "CREATE TABLE IF NOT EXISTS \"auth_users\" (\n    {id},\n    \"email\" TEXT NOT NULL UNIQUE,\n    \"password_hash\" TEXT NOT NULL,\n    \"created_at\" {ts} NOT NULL\n);\n"
-    )
-}
-
-/// Lists `services/<name>/migrations/*.sql` under `root`, per service name.
-pub fn existing_migrations(root: &Path, project: &Project) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    let dirs = project
-        .standalone()
-        .map(|s| {
-            let dir = root.join("services").join(s.name.as_str());
-            (s.name.as_str().to_string(), dir)
-        })
-        .chain(std::iter::once((
-            "monolith".to_string(),
-            root.join("monolith"),
-        )));
-    for (name, dir) in dirs {
-        let dir = dir.join("migrations");
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".sql"))
-            .collect();
-        names.sort();
-        out.insert(name, names);
+        Err(RenderError::Schema(problems))
     }
-    out
 }

@@ -159,6 +159,28 @@ fn words(sql: &str) -> Vec<String> {
     out
 }
 
+/// A token of a statement as the schema reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lexeme {
+    /// A keyword or name: lower-cased, unless it was quoted.
+    Word(String),
+    /// A string literal (or dollar-quoted body) exactly as written, quotes included.
+    Str(String),
+    Punct(char),
+}
+
+/// The tokens of `sql`, comments dropped.
+pub fn lexemes(sql: &str) -> Vec<Lexeme> {
+    tokens(sql)
+        .into_iter()
+        .map(|t| match t.kind {
+            Kind::Word(w) => Lexeme::Word(w),
+            Kind::Str => Lexeme::Str(sql[t.range].to_string()),
+            Kind::Punct(c) => Lexeme::Punct(c),
+        })
+        .collect()
+}
+
 /// The statements of a migration, split on `;` outside strings and comments.
 pub fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -91,6 +91,8 @@ pub struct NewService<'a> {
     pub template: Option<&'a str>,
     pub depends_on: &'a [String],
     pub resource: Option<&'a str>,
+    /// The resource's fields (name, type); one `name` string field when empty.
+    pub fields: &'a [(String, String)],
 }
 
 pub fn add_service(doc: &mut DocumentMut, s: &NewService<'_>) -> Result<()> {
@@ -120,7 +122,12 @@ pub fn add_service(doc: &mut DocumentMut, s: &NewService<'_>) -> Result<()> {
         let mut res = Table::new();
         res["name"] = value(r);
         let mut fields = InlineTable::new();
-        fields.insert("name", "string".into());
+        if s.fields.is_empty() {
+            fields.insert("name", "string".into());
+        }
+        for (n, t) in s.fields {
+            fields.insert(n, t.as_str().into());
+        }
         res["fields"] = value(fields);
         // Indented under its service, as in msgen's examples.
         res.decor_mut().set_prefix("\n  ");

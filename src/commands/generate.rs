@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{load, plan_changes, Kind, Printer, CONFIG_FILE};
+use super::{load, plan_changes, Kind, Printer, SchemaArgs, CONFIG_FILE};
 use crate::apply::{self, Action};
 use crate::model::Project;
 use crate::CheckFailed;
@@ -17,7 +17,13 @@ pub enum Mode {
     Check,
 }
 
-pub fn run(root: &Path, check: bool, dry_run: bool, out: Printer) -> Result<ExitCode> {
+pub fn run(
+    root: &Path,
+    check: bool,
+    dry_run: bool,
+    schema: &SchemaArgs,
+    out: Printer,
+) -> Result<ExitCode> {
     let project = load(root)?;
     let mode = if check {
         Mode::Check
@@ -26,7 +32,7 @@ pub fn run(root: &Path, check: bool, dry_run: bool, out: Printer) -> Result<Exit
     } else {
         Mode::Apply
     };
-    render_into(root, &project, None, mode, out)
+    render_into(root, &project, None, mode, schema, out)
 }
 
 /// Renders `project` into `root`. `new_config`, when given, is the new text of
@@ -37,9 +43,10 @@ pub fn render_into(
     project: &Project,
     new_config: Option<&str>,
     mode: Mode,
+    schema: &SchemaArgs,
     out: Printer,
 ) -> Result<ExitCode> {
-    let outcome = plan_changes(root, project)?;
+    let (plan, outcome) = plan_changes(root, project, schema)?;
     let config_path = root.join(CONFIG_FILE);
     let old_config = std::fs::read_to_string(&config_path).unwrap_or_default();
     let config_changes = new_config.filter(|c| *c != old_config);
@@ -47,7 +54,7 @@ pub fn render_into(
     match mode {
         Mode::Check => {
             let drifted: Vec<_> = outcome.pending().collect();
-            if drifted.is_empty() {
+            if drifted.is_empty() && plan.schema_warnings.is_empty() {
                 out.line("generated files are up to date");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -57,6 +64,15 @@ pub fn render_into(
             );
             for c in drifted {
                 msg.push_str(&format!("\n  {:<14} {}", apply::verb(&c.action), c.path));
+            }
+            if !plan.schema_changes.is_empty() {
+                msg.push_str("\nthe database schema services.toml describes is not what the migrations make; missing:");
+                for c in &plan.schema_changes {
+                    msg.push_str(&format!("\n  {c}"));
+                }
+            }
+            for w in &plan.schema_warnings {
+                msg.push_str(&format!("\n  {w}"));
             }
             msg.push_str("\nrun `msgen generate` (or `msgen generate --dry-run` to see the diff)");
             Err(CheckFailed(msg).into())
@@ -86,6 +102,12 @@ pub fn render_into(
                         }
                     }
                 }
+            }
+            for c in &plan.schema_changes {
+                crate::emit(&format!("migration: {c}\n"));
+            }
+            for w in &plan.schema_warnings {
+                crate::emit(&format!("warning: {w}\n"));
             }
             if outcome.is_clean() && config_changes.is_none() {
                 out.line("nothing to do");
@@ -119,6 +141,15 @@ pub fn render_into(
             })?;
             progress.finish();
             out.outcome(&outcome, config_kind);
+            if !plan.schema_changes.is_empty() {
+                out.line("database changes in the new migrations:");
+                for c in &plan.schema_changes {
+                    out.line(format!("  {c}"));
+                }
+            }
+            for w in &plan.schema_warnings {
+                out.note(w);
+            }
             let conflicts = outcome.conflicts();
             if !conflicts.is_empty() {
                 let mut msg =

@@ -2,6 +2,7 @@
 
 mod edit;
 mod generate;
+mod migration;
 mod new;
 mod output;
 mod service;
@@ -15,7 +16,9 @@ use anyhow::{Context as _, Result};
 use crate::apply::{self, Outcome};
 use crate::cli::{Cli, Command, GraphFormat};
 use crate::model::Project;
-use crate::render::{existing_migrations, Renderer};
+use crate::plan::Plan;
+use crate::render::Renderer;
+use crate::schema;
 
 pub use generate::render_into;
 pub use output::{Kind, Printer};
@@ -53,7 +56,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
             out,
         ),
-        Command::Generate { check, dry_run } => generate::run(&cwd, check, dry_run, out),
+        Command::Generate {
+            check,
+            dry_run,
+            allow_data_loss,
+            accept_schema,
+        } => generate::run(
+            &cwd,
+            check,
+            dry_run,
+            &SchemaArgs {
+                allow_data_loss,
+                accept: accept_schema,
+            },
+            out,
+        ),
+        Command::AddMigration {
+            service,
+            name,
+            dry_run,
+        } => migration::add(&cwd, &service, &name, dry_run, out),
         Command::Validate => {
             let project = load(&cwd)?;
             out.line(format!(
@@ -80,6 +102,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             template,
             depends_on,
             resource,
+            fields,
             dry_run,
         } => service::add(
             &cwd,
@@ -90,6 +113,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 template,
                 depends_on,
                 resource,
+                fields,
             },
             dry_run,
             out,
@@ -296,8 +320,93 @@ pub fn load(root: &Path) -> Result<Project> {
 }
 
 /// Renders `project` and works out the changes to the tree at `root`.
-pub fn plan_changes(root: &Path, project: &Project) -> Result<Outcome> {
+pub fn plan_changes(
+    root: &Path,
+    project: &Project,
+    schema: &SchemaArgs,
+) -> Result<(Plan, Outcome)> {
     let renderer = Renderer::new().context("loading the embedded templates")?;
-    let plan = renderer.plan(project, &existing_migrations(root, project))?;
-    apply::diff(root, &plan)
+    let inputs = schema_inputs(root, project, schema)?;
+    let plan = renderer.plan(project, &inputs)?;
+    let outcome = apply::diff(root, &plan)?;
+    Ok((plan, outcome))
+}
+
+/// What the command line says about schema changes.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaArgs {
+    pub allow_data_loss: bool,
+    pub accept: Vec<String>,
+}
+
+/// Owners of a database in `project`: (record name, directory).
+pub fn db_owners(project: &Project) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = project
+        .standalone()
+        .filter(|s| !s.adopted && s.database != crate::model::DatabaseKind::None)
+        .map(|s| {
+            (
+                s.name.as_str().to_string(),
+                format!("services/{}", s.name.as_str()),
+            )
+        })
+        .collect();
+    if project.monolith.as_ref().is_some_and(|m| !m.is_external()) {
+        out.push(("monolith".into(), "monolith".into()));
+    }
+    out
+}
+
+/// Reads each owner's schema record and migration files.
+pub fn schema_inputs(root: &Path, project: &Project, args: &SchemaArgs) -> Result<schema::Inputs> {
+    let mut inputs = schema::Inputs {
+        options: schema::Options {
+            allow_data_loss: args.allow_data_loss,
+        },
+        ..Default::default()
+    };
+    let owners = db_owners(project);
+    for name in &args.accept {
+        if !owners.iter().any(|(o, _)| o == name) {
+            let names: Vec<&str> = owners.iter().map(|(o, _)| o.as_str()).collect();
+            return Err(crate::UsageError(format!(
+                "--accept-schema {name}: no service with a database of that name; services with one: {}",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+            .into());
+        }
+        inputs.accept.insert(name.clone());
+    }
+    for (name, dir) in owners {
+        let mut disk = schema::owner::Disk::default();
+        let record_path = apply::safe_path(root, &schema::record::path(&name))?;
+        match std::fs::read(&record_path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let record = schema::Record::parse(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}\n  help: this is msgen's record of what the migrations in {dir}/migrations produce; restore it (git), or delete it to have msgen read the migrations again",
+                        record_path.display()
+                    )
+                })?;
+                disk.record = Some(record);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", record_path.display()))
+            }
+        }
+        let mdir = apply::safe_path(root, &format!("{dir}/migrations"))?;
+        for file in files_under(&mdir) {
+            if file.contains('/') || schema::owner::version_of(&file).is_none() {
+                continue;
+            }
+            let bytes = std::fs::read(mdir.join(&file))
+                .with_context(|| format!("cannot read {dir}/migrations/{file}"))?;
+            disk.files
+                .insert(file, String::from_utf8_lossy(&bytes).into_owned());
+        }
+        inputs.owners.insert(name, disk);
+    }
+    Ok(inputs)
 }

@@ -11,6 +11,7 @@ use toml_edit::DocumentMut;
 
 use super::edit;
 use super::generate::{render_into, Mode};
+use super::SchemaArgs;
 use super::{Printer, CONFIG_FILE};
 use crate::cli::DatabaseArg;
 use crate::model::{Project, ProjectName};
@@ -102,7 +103,14 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
             &format!("{} in {}", name.as_str(), root.display()),
         );
     }
-    let code = render_into(&root, &project, Some(&config), mode, out)?;
+    let code = render_into(
+        &root,
+        &project,
+        Some(&config),
+        mode,
+        &SchemaArgs::default(),
+        out,
+    )?;
     if answers.monolith {
         // Said, not done silently: the monolith leaves the file's events out.
         let with_events: Vec<String> = Project::parse(&base.to_string(), &source)
@@ -201,6 +209,7 @@ fn build(base: &DocumentMut, a: &Answers) -> Result<DocumentMut> {
                 template: None,
                 depends_on: &[],
                 resource: None,
+                fields: &[],
             },
         )?;
     }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::edit::{self, NewService};
 use super::generate::{render_into, Mode};
+use super::SchemaArgs;
 use super::{files_under, load, parse_edited, Printer, CONFIG_FILE};
 use crate::cli::{DatabaseArg, TemplateArg};
 
@@ -17,6 +18,8 @@ pub struct AddArgs {
     pub template: Option<TemplateArg>,
     pub depends_on: Vec<String>,
     pub resource: Option<String>,
+    /// `NAME:TYPE` of the resource's fields.
+    pub fields: Vec<String>,
 }
 
 fn read_config(root: &Path) -> Result<(String, std::path::PathBuf)> {
@@ -56,6 +59,28 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
         None => None,
     };
     let port = args.port.unwrap_or_else(|| current.next_free_port());
+    let mut fields = Vec::new();
+    for f in &args.fields {
+        match f.split_once(':') {
+            Some((n, _)) if fields.iter().any(|(x, _): &(String, String)| x == n.trim()) => {
+                return Err(crate::UsageError(format!(
+                    "--field {f:?}: field `{}` is given twice",
+                    n.trim()
+                ))
+                .into())
+            }
+            Some((n, t)) if !n.trim().is_empty() && !t.trim().is_empty() => {
+                fields.push((n.trim().to_string(), t.trim().to_string()))
+            }
+            _ => {
+                return Err(crate::UsageError(format!(
+                    "--field {f:?}: expected NAME:TYPE, e.g. title:string or age:i32? (types: {})",
+                    crate::model::FIELD_TYPES.join(", ")
+                ))
+                .into())
+            }
+        }
+    }
     edit::add_service(
         &mut doc,
         &NewService {
@@ -65,6 +90,7 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
             template,
             depends_on: &args.depends_on,
             resource: args.resource.as_deref(),
+            fields: &fields,
         },
     )?;
     let new_text = doc.to_string();
@@ -72,8 +98,15 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     let project = parse_edited(&new_text, &path, &format!("adding `{}`", args.name))?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Adding", &format!("service `{}` on port {port}", args.name));
-    let code = render_into(root, &project, Some(&new_text), mode, out)?;
-    if let Some(r) = &args.resource {
+    let code = render_into(
+        root,
+        &project,
+        Some(&new_text),
+        mode,
+        &SchemaArgs::default(),
+        out,
+    )?;
+    if let Some(r) = args.resource.as_ref().filter(|_| fields.is_empty()) {
         out.note(&format!(
             "resource `{r}` starts with one field, `name` (string): give it its fields in {CONFIG_FILE}, then run `msgen generate`"
         ));
@@ -117,7 +150,14 @@ pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<Ex
         .collect();
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Removing", &format!("service `{name}`"));
-    let code = render_into(root, &project, Some(&new_text), mode, out)?;
+    let code = render_into(
+        root,
+        &project,
+        Some(&new_text),
+        mode,
+        &SchemaArgs::default(),
+        out,
+    )?;
     if !foreign.is_empty() {
         const SHOWN: usize = 10;
         let mut listed = foreign

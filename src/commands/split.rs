@@ -16,12 +16,14 @@ use anyhow::{bail, Context as _, Result};
 
 use super::edit;
 use super::generate::{render_into, Mode};
-use super::{files_under, load, plan_changes, Printer, CONFIG_FILE};
+use super::SchemaArgs;
+use super::{files_under, load, plan_changes, schema_inputs, Printer, CONFIG_FILE};
 use crate::adopt;
 use crate::apply::{remove_empty_parents, safe_path, write_atomic};
 use crate::model::{Project, ProjectName, Service, ServiceName, Template};
-use crate::render::{existing_migrations, Renderer, AUTH_TABLE};
+use crate::render::Renderer;
 use crate::rust_refs::find_module_refs;
+use crate::schema::{self, AUTH_TABLE};
 use crate::UsageError;
 
 const BASE: &str = ".msgen/base";
@@ -117,7 +119,14 @@ pub fn run(
             out.line(format!("  {:<14} {r}", "remove"));
         }
         crate::emit(&report);
-        return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
+        return render_into(
+            root,
+            &new_project,
+            Some(&new_text),
+            Mode::DryRun,
+            &SchemaArgs::default(),
+            out,
+        );
     }
 
     out.line(format!("Splitting module `{module}` out of the monolith:"));
@@ -148,7 +157,14 @@ pub fn run(
             }
         }
     }
-    let rendered = render_into(root, &new_project, None, Mode::Apply, out);
+    let rendered = render_into(
+        root,
+        &new_project,
+        None,
+        Mode::Apply,
+        &SchemaArgs::default(),
+        out,
+    );
     let report_path = format!("docs/split-{module}.md");
     write_atomic(&root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
@@ -178,23 +194,119 @@ fn tables_of(m: &Service) -> Vec<String> {
         .collect()
 }
 
+/// The schema records after the split: the module's tables leave the monolith's
+/// record for the service's, with every migration file that touched only them.
+/// Returns the render inputs of the new project, the files that move and the
+/// monolith files that stay.
+fn split_schema(
+    root: &Path,
+    old: &Project,
+    new: &Project,
+    target: &Service,
+    tables: &[String],
+) -> Result<(schema::Inputs, Vec<String>, Vec<String>)> {
+    let name = target.name.as_str();
+    let old_inputs = schema_inputs(root, old, &Default::default())?;
+    let disk = old_inputs
+        .owners
+        .get("monolith")
+        .cloned()
+        .unwrap_or_default();
+    let modules: Vec<&Service> = old.modules().collect();
+    let wanted = schema::wanted(old, &modules);
+    let dialect = schema::Dialect::of(old.default_database);
+    let mono = match dialect {
+        Some(d) => schema::owner::plan(&wanted, d, &disk, Default::default(), false).map_err(|p| {
+            crate::CheckFailed(format!(
+                "the monolith's database is not what services.toml describes ({} problem(s)); run `msgen generate` and settle that first:\n  {}",
+                p.len(),
+                p.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+            ))
+        })?,
+        None => Default::default(),
+    };
+    if !mono.new_files.is_empty() {
+        return Err(crate::CheckFailed(format!(
+            "services.toml changed the monolith's tables since the last render ({}): run `msgen generate` first, so that the split moves migrations that exist",
+            mono.changes.join("; ")
+        ))
+        .into());
+    }
+    let mut record = mono.record;
+    let (mut moving, mut staying) = (Vec::new(), Vec::new());
+    for (f, touched) in record
+        .migrations
+        .iter()
+        .filter(|(f, _)| disk.files.contains_key(*f))
+    {
+        if !touched.is_empty() && touched.iter().all(|t| tables.contains(t)) {
+            moving.push(f.clone());
+        } else {
+            staying.push(f.clone());
+        }
+    }
+    let mut service_record = schema::Record {
+        dialect: new
+            .service(name)
+            .and_then(|s| schema::Dialect::of(s.database)),
+        ..Default::default()
+    };
+    for f in &moving {
+        if let Some(t) = record.migrations.remove(f) {
+            service_record.migrations.insert(f.clone(), t);
+        }
+    }
+    service_record.last_version = moving
+        .iter()
+        .filter_map(|f| schema::owner::version_of(f))
+        .max()
+        .unwrap_or(0);
+    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut record.schema.tables)
+        .into_iter()
+        .partition(|t| tables.contains(&t.name));
+    record.schema.tables = kept;
+    service_record.schema.tables = gone;
+
+    let mut inputs = schema::Inputs::default();
+    for (owner, d) in old_inputs.owners {
+        if owner != "monolith" {
+            inputs.owners.insert(owner, d);
+        }
+    }
+    let file_map = |files: &[String]| -> std::collections::BTreeMap<String, String> {
+        files
+            .iter()
+            .filter_map(|f| disk.files.get(f).map(|c| (f.clone(), c.clone())))
+            .collect()
+    };
+    if new.monolith.is_some() {
+        inputs.owners.insert(
+            "monolith".into(),
+            schema::owner::Disk {
+                record: Some(record),
+                files: file_map(&staying),
+            },
+        );
+    }
+    inputs.owners.insert(
+        name.to_string(),
+        schema::owner::Disk {
+            record: Some(service_record),
+            files: file_map(&moving),
+        },
+    );
+    Ok((inputs, moving, staying))
+}
+
 fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Result<SplitPlan> {
     let name = target.name.as_str();
     let snake = target.name.snake();
     let mut plan = SplitPlan::default();
 
-    // The module's tables and the migrations that create them.
+    // The module's tables, and every migration that shaped them (evolved columns
+    // included), by the monolith's schema record.
     let tables = tables_of(target);
-    let mut existing = existing_migrations(root, old);
-    let monolith_migrations = existing.remove("monolith").unwrap_or_default();
-    let (moving, staying): (Vec<String>, Vec<String>) =
-        monolith_migrations.into_iter().partition(|f| {
-            tables
-                .iter()
-                .any(|t| f.ends_with(&format!("_create_{t}.sql")))
-        });
-    existing.insert("monolith".into(), staying.clone());
-    existing.insert(name.to_string(), moving.clone());
+    let (inputs, moving, staying) = split_schema(root, old, new, target, &tables)?;
     for f in &moving {
         let from = format!("monolith/migrations/{f}");
         let to = format!("services/{name}/migrations/{f}");
@@ -207,6 +319,21 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         });
         plan.removals.push(from.clone());
         plan.report.migrations.push(format!("{from} → {to}"));
+    }
+    for owner in ["monolith", name] {
+        if let Some(record) = inputs.owners.get(owner).and_then(|d| d.record.as_ref()) {
+            let dir = if owner == "monolith" {
+                "monolith".to_string()
+            } else {
+                format!("services/{name}")
+            };
+            let text = record.to_toml(&dir);
+            plan.writes.push(Write {
+                path: schema::record::path(owner),
+                contents: text.clone(),
+                base: Some(text),
+            });
+        }
     }
     plan.report.tables = tables.clone();
 
@@ -255,7 +382,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     // The module's code, with the user's edits carried over.
     let rendered = Renderer::new()
         .context("loading the embedded templates")?
-        .plan(new, &existing)?;
+        .plan(new, &inputs)?;
     let module_dir = format!("monolith/src/{snake}");
     let prefix = format!("crate::{snake}::");
     let others: Vec<String> = old
@@ -571,7 +698,7 @@ fn run_from(
     let new_text = doc.to_string();
     let new_project = Project::parse(&new_text, &config_path)?;
     // The render must work before anything is written.
-    plan_changes(root, &new_project)?;
+    plan_changes(root, &new_project, &SchemaArgs::default())?;
 
     let report = adopted_report(module, &service, &rel, port, &cut);
     let monolith_paths: Vec<String> = cut
@@ -605,7 +732,14 @@ fn run_from(
             out.line(format!("  {:<14} {rel}/{p}", "remove"));
         }
         crate::emit(&report);
-        return render_into(root, &new_project, Some(&new_text), Mode::DryRun, out);
+        return render_into(
+            root,
+            &new_project,
+            Some(&new_text),
+            Mode::DryRun,
+            &SchemaArgs::default(),
+            out,
+        );
     }
 
     // The service first: until the monolith changes, the split can be rerun after
@@ -641,7 +775,14 @@ fn run_from(
     }
     // The report is written even when the render stops on a file it will not
     // overwrite: the cut itself is done by then.
-    let rendered = render_into(root, &new_project, Some(&new_text), Mode::Apply, out);
+    let rendered = render_into(
+        root,
+        &new_project,
+        Some(&new_text),
+        Mode::Apply,
+        &SchemaArgs::default(),
+        out,
+    );
     let report_path = format!("docs/split-{service}.md");
     write_atomic(&root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));

@@ -1,0 +1,81 @@
+//! `msgen add-migration SERVICE NAME`: an empty, numbered migration for SQL of the
+//! user's own, like `sqlx migrate add` or loco's migration generator, numbered
+//! after every migration the service has had (its record remembers the ones a
+//! split moved away).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{db_owners, load, schema_inputs, Printer, SchemaArgs};
+use crate::apply;
+use crate::plan::{Ownership, Plan};
+use crate::schema::owner::version_of;
+use crate::UsageError;
+
+pub fn add(
+    root: &Path,
+    service: &str,
+    name: &str,
+    dry_run: bool,
+    out: Printer,
+) -> Result<ExitCode> {
+    let project = load(root)?;
+    let owners = db_owners(&project);
+    let Some((_, dir)) = owners.iter().find(|(o, _)| o == service) else {
+        let names: Vec<&str> = owners.iter().map(|(o, _)| o.as_str()).collect();
+        return Err(UsageError(format!(
+            "no service `{service}` with a database of msgen's; services with one: {}{}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            },
+            crate::diagnostic::did_you_mean(service, &names)
+                .map(|m| format!(" (did you mean `{m}`?)"))
+                .unwrap_or_default()
+        ))
+        .into());
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(UsageError(format!(
+            "migration name {name:?}: use lower-case letters, digits and '_', starting with a letter (at most 64), e.g. add_search_index"
+        ))
+        .into());
+    }
+    let inputs = schema_inputs(root, &project, &SchemaArgs::default())?;
+    let disk = inputs.owners.get(service).cloned().unwrap_or_default();
+    let next = disk
+        .files
+        .keys()
+        .filter_map(|f| version_of(f))
+        .chain(disk.record.as_ref().map(|r| r.last_version))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let rel = format!("{dir}/migrations/{next:04}_{name}.sql");
+    let body = format!(
+        "-- A migration of your own for {service} (`msgen add-migration`); msgen never edits it.\n\
+         -- msgen reads CREATE TABLE, ALTER TABLE and DROP TABLE on the tables it knows and\n\
+         -- records what they do. If this changes a table services.toml declares in a way\n\
+         -- msgen cannot read, run `msgen generate --accept-schema {service}` once\n\
+         -- services.toml says the same.\n\n"
+    );
+    let mut plan = Plan::default();
+    plan.add(rel.clone(), body, Ownership::CreateOnly);
+    let outcome = apply::diff(root, &plan)?;
+    if dry_run {
+        out.line(format!("would create {rel}"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    apply::apply(root, &outcome)?;
+    out.line(format!("created {rel}"));
+    Ok(ExitCode::SUCCESS)
+}

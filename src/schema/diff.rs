@@ -1,0 +1,374 @@
+//! From the schema the migrations produce to the one the model wants: the steps,
+//! or the problems that stop them (data that would be lost, a default missing).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::{ColType, Column, Schema, Table, Wanted};
+
+/// What the user confirmed on the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `--allow-data-loss`: drop columns and tables, convert types that may not
+    /// keep every value.
+    pub allow_data_loss: bool,
+}
+
+/// One change to a column of a table that stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Add(Column),
+    Drop(String),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Retype {
+        column: String,
+        from: ColType,
+        to: ColType,
+    },
+    /// `fill`: the value rows with NULL get when the column becomes required.
+    Nullable {
+        column: String,
+        nullable: bool,
+        fill: Option<String>,
+    },
+    Default {
+        column: String,
+        default: Option<String>,
+    },
+    References {
+        column: String,
+        to: Option<String>,
+    },
+    Unique {
+        column: String,
+        unique: bool,
+    },
+}
+
+impl Change {
+    /// One line for the migration's header and the command's report.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Add(c) => format!(
+                "add column \"{}\" ({}{})",
+                c.name,
+                c.ty,
+                if c.nullable { ", optional" } else { "" }
+            ),
+            Self::Drop(c) => format!("drop column \"{c}\""),
+            Self::Rename { from, to } => format!("rename column \"{from}\" to \"{to}\""),
+            Self::Retype { column, from, to } => {
+                format!("change column \"{column}\" from {from} to {to}")
+            }
+            Self::Nullable {
+                column,
+                nullable: true,
+                ..
+            } => format!("make column \"{column}\" optional"),
+            Self::Nullable { column, .. } => format!("make column \"{column}\" required"),
+            Self::Default {
+                column,
+                default: Some(d),
+            } => format!("set the default of \"{column}\" to {d}"),
+            Self::Default { column, .. } => format!("drop the default of \"{column}\""),
+            Self::References {
+                column,
+                to: Some(t),
+            } => format!("make \"{column}\" a foreign key to \"{t}\""),
+            Self::References { column, .. } => format!("drop the foreign key of \"{column}\""),
+            Self::Unique {
+                column,
+                unique: true,
+            } => format!("make \"{column}\" unique"),
+            Self::Unique { column, .. } => format!("let \"{column}\" repeat"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Create(Table),
+    Alter {
+        old: Table,
+        new: Table,
+        changes: Vec<Change>,
+    },
+    Drop(Table),
+}
+
+impl Step {
+    /// The table it changes, by its name after the step.
+    pub fn table(&self) -> &str {
+        match self {
+            Self::Create(t) | Self::Drop(t) => &t.name,
+            Self::Alter { new, .. } => &new.name,
+        }
+    }
+
+    pub fn describe(&self) -> Vec<String> {
+        match self {
+            Self::Create(t) => vec![format!("create table \"{}\"", t.name)],
+            Self::Drop(t) => vec![format!("drop table \"{}\"", t.name)],
+            Self::Alter { new, changes, .. } => changes
+                .iter()
+                .map(|c| format!("table \"{}\": {}", new.name, c.describe()))
+                .collect(),
+        }
+    }
+}
+
+/// Why a render cannot write the migration `services.toml` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The `services.toml` key (or table) it is about.
+    pub key: String,
+    pub message: String,
+    pub help: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}\n  help: {}", self.key, self.message, self.help)
+    }
+}
+
+/// The steps from a recorded schema to the wanted one, and the new schema.
+#[derive(Debug, Clone, Default)]
+pub struct Evolution {
+    pub steps: Vec<Step>,
+    pub problems: Vec<Problem>,
+    /// What the schema is once the steps ran.
+    pub schema: Schema,
+}
+
+/// Whether converting `from` to `to` keeps every value as the new type reads it.
+fn keeps_values(from: &ColType, to: &ColType) -> bool {
+    use ColType::*;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (String | Text | Email, String | Text | Email) => true,
+        (I32, I64 | F64) => true,
+        (I32 | I64 | F64 | Bool | Datetime, String | Text) => true,
+        _ => false,
+    }
+}
+
+const CONFIRM: &str = "run `msgen generate --allow-data-loss` to confirm";
+
+/// Diffs `recorded` against `wanted`. Tables and columns the user made by hand
+/// (not in `wanted` when they were read) are left alone.
+pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution {
+    let mut out = Evolution::default();
+    let mut tables = Vec::new();
+    for w in wanted {
+        match recorded.table(&w.table.name) {
+            None => {
+                out.steps.push(Step::Create(w.table.clone()));
+                tables.push(w.table.clone());
+            }
+            Some(old) => {
+                let (new, changes) = alter(old, w, opts, &mut out.problems);
+                if !changes.is_empty() {
+                    out.steps.push(Step::Alter {
+                        old: old.clone(),
+                        new: new.clone(),
+                        changes,
+                    });
+                }
+                tables.push(new);
+            }
+        }
+    }
+    for old in &recorded.tables {
+        if wanted.iter().any(|w| w.table.name == old.name) {
+            continue;
+        }
+        if old.by_hand {
+            tables.push(old.clone());
+            continue;
+        }
+        if opts.allow_data_loss {
+            out.steps.push(Step::Drop(old.clone()));
+        } else {
+            out.problems.push(Problem {
+                key: format!("table `{}`", old.name),
+                message: "is no longer in services.toml: dropping it would delete its rows"
+                    .into(),
+                help: format!(
+                    "{CONFIRM}, or declare the resource again (a renamed resource keeps its table with `plural = \"{}\"`)",
+                    old.name
+                ),
+            });
+            tables.push(old.clone());
+        }
+    }
+    // Creates first (a change may point a foreign key at a new table), drops last.
+    out.steps.sort_by_key(|s| match s {
+        Step::Create(_) => 0,
+        Step::Alter { .. } => 1,
+        Step::Drop(_) => 2,
+    });
+    out.schema = Schema { tables };
+    out
+}
+
+/// The changes to one table; the table as it will be.
+fn alter(
+    old: &Table,
+    w: &Wanted,
+    opts: Options,
+    problems: &mut Vec<Problem>,
+) -> (Table, Vec<Change>) {
+    let new = &w.table;
+    let mut changes = Vec::new();
+    // New name → old name, for the columns that stay.
+    let mut source: BTreeMap<&str, &str> = BTreeMap::new();
+    for c in &new.columns {
+        if old.column(&c.name).is_some() {
+            source.insert(&c.name, &c.name);
+        } else if let Some(from) = w
+            .renamed
+            .get(&c.name)
+            .filter(|f| old.column(f).is_some() && new.column(f).is_none())
+        {
+            changes.push(Change::Rename {
+                from: from.clone(),
+                to: c.name.clone(),
+            });
+            source.insert(&c.name, from);
+        }
+    }
+    let mut result = new.clone();
+    for oc in &old.columns {
+        if source.values().any(|s| *s == oc.name) {
+            continue;
+        }
+        if oc.by_hand {
+            // Added by a hand-written migration: the user's, kept as it is.
+            result.columns.push(oc.clone());
+            continue;
+        }
+        if opts.allow_data_loss {
+            changes.push(Change::Drop(oc.name.clone()));
+        } else {
+            problems.push(Problem {
+                key: w.key(&oc.name),
+                message: format!(
+                    "field `{}` ({}) is no longer declared: dropping column \"{}\" of table `{}` would delete its values",
+                    oc.name, oc.ty, oc.name, old.name
+                ),
+                help: format!(
+                    "{CONFIRM}, or declare the field again; to rename it, declare the new name with `renamed_from = \"{}\"`",
+                    oc.name
+                ),
+            });
+            result.columns.push(oc.clone());
+        }
+    }
+    for c in &new.columns {
+        let Some(from) = source.get(c.name.as_str()) else {
+            if !c.nullable && c.default.is_none() && !c.primary_key {
+                problems.push(Problem {
+                    key: w.key(&c.name),
+                    message: format!(
+                        "a required field added to table `{}`, which may have rows: they need a value",
+                        new.name
+                    ),
+                    help: format!(
+                        "give it a default, e.g. {} = {{ type = \"{}\", default = {} }}, or make it optional (\"{}?\")",
+                        c.name,
+                        c.ty,
+                        example_default(&c.ty),
+                        c.ty
+                    ),
+                });
+            }
+            changes.push(Change::Add(c.clone()));
+            continue;
+        };
+        let oc = old.column(from).expect("a column of the old table");
+        let column = c.name.clone();
+        if oc.primary_key != c.primary_key || (oc.ty == ColType::Id) != (c.ty == ColType::Id) {
+            problems.push(Problem {
+                key: w.key(&c.name),
+                message: format!("the primary key of table `{}` cannot change", new.name),
+                help: "write that migration by hand (`msgen migration new ...`)".into(),
+            });
+            continue;
+        }
+        if oc.ty != c.ty {
+            let safe = keeps_values(&oc.ty, &c.ty);
+            if !safe && !opts.allow_data_loss {
+                problems.push(Problem {
+                    key: w.key(&c.name),
+                    message: format!(
+                        "changing column \"{}\" of table `{}` from {} to {} may not keep every value",
+                        c.name, new.name, oc.ty, c.ty
+                    ),
+                    help: format!(
+                        "{CONFIRM} (each value is converted with CAST: PostgreSQL stops the migration at a value that does not convert, SQLite keeps what CAST gives), or keep the type and write the conversion as a migration of your own"
+                    ),
+                });
+            }
+            changes.push(Change::Retype {
+                column: column.clone(),
+                from: oc.ty.clone(),
+                to: c.ty.clone(),
+            });
+        }
+        if oc.nullable != c.nullable {
+            let fill = if c.nullable { None } else { c.default.clone() };
+            if !c.nullable && fill.is_none() {
+                problems.push(Problem {
+                    key: w.key(&c.name),
+                    message: format!(
+                        "field `{}` becomes required, but rows of table `{}` may hold no value",
+                        c.name, new.name
+                    ),
+                    help: format!(
+                        "give it a default for those rows, e.g. {} = {{ type = \"{}\", default = {} }}, or keep it optional",
+                        c.name,
+                        c.ty,
+                        example_default(&c.ty)
+                    ),
+                });
+            }
+            changes.push(Change::Nullable {
+                column: column.clone(),
+                nullable: c.nullable,
+                fill,
+            });
+        }
+        if oc.default != c.default {
+            changes.push(Change::Default {
+                column: column.clone(),
+                default: c.default.clone(),
+            });
+        }
+        if oc.references != c.references {
+            changes.push(Change::References {
+                column: column.clone(),
+                to: c.references.clone(),
+            });
+        }
+        if oc.unique != c.unique {
+            changes.push(Change::Unique {
+                column,
+                unique: c.unique,
+            });
+        }
+    }
+    (result, changes)
+}
+
+fn example_default(ty: &ColType) -> &'static str {
+    match ty {
+        ColType::I32 | ColType::I64 | ColType::Id => "0",
+        ColType::F64 => "0.0",
+        ColType::Bool => "false",
+        _ => "\"\"",
+    }
+}

@@ -1,0 +1,330 @@
+//! The database follows `services.toml` (SPEC §3.1).
+//!
+//! For every owner of a database (a service, or the monolith whose modules share
+//! one) msgen keeps a [`Record`] in `.msgen/schema/<owner>.toml`: the tables and
+//! columns its migrations produce and the migration files that account for them.
+//! A render compares the record with the tables the model wants ([`wanted`]) and
+//! writes new, numbered migrations for the difference ([`evolve`]), for PostgreSQL
+//! and SQLite alike; what would lose data is refused until confirmed.
+//!
+//! - [`ddl`]: the SQL of a column, a table, and of each change, per dialect;
+//! - [`diff`]: from a recorded schema to a wanted one, as steps, or problems;
+//! - [`read`]: replays migration files (msgen's own, and the user's) onto a schema;
+//! - [`record`]: the record's file format.
+
+pub mod ddl;
+pub mod diff;
+pub mod owner;
+pub mod read;
+pub mod record;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::context::ref_target;
+use crate::model::{DatabaseKind, FieldType, Project, RefTarget, Service, Template};
+
+pub use diff::{evolve, Evolution, Options, Problem};
+pub use record::Record;
+
+/// What the schema work of a render needs from disk and from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Per owner (a service's name, or `monolith`): its record and migrations.
+    pub owners: BTreeMap<String, owner::Disk>,
+    pub options: Options,
+    /// Owners whose schema the user's own migrations brought where `services.toml`
+    /// says (`--accept-schema`).
+    pub accept: BTreeSet<String>,
+}
+
+pub fn dialect_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "postgres",
+        Dialect::Sqlite => "sqlite",
+    }
+}
+
+/// Where a consumer remembers the events it handled, for idempotency.
+pub const EVENTS_TABLE: &str = "processed_events";
+/// The auth template's table; not `users`, which a `user` resource may want.
+pub const AUTH_TABLE: &str = "auth_users";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    pub fn of(kind: DatabaseKind) -> Option<Self> {
+        match kind {
+            DatabaseKind::Postgres => Some(Self::Postgres),
+            DatabaseKind::Sqlite => Some(Self::Sqlite),
+            DatabaseKind::None => None,
+        }
+    }
+}
+
+/// A column's type as msgen thinks of it: the field type of `services.toml`, the
+/// generated `id`, or a type msgen read in a migration and has no name for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColType {
+    /// `BIGINT GENERATED ALWAYS AS IDENTITY` / `INTEGER ... AUTOINCREMENT` key.
+    Id,
+    String,
+    Text,
+    Email,
+    I32,
+    I64,
+    F64,
+    Bool,
+    Datetime,
+    /// Read from a migration, as the lower-cased SQL type (e.g. `jsonb`).
+    Sql(String),
+}
+
+impl ColType {
+    pub fn of(ty: &FieldType) -> Self {
+        match ty {
+            FieldType::String => Self::String,
+            FieldType::Text => Self::Text,
+            FieldType::Email => Self::Email,
+            FieldType::I32 => Self::I32,
+            FieldType::I64 | FieldType::Ref(_) => Self::I64,
+            FieldType::F64 => Self::F64,
+            FieldType::Bool => Self::Bool,
+            FieldType::DateTime => Self::Datetime,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Self::Id => "id".into(),
+            Self::String => "string".into(),
+            Self::Text => "text".into(),
+            Self::Email => "email".into(),
+            Self::I32 => "i32".into(),
+            Self::I64 => "i64".into(),
+            Self::F64 => "f64".into(),
+            Self::Bool => "bool".into(),
+            Self::Datetime => "datetime".into(),
+            Self::Sql(t) => format!("sql:{t}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "id" => Self::Id,
+            "string" => Self::String,
+            "text" => Self::Text,
+            "email" => Self::Email,
+            "i32" => Self::I32,
+            "i64" => Self::I64,
+            "f64" => Self::F64,
+            "bool" => Self::Bool,
+            "datetime" => Self::Datetime,
+            _ => {
+                let t = s.strip_prefix("sql:")?.trim();
+                if t.is_empty() {
+                    return None;
+                }
+                Self::Sql(t.to_ascii_lowercase())
+            }
+        })
+    }
+
+    /// The SQL type in `dialect` (for [`ColType::Id`], the type of its key column).
+    pub fn sql(&self, dialect: Dialect) -> String {
+        let pg = dialect == Dialect::Postgres;
+        match self {
+            Self::String | Self::Text | Self::Email => "TEXT",
+            Self::I32 => "INTEGER",
+            Self::Id | Self::I64 if pg => "BIGINT",
+            Self::Id | Self::I64 => "INTEGER",
+            Self::F64 if pg => "DOUBLE PRECISION",
+            Self::F64 => "REAL",
+            Self::Bool => "BOOLEAN",
+            Self::Datetime if pg => "TIMESTAMPTZ",
+            Self::Datetime => "TEXT",
+            Self::Sql(t) => return t.to_ascii_uppercase(),
+        }
+        .to_string()
+    }
+}
+
+impl fmt::Display for ColType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColType,
+    pub nullable: bool,
+    /// An SQL literal, as the schema reader normalises it (see [`read::literal`]).
+    pub default: Option<String>,
+    pub unique: bool,
+    pub primary_key: bool,
+    /// A foreign key to `<table>("id")`, `ON DELETE CASCADE`.
+    pub references: Option<String>,
+    /// Made by a hand-written migration, not declared in `services.toml`: msgen
+    /// keeps it and never drops it.
+    pub by_hand: bool,
+}
+
+impl Column {
+    pub fn new(name: &str, ty: ColType) -> Self {
+        Self {
+            name: name.to_string(),
+            primary_key: ty == ColType::Id,
+            ty,
+            nullable: false,
+            default: None,
+            unique: false,
+            references: None,
+            by_hand: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Made by a hand-written migration, not declared in `services.toml`.
+    pub by_hand: bool,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// Tables in the order their migrations created them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    pub tables: Vec<Table>,
+}
+
+impl Schema {
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+    pub fn table_mut(&mut self, name: &str) -> Option<&mut Table> {
+        self.tables.iter_mut().find(|t| t.name == name)
+    }
+}
+
+/// A table the model wants, with what the messages about it need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub table: Table,
+    /// The service (or module) that declares it.
+    pub service: String,
+    /// The resource it stores, if any (not msgen's own tables).
+    pub resource: Option<String>,
+    /// New column name → the name it had (`renamed_from`).
+    pub renamed: BTreeMap<String, String>,
+}
+
+impl Wanted {
+    /// Where a column is declared in `services.toml`, for messages.
+    pub fn key(&self, column: &str) -> String {
+        match &self.resource {
+            Some(r) => format!("services.{}.resources.{r}.fields.{column}", self.service),
+            None => format!("services.{} (table `{}`)", self.service, self.table.name),
+        }
+    }
+}
+
+/// The tables `owners` (a service, or the modules sharing the monolith's database)
+/// want, in the order their migrations create them.
+pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
+    let mut out = Vec::new();
+    for s in owners {
+        if s.database == DatabaseKind::None {
+            continue;
+        }
+        let service = s.name.as_str().to_string();
+        if s.template == Template::Auth {
+            out.push(Wanted {
+                table: auth_table(),
+                service: service.clone(),
+                resource: None,
+                renamed: BTreeMap::new(),
+            });
+        }
+        for r in &s.resources {
+            let mut columns = vec![Column::new("id", ColType::Id)];
+            let mut renamed = BTreeMap::new();
+            for f in &r.fields {
+                let mut c = Column::new(&f.name, ColType::of(&f.ty));
+                c.nullable = f.optional;
+                c.default = f.default.as_ref().map(|d| d.sql());
+                if let FieldType::Ref(target) = &f.ty {
+                    if ref_target(project, s, target) == RefTarget::Local {
+                        c.references = project.resource(target).map(|t| t.plural.clone());
+                    }
+                }
+                if let Some(old) = &f.renamed_from {
+                    renamed.insert(f.name.clone(), old.clone());
+                }
+                columns.push(c);
+            }
+            columns.push(Column::new("created_at", ColType::Datetime));
+            columns.push(Column::new("updated_at", ColType::Datetime));
+            out.push(Wanted {
+                table: Table {
+                    name: r.plural.clone(),
+                    columns,
+                    by_hand: false,
+                },
+                service: service.clone(),
+                resource: Some(r.name.clone()),
+                renamed,
+            });
+        }
+        if !s.consumes.is_empty() && !out.iter().any(|w| w.table.name == EVENTS_TABLE) {
+            out.push(Wanted {
+                table: events_table(),
+                service,
+                resource: None,
+                renamed: BTreeMap::new(),
+            });
+        }
+    }
+    out
+}
+
+fn auth_table() -> Table {
+    let mut email = Column::new("email", ColType::String);
+    email.unique = true;
+    Table {
+        name: AUTH_TABLE.into(),
+        columns: vec![
+            Column::new("id", ColType::Id),
+            email,
+            Column::new("password_hash", ColType::String),
+            Column::new("created_at", ColType::Datetime),
+        ],
+        by_hand: false,
+    }
+}
+
+fn events_table() -> Table {
+    let mut id = Column::new("event_id", ColType::String);
+    id.primary_key = true;
+    Table {
+        name: EVENTS_TABLE.into(),
+        columns: vec![
+            id,
+            Column::new("subject", ColType::String),
+            Column::new("handled_at", ColType::Datetime),
+        ],
+        by_hand: false,
+    }
+}

@@ -1,0 +1,122 @@
+//! One owner of a database (a service, or the monolith): from its record and its
+//! `migrations/` folder to the new migration files and the new record.
+
+use std::collections::BTreeMap;
+
+use super::diff::{evolve, Options, Problem};
+use super::read::replay;
+use super::{ddl, Dialect, Record, Schema, Wanted};
+
+/// What is on disk for one owner.
+#[derive(Debug, Clone, Default)]
+pub struct Disk {
+    /// `.msgen/schema/<owner>.toml`, if there is one.
+    pub record: Option<Record>,
+    /// `migrations/*.sql` with a version, name → contents.
+    pub files: BTreeMap<String, String>,
+}
+
+/// What a render does for one owner.
+#[derive(Debug, Clone, Default)]
+pub struct OwnerPlan {
+    /// New migration files, name → SQL.
+    pub new_files: Vec<(String, String)>,
+    /// Files the record accounts for that are still there.
+    pub kept: Vec<String>,
+    /// Files the record accounts for that someone deleted.
+    pub missing: Vec<String>,
+    pub record: Record,
+    /// One line per change, for the command's report.
+    pub changes: Vec<String>,
+    /// Statements of hand-written migrations msgen could not read.
+    pub unread: Vec<String>,
+}
+
+/// The version sqlx reads from a migration's file name (`<VERSION>_<DESCRIPTION>.sql`).
+pub fn version_of(file: &str) -> Option<u64> {
+    if !file.ends_with(".sql") || file.ends_with(".down.sql") {
+        return None;
+    }
+    let (v, _) = file.split_once('_')?;
+    v.parse().ok()
+}
+
+/// Plans one owner. `accept`: the user's word that their own migrations already
+/// took the database where `wanted` says (`--accept-schema`).
+pub fn plan(
+    wanted: &[Wanted],
+    dialect: Dialect,
+    disk: &Disk,
+    opts: Options,
+    accept: bool,
+) -> Result<OwnerPlan, Vec<Problem>> {
+    let (mut schema, mut accounted, last) = match &disk.record {
+        Some(r) => (r.schema.clone(), r.migrations.clone(), r.last_version),
+        None => (Schema::default(), BTreeMap::new(), 0),
+    };
+    let mut out = OwnerPlan::default();
+    for f in accounted.keys() {
+        if disk.files.contains_key(f) {
+            out.kept.push(f.clone());
+        } else {
+            out.missing.push(f.clone());
+        }
+    }
+    // Files the record does not account for, in the order sqlx applies them: the
+    // user's own, a project's history from before the record, or msgen's own
+    // migration from a run killed before it recorded it.
+    let mut unaccounted: Vec<(u64, &String, &String)> = disk
+        .files
+        .iter()
+        .filter(|(f, _)| !accounted.contains_key(*f))
+        .filter_map(|(f, sql)| Some((version_of(f)?, f, sql)))
+        .collect();
+    unaccounted.sort();
+    for (_, file, sql) in &unaccounted {
+        let r = replay(&mut schema, sql, dialect, wanted);
+        out.unread
+            .extend(r.unread.iter().map(|s| format!("{file}: {s}")));
+        accounted.insert((*file).clone(), r.tables);
+        out.kept.push((*file).clone());
+    }
+    let mut next = disk
+        .files
+        .keys()
+        .filter_map(|f| version_of(f))
+        .chain([last])
+        .max()
+        .unwrap_or(0)
+        + 1;
+    if accept {
+        // The user's migrations did it: the schema is what services.toml says,
+        // with the tables and columns they made of their own kept.
+        let all = Options {
+            allow_data_loss: true,
+        };
+        schema = evolve(&schema, wanted, all).schema;
+    } else {
+        let evo = evolve(&schema, wanted, opts);
+        if !evo.problems.is_empty() {
+            return Err(evo.problems);
+        }
+        for step in &evo.steps {
+            let (what, sql) = ddl::migration(step, dialect);
+            let file = format!("{next:04}_{what}.sql");
+            next += 1;
+            out.changes.extend(step.describe());
+            accounted.insert(file.clone(), vec![step.table().to_string()]);
+            out.new_files.push((file, sql));
+        }
+        schema = evo.schema;
+    }
+    // A deleted migration stays in the record: the schema still holds what it
+    // did, and `generate --check` keeps saying so until it is back.
+    out.kept.sort();
+    out.record = Record {
+        dialect: Some(dialect),
+        last_version: next - 1,
+        migrations: accounted,
+        schema,
+    };
+    Ok(out)
+}

@@ -1,0 +1,603 @@
+//! Replays migration files onto a [`Schema`]: msgen's own (to recover from a run
+//! killed between writing a migration and recording it, and to learn the schema of
+//! a project made before msgen kept a record) and the user's hand-written ones, so
+//! that a column the user added by hand is known and never added twice.
+//!
+//! It reads the statements that shape tables: `CREATE TABLE`, `ALTER TABLE` (add,
+//! drop, rename, retype, nullability, defaults, foreign keys, unique), `DROP
+//! TABLE`, and msgen's own `DO` block that drops a foreign key. Everything else
+//! (indexes, data, functions, pragmas) leaves the tables' shape alone and is
+//! skipped; an `ALTER TABLE` it cannot read on a known table is reported.
+
+use crate::sql::{lexemes, statements, Lexeme};
+
+use super::{ColType, Column, Dialect, Schema, Table, Wanted};
+
+/// What replaying one file did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Tables its statements changed, as named after them.
+    pub tables: Vec<String>,
+    /// Statements about tables that msgen could not read (first line each).
+    pub unread: Vec<String>,
+}
+
+/// Replays `sql` onto `schema`. `wanted` tells which columns `services.toml`
+/// declares (anything else is the user's, `by_hand`) and their logical types
+/// where the SQL type is ambiguous (SQLite's `INTEGER` is i32 and i64).
+pub fn replay(schema: &mut Schema, sql: &str, dialect: Dialect, wanted: &[Wanted]) -> Replayed {
+    let mut out = Replayed::default();
+    for stmt in statements(sql) {
+        let lx = lexemes(&stmt);
+        let ctx = Ctx { dialect, wanted };
+        let touched = match words(&lx, 3).as_slice() {
+            ["create", "table", ..] | ["create", "temp" | "temporary", "table"] => {
+                ctx.create(schema, &lx)
+            }
+            ["alter", "table", ..] => ctx.alter(schema, &lx),
+            ["drop", "table", ..] => ctx.drop(schema, &lx),
+            ["do", ..] => ctx.msgen_do(schema, &lx),
+            _ => Ok(None),
+        };
+        match touched {
+            Ok(Some(t)) => {
+                if !out.tables.contains(&t) {
+                    out.tables.push(t);
+                }
+            }
+            Ok(None) => {}
+            Err(()) => out
+                .unread
+                .push(stmt.lines().next().unwrap_or_default().to_string()),
+        }
+    }
+    out
+}
+
+/// The first `n` words of a statement (punctuation ends them).
+fn words(lx: &[Lexeme], n: usize) -> Vec<&str> {
+    lx.iter()
+        .take(n)
+        .map_while(|l| match l {
+            Lexeme::Word(w) => Some(w.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_word(l: Option<&Lexeme>, w: &str) -> bool {
+    matches!(l, Some(Lexeme::Word(x)) if x == w)
+}
+
+/// A default as msgen writes and compares it: tokens joined, words lower-cased,
+/// string literals as written.
+pub fn literal(lx: &[Lexeme]) -> String {
+    let mut out = String::new();
+    for (i, l) in lx.iter().enumerate() {
+        let text = match l {
+            Lexeme::Word(w) => w.clone(),
+            Lexeme::Str(s) => s.clone(),
+            Lexeme::Punct(c) => c.to_string(),
+        };
+        let prev_word = i > 0 && matches!(lx[i - 1], Lexeme::Word(_));
+        if prev_word && matches!(l, Lexeme::Word(_)) {
+            out.push(' ');
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Splits at commas outside parentheses.
+fn split_top(lx: &[Lexeme]) -> Vec<&[Lexeme]> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, l) in lx.iter().enumerate() {
+        match l {
+            Lexeme::Punct('(') => depth += 1,
+            Lexeme::Punct(')') => depth -= 1,
+            Lexeme::Punct(',') if depth == 0 => {
+                out.push(&lx[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&lx[start..]);
+    out.into_iter().filter(|p| !p.is_empty()).collect()
+}
+
+/// Index past the parenthesised group starting at `i` (which is `(`).
+fn past_group(lx: &[Lexeme], i: usize) -> usize {
+    let mut depth = 0;
+    for (j, l) in lx.iter().enumerate().skip(i) {
+        match l {
+            Lexeme::Punct('(') => depth += 1,
+            Lexeme::Punct(')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    lx.len()
+}
+
+/// A (possibly schema-qualified) name at `i`: the name and the index after it.
+fn name_at(lx: &[Lexeme], i: usize) -> Option<(String, usize)> {
+    let Some(Lexeme::Word(w)) = lx.get(i) else {
+        return None;
+    };
+    if matches!(lx.get(i + 1), Some(Lexeme::Punct('.'))) {
+        if let Some(Lexeme::Word(n)) = lx.get(i + 2) {
+            return Some((n.clone(), i + 3));
+        }
+    }
+    Some((w.clone(), i + 1))
+}
+
+/// Skips `IF [NOT] EXISTS` and `ONLY` at `i`.
+fn skip_if_exists(lx: &[Lexeme], mut i: usize) -> usize {
+    loop {
+        match lx.get(i) {
+            Some(Lexeme::Word(w)) if matches!(w.as_str(), "if" | "not" | "exists" | "only") => {
+                i += 1
+            }
+            _ => return i,
+        }
+    }
+}
+
+const COLUMN_KEYWORDS: &[&str] = &[
+    "primary",
+    "not",
+    "null",
+    "unique",
+    "default",
+    "references",
+    "check",
+    "constraint",
+    "generated",
+    "collate",
+    "autoincrement",
+];
+
+struct Ctx<'a> {
+    dialect: Dialect,
+    wanted: &'a [Wanted],
+}
+
+impl Ctx<'_> {
+    fn wanted_column(&self, table: &str, column: &str) -> Option<&Column> {
+        self.wanted
+            .iter()
+            .find(|w| w.table.name == table)
+            .and_then(|w| w.table.column(column))
+    }
+
+    fn is_wanted_table(&self, table: &str) -> bool {
+        self.wanted.iter().any(|w| w.table.name == table)
+    }
+
+    /// The logical type of an SQL type, preferring the model's where the SQL is
+    /// the same (TEXT is string, text or email; SQLite's INTEGER is i32 or i64).
+    fn col_type(&self, table: &str, column: &str, sql: &str) -> ColType {
+        let base = sql.split(['(', ' ']).next().unwrap_or_default();
+        let pg = self.dialect == Dialect::Postgres;
+        let ty = match (base, sql) {
+            (_, "double precision") => ColType::F64,
+            (_, "timestamp with time zone") => ColType::Datetime,
+            ("text" | "varchar" | "character" | "char" | "citext", _) => ColType::String,
+            ("integer" | "int" | "int4", _) if pg => ColType::I32,
+            ("integer" | "int" | "int4" | "bigint" | "int8", _) => ColType::I64,
+            ("real" | "float8" | "float" | "double" | "float4", _) => ColType::F64,
+            ("boolean" | "bool", _) => ColType::Bool,
+            ("timestamptz", _) => ColType::Datetime,
+            _ => ColType::Sql(sql.to_string()),
+        };
+        match self.wanted_column(table, column) {
+            Some(w) if w.ty.sql(self.dialect) == ty.sql(self.dialect) => w.ty.clone(),
+            _ => ty,
+        }
+    }
+
+    /// A column definition: `name type [constraints]`.
+    fn column(&self, table: &str, lx: &[Lexeme]) -> Option<Column> {
+        let Some(Lexeme::Word(name)) = lx.first() else {
+            return None;
+        };
+        let mut i = 1;
+        let mut ty_words: Vec<String> = Vec::new();
+        while let Some(l) = lx.get(i) {
+            match l {
+                Lexeme::Word(w) if COLUMN_KEYWORDS.contains(&w.as_str()) => break,
+                Lexeme::Word(w) => ty_words.push(w.clone()),
+                Lexeme::Punct('(') => {
+                    let end = past_group(lx, i);
+                    if let Some(last) = ty_words.last_mut() {
+                        last.push_str(&literal(&lx[i..end]));
+                    }
+                    i = end;
+                    continue;
+                }
+                _ => return None,
+            }
+            i += 1;
+        }
+        let sql_type = ty_words.join(" ");
+        let mut c = Column::new(name, ColType::Sql(sql_type.clone()));
+        c.primary_key = false;
+        c.nullable = true;
+        let mut identity = sql_type.ends_with("serial");
+        while i < lx.len() {
+            let w = match &lx[i] {
+                Lexeme::Word(w) => w.as_str(),
+                _ => return None,
+            };
+            match w {
+                "primary" => {
+                    c.primary_key = true;
+                    c.nullable = false;
+                    i += 2;
+                    while matches!(lx.get(i), Some(Lexeme::Word(w)) if w == "asc" || w == "desc") {
+                        i += 1;
+                    }
+                }
+                "autoincrement" => {
+                    identity = true;
+                    i += 1;
+                }
+                "not" if is_word(lx.get(i + 1), "null") => {
+                    c.nullable = false;
+                    i += 2;
+                }
+                "null" => i += 1,
+                "unique" => {
+                    c.unique = true;
+                    i += 1;
+                }
+                "constraint" => i += 2,
+                "default" => {
+                    let start = i + 1;
+                    let mut end = start;
+                    while end < lx.len() {
+                        match &lx[end] {
+                            Lexeme::Word(w) if COLUMN_KEYWORDS.contains(&w.as_str()) => break,
+                            Lexeme::Punct('(') => end = past_group(lx, end),
+                            _ => end += 1,
+                        }
+                    }
+                    c.default = Some(literal(&lx[start..end]));
+                    i = end;
+                }
+                "references" => {
+                    let (t, next) = name_at(lx, i + 1)?;
+                    c.references = Some(t);
+                    i = next;
+                    if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+                        i = past_group(lx, i);
+                    }
+                    // ON DELETE / ON UPDATE actions, MATCH, DEFERRABLE...
+                    while let Some(Lexeme::Word(w)) = lx.get(i) {
+                        if COLUMN_KEYWORDS.contains(&w.as_str()) && w != "not" && w != "null" {
+                            break;
+                        }
+                        if w == "not" && !is_word(lx.get(i + 1), "deferrable") {
+                            break;
+                        }
+                        i += 1;
+                    }
+                }
+                "generated" => {
+                    identity = true;
+                    // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY [( ... )]
+                    i += 1;
+                    while let Some(Lexeme::Word(w)) = lx.get(i) {
+                        if COLUMN_KEYWORDS.contains(&w.as_str()) {
+                            break;
+                        }
+                        i += 1;
+                    }
+                    if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+                        i = past_group(lx, i);
+                    }
+                }
+                "check" => {
+                    i += 1;
+                    if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+                        i = past_group(lx, i);
+                    }
+                }
+                "collate" => i += 2,
+                _ => return None,
+            }
+        }
+        let integer = [
+            "integer",
+            "int",
+            "int4",
+            "bigint",
+            "int8",
+            "bigserial",
+            "serial",
+        ]
+        .contains(&sql_type.as_str());
+        let sqlite_rowid = self.dialect == Dialect::Sqlite && sql_type == "integer";
+        c.ty = if c.primary_key && integer && (identity || sqlite_rowid) {
+            ColType::Id
+        } else {
+            self.col_type(table, name, &sql_type)
+        };
+        c.by_hand = self.wanted_column(table, name).is_none();
+        Some(c)
+    }
+
+    fn create(&self, schema: &mut Schema, lx: &[Lexeme]) -> Result<Option<String>, ()> {
+        let t = lx
+            .iter()
+            .position(|l| is_word(Some(l), "table"))
+            .ok_or(())?;
+        let i = skip_if_exists(lx, t + 1);
+        let (name, i) = name_at(lx, i).ok_or(())?;
+        if is_word(lx.get(i), "as") {
+            return Err(());
+        }
+        if !matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+            return Err(());
+        }
+        if schema.table(&name).is_some() {
+            // IF NOT EXISTS on a table that exists: nothing happens.
+            return Ok(None);
+        }
+        let end = past_group(lx, i);
+        let body = &lx[i + 1..end.saturating_sub(1)];
+        let mut table = Table {
+            name: name.clone(),
+            columns: Vec::new(),
+            by_hand: !self.is_wanted_table(&name),
+        };
+        let mut constraints = Vec::new();
+        for item in split_top(body) {
+            let first = match item.first() {
+                Some(Lexeme::Word(w)) => w.as_str(),
+                _ => return Err(()),
+            };
+            if matches!(
+                first,
+                "constraint" | "primary" | "foreign" | "unique" | "check"
+            ) {
+                constraints.push(item);
+            } else {
+                table.columns.push(self.column(&name, item).ok_or(())?);
+            }
+        }
+        for item in constraints {
+            table_constraint(&mut table, item);
+        }
+        schema.tables.push(table);
+        Ok(Some(name))
+    }
+
+    fn drop(&self, schema: &mut Schema, lx: &[Lexeme]) -> Result<Option<String>, ()> {
+        let i = skip_if_exists(lx, 2);
+        let mut last = None;
+        for part in split_top(&lx[i..]) {
+            let (name, _) = name_at(part, 0).ok_or(())?;
+            schema.tables.retain(|t| t.name != name);
+            last = Some(name);
+        }
+        Ok(last)
+    }
+
+    fn alter(&self, schema: &mut Schema, lx: &[Lexeme]) -> Result<Option<String>, ()> {
+        let i = skip_if_exists(lx, 2);
+        let (mut name, i) = name_at(lx, i).ok_or(())?;
+        if schema.table(&name).is_none() {
+            // A table msgen does not know (made some other way): not its business.
+            return Ok(None);
+        }
+        for action in split_top(&lx[i..]) {
+            let w: Vec<&str> = action
+                .iter()
+                .map(|l| match l {
+                    Lexeme::Word(w) => w.as_str(),
+                    _ => "",
+                })
+                .collect();
+            let table = schema.table_mut(&name).ok_or(())?;
+            match w.as_slice() {
+                ["rename", "to", ..] => {
+                    let (new, _) = name_at(action, 2).ok_or(())?;
+                    table.name = new.clone();
+                    table.by_hand = table.by_hand && !self.is_wanted_table(&new);
+                    name = new;
+                }
+                ["rename", rest @ ..] => {
+                    let off = usize::from(rest.first() == Some(&"column"));
+                    let (from, to) = (w.get(1 + off).ok_or(())?, w.get(3 + off).ok_or(())?);
+                    if w.get(2 + off) != Some(&"to") {
+                        return Err(());
+                    }
+                    let c = table
+                        .columns
+                        .iter_mut()
+                        .find(|c| c.name == *from)
+                        .ok_or(())?;
+                    c.name = to.to_string();
+                    c.by_hand = c.by_hand && self.wanted_column(&name, to).is_none();
+                }
+                ["add", "constraint", ..]
+                | ["add", "foreign" | "unique" | "primary" | "check", ..] => {
+                    let off = if w[1] == "constraint" { 3 } else { 1 };
+                    table_constraint(table, &action[off..]);
+                }
+                ["add", ..] => {
+                    let mut j = 1;
+                    if w.get(1) == Some(&"column") {
+                        j = 2;
+                    }
+                    let j = skip_if_exists(action, j);
+                    let col = self.column(&name, &action[j..]).ok_or(())?;
+                    let table = schema.table_mut(&name).ok_or(())?;
+                    if table.column(&col.name).is_none() {
+                        table.columns.push(col);
+                    }
+                }
+                ["drop", "constraint", ..] => {
+                    let j = skip_if_exists(action, 2);
+                    let (cname, _) = name_at(action, j).ok_or(())?;
+                    // PostgreSQL's own names: <table>_<column>_fkey / _key.
+                    let hit = table.columns.iter_mut().find_map(|c| {
+                        let base = format!("{}_{}", name, c.name);
+                        if cname == format!("{base}_fkey") {
+                            c.references = None;
+                            Some(())
+                        } else if cname == format!("{base}_key") {
+                            c.unique = false;
+                            Some(())
+                        } else {
+                            None
+                        }
+                    });
+                    hit.ok_or(())?;
+                }
+                ["drop", ..] => {
+                    let j = if w.get(1) == Some(&"column") { 2 } else { 1 };
+                    let j = skip_if_exists(action, j);
+                    let (col, _) = name_at(action, j).ok_or(())?;
+                    table.columns.retain(|c| c.name != col);
+                }
+                ["alter", rest @ ..] => {
+                    let j = if rest.first() == Some(&"column") {
+                        2
+                    } else {
+                        1
+                    };
+                    let col = w.get(j).ok_or(())?.to_string();
+                    let op = &w[j + 1..];
+                    let dialect = self.dialect;
+                    let c = table.columns.iter_mut().find(|c| c.name == col).ok_or(())?;
+                    match op {
+                        ["set", "not", "null", ..] => c.nullable = false,
+                        ["drop", "not", "null", ..] => c.nullable = true,
+                        ["drop", "default", ..] => c.default = None,
+                        ["set", "default", ..] => {
+                            c.default = Some(literal(&action[j + 3..]));
+                        }
+                        ["type", ..] | ["set", "data", "type", ..] => {
+                            let start = j + 1 + if op[0] == "type" { 1 } else { 3 };
+                            let end = action[start..]
+                                .iter()
+                                .position(|l| {
+                                    is_word(Some(l), "using") || is_word(Some(l), "collate")
+                                })
+                                .map_or(action.len(), |p| start + p);
+                            let sql = literal(&action[start..end]);
+                            let ctx = Ctx {
+                                dialect,
+                                wanted: self.wanted,
+                            };
+                            c.ty = ctx.col_type(&name, &col, &sql);
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                _ => return Err(()),
+            }
+        }
+        Ok(Some(name))
+    }
+
+    /// msgen's `DO` block that drops a column's foreign key.
+    fn msgen_do(&self, schema: &mut Schema, lx: &[Lexeme]) -> Result<Option<String>, ()> {
+        let marker = "-- msgen: drop foreign key ";
+        for l in lx {
+            let Lexeme::Str(body) = l else { continue };
+            let Some(at) = body.find(marker) else {
+                continue;
+            };
+            let rest = &body[at + marker.len()..];
+            let line = rest.lines().next().unwrap_or_default();
+            let names: Vec<String> = lexemes(line)
+                .into_iter()
+                .filter_map(|l| match l {
+                    Lexeme::Word(w) => Some(w),
+                    _ => None,
+                })
+                .collect();
+            let [table, column] = names.as_slice() else {
+                return Err(());
+            };
+            let t = schema.table_mut(table).ok_or(())?;
+            let c = t.columns.iter_mut().find(|c| &c.name == column).ok_or(())?;
+            c.references = None;
+            return Ok(Some(table.clone()));
+        }
+        Ok(None)
+    }
+}
+
+/// `PRIMARY KEY (c)`, `UNIQUE (c)`, `FOREIGN KEY (c) REFERENCES t`, `CHECK (...)`,
+/// after an optional `CONSTRAINT name`: one column's flags.
+fn table_constraint(table: &mut Table, lx: &[Lexeme]) {
+    let lx = if is_word(lx.first(), "constraint") {
+        lx.get(2..).unwrap_or_default()
+    } else {
+        lx
+    };
+    let cols = |from: usize| -> Vec<String> {
+        let Some(open) = lx[from..]
+            .iter()
+            .position(|l| matches!(l, Lexeme::Punct('(')))
+        else {
+            return Vec::new();
+        };
+        let end = past_group(lx, from + open);
+        lx[from + open..end]
+            .iter()
+            .filter_map(|l| match l {
+                Lexeme::Word(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let one = |v: Vec<String>| {
+        if v.len() == 1 {
+            v.into_iter().next()
+        } else {
+            None
+        }
+    };
+    match lx.first() {
+        Some(Lexeme::Word(w)) if w == "primary" => {
+            if let Some(c) = one(cols(0)) {
+                if let Some(col) = table.columns.iter_mut().find(|x| x.name == c) {
+                    col.primary_key = true;
+                    col.nullable = false;
+                }
+            }
+        }
+        Some(Lexeme::Word(w)) if w == "unique" => {
+            if let Some(c) = one(cols(0)) {
+                if let Some(col) = table.columns.iter_mut().find(|x| x.name == c) {
+                    col.unique = true;
+                }
+            }
+        }
+        Some(Lexeme::Word(w)) if w == "foreign" => {
+            let Some(r) = lx.iter().position(|l| is_word(Some(l), "references")) else {
+                return;
+            };
+            let target = name_at(lx, r + 1).map(|(t, _)| t);
+            if let (Some(c), Some(t)) = (one(cols(0)), target) {
+                if let Some(col) = table.columns.iter_mut().find(|x| x.name == c) {
+                    col.references = Some(t);
+                }
+            }
+        }
+        _ => {}
+    }
+}
