@@ -121,15 +121,15 @@ fn add_and_remove_service_summarise_what_changed() {
     // Its migration stays too (it may have run), and the summary says which.
     assert!(counts.contains("1 migration(s) kept"), "{text}");
     assert!(
-        text.contains("\n    keep     billing/migrations/0003_create_invoices.sql\n"),
+        text.contains("\n    keep     billing/migrations/0001_create_invoices.sql\n"),
         "{text}"
     );
     assert!(
-        text.contains("note: services/billing/migrations/0003_create_invoices.sql is no longer generated but was kept"),
+        text.contains("note: services/billing/migrations/0001_create_invoices.sql is no longer generated but was kept"),
         "{text}"
     );
     assert!(root
-        .join("services/billing/migrations/0003_create_invoices.sql")
+        .join("services/billing/migrations/0001_create_invoices.sql")
         .is_file());
 }
 
@@ -338,7 +338,7 @@ fn bash_completion_script_loads() {
         .output()
         .unwrap();
     assert_ok(&check);
-    assert_eq!(stdout(&check).trim(), "add-service");
+    assert_eq!(stdout(&check).trim(), "add-migration\nadd-service");
 }
 
 #[test]

@@ -448,7 +448,8 @@ fn events_appear_only_where_declared() {
 fn migrations_are_never_deleted_and_conflicts_stay_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let root = new_project(dir.path(), "platform", Some(&example("platform")));
-    // Dropping a resource keeps the migration that created its table (it may have run).
+    // Dropping a resource drops its table only when confirmed, and keeps the
+    // migration that created it (it may have run).
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
     let without_tag = toml.replace(
         "  [[services.resources]]\n  name = \"address\"\n  fields = { user_id = \"ref:user\", street = \"string\", city = \"string\", postcode = \"string\" }\n",
@@ -456,7 +457,39 @@ fn migrations_are_never_deleted_and_conflicts_stay_conflicts() {
     );
     assert_ne!(toml, without_tag);
     fs::write(root.join("services.toml"), &without_tag).unwrap();
-    assert_ok(&msgen(&root, &["generate"]));
+    let before = tree(&root);
+    let refused = msgen(&root, &["generate"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains(
+            "table `addresses`: is no longer in services.toml: dropping it would delete its rows"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(stderr(&refused).contains("--allow-data-loss"));
+    assert_eq!(
+        tree(&root)
+            .into_iter()
+            .filter(|(p, _)| p != "services.toml")
+            .collect::<Vec<_>>(),
+        before
+            .into_iter()
+            .filter(|(p, _)| p != "services.toml")
+            .collect::<Vec<_>>(),
+        "a refused render wrote something"
+    );
+    assert_ok(&msgen(&root, &["generate", "--allow-data-loss"]));
+    let drop = fs::read_dir(root.join("services/user/migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.ends_with("_drop_addresses.sql"))
+        .expect("a migration that drops the table");
+    assert!(
+        fs::read_to_string(root.join("services/user/migrations").join(drop))
+            .unwrap()
+            .contains("DROP TABLE IF EXISTS \"addresses\";")
+    );
     assert!(root
         .join("services/user/migrations/0002_create_addresses.sql")
         .is_file());

@@ -17,6 +17,8 @@ pub mod diff;
 pub mod owner;
 pub mod read;
 pub mod record;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

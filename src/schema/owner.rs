@@ -101,9 +101,14 @@ pub fn plan(
         }
         for step in &evo.steps {
             let (what, sql) = ddl::migration(step, dialect);
+            out.changes.extend(step.describe());
+            if crate::sql::statements(&sql).is_empty() {
+                // Only msgen's idea of the column changed (SQLite's INTEGER is i32
+                // and i64 alike): recorded, with no migration to run.
+                continue;
+            }
             let file = format!("{next:04}_{what}.sql");
             next += 1;
-            out.changes.extend(step.describe());
             accounted.insert(file.clone(), vec![step.table().to_string()]);
             out.new_files.push((file, sql));
         }

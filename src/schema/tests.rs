@@ -1,0 +1,391 @@
+//! The schema work without a database: every migration msgen writes reads back as
+//! the schema it recorded, refusals name what they refuse, hand-written SQL is
+//! read. `tests/schema.rs` applies the same migrations to real databases.
+
+use std::path::Path;
+
+use super::owner::{plan, Disk, OwnerPlan};
+use super::read::replay;
+use super::{wanted, Dialect, Options, Problem, Schema, Wanted};
+use crate::model::Project;
+
+fn project(fields: &str, extra: &str) -> Project {
+    let text = format!(
+        "[project]\nname = \"shop\"\n\n[[services]]\nname = \"shop\"\n\n  [[services.resources]]\n  name = \"customer\"\n  fields = {{ name = \"string\" }}\n\n  [[services.resources]]\n  name = \"order\"\n  fields = {fields}\n{extra}"
+    );
+    Project::parse(&text, Path::new("services.toml"))
+        .unwrap_or_else(|e| panic!("{text}\n{:?}", e.diagnostics()))
+}
+
+fn wanted_of(p: &Project) -> Vec<Wanted> {
+    let owners: Vec<_> = p.services.iter().collect();
+    wanted(p, &owners)
+}
+
+/// Renders `steps` in turn on one owner, as `generate` would after each edit;
+/// checks after each that replaying the new migrations on the schema before gives
+/// the schema recorded after. Returns the owner's last plan and all files.
+fn evolve_through(dialect: Dialect, steps: &[(&str, bool)]) -> (OwnerPlan, Vec<(String, String)>) {
+    let mut disk = Disk::default();
+    let mut all = Vec::new();
+    let mut last = OwnerPlan::default();
+    for (fields, allow) in steps {
+        let p = project(fields, "");
+        let w = wanted_of(&p);
+        let before = disk
+            .record
+            .as_ref()
+            .map(|r| r.schema.clone())
+            .unwrap_or_default();
+        let op = plan(
+            &w,
+            dialect,
+            &disk,
+            Options {
+                allow_data_loss: *allow,
+            },
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{fields}: {e:?}"));
+        let mut replayed = before;
+        for (_, sql) in &op.new_files {
+            let r = replay(&mut replayed, sql, dialect, &w);
+            assert!(r.unread.is_empty(), "{sql}\nunread: {:?}", r.unread);
+        }
+        assert_eq!(
+            strip_hand(&replayed, dialect),
+            strip_hand(&op.record.schema, dialect),
+            "{dialect:?} {fields}: the migrations do not make what was recorded:\n{:#?}",
+            op.new_files
+        );
+        // The recorded schema is the model's.
+        let model: Vec<_> = w.iter().map(|w| w.table.clone()).collect();
+        assert_eq!(op.record.schema.tables, model, "{fields}");
+        for (f, sql) in &op.new_files {
+            disk.files.insert(f.clone(), sql.clone());
+            all.push((f.clone(), sql.clone()));
+        }
+        disk.record = Some(op.record.clone());
+        last = op;
+    }
+    (last, all)
+}
+
+/// Replay cannot know what the user declared, and `ADD COLUMN` appends: compare
+/// shapes only, columns by name.
+fn strip_hand(s: &Schema, dialect: Dialect) -> Schema {
+    let mut s = s.clone();
+    for t in &mut s.tables {
+        t.by_hand = false;
+        t.columns.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in &mut t.columns {
+            c.by_hand = false;
+            if c.ty != super::ColType::Id {
+                c.ty = super::ColType::Sql(c.ty.sql(dialect));
+            }
+        }
+    }
+    s
+}
+
+const SEQUENCE: &[(&str, bool)] = &[
+    (r#"{ title = "string", qty = "i32" }"#, false),
+    // An optional field.
+    (
+        r#"{ title = "string", qty = "i32", note = "text?" }"#,
+        false,
+    ),
+    // A required field with a default.
+    (
+        r#"{ title = "string", qty = "i32", note = "text?", status = { type = "string", default = "new" } }"#,
+        false,
+    ),
+    // A rename keeps the column.
+    (
+        r#"{ label = { type = "string", renamed_from = "title" }, qty = "i32", note = "text?", status = { type = "string", default = "new" } }"#,
+        false,
+    ),
+    // Widening.
+    (
+        r#"{ label = { type = "string", renamed_from = "title" }, qty = "i64", note = "text?", status = { type = "string", default = "new" } }"#,
+        false,
+    ),
+    // Optional to required (with a default for the rows without), and a reference.
+    (
+        r#"{ label = "string", qty = "i64", note = { type = "text", default = "" }, status = { type = "string", default = "new" }, customer_id = "ref:customer?" }"#,
+        false,
+    ),
+    // A dropped field, confirmed.
+    (
+        r#"{ label = "string", qty = "i64", status = { type = "string", default = "new" }, customer_id = "ref:customer?" }"#,
+        true,
+    ),
+    // The reference dropped, a lossy retype confirmed.
+    (
+        r#"{ label = "string", qty = "i32", status = { type = "string", default = "new" }, customer_id = "i64?" }"#,
+        true,
+    ),
+];
+
+#[test]
+fn every_migration_reads_back_as_what_was_recorded() {
+    for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+        let (last, all) = evolve_through(dialect, SEQUENCE);
+        // Numbered per service from 0001, never reused.
+        let names: Vec<&str> = all.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(names[0], "0001_create_customers.sql");
+        assert_eq!(names[1], "0002_create_orders.sql");
+        assert!(
+            names[2..].iter().all(|n| n.ends_with("_alter_orders.sql")),
+            "{names:?}"
+        );
+        assert_eq!(last.record.last_version as usize, all.len());
+        // Every step but SQLite's i32 → i64 (the same INTEGER) needs SQL.
+        let expected = if dialect == Dialect::Sqlite { 8 } else { 9 };
+        assert_eq!(all.len(), expected, "{names:?}");
+    }
+}
+
+#[test]
+fn a_second_render_writes_nothing() {
+    let (last, _) = evolve_through(Dialect::Postgres, &SEQUENCE[..3]);
+    let mut disk = Disk {
+        record: Some(last.record.clone()),
+        files: Default::default(),
+    };
+    for f in last.record.migrations.keys() {
+        disk.files.insert(f.clone(), String::new());
+    }
+    let p = project(SEQUENCE[2].0, "");
+    let again = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    assert!(again.new_files.is_empty());
+    assert_eq!(again.record, last.record);
+}
+
+fn problems(dialect: Dialect, from: &str, to: &str) -> Vec<Problem> {
+    let (last, _) = evolve_through(dialect, &[(from, false)]);
+    let disk = Disk {
+        record: Some(last.record),
+        files: Default::default(),
+    };
+    let p = project(to, "");
+    match plan(&wanted_of(&p), dialect, &disk, Options::default(), false) {
+        Ok(op) => panic!("{from} → {to} was accepted: {:?}", op.new_files),
+        Err(p) => p,
+    }
+}
+
+#[test]
+fn what_would_lose_data_is_refused_and_named() {
+    for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+        let p = problems(
+            dialect,
+            r#"{ title = "string", qty = "i32" }"#,
+            r#"{ title = "string" }"#,
+        );
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "services.shop.resources.order.fields.qty");
+        assert!(
+            p[0].message
+                .contains("dropping column \"qty\" of table `orders`"),
+            "{}",
+            p[0]
+        );
+        assert!(p[0].help.contains("--allow-data-loss"), "{}", p[0]);
+        assert!(p[0].help.contains("renamed_from"), "{}", p[0]);
+
+        let p = problems(dialect, r#"{ title = "string" }"#, r#"{ title = "i32" }"#);
+        assert!(p[0].message.contains("from string to i32"), "{}", p[0]);
+        let p = problems(dialect, r#"{ qty = "i64" }"#, r#"{ qty = "i32" }"#);
+        assert!(p[0].message.contains("from i64 to i32"), "{}", p[0]);
+
+        let p = problems(
+            dialect,
+            r#"{ title = "string" }"#,
+            r#"{ title = "string", qty = "i32" }"#,
+        );
+        assert_eq!(p[0].key, "services.shop.resources.order.fields.qty");
+        assert!(p[0].help.contains("default = 0"), "{}", p[0]);
+
+        let p = problems(dialect, r#"{ note = "string?" }"#, r#"{ note = "string" }"#);
+        assert!(p[0].message.contains("becomes required"), "{}", p[0]);
+    }
+}
+
+#[test]
+fn a_dropped_resource_is_refused_until_confirmed() {
+    let (last, _) = evolve_through(Dialect::Postgres, &[(r#"{ title = "string" }"#, false)]);
+    let text = "[project]\nname = \"shop\"\n\n[[services]]\nname = \"shop\"\n\n  [[services.resources]]\n  name = \"customer\"\n  fields = { name = \"string\" }\n";
+    let p = Project::parse(text, Path::new("services.toml")).unwrap();
+    let disk = Disk {
+        record: Some(last.record),
+        files: Default::default(),
+    };
+    let err = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(err[0].key, "table `orders`");
+    let ok = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options {
+            allow_data_loss: true,
+        },
+        false,
+    )
+    .unwrap();
+    assert_eq!(ok.new_files[0].0, "0003_drop_orders.sql");
+    assert!(ok.record.schema.table("orders").is_none());
+}
+
+#[test]
+fn hand_written_migrations_are_read_and_their_columns_kept() {
+    let (last, _) = evolve_through(Dialect::Postgres, &[(r#"{ title = "string" }"#, false)]);
+    let mut disk = Disk {
+        record: Some(last.record.clone()),
+        files: Default::default(),
+    };
+    for f in last.record.migrations.keys() {
+        disk.files.insert(f.clone(), String::new());
+    }
+    disk.files.insert(
+        "0003_by_hand.sql".into(),
+        "-- mine\nALTER TABLE orders ADD COLUMN summary varchar(200);\nALTER TABLE orders ADD COLUMN search tsvector;\nCREATE INDEX orders_search ON orders USING gin (search);\nCREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL);\n".into(),
+    );
+    // services.toml now declares the column the user added: no migration for it.
+    let p = project(r#"{ title = "string", summary = "string?" }"#, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    assert!(op.new_files.is_empty(), "{:?}", op.new_files);
+    assert!(op.unread.is_empty(), "{:?}", op.unread);
+    let orders = op.record.schema.table("orders").unwrap();
+    let search = orders.column("search").unwrap();
+    assert!(search.by_hand);
+    assert!(!orders.column("summary").unwrap().by_hand);
+    assert!(op.record.schema.table("audit").unwrap().by_hand);
+    assert_eq!(
+        op.record.migrations["0003_by_hand.sql"],
+        ["orders", "audit"]
+    );
+    // The next migration is numbered after the user's.
+    let p = project(
+        r#"{ title = "string", summary = "string?", qty = "i32?" }"#,
+        "",
+    );
+    disk.record = Some(op.record);
+    disk.files.insert("0003_by_hand.sql".into(), String::new());
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(op.new_files[0].0, "0004_alter_orders.sql");
+    // The user's column and table survive a later change (SQLite rebuilds keep it too).
+    assert!(op
+        .record
+        .schema
+        .table("orders")
+        .unwrap()
+        .column("search")
+        .is_some());
+    assert!(op.record.schema.table("audit").is_some());
+}
+
+#[test]
+fn a_project_without_a_record_is_read_from_its_migrations() {
+    // As msgen wrote them before it kept a record: one create file per table,
+    // numbered across the project; then the model gained a field.
+    let mut disk = Disk::default();
+    disk.files.insert(
+        "0003_create_customers.sql".into(),
+        "CREATE TABLE IF NOT EXISTS \"customers\" (\n    \"id\" INTEGER PRIMARY KEY AUTOINCREMENT,\n    \"name\" TEXT NOT NULL,\n    \"created_at\" TEXT NOT NULL,\n    \"updated_at\" TEXT NOT NULL\n);\n".into(),
+    );
+    disk.files.insert(
+        "0004_create_orders.sql".into(),
+        "CREATE TABLE IF NOT EXISTS \"orders\" (\n    \"id\" INTEGER PRIMARY KEY AUTOINCREMENT,\n    \"qty\" INTEGER NOT NULL,\n    \"created_at\" TEXT NOT NULL,\n    \"updated_at\" TEXT NOT NULL\n);\n".into(),
+    );
+    let p = project(r#"{ qty = "i32", note = "string?" }"#, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(op.new_files.len(), 1);
+    assert_eq!(op.new_files[0].0, "0005_alter_orders.sql");
+    assert_eq!(
+        op.new_files[0].1.lines().last(),
+        Some("ALTER TABLE \"orders\" ADD COLUMN \"note\" TEXT;")
+    );
+}
+
+#[test]
+fn a_migration_written_but_not_recorded_is_not_written_twice() {
+    let (first, _) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
+    let mut disk = Disk {
+        record: Some(first.record.clone()),
+        files: Default::default(),
+    };
+    for f in first.record.migrations.keys() {
+        disk.files.insert(f.clone(), String::new());
+    }
+    let p = project(SEQUENCE[1].0, "");
+    let w = wanted_of(&p);
+    let op = plan(&w, Dialect::Sqlite, &disk, Options::default(), false).unwrap();
+    assert_eq!(op.new_files.len(), 1);
+    // Killed after the migration, before the record: the rerun reads it back.
+    let (f, sql) = op.new_files[0].clone();
+    disk.files.insert(f, sql);
+    let again = plan(&w, Dialect::Sqlite, &disk, Options::default(), false).unwrap();
+    assert!(again.new_files.is_empty(), "{:?}", again.new_files);
+    assert_eq!(
+        strip_hand(&again.record.schema, Dialect::Sqlite),
+        strip_hand(&op.record.schema, Dialect::Sqlite)
+    );
+}
+
+#[test]
+fn accept_schema_records_without_writing() {
+    let (last, _) = evolve_through(Dialect::Postgres, &SEQUENCE[..1]);
+    let disk = Disk {
+        record: Some(last.record),
+        files: Default::default(),
+    };
+    let p = project(r#"{ title = "i32" }"#, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options::default(),
+        true,
+    )
+    .unwrap();
+    assert!(op.new_files.is_empty());
+    let orders = op.record.schema.table("orders").unwrap();
+    assert!(orders.column("qty").is_none());
+    assert_eq!(orders.column("title").unwrap().ty, super::ColType::I32);
+}

@@ -1,0 +1,479 @@
+//! The database follows `services.toml`, checked on real databases: every
+//! migration msgen writes, for every example and after each step of an evolution
+//! sequence, is applied to a fresh PostgreSQL database (psql, each file in one
+//! transaction, as sqlx does) and a SQLite file (each file in one transaction,
+//! foreign keys off, as the generated `db.rs` does); the tables that result
+//! (`information_schema`, `PRAGMA table_info`) must be the model's, and the rows
+//! stored before must still be there.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_ok, example, examples, msgen, require_postgres, stderr, stdout};
+use msgen::model::Project;
+use msgen::schema::{self, ColType, Dialect, Wanted};
+
+/// A PostgreSQL database of the test's own, dropped at the end (passed or failed).
+struct Pg {
+    name: String,
+}
+
+fn psql(db: &str, args: &[&str]) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(args)
+        .output()
+        .expect("psql runs (PostgreSQL's client)")
+}
+
+impl Pg {
+    fn new(tag: &str) -> Self {
+        require_postgres();
+        let name = format!("msgen_schema_{tag}_{}", std::process::id());
+        let out = psql(
+            "postgres",
+            &["-c", &format!("DROP DATABASE IF EXISTS \"{name}\"")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = psql("postgres", &["-c", &format!("CREATE DATABASE \"{name}\"")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { name }
+    }
+
+    fn apply(&self, file: &Path) {
+        let out = psql(&self.name, &["-1", "-f", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{} failed on PostgreSQL:\n{}\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(file).unwrap()
+        );
+    }
+
+    /// Rows of `sql`, fields joined by `|`.
+    fn rows(&self, sql: &str) -> Vec<String> {
+        let out = psql(&self.name, &["-A", "-t", "-F", "|", "-c", sql]);
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &[
+                "-c",
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+            ],
+        );
+    }
+}
+
+/// SQLite through Python's sqlite3 (on every machine of this project).
+const SQLITE: &str = r#"
+import sqlite3, sys
+db, mode = sys.argv[1], sys.argv[2]
+c = sqlite3.connect(db, isolation_level=None)
+if mode == "apply":
+    c.execute("PRAGMA foreign_keys = OFF")
+    for f in sys.argv[3:]:
+        c.executescript("BEGIN;\n" + open(f).read() + "\nCOMMIT;")
+    bad = c.execute("PRAGMA foreign_key_check").fetchall()
+    if bad:
+        sys.exit("foreign_key_check: %r" % bad)
+else:
+    c.execute("PRAGMA foreign_keys = ON")
+    for row in c.execute(sys.argv[3]).fetchall():
+        print("|".join("" if v is None else str(v) for v in row))
+"#;
+
+struct Lite {
+    file: PathBuf,
+}
+
+impl Lite {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("python3")
+            .args(["-c", SQLITE, self.file.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "sqlite {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, file: &Path) {
+        self.run(&["apply", file.to_str().unwrap()]);
+    }
+
+    fn rows(&self, sql: &str) -> Vec<String> {
+        self.run(&["query", sql])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+enum Db {
+    Pg(Pg),
+    Lite(Lite),
+}
+
+impl Db {
+    fn new(dialect: Dialect, tag: &str, dir: &Path) -> Self {
+        match dialect {
+            Dialect::Postgres => Db::Pg(Pg::new(tag)),
+            Dialect::Sqlite => Db::Lite(Lite {
+                file: dir.join(format!("{tag}.db")),
+            }),
+        }
+    }
+    fn apply(&self, file: &Path) {
+        match self {
+            Db::Pg(d) => d.apply(file),
+            Db::Lite(d) => d.apply(file),
+        }
+    }
+    fn rows(&self, sql: &str) -> Vec<String> {
+        match self {
+            Db::Pg(d) => d.rows(sql),
+            Db::Lite(d) => d.rows(sql),
+        }
+    }
+    fn dialect(&self) -> Dialect {
+        match self {
+            Db::Pg(_) => Dialect::Postgres,
+            Db::Lite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Tables and columns as the database has them, in the shape of the model's:
+    /// `table.column type null|notnull default-or-- fk-or--`, sorted.
+    fn shape(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            Db::Pg(d) => {
+                let fks: Vec<String> = d.rows(
+                    "SELECT tc.table_name || '.' || kcu.column_name, ccu.table_name FROM information_schema.table_constraints tc \
+                     JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name AND kcu.table_name = tc.table_name \
+                     JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name \
+                     WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_schema = 'public'",
+                );
+                for row in d.rows(
+                    "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '') FROM information_schema.columns \
+                     WHERE table_schema = 'public' ORDER BY table_name, column_name",
+                ) {
+                    let f: Vec<&str> = row.split('|').collect();
+                    let key = format!("{}.{}", f[0], f[1]);
+                    let fk = fks
+                        .iter()
+                        .find_map(|r| r.strip_prefix(&format!("{key}|")))
+                        .unwrap_or("--");
+                    // PostgreSQL adds the type to a string default: 'new'::text.
+                    let default = match f[4] {
+                        "" => "--".to_string(),
+                        d => d.split("::").next().unwrap_or(d).to_string(),
+                    };
+                    let null = if f[3] == "YES" { "null" } else { "notnull" };
+                    out.push(format!("{key} {} {null} {default} {fk}", f[2]));
+                }
+            }
+            Db::Lite(d) => {
+                let tables = d.rows(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                );
+                for t in tables {
+                    let fks = d.rows(&format!(
+                        "SELECT \"from\", \"table\" FROM pragma_foreign_key_list('{t}')"
+                    ));
+                    for row in d.rows(&format!(
+                        "SELECT name, lower(type), \"notnull\", coalesce(dflt_value, ''), pk FROM pragma_table_info('{t}')"
+                    )) {
+                        let f: Vec<&str> = row.split('|').collect();
+                        let fk = fks
+                            .iter()
+                            .find_map(|r| r.strip_prefix(&format!("{}|", f[0])))
+                            .unwrap_or("--");
+                        // A primary key is never NULL, whatever the pragma says.
+                        let null = if f[2] == "1" || f[4] != "0" { "notnull" } else { "null" };
+                        let default = if f[3].is_empty() { "--" } else { f[3] };
+                        out.push(format!("{t}.{} {} {null} {default} {fk}", f[0], f[1]));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// The shape `wanted` gives, as [`Db::shape`] reads a database.
+fn model_shape(wanted: &[Wanted], dialect: Dialect) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in wanted {
+        for c in &w.table.columns {
+            let ty = match (dialect, &c.ty) {
+                (Dialect::Postgres, ColType::Id | ColType::I64) => "bigint".to_string(),
+                (Dialect::Postgres, ColType::Datetime) => "timestamp with time zone".to_string(),
+                (d, t) => t.sql(d).to_ascii_lowercase(),
+            };
+            let null = if c.nullable && !c.primary_key {
+                "null"
+            } else {
+                "notnull"
+            };
+            let default = c.default.clone().unwrap_or_else(|| "--".into());
+            let fk = c.references.clone().unwrap_or_else(|| "--".into());
+            out.push(format!(
+                "{}.{} {ty} {null} {default} {fk}",
+                w.table.name, c.name
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Each database owner of the project at `root`: (record name, migrations dir,
+/// dialect, wanted tables).
+fn owners(root: &Path) -> Vec<(String, PathBuf, Dialect, Vec<Wanted>)> {
+    let project = Project::load(&root.join("services.toml")).unwrap();
+    let mut out = Vec::new();
+    for s in project.standalone() {
+        if let Some(d) = Dialect::of(s.database) {
+            let name = s.name.as_str().to_string();
+            let dir = root.join("services").join(&name).join("migrations");
+            out.push((name, dir, d, schema::wanted(&project, &[s])));
+        }
+    }
+    if project.monolith.is_some() {
+        if let Some(d) = Dialect::of(project.default_database) {
+            let modules: Vec<_> = project.modules().collect();
+            let w = schema::wanted(&project, &modules);
+            out.push(("monolith".into(), root.join("monolith/migrations"), d, w));
+        }
+    }
+    out
+}
+
+fn migration_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "sql"));
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_migrates_a_fresh_database_to_its_model() {
+    for name in examples() {
+        for database in ["postgres", "sqlite"] {
+            let dir = tempfile::tempdir().unwrap();
+            assert_ok(&msgen(
+                dir.path(),
+                &[
+                    "new",
+                    &name,
+                    "--yes",
+                    "--database",
+                    database,
+                    "--config",
+                    example(&name).to_str().unwrap(),
+                ],
+            ));
+            let root = dir.path().join(&name);
+            for (owner, mdir, dialect, wanted) in owners(&root) {
+                let db = Db::new(
+                    dialect,
+                    &format!("{name}_{database}_{}", owner.replace('-', "_")),
+                    dir.path(),
+                );
+                for f in migration_files(&mdir) {
+                    db.apply(&f);
+                }
+                assert_eq!(
+                    db.shape(),
+                    model_shape(&wanted, dialect),
+                    "{name} ({database}), {owner}: the database its migrations make is not the model"
+                );
+            }
+        }
+    }
+}
+
+const START: &str = r#"[project]
+name = "evo"
+
+[[services]]
+name = "shop"
+database = "DB"
+
+  [[services.resources]]
+  name = "customer"
+  fields = { name = "string" }
+
+  [[services.resources]]
+  name = "order"
+  fields = { title = "string", qty = "i32" }
+"#;
+
+/// The issue's evolution sequence, on one service, with one row stored at the
+/// start: each step edits services.toml, renders, applies the new migrations to
+/// the same database and compares it with the model.
+fn evolve_on(dialect: Dialect) {
+    let db_kind = schema::dialect_name(dialect);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evo.toml");
+    std::fs::write(&config, START.replace("DB", db_kind)).unwrap();
+    assert_ok(&msgen(
+        dir.path(),
+        &["new", "evo", "--yes", "--config", config.to_str().unwrap()],
+    ));
+    let root = dir.path().join("evo");
+    let db = Db::new(dialect, &format!("evo_{db_kind}"), dir.path());
+    let mut applied: Vec<PathBuf> = Vec::new();
+    let mut step = |label: &str, fields: Option<&str>, args: &[&str]| {
+        if let Some(fields) = fields {
+            let toml = std::fs::read_to_string(root.join("services.toml")).unwrap();
+            let start = toml.rfind("  fields = ").unwrap();
+            let end = start + toml[start..].find('\n').unwrap();
+            let new = format!("{}  fields = {fields}{}", &toml[..start], &toml[end..]);
+            std::fs::write(root.join("services.toml"), new).unwrap();
+            let mut cmd = vec!["generate"];
+            cmd.extend_from_slice(args);
+            assert_ok(&msgen(&root, &cmd));
+        }
+        for f in migration_files(&root.join("services/shop/migrations")) {
+            if !applied.contains(&f) {
+                db.apply(&f);
+                applied.push(f);
+            }
+        }
+        let (_, _, _, wanted) = owners(&root).remove(0);
+        assert_eq!(
+            db.shape(),
+            model_shape(&wanted, dialect),
+            "{db_kind}, after {label}"
+        );
+        assert_ok(&msgen(&root, &["generate", "--check"]));
+    };
+    step("the first render", None, &[]);
+    let now = if dialect == Dialect::Postgres {
+        "now()"
+    } else {
+        "'2024-01-02T03:04:05Z'"
+    };
+    db.rows(&format!(
+        "INSERT INTO orders (title, qty, created_at, updated_at) VALUES ('first', 3, {now}, {now})"
+    ));
+    step(
+        "an optional field",
+        Some(r#"{ title = "string", qty = "i32", note = "text?" }"#),
+        &[],
+    );
+    step(
+        "a required field with a default",
+        Some(
+            r#"{ title = "string", qty = "i32", note = "text?", status = { type = "string", default = "new" } }"#,
+        ),
+        &[],
+    );
+    step(
+        "a rename",
+        Some(
+            r#"{ label = { type = "string", renamed_from = "title" }, qty = "i32", note = "text?", status = { type = "string", default = "new" } }"#,
+        ),
+        &[],
+    );
+    step(
+        "a widening",
+        Some(
+            r#"{ label = "string", qty = "i64", note = "text?", status = { type = "string", default = "new" } }"#,
+        ),
+        &[],
+    );
+    step(
+        "a reference and a required field with a default for the rows without",
+        Some(
+            r#"{ label = "string", qty = "i64", note = { type = "text", default = "" }, status = { type = "string", default = "new" }, customer_id = "ref:customer?" }"#,
+        ),
+        &[],
+    );
+    // Refused, and nothing written: a dropped field without confirmation.
+    let toml = std::fs::read_to_string(root.join("services.toml")).unwrap();
+    let dropped = toml.replace(", note = { type = \"text\", default = \"\" }", "");
+    std::fs::write(root.join("services.toml"), &dropped).unwrap();
+    let files_before = migration_files(&root.join("services/shop/migrations"));
+    let refused = msgen(&root, &["generate"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.contains("services.shop.resources.order.fields.note"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-data-loss"), "{err}");
+    assert_eq!(
+        migration_files(&root.join("services/shop/migrations")),
+        files_before
+    );
+    std::fs::write(root.join("services.toml"), &toml).unwrap();
+    step(
+        "a dropped field, confirmed",
+        Some(
+            r#"{ label = "string", qty = "i64", status = { type = "string", default = "new" }, customer_id = "ref:customer?" }"#,
+        ),
+        &["--allow-data-loss"],
+    );
+    // The row stored at the start kept its values through all of it.
+    assert_eq!(
+        db.rows("SELECT label, qty, status FROM orders"),
+        ["first|3|new"],
+        "{}",
+        db.dialect() == Dialect::Postgres
+    );
+}
+
+#[test]
+fn an_evolving_model_keeps_postgres_in_step_and_every_row() {
+    evolve_on(Dialect::Postgres);
+}
+
+#[test]
+fn an_evolving_model_keeps_sqlite_in_step_and_every_row() {
+    evolve_on(Dialect::Sqlite);
+}
