@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             &SchemaArgs {
                 allow_data_loss,
                 accept: accept_schema,
+                inputs: None,
             },
             out,
         ),
@@ -326,7 +327,10 @@ pub fn plan_changes(
     schema: &SchemaArgs,
 ) -> Result<(Plan, Outcome)> {
     let renderer = Renderer::new().context("loading the embedded templates")?;
-    let inputs = schema_inputs(root, project, schema)?;
+    let inputs = match &schema.inputs {
+        Some(i) => i.clone(),
+        None => schema_inputs(root, project, schema)?,
+    };
     let plan = renderer.plan(project, &inputs)?;
     let outcome = apply::diff(root, &plan)?;
     Ok((plan, outcome))
@@ -337,6 +341,9 @@ pub fn plan_changes(
 pub struct SchemaArgs {
     pub allow_data_loss: bool,
     pub accept: Vec<String>,
+    /// The records and migrations as a command will leave them (`split` moves
+    /// them before it renders), instead of as they are on disk.
+    pub inputs: Option<schema::Inputs>,
 }
 
 /// Owners of a database in `project`: (record name, directory).

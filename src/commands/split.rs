@@ -43,6 +43,8 @@ struct SplitPlan {
     /// Files (and their base records) that leave the monolith.
     removals: Vec<String>,
     report: Report,
+    /// The schema records and migrations as the split leaves them.
+    schema: crate::schema::Inputs,
 }
 
 #[derive(Debug, Default)]
@@ -119,12 +121,16 @@ pub fn run(
             out.line(format!("  {:<14} {r}", "remove"));
         }
         crate::emit(&report);
+        let schema = SchemaArgs {
+            inputs: Some(plan.schema.clone()),
+            ..Default::default()
+        };
         return render_into(
             root,
             &new_project,
             Some(&new_text),
             Mode::DryRun,
-            &SchemaArgs::default(),
+            &schema,
             out,
         );
     }
@@ -157,14 +163,11 @@ pub fn run(
             }
         }
     }
-    let rendered = render_into(
-        root,
-        &new_project,
-        None,
-        Mode::Apply,
-        &SchemaArgs::default(),
-        out,
-    );
+    let schema = SchemaArgs {
+        inputs: Some(plan.schema.clone()),
+        ..Default::default()
+    };
+    let rendered = render_into(root, &new_project, None, Mode::Apply, &schema, out);
     let report_path = format!("docs/split-{module}.md");
     write_atomic(&root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
@@ -383,6 +386,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     let rendered = Renderer::new()
         .context("loading the embedded templates")?
         .plan(new, &inputs)?;
+    plan.schema = inputs;
     let module_dir = format!("monolith/src/{snake}");
     let prefix = format!("crate::{snake}::");
     let others: Vec<String> = old
