@@ -114,6 +114,8 @@ pub struct ServiceCtx {
     pub db_name: String,
     /// The start of the generated tests' database names (short enough for PostgreSQL).
     pub test_db_prefix: String,
+    /// `const DEFAULT_DATABASE_URL: &str = "...";`, laid out as rustfmt does.
+    pub database_url_const: String,
     /// DATABASE_URL default, matching compose.
     pub database_url: String,
     pub depends_on: Vec<DepCtx>,
@@ -431,6 +433,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
             _ => "sqlx::postgres::PgPoolOptions",
         },
         test_db_prefix: test_db_prefix(&db_name),
+        database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
         db_name,
         database_url,
         depends_on,
@@ -625,6 +628,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
             "sqlx::postgres::PgPoolOptions"
         },
         test_db_prefix: test_db_prefix(&db_name),
+        database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
         db_name,
         database_url,
         client_modules: sorted(depends_on.iter().map(|d| d.snake.clone())),

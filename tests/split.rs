@@ -237,3 +237,65 @@ fn edited_glue_is_kept_and_migration_versions_are_not_reused() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_split_carries_the_tables_history_and_both_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = monolith(dir.path());
+    // The blog's table evolved in the monolith before the split.
+    common::edit_config(
+        &root,
+        "published = \"bool\" }",
+        "published = \"bool\", summary = \"string?\" }",
+    );
+    assert_ok(&msgen(&root, &["generate"]));
+    let alter = root.join("monolith/migrations/0004_alter_posts.sql");
+    assert!(
+        fs::read_to_string(&alter)
+            .unwrap()
+            .contains("ALTER TABLE \"posts\" ADD COLUMN \"summary\" TEXT;"),
+        "{:?}",
+        fs::read_dir(root.join("monolith/migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+
+    let out = msgen(&root, &["split", "blog"]);
+    assert_ok(&out);
+    // Both of the table's migrations moved, with their versions.
+    for f in ["0003_create_posts.sql", "0004_alter_posts.sql"] {
+        assert!(
+            root.join("services/blog/migrations").join(f).is_file(),
+            "{f}"
+        );
+        assert!(!root.join("monolith/migrations").join(f).exists(), "{f}");
+        assert!(stdout(&out).contains(&format!(
+            "monolith/migrations/{f} → services/blog/migrations/{f}"
+        )));
+    }
+    let blog = fs::read_to_string(root.join(".msgen/schema/blog.toml")).unwrap();
+    assert!(
+        blog.contains("{ name = \"summary\", type = \"string\", nullable = true }"),
+        "{blog}"
+    );
+    assert!(
+        blog.contains("\"0004_alter_posts.sql\" = [\"posts\"]"),
+        "{blog}"
+    );
+    let mono = fs::read_to_string(root.join(".msgen/schema/monolith.toml")).unwrap();
+    assert!(!mono.contains("\"posts\""), "{mono}");
+    assert!(mono.contains("last_version = 4"), "{mono}");
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // The service's next change is numbered after what it carried.
+    common::edit_config(
+        &root,
+        "summary = \"string?\" }",
+        "summary = \"string?\", views = \"i64?\" }",
+    );
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(root
+        .join("services/blog/migrations/0005_alter_posts.sql")
+        .is_file());
+}
