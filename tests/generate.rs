@@ -514,3 +514,128 @@ fn migrations_are_never_deleted_and_conflicts_stay_conflicts() {
     let check = msgen(&root, &["generate", "--check"]);
     assert_eq!(check.status.code(), Some(1));
 }
+
+#[test]
+fn add_service_takes_a_resource_s_fields_and_add_migration_numbers_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    assert_ok(&msgen(
+        &root,
+        &[
+            "add-service",
+            "billing",
+            "--resource",
+            "invoice",
+            "--field",
+            "number:string",
+            "--field",
+            "total:f64,paid_at:datetime?",
+        ],
+    ));
+    let toml = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        toml.contains("fields = { number = \"string\", total = \"f64\", paid_at = \"datetime?\" }"),
+        "{toml}"
+    );
+    let first =
+        fs::read_to_string(root.join("services/billing/migrations/0001_create_invoices.sql"))
+            .unwrap();
+    assert!(
+        first.contains("\"total\" DOUBLE PRECISION NOT NULL"),
+        "{first}"
+    );
+    assert!(first.contains("\"paid_at\" TIMESTAMPTZ,"), "{first}");
+    assert!(!first.contains("\"name\""), "{first}");
+
+    let bad = msgen(
+        &root,
+        &[
+            "add-service",
+            "shipping",
+            "--resource",
+            "parcel",
+            "--field",
+            "weight",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("expected NAME:TYPE"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // A migration of the user's own, numbered after the service's, is left alone by
+    // renders and read for what it does.
+    let out = msgen(&root, &["add-migration", "billing", "add_ledger"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("services/billing/migrations/0002_add_ledger.sql"));
+    let mine = root.join("services/billing/migrations/0002_add_ledger.sql");
+    fs::write(
+        &mine,
+        fs::read_to_string(&mine).unwrap() + "CREATE TABLE ledger (id BIGSERIAL PRIMARY KEY, entry TEXT NOT NULL);\nALTER TABLE invoices ADD COLUMN memo TEXT;\n",
+    )
+    .unwrap();
+    // The user declares the column they added: no migration adds it again.
+    common::edit_config(
+        &root,
+        "paid_at = \"datetime?\" }",
+        "paid_at = \"datetime?\", memo = \"text?\" }",
+    );
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    assert!(
+        !root
+            .join("services/billing/migrations/0003_alter_invoices.sql")
+            .exists(),
+        "{}",
+        stdout(&out)
+    );
+    let record = fs::read_to_string(root.join(".msgen/schema/billing.toml")).unwrap();
+    assert!(
+        record.contains("name = \"ledger\"\nby_hand = true"),
+        "{record}"
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    // The next change is numbered after the user's file.
+    common::edit_config(
+        &root,
+        "memo = \"text?\" }",
+        "memo = \"text?\", due = \"datetime?\" }",
+    );
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(root
+        .join("services/billing/migrations/0003_alter_invoices.sql")
+        .is_file());
+    // An unknown service or a bad name is a usage error.
+    assert_eq!(
+        msgen(&root, &["add-migration", "nope", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        msgen(&root, &["add-migration", "billing", "Bad Name"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // A required field added without a default: validate and generate both refuse,
+    // naming the key; nothing is written.
+    common::edit_config(
+        &root,
+        "due = \"datetime?\" }",
+        "due = \"datetime?\", code = \"string\" }",
+    );
+    let before = tree(&root);
+    for cmd in [&["validate"][..], &["generate"][..]] {
+        let out = msgen(&root, cmd);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        assert!(
+            stderr(&out).contains("services.billing.resources.invoice.fields.code"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("default"), "{}", stderr(&out));
+    }
+    assert_eq!(tree(&root), before);
+}

@@ -79,6 +79,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => migration::add(&cwd, &service, &name, dry_run, out),
         Command::Validate => {
             let project = load(&cwd)?;
+            // The schema changes services.toml asks for must be ones msgen makes
+            // (a required field added needs a default, ...): found here too.
+            let renderer = Renderer::new().context("loading the embedded templates")?;
+            let inputs = schema_inputs(&cwd, &project, &SchemaArgs::default())?;
+            renderer.plan(&project, &inputs)?;
             out.line(format!(
                 "{}: ok ({} services, gateway on {})",
                 cwd.join(CONFIG_FILE).display(),
