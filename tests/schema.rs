@@ -374,10 +374,10 @@ fn evolve_on(dialect: Dialect) {
             let end = start + toml[start..].find('\n').unwrap();
             let new = format!("{}  fields = {fields}{}", &toml[..start], &toml[end..]);
             std::fs::write(root.join("services.toml"), new).unwrap();
-            let mut cmd = vec!["generate"];
-            cmd.extend_from_slice(args);
-            assert_ok(&msgen(&root, &cmd));
         }
+        let mut cmd = vec!["generate"];
+        cmd.extend_from_slice(args);
+        assert_ok(&msgen(&root, &cmd));
         for f in migration_files(&root.join("services/shop/migrations")) {
             if !applied.contains(&f) {
                 db.apply(&f);
@@ -393,6 +393,16 @@ fn evolve_on(dialect: Dialect) {
         assert_ok(&msgen(&root, &["generate", "--check"]));
     };
     step("the first render", None, &[]);
+    // An index of the user's own, which SQLite's table rebuilds must keep.
+    assert_ok(&msgen(&root, &["add-migration", "shop", "index_orders"]));
+    let mine = root.join("services/shop/migrations/0003_index_orders.sql");
+    let text = std::fs::read_to_string(&mine).unwrap();
+    std::fs::write(
+        &mine,
+        text + "CREATE INDEX orders_by_qty ON orders (qty);\n",
+    )
+    .unwrap();
+    step("a migration of the user's", None, &[]);
     let now = if dialect == Dialect::Postgres {
         "now()"
     } else {
@@ -458,6 +468,17 @@ fn evolve_on(dialect: Dialect) {
             r#"{ label = "string", qty = "i64", status = { type = "string", default = "new" }, customer_id = "ref:customer?" }"#,
         ),
         &["--allow-data-loss"],
+    );
+    let indexes = match &db {
+        Db::Pg(_) => "SELECT indexname FROM pg_indexes WHERE indexname = 'orders_by_qty'",
+        Db::Lite(_) => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'orders_by_qty'"
+        }
+    };
+    assert_eq!(
+        db.rows(indexes),
+        ["orders_by_qty"],
+        "{db_kind}: the user's index is gone"
     );
     // The row stored at the start kept its values through all of it.
     assert_eq!(

@@ -339,5 +339,9 @@ fn sqlite_rebuild(old: &Table, new: &Table, changes: &[Change]) -> String {
     ));
     sql.push_str(&format!("DROP TABLE {};\n", q(&old.name)));
     sql.push_str(&format!("ALTER TABLE {tmp} RENAME TO {};\n", q(&new.name)));
+    // The old table's indexes went with it.
+    for i in &new.indexes {
+        sql.push_str(&format!("{};\n", i.sql));
+    }
     sql
 }

@@ -361,7 +361,38 @@ fn alter(
             });
         }
     }
+    result.indexes = kept_indexes(old, &changes);
     (result, changes)
+}
+
+/// The old table's indexes that outlive `changes`, with renamed columns renamed.
+/// An index on a dropped column goes with it (PostgreSQL drops it; a SQLite
+/// rebuild does not make it again).
+fn kept_indexes(old: &Table, changes: &[Change]) -> Vec<super::Index> {
+    let renamed: BTreeMap<String, String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Rename { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    old.indexes
+        .iter()
+        .filter(|i| {
+            let words = super::read::words_of(&i.sql);
+            !changes
+                .iter()
+                .any(|c| matches!(c, Change::Drop(col) if words.contains(col)))
+        })
+        .map(|i| super::Index {
+            name: i.name.clone(),
+            sql: if renamed.is_empty() {
+                i.sql.clone()
+            } else {
+                super::read::rename_words(&i.sql, &renamed)
+            },
+        })
+        .collect()
 }
 
 fn example_default(ty: &ColType) -> &'static str {

@@ -198,6 +198,16 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Made by a hand-written migration, not declared in `services.toml`.
     pub by_hand: bool,
+    /// Indexes made by hand-written migrations: a SQLite rebuild makes them again.
+    pub indexes: Vec<Index>,
+}
+
+/// `CREATE INDEX` as a migration wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: String,
+    /// The statement, without its `;`.
+    pub sql: String,
 }
 
 impl Table {
@@ -284,6 +294,7 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
                     name: r.plural.clone(),
                     columns,
                     by_hand: false,
+                    indexes: Vec::new(),
                 },
                 service: service.clone(),
                 resource: Some(r.name.clone()),
@@ -314,6 +325,7 @@ fn auth_table() -> Table {
             Column::new("created_at", ColType::Datetime),
         ],
         by_hand: false,
+        indexes: Vec::new(),
     }
 }
 
@@ -328,5 +340,6 @@ fn events_table() -> Table {
             Column::new("handled_at", ColType::Datetime),
         ],
         by_hand: false,
+        indexes: Vec::new(),
     }
 }

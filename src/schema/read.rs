@@ -36,6 +36,8 @@ pub fn replay(schema: &mut Schema, sql: &str, dialect: Dialect, wanted: &[Wanted
             }
             ["alter", "table", ..] => ctx.alter(schema, &lx),
             ["drop", "table", ..] => ctx.drop(schema, &lx),
+            ["create", "index" | "unique", ..] => Ok(create_index(schema, &stmt, &lx)),
+            ["drop", "index", ..] => Ok(drop_index(schema, &lx)),
             ["do", ..] => ctx.msgen_do(schema, &lx),
             _ => Ok(None),
         };
@@ -358,6 +360,7 @@ impl Ctx<'_> {
             name: name.clone(),
             columns: Vec::new(),
             by_hand: !self.is_wanted_table(&name),
+            indexes: Vec::new(),
         };
         let mut constraints = Vec::new();
         for item in split_top(body) {
@@ -540,6 +543,31 @@ impl Ctx<'_> {
     }
 }
 
+/// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ON table ...`, kept with its table.
+fn create_index(schema: &mut Schema, stmt: &str, lx: &[Lexeme]) -> Option<String> {
+    let at = lx.iter().position(|l| is_word(Some(l), "index"))?;
+    let (name, _) = name_at(lx, skip_if_exists(lx, at + 1))?;
+    let on = lx.iter().position(|l| is_word(Some(l), "on"))?;
+    let (table, _) = name_at(lx, skip_if_exists(lx, on + 1))?;
+    let t = schema.table_mut(&table)?;
+    t.indexes.retain(|i| i.name != name);
+    t.indexes.push(super::Index {
+        name,
+        sql: stmt.trim().to_string(),
+    });
+    Some(table)
+}
+
+fn drop_index(schema: &mut Schema, lx: &[Lexeme]) -> Option<String> {
+    let (name, _) = name_at(lx, skip_if_exists(lx, 2))?;
+    let t = schema
+        .tables
+        .iter_mut()
+        .find(|t| t.indexes.iter().any(|i| i.name == name))?;
+    t.indexes.retain(|i| i.name != name);
+    Some(t.name.clone())
+}
+
 /// `PRIMARY KEY (c)`, `UNIQUE (c)`, `FOREIGN KEY (c) REFERENCES t`, `CHECK (...)`,
 /// after an optional `CONSTRAINT name`: one column's flags.
 fn table_constraint(table: &mut Table, lx: &[Lexeme]) {
@@ -600,4 +628,41 @@ fn table_constraint(table: &mut Table, lx: &[Lexeme]) {
         }
         _ => {}
     }
+}
+
+/// The words (names and keywords) of a statement.
+pub fn words_of(sql: &str) -> Vec<String> {
+    lexemes(sql)
+        .into_iter()
+        .filter_map(|l| match l {
+            Lexeme::Word(w) => Some(w),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `sql` with the names in `renamed` replaced (quoted), re-joined from its tokens.
+pub fn rename_words(sql: &str, renamed: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for l in lexemes(sql) {
+        let text = match l {
+            Lexeme::Word(w) => match renamed.get(&w) {
+                Some(new) => super::ddl::q(new),
+                None if w
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
+                {
+                    w
+                }
+                None => super::ddl::q(&w),
+            },
+            Lexeme::Str(s) => s,
+            Lexeme::Punct(c) => c.to_string(),
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&text);
+    }
+    out
 }

@@ -60,6 +60,15 @@ struct RawTable {
     #[serde(default)]
     by_hand: bool,
     columns: Vec<RawColumn>,
+    #[serde(default)]
+    indexes: Vec<RawIndex>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    name: String,
+    sql: String,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +123,14 @@ impl Record {
                 name: t.name,
                 columns,
                 by_hand: t.by_hand,
+                indexes: t
+                    .indexes
+                    .into_iter()
+                    .map(|i| super::Index {
+                        name: i.name,
+                        sql: i.sql,
+                    })
+                    .collect(),
             });
         }
         let dialect = match raw.database.as_deref() {
@@ -177,6 +194,17 @@ impl Record {
                 out.push_str(&format!("    {{ {} }},\n", parts.join(", ")));
             }
             out.push_str("]\n");
+            if !t.indexes.is_empty() {
+                out.push_str("indexes = [\n");
+                for i in &t.indexes {
+                    out.push_str(&format!(
+                        "    {{ name = {}, sql = {} }},\n",
+                        s(&i.name),
+                        s(&i.sql)
+                    ));
+                }
+                out.push_str("]\n");
+            }
         }
         out
     }
@@ -208,6 +236,10 @@ mod tests {
                     name: "posts".into(),
                     columns: vec![Column::new("id", ColType::Id), summary, author, extra],
                     by_hand: false,
+                    indexes: vec![super::super::Index {
+                        name: "posts_by_title".into(),
+                        sql: "CREATE INDEX posts_by_title ON posts (\"title\")".into(),
+                    }],
                 }],
             },
         };
