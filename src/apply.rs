@@ -255,7 +255,12 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
             base: Some(None),
         });
     }
-    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    // Schema records last: a run killed before them leaves migrations the next run
+    // reads back, never a record of a migration that was not written.
+    changes.sort_by(|a, b| {
+        let record = |p: &str| p.starts_with(".msgen/schema/");
+        (record(&a.path), &a.path).cmp(&(record(&b.path), &b.path))
+    });
     Ok(Outcome { changes })
 }
 

@@ -179,6 +179,10 @@ pub enum Command {
     RemoveService {
         /// The service to remove.
         name: String,
+        /// For a module of the monolith: drop its tables from the monolith's
+        /// database (a new migration). A service's own database is left alone.
+        #[arg(long)]
+        allow_data_loss: bool,
         /// Print what would be removed or kept; write nothing.
         #[arg(long)]
         dry_run: bool,

@@ -365,6 +365,9 @@ fn plan_schema(
                 plan.schema_warnings.extend(op.unread.iter().map(|u| {
                     format!("{dir}/migrations/{u}: msgen cannot tell what this does to the tables; if it changes one services.toml declares, run `msgen generate --accept-schema {name}` once services.toml says the same")
                 }));
+                plan.schema_warnings.extend(op.changed.iter().map(|m| {
+                    format!("{dir}/migrations/{m} changed since msgen recorded it: msgen read every migration of {name} again (a migration that already ran must not change: sqlx refuses it)")
+                }));
                 plan.schema_warnings.extend(op.missing.iter().map(|m| {
                     format!("{dir}/migrations/{m} is missing, but msgen recorded it: restore it (git, or .msgen/base/{dir}/migrations/{m}); a database made from scratch would lack what it did")
                 }));

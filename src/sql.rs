@@ -181,6 +181,17 @@ pub fn lexemes(sql: &str) -> Vec<Lexeme> {
         .collect()
 }
 
+/// The words of `sql` (lower-cased unless quoted) with where each is written.
+pub fn word_ranges(sql: &str) -> Vec<(Range<usize>, String)> {
+    tokens(sql)
+        .into_iter()
+        .filter_map(|t| match t.kind {
+            Kind::Word(w) => Some((t.range, w)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The statements of a migration, split on `;` outside strings and comments.
 pub fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -432,3 +432,56 @@ fn each_problem_is_reported_once() {
     assert!(err.contains("cannot depend on itself"), "{err}");
     assert!(!err.contains("dependency cycle"), "{err}");
 }
+
+#[test]
+fn field_tables_are_checked_key_by_key() {
+    let with = |fields: &str| {
+        GOOD.replace(
+            "fields = { email = \"email\" }",
+            &format!("fields = {fields}"),
+        )
+    };
+    fails_with(
+        &with(r#"{ email = "email", age = { type = "i32", default = "old" } }"#),
+        &[
+            "services.toml:10:",
+            "`services[0].resources[0].fields.age.default`",
+            "expected an integer",
+        ],
+    );
+    fails_with(
+        &with(r#"{ email = "email", tiny = { type = "i32", default = 3000000000 } }"#),
+        &["between -2147483648 and 2147483647"],
+    );
+    fails_with(
+        &with(r#"{ email = "email", at = { type = "datetime", default = "yesterday" } }"#),
+        &["RFC 3339"],
+    );
+    fails_with(
+        &with(
+            r#"{ email = "email", a = { type = "string", renamed_from = "name" }, b = { type = "string", renamed_from = "name" } }"#,
+        ),
+        &[
+            "fields.b.renamed_from",
+            "field `a` is already renamed from `name`",
+        ],
+    );
+    fails_with(
+        &with(r#"{ email = { type = "email", renamed_from = "email" } }"#),
+        &["fields.email.renamed_from", "the field's own name"],
+    );
+    fails_with(
+        &with(r#"{ email = "email", x = { type = "string", renamed_from = "email" } }"#),
+        &["`email` is still a field of this resource"],
+    );
+    fails_with(
+        &with(r#"{ email = { type = "email", size = 3 } }"#),
+        &["unknown key `size` in a field; accepted: type, default, renamed_from"],
+    );
+    fails_with(&with(r#"{ email = { default = "x" } }"#), &["needs `type`"]);
+    let (code, err, _dir) = validate(
+        with(r#"{ email = "email", n = { type = "f64", default = 1 }, on = { type = "bool?", default = true }, at = { type = "datetime", default = "2024-01-02T03:04:05Z" } }"#)
+            .as_bytes(),
+    );
+    assert_eq!(code, 0, "{err}");
+}

@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::{db_owners, load, schema_inputs, Printer, SchemaArgs};
 use crate::apply;
 use crate::plan::{Ownership, Plan};
-use crate::schema::owner::version_of;
+use crate::schema::owner::{next_version, version_of};
 use crate::UsageError;
 
 pub fn add(
@@ -52,14 +52,16 @@ pub fn add(
     }
     let inputs = schema_inputs(root, &project, &SchemaArgs::default())?;
     let disk = inputs.owners.get(service).cloned().unwrap_or_default();
-    let next = disk
+    let highest = disk
         .files
         .keys()
         .filter_map(|f| version_of(f))
         .chain(disk.record.as_ref().map(|r| r.last_version))
         .max()
-        .unwrap_or(0)
-        + 1;
+        .unwrap_or(0);
+    let Some(next) = next_version(highest) else {
+        anyhow::bail!("{dir}/migrations: no version is left after {highest} (sqlx reads versions as i64); renumber the migrations");
+    };
     let rel = format!("{dir}/migrations/{next:04}_{name}.sql");
     let body = format!(
         "-- A migration of your own for {service} (`msgen add-migration`); msgen never edits it.\n\

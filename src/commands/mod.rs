@@ -124,7 +124,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             out,
         ),
-        Command::RemoveService { name, dry_run } => service::remove(&cwd, &name, dry_run, out),
+        Command::RemoveService {
+            name,
+            allow_data_loss,
+            dry_run,
+        } => service::remove(&cwd, &name, allow_data_loss, dry_run, out),
         Command::Split {
             module,
             from,

@@ -114,7 +114,13 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     Ok(code)
 }
 
-pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitCode> {
+pub fn remove(
+    root: &Path,
+    name: &str,
+    allow_data_loss: bool,
+    dry_run: bool,
+    out: Printer,
+) -> Result<ExitCode> {
     let current = load(root)?;
     if current.service(name).is_none() {
         let names: Vec<&str> = current.services.iter().map(|s| s.name.as_str()).collect();
@@ -150,14 +156,11 @@ pub fn remove(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<Ex
         .collect();
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Removing", &format!("service `{name}`"));
-    let code = render_into(
-        root,
-        &project,
-        Some(&new_text),
-        mode,
-        &SchemaArgs::default(),
-        out,
-    )?;
+    let schema = SchemaArgs {
+        allow_data_loss,
+        ..Default::default()
+    };
+    let code = render_into(root, &project, Some(&new_text), mode, &schema, out)?;
     if !foreign.is_empty() {
         const SHOWN: usize = 10;
         let mut listed = foreign

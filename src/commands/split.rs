@@ -237,12 +237,12 @@ fn split_schema(
     }
     let mut record = mono.record;
     let (mut moving, mut staying) = (Vec::new(), Vec::new());
-    for (f, touched) in record
+    for (f, r) in record
         .migrations
         .iter()
         .filter(|(f, _)| disk.files.contains_key(*f))
     {
-        if !touched.is_empty() && touched.iter().all(|t| tables.contains(t)) {
+        if !r.tables.is_empty() && r.tables.iter().all(|t| tables.contains(t)) {
             moving.push(f.clone());
         } else {
             staying.push(f.clone());

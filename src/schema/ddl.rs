@@ -337,6 +337,21 @@ fn sqlite_rebuild(old: &Table, new: &Table, changes: &[Change]) -> String {
         from.join(", "),
         q(&old.name)
     ));
+    if new.columns.iter().any(|c| c.ty == ColType::Id) {
+        // AUTOINCREMENT never hands out an id again, deleted rows' included: the
+        // new table carries on from the old one's counter.
+        let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let (old_lit, tmp_lit) = (
+            lit(&old.name),
+            lit(&format!("{REBUILD_PREFIX}{}", new.name)),
+        );
+        sql.push_str(&format!(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT {tmp_lit}, seq FROM sqlite_sequence WHERE name = {old_lit} AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {tmp_lit});\n"
+        ));
+        sql.push_str(&format!(
+            "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM sqlite_sequence WHERE name IN ({old_lit}, {tmp_lit})) WHERE name = {tmp_lit};\n"
+        ));
+    }
     sql.push_str(&format!("DROP TABLE {};\n", q(&old.name)));
     sql.push_str(&format!("ALTER TABLE {tmp} RENAME TO {};\n", q(&new.name)));
     // The old table's indexes went with it.

@@ -156,7 +156,22 @@ fn keeps_values(from: &ColType, to: &ColType) -> bool {
     }
 }
 
-const CONFIRM: &str = "run `msgen generate --allow-data-loss` to confirm";
+/// Whether both databases convert `from` to `to` with `CAST` at all (PostgreSQL has
+/// no cast between booleans and bigint or floats, nor between timestamps and
+/// numbers: such a migration could never run, even on an empty table).
+fn castable(from: &ColType, to: &ColType) -> bool {
+    use ColType::*;
+    let text = |t: &ColType| matches!(t, String | Text | Email);
+    let number = |t: &ColType| matches!(t, I32 | I64 | F64);
+    keeps_values(from, to)
+        || text(from) && !matches!(to, Id | Sql(_))
+        || number(from) && number(to)
+        || matches!((from, to), (I32, Bool) | (Bool, I32))
+        || !matches!(from, Id) && matches!(to, String | Text)
+}
+
+const CONFIRM: &str =
+    "confirm with --allow-data-loss (`msgen generate --allow-data-loss`, or on the command that asked for it)";
 
 /// Diffs `recorded` against `wanted`. Tables and columns the user made by hand
 /// (not in `wanted` when they were read) are left alone.
@@ -205,13 +220,39 @@ pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution 
             tables.push(old.clone());
         }
     }
-    // Creates first (a change may point a foreign key at a new table), drops last.
+    // Creates first (a change may point a foreign key at a new table), a table
+    // before the tables that refer to it; drops last.
     out.steps.sort_by_key(|s| match s {
         Step::Create(_) => 0,
         Step::Alter { .. } => 1,
         Step::Drop(_) => 2,
     });
+    let creates = out
+        .steps
+        .iter()
+        .take_while(|s| matches!(s, Step::Create(_)))
+        .count();
+    let ordered = referenced_first(out.steps.drain(..creates).collect());
+    out.steps.splice(0..0, ordered);
     out.schema = Schema { tables };
+    out
+}
+
+/// Creates ordered so that a table comes before the tables whose foreign keys point
+/// at it (declaration order otherwise; a cycle keeps it).
+fn referenced_first(mut pending: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let names: Vec<String> = pending.iter().map(|s| s.table().to_string()).collect();
+        let ready = pending.iter().position(|s| match s {
+            Step::Create(t) => t.columns.iter().all(|c| match &c.references {
+                Some(r) => r == &t.name || !names.contains(r),
+                None => true,
+            }),
+            _ => true,
+        });
+        out.push(pending.remove(ready.unwrap_or(0)));
+    }
     out
 }
 
@@ -300,8 +341,21 @@ fn alter(
             continue;
         }
         if oc.ty != c.ty {
-            let safe = keeps_values(&oc.ty, &c.ty);
-            if !safe && !opts.allow_data_loss {
+            if !castable(&oc.ty, &c.ty) {
+                problems.push(Problem {
+                    key: w.key(&c.name),
+                    message: format!(
+                        "column \"{}\" of table `{}` cannot be converted from {} to {} by a cast",
+                        c.name, new.name, oc.ty, c.ty
+                    ),
+                    help: format!(
+                        "add the new field under another name and fill it in a migration of your own (`msgen add-migration {} ...`), then drop the old one",
+                        w.service
+                    ),
+                });
+                continue;
+            }
+            if !keeps_values(&oc.ty, &c.ty) && !opts.allow_data_loss {
                 problems.push(Problem {
                     key: w.key(&c.name),
                     message: format!(

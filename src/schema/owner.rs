@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::diff::{evolve, Options, Problem};
 use super::read::replay;
+use super::record::{checksum, Recorded};
 use super::{ddl, Dialect, Record, Schema, Wanted};
 
 /// What is on disk for one owner.
@@ -25,6 +26,8 @@ pub struct OwnerPlan {
     pub kept: Vec<String>,
     /// Files the record accounts for that someone deleted.
     pub missing: Vec<String>,
+    /// Files edited since msgen recorded them (every migration was read again).
+    pub changed: Vec<String>,
     pub record: Record,
     /// One line per change, for the command's report.
     pub changes: Vec<String>,
@@ -38,7 +41,28 @@ pub fn version_of(file: &str) -> Option<u64> {
         return None;
     }
     let (v, _) = file.split_once('_')?;
-    v.parse().ok()
+    // sqlx reads versions as i64.
+    let v: i64 = v.parse().ok()?;
+    u64::try_from(v).ok()
+}
+
+/// Whether msgen wrote `file` (its name and first line are msgen's): what it
+/// creates is msgen's to change, not the user's.
+pub fn written_by_msgen(file: &str, sql: &str) -> bool {
+    let Some(rest) = file.split_once('_').map(|(_, r)| r) else {
+        return false;
+    };
+    let named = ["create_", "alter_", "drop_"]
+        .iter()
+        .any(|p| rest.strip_prefix(p).is_some_and(|t| !t.is_empty()));
+    named
+        && (sql.starts_with("CREATE TABLE IF NOT EXISTS ")
+            || sql.starts_with("-- Written by msgen: "))
+}
+
+/// The version after `last`, if sqlx can still read it.
+pub fn next_version(last: u64) -> Option<u64> {
+    last.checked_add(1).filter(|v| i64::try_from(*v).is_ok())
 }
 
 /// Plans one owner. `accept`: the user's word that their own migrations already
@@ -55,6 +79,18 @@ pub fn plan(
         None => (Schema::default(), BTreeMap::new(), 0),
     };
     let mut out = OwnerPlan::default();
+    // A migration edited since msgen recorded it (a migration of the user's, written
+    // after `add-migration`; or one of msgen's, changed by hand): what the record
+    // says may no longer be what the files do, so every file is read again.
+    out.changed = accounted
+        .iter()
+        .filter(|(f, r)| disk.files.get(*f).is_some_and(|c| checksum(c) != r.fnv1a))
+        .map(|(f, _)| f.clone())
+        .collect();
+    if !out.changed.is_empty() {
+        schema = Schema::default();
+        accounted.retain(|f, _| !disk.files.contains_key(f));
+    }
     for f in accounted.keys() {
         if disk.files.contains_key(f) {
             out.kept.push(f.clone());
@@ -73,20 +109,26 @@ pub fn plan(
         .collect();
     unaccounted.sort();
     for (_, file, sql) in &unaccounted {
-        let r = replay(&mut schema, sql, dialect, wanted);
+        let r = replay(
+            &mut schema,
+            sql,
+            dialect,
+            wanted,
+            written_by_msgen(file, sql),
+        );
         out.unread
             .extend(r.unread.iter().map(|s| format!("{file}: {s}")));
-        accounted.insert((*file).clone(), r.tables);
+        accounted.insert((*file).clone(), Recorded::new(r.tables, sql));
         out.kept.push((*file).clone());
     }
-    let mut next = disk
+    let highest = disk
         .files
         .keys()
         .filter_map(|f| version_of(f))
         .chain([last])
         .max()
-        .unwrap_or(0)
-        + 1;
+        .unwrap_or(0);
+    let mut next = highest;
     if accept {
         // The user's migrations did it: the schema is what services.toml says,
         // with the tables and columns they made of their own kept.
@@ -107,9 +149,20 @@ pub fn plan(
                 // and i64 alike): recorded, with no migration to run.
                 continue;
             }
+            next = next_version(next).ok_or_else(|| {
+                vec![Problem {
+                    key: format!("table `{}`", step.table()),
+                    message: format!(
+                        "no migration version is left after {next} (sqlx reads versions as i64)"
+                    ),
+                    help: "renumber the migrations of this service".into(),
+                }]
+            })?;
             let file = format!("{next:04}_{what}.sql");
-            next += 1;
-            accounted.insert(file.clone(), vec![step.table().to_string()]);
+            accounted.insert(
+                file.clone(),
+                Recorded::new(vec![step.table().to_string()], &sql),
+            );
             out.new_files.push((file, sql));
         }
         schema = evo.schema;
@@ -119,7 +172,7 @@ pub fn plan(
     out.kept.sort();
     out.record = Record {
         dialect: Some(dialect),
-        last_version: next - 1,
+        last_version: next,
         migrations: accounted,
         schema,
     };

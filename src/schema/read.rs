@@ -23,13 +23,24 @@ pub struct Replayed {
 }
 
 /// Replays `sql` onto `schema`. `wanted` tells which columns `services.toml`
-/// declares (anything else is the user's, `by_hand`) and their logical types
-/// where the SQL type is ambiguous (SQLite's `INTEGER` is i32 and i64).
-pub fn replay(schema: &mut Schema, sql: &str, dialect: Dialect, wanted: &[Wanted]) -> Replayed {
+/// declares (anything else is the user's, `by_hand`, unless `ours`: msgen wrote
+/// the file) and their logical types where the SQL type is ambiguous (SQLite's
+/// `INTEGER` is i32 and i64).
+pub fn replay(
+    schema: &mut Schema,
+    sql: &str,
+    dialect: Dialect,
+    wanted: &[Wanted],
+    ours: bool,
+) -> Replayed {
     let mut out = Replayed::default();
     for stmt in statements(sql) {
         let lx = lexemes(&stmt);
-        let ctx = Ctx { dialect, wanted };
+        let ctx = Ctx {
+            dialect,
+            wanted,
+            ours,
+        };
         let touched = match words(&lx, 3).as_slice() {
             ["create", "table", ..] | ["create", "temp" | "temporary", "table"] => {
                 ctx.create(schema, &lx)
@@ -170,10 +181,16 @@ const COLUMN_KEYWORDS: &[&str] = &[
 struct Ctx<'a> {
     dialect: Dialect,
     wanted: &'a [Wanted],
+    ours: bool,
 }
 
 impl Ctx<'_> {
+    /// The model's column; a table being rebuilt (`_msgen_new_<t>`, or the
+    /// user's own way) is typed as the table it becomes once renamed.
     fn wanted_column(&self, table: &str, column: &str) -> Option<&Column> {
+        let table = table
+            .strip_prefix(super::ddl::REBUILD_PREFIX)
+            .unwrap_or(table);
         self.wanted
             .iter()
             .find(|w| w.table.name == table)
@@ -182,6 +199,15 @@ impl Ctx<'_> {
 
     fn is_wanted_table(&self, table: &str) -> bool {
         self.wanted.iter().any(|w| w.table.name == table)
+    }
+
+    /// Whether something msgen did not write and `services.toml` does not declare.
+    fn by_hand(&self, table: &str, column: Option<&str>) -> bool {
+        !self.ours
+            && match column {
+                Some(c) => self.wanted_column(table, c).is_none(),
+                None => !self.is_wanted_table(table),
+            }
     }
 
     /// The logical type of an SQL type, preferring the model's where the SQL is
@@ -333,7 +359,7 @@ impl Ctx<'_> {
         } else {
             self.col_type(table, name, &sql_type)
         };
-        c.by_hand = self.wanted_column(table, name).is_none();
+        c.by_hand = self.by_hand(table, Some(name));
         Some(c)
     }
 
@@ -359,7 +385,7 @@ impl Ctx<'_> {
         let mut table = Table {
             name: name.clone(),
             columns: Vec::new(),
-            by_hand: !self.is_wanted_table(&name),
+            by_hand: self.by_hand(&name, None),
             indexes: Vec::new(),
         };
         let mut constraints = Vec::new();
@@ -414,8 +440,18 @@ impl Ctx<'_> {
             match w.as_slice() {
                 ["rename", "to", ..] => {
                     let (new, _) = name_at(action, 2).ok_or(())?;
+                    // What the table is now decides what its columns are (the last
+                    // step of a rebuild renames the new table to the old name).
                     table.name = new.clone();
-                    table.by_hand = table.by_hand && !self.is_wanted_table(&new);
+                    table.by_hand = table.by_hand && self.by_hand(&new, None);
+                    for c in &mut table.columns {
+                        if let Some(w) = self.wanted_column(&new, &c.name) {
+                            if w.ty.sql(self.dialect) == c.ty.sql(self.dialect) {
+                                c.ty = w.ty.clone();
+                            }
+                        }
+                        c.by_hand = c.by_hand && self.by_hand(&new, Some(&c.name));
+                    }
                     name = new;
                 }
                 ["rename", rest @ ..] => {
@@ -430,7 +466,7 @@ impl Ctx<'_> {
                         .find(|c| c.name == *from)
                         .ok_or(())?;
                     c.name = to.to_string();
-                    c.by_hand = c.by_hand && self.wanted_column(&name, to).is_none();
+                    c.by_hand = c.by_hand && self.by_hand(&name, Some(to));
                 }
                 ["add", "constraint", ..]
                 | ["add", "foreign" | "unique" | "primary" | "check", ..] => {
@@ -502,6 +538,7 @@ impl Ctx<'_> {
                             let ctx = Ctx {
                                 dialect,
                                 wanted: self.wanted,
+                                ours: self.ours,
                             };
                             c.ty = ctx.col_type(&name, &col, &sql);
                         }
@@ -641,28 +678,17 @@ pub fn words_of(sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// `sql` with the names in `renamed` replaced (quoted), re-joined from its tokens.
+/// `sql` with the names in `renamed` replaced (quoted); every other byte as written.
 pub fn rename_words(sql: &str, renamed: &std::collections::BTreeMap<String, String>) -> String {
     let mut out = String::new();
-    for l in lexemes(sql) {
-        let text = match l {
-            Lexeme::Word(w) => match renamed.get(&w) {
-                Some(new) => super::ddl::q(new),
-                None if w
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
-                {
-                    w
-                }
-                None => super::ddl::q(&w),
-            },
-            Lexeme::Str(s) => s,
-            Lexeme::Punct(c) => c.to_string(),
-        };
-        if !out.is_empty() {
-            out.push(' ');
+    let mut at = 0;
+    for (range, word) in crate::sql::word_ranges(sql) {
+        if let Some(new) = renamed.get(&word) {
+            out.push_str(&sql[at..range.start]);
+            out.push_str(&super::ddl::q(new));
+            at = range.end;
         }
-        out.push_str(&text);
     }
+    out.push_str(&sql[at..]);
     out
 }

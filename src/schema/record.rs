@@ -4,8 +4,8 @@
 //! last_version = 3
 //!
 //! [migrations]
-//! "0001_create_posts.sql" = ["posts"]
-//! "0003_alter_posts.sql" = ["posts"]
+//! "0001_create_posts.sql" = { tables = ["posts"], fnv1a = "..." }
+//! "0003_alter_posts.sql" = { tables = ["posts"], fnv1a = "..." }
 //!
 //! [[tables]]
 //! name = "posts"
@@ -35,9 +35,39 @@ pub struct Record {
     /// The highest migration version this owner has used: never used again, even
     /// when a file was moved away (`split`), since its database remembers it.
     pub last_version: u64,
-    /// The migration files the schema accounts for, with the tables each touched.
-    pub migrations: BTreeMap<String, Vec<String>>,
+    /// The migration files the schema accounts for.
+    pub migrations: BTreeMap<String, Recorded>,
     pub schema: Schema,
+}
+
+/// One migration file the record accounts for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    /// The tables it touched (by their names after it).
+    pub tables: Vec<String>,
+    /// Its contents' FNV-1a hash when msgen read or wrote it: an edit after that
+    /// makes msgen read the migrations again.
+    pub fnv1a: String,
+}
+
+impl Recorded {
+    pub fn new(tables: Vec<String>, contents: &str) -> Self {
+        Self {
+            tables,
+            fnv1a: checksum(contents),
+        }
+    }
+}
+
+/// FNV-1a (64 bits) of `text`, in hex: enough to notice an edit, not a signature.
+pub fn checksum(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 #[derive(Deserialize)]
@@ -48,7 +78,7 @@ struct RawRecord {
     #[serde(default)]
     last_version: u64,
     #[serde(default)]
-    migrations: BTreeMap<String, Vec<String>>,
+    migrations: BTreeMap<String, Recorded>,
     #[serde(default)]
     tables: Vec<RawTable>,
 }
@@ -157,9 +187,14 @@ impl Record {
         }
         if !self.migrations.is_empty() {
             out.push_str("\n[migrations]\n");
-            for (file, tables) in &self.migrations {
-                let list: Vec<String> = tables.iter().map(|t| s(t)).collect();
-                out.push_str(&format!("{} = [{}]\n", s(file), list.join(", ")));
+            for (file, r) in &self.migrations {
+                let list: Vec<String> = r.tables.iter().map(|t| s(t)).collect();
+                out.push_str(&format!(
+                    "{} = {{ tables = [{}], fnv1a = {} }}\n",
+                    s(file),
+                    list.join(", "),
+                    s(&r.fnv1a)
+                ));
             }
         }
         for t in &self.schema.tables {
@@ -228,7 +263,7 @@ mod tests {
             last_version: 7,
             migrations: [(
                 "0001_create_posts.sql".to_string(),
-                vec!["posts".to_string()],
+                Recorded::new(vec!["posts".to_string()], "CREATE TABLE posts ();"),
             )]
             .into(),
             schema: Schema {

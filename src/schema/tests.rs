@@ -49,7 +49,7 @@ fn evolve_through(dialect: Dialect, steps: &[(&str, bool)]) -> (OwnerPlan, Vec<(
         .unwrap_or_else(|e| panic!("{fields}: {e:?}"));
         let mut replayed = before;
         for (_, sql) in &op.new_files {
-            let r = replay(&mut replayed, sql, dialect, &w);
+            let r = replay(&mut replayed, sql, dialect, &w, true);
             assert!(r.unread.is_empty(), "{sql}\nunread: {:?}", r.unread);
         }
         assert_eq!(
@@ -148,14 +148,8 @@ fn every_migration_reads_back_as_what_was_recorded() {
 
 #[test]
 fn a_second_render_writes_nothing() {
-    let (last, _) = evolve_through(Dialect::Postgres, &SEQUENCE[..3]);
-    let mut disk = Disk {
-        record: Some(last.record.clone()),
-        files: Default::default(),
-    };
-    for f in last.record.migrations.keys() {
-        disk.files.insert(f.clone(), String::new());
-    }
+    let (last, files) = evolve_through(Dialect::Postgres, &SEQUENCE[..3]);
+    let disk = disk_of(&last, &files);
     let p = project(SEQUENCE[2].0, "");
     let again = plan(
         &wanted_of(&p),
@@ -253,14 +247,8 @@ fn a_dropped_resource_is_refused_until_confirmed() {
 
 #[test]
 fn hand_written_migrations_are_read_and_their_columns_kept() {
-    let (last, _) = evolve_through(Dialect::Postgres, &[(r#"{ title = "string" }"#, false)]);
-    let mut disk = Disk {
-        record: Some(last.record.clone()),
-        files: Default::default(),
-    };
-    for f in last.record.migrations.keys() {
-        disk.files.insert(f.clone(), String::new());
-    }
+    let (last, files) = evolve_through(Dialect::Postgres, &[(r#"{ title = "string" }"#, false)]);
+    let mut disk = disk_of(&last, &files);
     disk.files.insert(
         "0003_by_hand.sql".into(),
         "-- mine\nALTER TABLE orders ADD COLUMN summary varchar(200);\nALTER TABLE orders ADD COLUMN search tsvector;\nCREATE INDEX orders_search ON orders USING gin (search);\nCREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL);\n".into(),
@@ -283,7 +271,7 @@ fn hand_written_migrations_are_read_and_their_columns_kept() {
     assert!(!orders.column("summary").unwrap().by_hand);
     assert!(op.record.schema.table("audit").unwrap().by_hand);
     assert_eq!(
-        op.record.migrations["0003_by_hand.sql"],
+        op.record.migrations["0003_by_hand.sql"].tables,
         ["orders", "audit"]
     );
     // The next migration is numbered after the user's.
@@ -292,7 +280,6 @@ fn hand_written_migrations_are_read_and_their_columns_kept() {
         "",
     );
     disk.record = Some(op.record);
-    disk.files.insert("0003_by_hand.sql".into(), String::new());
     let op = plan(
         &wanted_of(&p),
         Dialect::Postgres,
@@ -345,14 +332,8 @@ fn a_project_without_a_record_is_read_from_its_migrations() {
 
 #[test]
 fn a_migration_written_but_not_recorded_is_not_written_twice() {
-    let (first, _) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
-    let mut disk = Disk {
-        record: Some(first.record.clone()),
-        files: Default::default(),
-    };
-    for f in first.record.migrations.keys() {
-        disk.files.insert(f.clone(), String::new());
-    }
+    let (first, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
+    let mut disk = disk_of(&first, &files);
     let p = project(SEQUENCE[1].0, "");
     let w = wanted_of(&p);
     let op = plan(&w, Dialect::Sqlite, &disk, Options::default(), false).unwrap();
@@ -388,4 +369,165 @@ fn accept_schema_records_without_writing() {
     let orders = op.record.schema.table("orders").unwrap();
     assert!(orders.column("qty").is_none());
     assert_eq!(orders.column("title").unwrap().ty, super::ColType::I32);
+}
+
+/// A disk holding `files` and `op`'s record, its sums made to agree with them.
+fn disk_of(op: &OwnerPlan, files: &[(String, String)]) -> Disk {
+    let mut record = op.record.clone();
+    for (f, r) in record.migrations.iter_mut() {
+        let contents = files
+            .iter()
+            .find(|(n, _)| n == f)
+            .map_or("", |(_, c)| c.as_str());
+        r.fnv1a = super::record::checksum(contents);
+    }
+    Disk {
+        record: Some(record),
+        files: files.iter().cloned().collect(),
+    }
+}
+
+#[test]
+fn conversions_no_cast_can_make_are_refused_even_when_confirmed() {
+    let (last, files) = evolve_through(
+        Dialect::Postgres,
+        &[(r#"{ flag = "bool", at = "datetime" }"#, false)],
+    );
+    let disk = disk_of(&last, &files);
+    for to in [
+        r#"{ flag = "f64", at = "datetime" }"#,
+        r#"{ flag = "bool", at = "i64" }"#,
+    ] {
+        let p = project(to, "");
+        let all = Options {
+            allow_data_loss: true,
+        };
+        let err = plan(&wanted_of(&p), Dialect::Postgres, &disk, all, false).unwrap_err();
+        assert!(err[0].message.contains("cannot be converted"), "{}", err[0]);
+    }
+    // i32 → bool has a cast: allowed once confirmed.
+    let (last, files) = evolve_through(Dialect::Postgres, &[(r#"{ flag = "i32" }"#, false)]);
+    let p = project(r#"{ flag = "bool" }"#, "");
+    let all = Options {
+        allow_data_loss: true,
+    };
+    assert!(plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk_of(&last, &files),
+        all,
+        false
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_table_is_created_before_the_tables_that_refer_to_it() {
+    let text = "[project]\nname = \"shop\"\n\n[[services]]\nname = \"shop\"\n\n  [[services.resources]]\n  name = \"order\"\n  fields = { customer_id = \"ref:customer\" }\n\n  [[services.resources]]\n  name = \"customer\"\n  fields = { name = \"string\" }\n";
+    let p = Project::parse(text, Path::new("services.toml")).unwrap();
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &Disk::default(),
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    let names: Vec<&str> = op.new_files.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        names,
+        ["0001_create_customers.sql", "0002_create_orders.sql"]
+    );
+}
+
+#[test]
+fn an_edited_migration_makes_msgen_read_them_all_again() {
+    let (last, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
+    let mut disk = disk_of(&last, &files);
+    // The user's migration, recorded while empty, then written.
+    disk.files.insert("0003_mine.sql".into(), String::new());
+    let p = project(SEQUENCE[0].0, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    disk.record = Some(op.record);
+    disk.files.insert(
+        "0003_mine.sql".into(),
+        "ALTER TABLE orders ADD COLUMN note TEXT;".into(),
+    );
+    let p = project(SEQUENCE[1].0, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(op.changed, ["0003_mine.sql"]);
+    assert!(op.new_files.is_empty(), "{:?}", op.new_files);
+    assert!(op
+        .record
+        .schema
+        .table("orders")
+        .unwrap()
+        .column("note")
+        .is_some());
+}
+
+#[test]
+fn a_rename_keeps_an_index_s_text_but_the_name() {
+    let renamed = [("qty".to_string(), "amount".to_string())].into();
+    assert_eq!(
+        super::read::rename_words(
+            "CREATE INDEX big ON orders (qty) WHERE qty >= 10.5 AND note <> 'qty'",
+            &renamed
+        ),
+        "CREATE INDEX big ON orders (\"amount\") WHERE \"amount\" >= 10.5 AND note <> 'qty'"
+    );
+}
+
+#[test]
+fn versions_past_what_sqlx_reads_are_refused_not_overflowed() {
+    assert_eq!(super::owner::version_of("18446744073709551615_x.sql"), None);
+    assert_eq!(super::owner::next_version(i64::MAX as u64), None);
+    assert_eq!(super::owner::next_version(41), Some(42));
+    let mut disk = Disk::default();
+    disk.files
+        .insert(format!("{}_x.sql", i64::MAX), String::new());
+    let p = project(SEQUENCE[0].0, "");
+    let err = plan(
+        &wanted_of(&p),
+        Dialect::Postgres,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        err[0].message.contains("no migration version is left"),
+        "{}",
+        err[0]
+    );
+}
+
+#[test]
+fn without_its_record_msgen_reads_its_own_migrations_back_to_the_same_schema() {
+    for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+        let (last, files) = evolve_through(dialect, SEQUENCE);
+        let disk = Disk {
+            record: None,
+            files: files.iter().cloned().collect(),
+        };
+        let p = project(SEQUENCE[SEQUENCE.len() - 1].0, "");
+        let op = plan(&wanted_of(&p), dialect, &disk, Options::default(), false)
+            .unwrap_or_else(|e| panic!("{dialect:?}: {e:?}"));
+        assert!(op.new_files.is_empty(), "{dialect:?}: {:?}", op.new_files);
+        assert_eq!(op.record.schema, last.record.schema, "{dialect:?}");
+    }
 }
