@@ -1522,16 +1522,16 @@ impl Validator<'_> {
                         Some("is the field's own name".to_string())
                     } else if rr.fields.contains_key(old) {
                         Some(format!("`{old}` is still a field of this resource"))
-                    } else if let Some(other) = fields
-                        .iter()
-                        .find(|f: &&Field| f.renamed_from.as_deref() == Some(old.as_str()))
-                    {
-                        Some(format!(
-                            "field `{}` is already renamed from `{old}`: one column becomes one field",
-                            other.name
-                        ))
                     } else {
-                        None
+                        fields
+                            .iter()
+                            .find(|f: &&Field| f.renamed_from.as_deref() == Some(old.as_str()))
+                            .map(|other| {
+                                format!(
+                                    "field `{}` is already renamed from `{old}`: one column becomes one field",
+                                    other.name
+                                )
+                            })
                     };
                     match problem {
                         Some(m) => {

@@ -567,8 +567,13 @@ fn add_service_takes_a_resource_s_fields_and_add_migration_numbers_after_them() 
 
     // A migration of the user's own, numbered after the service's, is left alone by
     // renders and read for what it does.
+    let before = tree(&root);
     let out = msgen(&root, &["add-migration", "billing", "add_ledger"]);
     assert_ok(&out);
+    // It writes its file and touches nothing else.
+    let mut after = tree(&root);
+    after.retain(|(p, _)| !p.ends_with("services/billing/migrations/0002_add_ledger.sql"));
+    assert_eq!(after, before);
     assert!(stdout(&out).contains("services/billing/migrations/0002_add_ledger.sql"));
     let mine = root.join("services/billing/migrations/0002_add_ledger.sql");
     fs::write(

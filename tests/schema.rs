@@ -498,3 +498,117 @@ fn an_evolving_model_keeps_postgres_in_step_and_every_row() {
 fn an_evolving_model_keeps_sqlite_in_step_and_every_row() {
     evolve_on(Dialect::Sqlite);
 }
+
+/// SQLite's table rebuild keeps what the user made on the table: a column with
+/// its collation and check, a unique index over two columns, a view reading the
+/// table, the AUTOINCREMENT counter; and it refuses to run over a trigger.
+#[test]
+fn a_sqlite_rebuild_keeps_what_the_user_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evo.toml");
+    std::fs::write(&config, START.replace("DB", "sqlite")).unwrap();
+    assert_ok(&msgen(
+        dir.path(),
+        &["new", "evo", "--yes", "--config", config.to_str().unwrap()],
+    ));
+    let root = dir.path().join("evo");
+    let db = Db::new(Dialect::Sqlite, "rebuild", dir.path());
+    let mdir = root.join("services/shop/migrations");
+    let apply_new = |applied: &mut Vec<PathBuf>| {
+        for f in migration_files(&mdir) {
+            if !applied.contains(&f) {
+                db.apply(&f);
+                applied.push(f);
+            }
+        }
+    };
+    let mut applied = Vec::new();
+    apply_new(&mut applied);
+    assert_ok(&msgen(&root, &["add-migration", "shop", "mine"]));
+    let mine = mdir.join("0003_mine.sql");
+    std::fs::write(
+        &mine,
+        std::fs::read_to_string(&mine).unwrap()
+            + "ALTER TABLE orders ADD COLUMN code TEXT COLLATE NOCASE CHECK (length(code) < 10);\n\
+               CREATE UNIQUE INDEX orders_title_code ON orders (title, code);\n\
+               CREATE VIEW big_orders AS SELECT id, title FROM orders WHERE qty >= 10;\n",
+    )
+    .unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    apply_new(&mut applied);
+    for (title, qty) in [("a", 1), ("b", 20), ("c", 30)] {
+        db.rows(&format!(
+            "INSERT INTO orders (title, qty, code, created_at, updated_at) VALUES ('{title}', {qty}, 'X{title}', 't', 't')"
+        ));
+    }
+    db.rows("DELETE FROM orders WHERE title = 'c'");
+
+    // A change only a rebuild makes: a required field made from an optional one.
+    common::edit_config(
+        &root,
+        "qty = \"i32\" }",
+        "qty = \"i32\", note = \"text?\" }",
+    );
+    assert_ok(&msgen(&root, &["generate"]));
+    common::edit_config(
+        &root,
+        "note = \"text?\" }",
+        "note = { type = \"text\", default = \"-\" } }",
+    );
+    assert_ok(&msgen(&root, &["generate"]));
+    let rebuild = std::fs::read_to_string(migration_files(&mdir).last().unwrap()).unwrap();
+    assert!(
+        rebuild.contains("CREATE TABLE \"_msgen_new_orders\""),
+        "{rebuild}"
+    );
+    apply_new(&mut applied);
+
+    let table = db
+        .rows("SELECT sql FROM sqlite_master WHERE name = 'orders'")
+        .join("\n")
+        .to_lowercase();
+    assert!(
+        table.contains("collate nocase") && table.contains("check"),
+        "{table}"
+    );
+    assert_eq!(db.rows("SELECT title FROM big_orders"), ["b"]);
+    assert_eq!(
+        db.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'orders_title_code'"
+        ),
+        ["orders_title_code"]
+    );
+    assert_eq!(
+        db.rows("SELECT count(*) FROM orders WHERE code = 'xa'"),
+        ["1"],
+        "collation lost"
+    );
+    db.rows("INSERT INTO orders (title, qty, note, created_at, updated_at) VALUES ('d', 1, 'n', 't', 't')");
+    assert_eq!(
+        db.rows("SELECT id FROM orders WHERE title = 'd'"),
+        ["4"],
+        "an id was handed out twice"
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // A trigger would be lost by the next rebuild: refused, nothing written.
+    assert_ok(&msgen(&root, &["add-migration", "shop", "touch"]));
+    let touch = migration_files(&mdir).last().unwrap().clone();
+    std::fs::write(
+        &touch,
+        "CREATE TRIGGER orders_touch AFTER UPDATE ON orders BEGIN UPDATE orders SET updated_at = 'u' WHERE id = NEW.id; END;\n",
+    )
+    .unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    apply_new(&mut applied);
+    common::edit_config(&root, "qty = \"i32\",", "qty = \"i32?\",");
+    let before = migration_files(&mdir);
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("trigger(s) orders_touch"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(migration_files(&mdir), before);
+}

@@ -72,7 +72,9 @@ pub fn add(
     );
     let mut plan = Plan::default();
     plan.add(rel.clone(), body, Ownership::CreateOnly);
-    let outcome = apply::diff(root, &plan)?;
+    let mut outcome = apply::diff(root, &plan)?;
+    // The plan holds this one file: every other file msgen recorded is not stale.
+    outcome.changes.retain(|c| c.path == rel);
     if dry_run {
         out.line(format!("would create {rel}"));
         return Ok(ExitCode::SUCCESS);

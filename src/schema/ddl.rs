@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::diff::{Change, Step};
-use super::{ColType, Column, Dialect, Table};
+use super::{ColType, Column, Dialect, Named, Table};
 
 /// Identifiers are always quoted: field names such as `user` or `order` are reserved
 /// words in SQL but fine in `services.toml`.
@@ -18,6 +18,10 @@ pub fn q(ident: &str) -> String {
 /// `"name" TYPE [PRIMARY KEY] [NOT NULL] [UNIQUE] [DEFAULT x] [REFERENCES ...]`.
 pub fn column_def(c: &Column, dialect: Dialect) -> String {
     let mut def = format!("{} ", q(&c.name));
+    if let (Dialect::Sqlite, Some(raw)) = (dialect, &c.raw) {
+        def.push_str(raw);
+        return def;
+    }
     if c.ty == ColType::Id {
         def.push_str(match dialect {
             Dialect::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
@@ -55,6 +59,7 @@ fn table_body(name: &str, t: &Table, dialect: Dialect) -> String {
         .columns
         .iter()
         .map(|c| format!("    {}", column_def(c, dialect)))
+        .chain(t.constraints.iter().map(|c| format!("    {c}")))
         .collect();
     format!("{name} (\n{}\n);\n", cols.join(",\n"))
 }
@@ -71,7 +76,12 @@ pub fn migration(step: &Step, dialect: Dialect) -> (String, String) {
                 q(&t.name)
             ),
         ),
-        Step::Alter { old, new, changes } => {
+        Step::Alter {
+            old,
+            new,
+            changes,
+            views,
+        } => {
             let what: Vec<String> = changes.iter().map(Change::describe).collect();
             let header = format!(
                 "-- Written by msgen: services.toml changed table {}:\n--   {}\n-- msgen never edits this file again: later changes get migrations of their own.\n",
@@ -80,10 +90,8 @@ pub fn migration(step: &Step, dialect: Dialect) -> (String, String) {
             );
             let body = match dialect {
                 Dialect::Postgres => postgres_alter(&new.name, old, new, changes),
-                Dialect::Sqlite if changes.iter().all(|c| sqlite_alters(c, new)) => {
-                    sqlite_alter(&new.name, new, changes)
-                }
-                Dialect::Sqlite => sqlite_rebuild(old, new, changes),
+                Dialect::Sqlite if !sqlite_rebuilds(changes) => sqlite_alter(&new.name, new, changes),
+                Dialect::Sqlite => sqlite_rebuild(old, new, changes, views),
             };
             (format!("alter_{}", new.name), format!("{header}{body}"))
         }
@@ -247,8 +255,13 @@ fn old_default(old: &Table, changes: &[Change], column: &str) -> Option<String> 
         .and_then(|c| c.default.clone())
 }
 
+/// Whether SQLite needs its table-rebuild procedure for `changes`.
+pub fn sqlite_rebuilds(changes: &[Change]) -> bool {
+    !changes.iter().all(sqlite_alters)
+}
+
 /// Whether SQLite's own `ALTER TABLE` does this change (else: a rebuild).
-fn sqlite_alters(c: &Change, new: &Table) -> bool {
+fn sqlite_alters(c: &Change) -> bool {
     match c {
         Change::Rename { .. } => true,
         // SQLite adds a column only without a key or UNIQUE, NOT NULL only with a
@@ -261,10 +274,7 @@ fn sqlite_alters(c: &Change, new: &Table) -> bool {
         }
         // Same declared type: nothing in the database changes.
         Change::Retype { from, to, .. } => from.sql(Dialect::Sqlite) == to.sql(Dialect::Sqlite),
-        _ => {
-            let _ = new;
-            false
-        }
+        _ => false,
     }
 }
 
@@ -294,7 +304,7 @@ pub const REBUILD_PREFIX: &str = "_msgen_new_";
 /// dropped, the new one renamed). It needs foreign keys off, which cannot change
 /// inside sqlx's transaction: the generated `db.rs` runs the migrations on a
 /// connection of its own with foreign keys off, then checks them.
-fn sqlite_rebuild(old: &Table, new: &Table, changes: &[Change]) -> String {
+fn sqlite_rebuild(old: &Table, new: &Table, changes: &[Change], views: &[Named]) -> String {
     let tmp = q(&format!("{REBUILD_PREFIX}{}", new.name));
     let mut sql = format!("CREATE TABLE {}", table_body(&tmp, new, Dialect::Sqlite));
     let renamed: BTreeMap<&str, &str> = changes
@@ -352,11 +362,18 @@ fn sqlite_rebuild(old: &Table, new: &Table, changes: &[Change]) -> String {
             "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM sqlite_sequence WHERE name IN ({old_lit}, {tmp_lit})) WHERE name = {tmp_lit};\n"
         ));
     }
+    // Views that read the table would stop the rename: dropped, then made again.
+    for v in views {
+        sql.push_str(&format!("DROP VIEW IF EXISTS {};\n", q(&v.name)));
+    }
     sql.push_str(&format!("DROP TABLE {};\n", q(&old.name)));
     sql.push_str(&format!("ALTER TABLE {tmp} RENAME TO {};\n", q(&new.name)));
     // The old table's indexes went with it.
     for i in &new.indexes {
         sql.push_str(&format!("{};\n", i.sql));
+    }
+    for v in views {
+        sql.push_str(&format!("{};\n", v.sql));
     }
     sql
 }

@@ -95,6 +95,8 @@ pub enum Step {
         old: Table,
         new: Table,
         changes: Vec<Change>,
+        /// The user's views that read the table (a SQLite rebuild makes them again).
+        views: Vec<super::Named>,
     },
     Drop(Table),
 }
@@ -187,10 +189,17 @@ pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution 
             Some(old) => {
                 let (new, changes) = alter(old, w, opts, &mut out.problems);
                 if !changes.is_empty() {
+                    let views = recorded
+                        .views
+                        .iter()
+                        .filter(|v| crate::sql::tables_in(&v.sql).contains(&old.name))
+                        .cloned()
+                        .collect();
                     out.steps.push(Step::Alter {
                         old: old.clone(),
                         new: new.clone(),
                         changes,
+                        views,
                     });
                 }
                 tables.push(new);
@@ -234,7 +243,10 @@ pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution 
         .count();
     let ordered = referenced_first(out.steps.drain(..creates).collect());
     out.steps.splice(0..0, ordered);
-    out.schema = Schema { tables };
+    out.schema = Schema {
+        tables,
+        views: recorded.views.clone(),
+    };
     out
 }
 
@@ -415,14 +427,6 @@ fn alter(
             });
         }
     }
-    result.indexes = kept_indexes(old, &changes);
-    (result, changes)
-}
-
-/// The old table's indexes that outlive `changes`, with renamed columns renamed.
-/// An index on a dropped column goes with it (PostgreSQL drops it; a SQLite
-/// rebuild does not make it again).
-fn kept_indexes(old: &Table, changes: &[Change]) -> Vec<super::Index> {
     let renamed: BTreeMap<String, String> = changes
         .iter()
         .filter_map(|c| match c {
@@ -430,23 +434,42 @@ fn kept_indexes(old: &Table, changes: &[Change]) -> Vec<super::Index> {
             _ => None,
         })
         .collect();
-    old.indexes
+    result.indexes = old
+        .indexes
         .iter()
-        .filter(|i| {
-            let words = super::read::words_of(&i.sql);
-            !changes
-                .iter()
-                .any(|c| matches!(c, Change::Drop(col) if words.contains(col)))
+        .filter_map(|i| {
+            let sql = surviving(&i.sql, &changes, &renamed)?;
+            Some(super::Named {
+                name: i.name.clone(),
+                sql,
+            })
         })
-        .map(|i| super::Index {
-            name: i.name.clone(),
-            sql: if renamed.is_empty() {
-                i.sql.clone()
-            } else {
-                super::read::rename_words(&i.sql, &renamed)
-            },
-        })
-        .collect()
+        .collect();
+    result.constraints = old
+        .constraints
+        .iter()
+        .filter_map(|c| surviving(c, &changes, &renamed))
+        .collect();
+    result.triggers = old.triggers.clone();
+    (result, changes)
+}
+
+/// An index or constraint of the old table after `changes`: gone with a dropped
+/// column (PostgreSQL drops it; a SQLite rebuild does not make it again), renamed
+/// columns renamed.
+fn surviving(sql: &str, changes: &[Change], renamed: &BTreeMap<String, String>) -> Option<String> {
+    let words = super::read::words_of(sql);
+    if changes
+        .iter()
+        .any(|c| matches!(c, Change::Drop(col) if words.contains(col)))
+    {
+        return None;
+    }
+    Some(if renamed.is_empty() {
+        sql.to_string()
+    } else {
+        super::read::rename_words(sql, renamed)
+    })
 }
 
 fn example_default(ty: &ColType) -> &'static str {

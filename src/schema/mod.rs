@@ -175,6 +175,9 @@ pub struct Column {
     /// Made by a hand-written migration, not declared in `services.toml`: msgen
     /// keeps it and never drops it.
     pub by_hand: bool,
+    /// The user's definition as written, for a column msgen read in their SQL
+    /// (`COLLATE`, `CHECK` ... kept when SQLite rebuilds the table).
+    pub raw: Option<String>,
 }
 
 impl Column {
@@ -188,6 +191,7 @@ impl Column {
             unique: false,
             references: None,
             by_hand: false,
+            raw: None,
         }
     }
 }
@@ -199,12 +203,18 @@ pub struct Table {
     /// Made by a hand-written migration, not declared in `services.toml`.
     pub by_hand: bool,
     /// Indexes made by hand-written migrations: a SQLite rebuild makes them again.
-    pub indexes: Vec<Index>,
+    pub indexes: Vec<Named>,
+    /// Table constraints of the user's msgen has no flag for (a `UNIQUE` or `CHECK`
+    /// over several columns ...), as written: a SQLite rebuild keeps them.
+    pub constraints: Vec<String>,
+    /// Triggers on the table (the user's): a SQLite rebuild would lose them, so
+    /// it is refused while there are any.
+    pub triggers: Vec<String>,
 }
 
-/// `CREATE INDEX` as a migration wrote it.
+/// An index or a view, as a migration wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Index {
+pub struct Named {
     pub name: String,
     /// The statement, without its `;`.
     pub sql: String,
@@ -220,6 +230,9 @@ impl Table {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schema {
     pub tables: Vec<Table>,
+    /// Views of the user's: a SQLite rebuild of a table they read drops and makes
+    /// them again.
+    pub views: Vec<Named>,
 }
 
 impl Schema {
@@ -295,6 +308,8 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
                     columns,
                     by_hand: false,
                     indexes: Vec::new(),
+                    constraints: Vec::new(),
+                    triggers: Vec::new(),
                 },
                 service: service.clone(),
                 resource: Some(r.name.clone()),
@@ -326,6 +341,8 @@ fn auth_table() -> Table {
         ],
         by_hand: false,
         indexes: Vec::new(),
+        constraints: Vec::new(),
+        triggers: Vec::new(),
     }
 }
 
@@ -341,5 +358,7 @@ fn events_table() -> Table {
         ],
         by_hand: false,
         indexes: Vec::new(),
+        constraints: Vec::new(),
+        triggers: Vec::new(),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::diff::{evolve, Options, Problem};
+use super::diff::{evolve, Options, Problem, Step};
 use super::read::replay;
 use super::record::{checksum, Recorded};
 use super::{ddl, Dialect, Record, Schema, Wanted};
@@ -78,15 +78,17 @@ pub fn plan(
         Some(r) => (r.schema.clone(), r.migrations.clone(), r.last_version),
         None => (Schema::default(), BTreeMap::new(), 0),
     };
-    let mut out = OwnerPlan::default();
     // A migration edited since msgen recorded it (a migration of the user's, written
     // after `add-migration`; or one of msgen's, changed by hand): what the record
     // says may no longer be what the files do, so every file is read again.
-    out.changed = accounted
-        .iter()
-        .filter(|(f, r)| disk.files.get(*f).is_some_and(|c| checksum(c) != r.fnv1a))
-        .map(|(f, _)| f.clone())
-        .collect();
+    let mut out = OwnerPlan {
+        changed: accounted
+            .iter()
+            .filter(|(f, r)| disk.files.get(*f).is_some_and(|c| checksum(c) != r.fnv1a))
+            .map(|(f, _)| f.clone())
+            .collect(),
+        ..Default::default()
+    };
     if !out.changed.is_empty() {
         schema = Schema::default();
         accounted.retain(|f, _| !disk.files.contains_key(f));
@@ -137,7 +139,23 @@ pub fn plan(
         };
         schema = evolve(&schema, wanted, all).schema;
     } else {
-        let evo = evolve(&schema, wanted, opts);
+        let mut evo = evolve(&schema, wanted, opts);
+        if dialect == Dialect::Sqlite {
+            for step in &evo.steps {
+                if let Step::Alter { old, changes, .. } = step {
+                    if ddl::sqlite_rebuilds(changes) && !old.triggers.is_empty() {
+                        evo.problems.push(Problem {
+                            key: format!("table `{}`", old.name),
+                            message: format!(
+                                "SQLite can only make this change by rebuilding the table, which would drop its trigger(s) {}",
+                                old.triggers.join(", ")
+                            ),
+                            help: "drop the triggers in a migration of your own (`msgen add-migration`), run `msgen generate`, then make them again in another".into(),
+                        });
+                    }
+                }
+            }
+        }
         if !evo.problems.is_empty() {
             return Err(evo.problems);
         }

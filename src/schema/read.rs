@@ -49,6 +49,14 @@ pub fn replay(
             ["drop", "table", ..] => ctx.drop(schema, &lx),
             ["create", "index" | "unique", ..] => Ok(create_index(schema, &stmt, &lx)),
             ["drop", "index", ..] => Ok(drop_index(schema, &lx)),
+            ["create", "view", ..] | ["create", "temp" | "temporary", "view"] => {
+                Ok(create_view(schema, &stmt, &lx))
+            }
+            ["drop", "view", ..] => Ok(drop_view(schema, &lx)),
+            ["create", "trigger", ..] | ["create", "temp" | "temporary", "trigger"] => {
+                Ok(create_trigger(schema, &lx))
+            }
+            ["drop", "trigger", ..] => Ok(drop_trigger(schema, &lx)),
             ["do", ..] => ctx.msgen_do(schema, &lx),
             _ => Ok(None),
         };
@@ -360,6 +368,10 @@ impl Ctx<'_> {
             self.col_type(table, name, &sql_type)
         };
         c.by_hand = self.by_hand(table, Some(name));
+        if c.by_hand {
+            // The user's column, as they wrote it after its name.
+            c.raw = Some(literal(&lx[1..]));
+        }
         Some(c)
     }
 
@@ -387,6 +399,8 @@ impl Ctx<'_> {
             columns: Vec::new(),
             by_hand: self.by_hand(&name, None),
             indexes: Vec::new(),
+            constraints: Vec::new(),
+            triggers: Vec::new(),
         };
         let mut constraints = Vec::new();
         for item in split_top(body) {
@@ -404,7 +418,23 @@ impl Ctx<'_> {
             }
         }
         for item in constraints {
-            table_constraint(&mut table, item);
+            if !table_constraint(&mut table, item) {
+                table.constraints.push(literal(item));
+            }
+        }
+        // A rebuild's new table (msgen's, or the user's done the same way): the
+        // user's columns of the table it replaces stay the user's.
+        if let Some(prev) = name
+            .strip_prefix(super::ddl::REBUILD_PREFIX)
+            .and_then(|base| schema.table(base))
+        {
+            for c in &mut table.columns {
+                if let Some(pc) = prev.column(&c.name).filter(|pc| pc.by_hand) {
+                    c.by_hand = true;
+                    c.raw = pc.raw.clone();
+                    c.ty = pc.ty.clone();
+                }
+            }
         }
         schema.tables.push(table);
         Ok(Some(name))
@@ -449,8 +479,9 @@ impl Ctx<'_> {
                             if w.ty.sql(self.dialect) == c.ty.sql(self.dialect) {
                                 c.ty = w.ty.clone();
                             }
+                            c.by_hand = false;
+                            c.raw = None;
                         }
-                        c.by_hand = c.by_hand && self.by_hand(&new, Some(&c.name));
                     }
                     name = new;
                 }
@@ -470,8 +501,9 @@ impl Ctx<'_> {
                 }
                 ["add", "constraint", ..]
                 | ["add", "foreign" | "unique" | "primary" | "check", ..] => {
-                    let off = if w[1] == "constraint" { 3 } else { 1 };
-                    table_constraint(table, &action[off..]);
+                    if !table_constraint(table, &action[1..]) {
+                        table.constraints.push(literal(&action[1..]));
+                    }
                 }
                 ["add", ..] => {
                     let mut j = 1;
@@ -588,7 +620,7 @@ fn create_index(schema: &mut Schema, stmt: &str, lx: &[Lexeme]) -> Option<String
     let (table, _) = name_at(lx, skip_if_exists(lx, on + 1))?;
     let t = schema.table_mut(&table)?;
     t.indexes.retain(|i| i.name != name);
-    t.indexes.push(super::Index {
+    t.indexes.push(super::Named {
         name,
         sql: stmt.trim().to_string(),
     });
@@ -605,9 +637,52 @@ fn drop_index(schema: &mut Schema, lx: &[Lexeme]) -> Option<String> {
     Some(t.name.clone())
 }
 
+/// `CREATE VIEW name ...`: kept whole, made again around SQLite rebuilds.
+fn create_view(schema: &mut Schema, stmt: &str, lx: &[Lexeme]) -> Option<String> {
+    let at = lx.iter().position(|l| is_word(Some(l), "view"))?;
+    let (name, _) = name_at(lx, skip_if_exists(lx, at + 1))?;
+    schema.views.retain(|v| v.name != name);
+    schema.views.push(super::Named {
+        name,
+        sql: stmt.trim().to_string(),
+    });
+    None
+}
+
+fn drop_view(schema: &mut Schema, lx: &[Lexeme]) -> Option<String> {
+    let (name, _) = name_at(lx, skip_if_exists(lx, 2))?;
+    schema.views.retain(|v| v.name != name);
+    None
+}
+
+/// `CREATE TRIGGER name ... ON table`: only its name and table (the statement
+/// splitter cuts a trigger's body at its inner `;`).
+fn create_trigger(schema: &mut Schema, lx: &[Lexeme]) -> Option<String> {
+    let at = lx.iter().position(|l| is_word(Some(l), "trigger"))?;
+    let (name, _) = name_at(lx, skip_if_exists(lx, at + 1))?;
+    let on = lx.iter().position(|l| is_word(Some(l), "on"))?;
+    let (table, _) = name_at(lx, on + 1)?;
+    let t = schema.table_mut(&table)?;
+    if !t.triggers.contains(&name) {
+        t.triggers.push(name);
+    }
+    Some(table)
+}
+
+fn drop_trigger(schema: &mut Schema, lx: &[Lexeme]) -> Option<String> {
+    let (name, _) = name_at(lx, skip_if_exists(lx, 2))?;
+    let t = schema
+        .tables
+        .iter_mut()
+        .find(|t| t.triggers.contains(&name))?;
+    t.triggers.retain(|x| x != &name);
+    Some(t.name.clone())
+}
+
 /// `PRIMARY KEY (c)`, `UNIQUE (c)`, `FOREIGN KEY (c) REFERENCES t`, `CHECK (...)`,
-/// after an optional `CONSTRAINT name`: one column's flags.
-fn table_constraint(table: &mut Table, lx: &[Lexeme]) {
+/// after an optional `CONSTRAINT name`: one column's flags. False when it is not
+/// one column's (several columns, `CHECK`, ...): the caller keeps it as written.
+fn table_constraint(table: &mut Table, lx: &[Lexeme]) -> bool {
     let lx = if is_word(lx.first(), "constraint") {
         lx.get(2..).unwrap_or_default()
     } else {
@@ -636,35 +711,40 @@ fn table_constraint(table: &mut Table, lx: &[Lexeme]) {
             None
         }
     };
-    match lx.first() {
-        Some(Lexeme::Word(w)) if w == "primary" => {
-            if let Some(c) = one(cols(0)) {
-                if let Some(col) = table.columns.iter_mut().find(|x| x.name == c) {
-                    col.primary_key = true;
-                    col.nullable = false;
-                }
-            }
-        }
-        Some(Lexeme::Word(w)) if w == "unique" => {
-            if let Some(c) = one(cols(0)) {
-                if let Some(col) = table.columns.iter_mut().find(|x| x.name == c) {
-                    col.unique = true;
-                }
-            }
-        }
-        Some(Lexeme::Word(w)) if w == "foreign" => {
+    let kind = match lx.first() {
+        Some(Lexeme::Word(w)) => w.as_str(),
+        _ => return false,
+    };
+    let Some(c) = one(cols(0)) else {
+        return false;
+    };
+    let target = match kind {
+        "foreign" => {
             let Some(r) = lx.iter().position(|l| is_word(Some(l), "references")) else {
-                return;
+                return false;
             };
-            let target = name_at(lx, r + 1).map(|(t, _)| t);
-            if let (Some(c), Some(t)) = (one(cols(0)), target) {
-                if let Some(col) = table.columns.iter_mut().find(|x| x.name == c) {
-                    col.references = Some(t);
-                }
+            // Only the plain form msgen writes: REFERENCES t ("id") ON DELETE CASCADE.
+            let tail = literal(&lx[r..]);
+            match name_at(lx, r + 1) {
+                Some((t, _)) if tail.ends_with("(id)on delete cascade") => Some(t),
+                _ => return false,
             }
         }
-        _ => {}
+        "primary" | "unique" => None,
+        _ => return false,
+    };
+    let Some(col) = table.columns.iter_mut().find(|x| x.name == c) else {
+        return false;
+    };
+    match kind {
+        "primary" => {
+            col.primary_key = true;
+            col.nullable = false;
+        }
+        "unique" => col.unique = true,
+        _ => col.references = target,
     }
+    true
 }
 
 /// The words (names and keywords) of a statement.

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ColType, Column, Dialect, Schema, Table};
+use super::{ColType, Column, Dialect, Named, Schema, Table};
 
 /// Where an owner's record lives, relative to the project root.
 pub fn path(owner: &str) -> String {
@@ -81,6 +81,8 @@ struct RawRecord {
     migrations: BTreeMap<String, Recorded>,
     #[serde(default)]
     tables: Vec<RawTable>,
+    #[serde(default)]
+    views: Vec<RawIndex>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +94,10 @@ struct RawTable {
     columns: Vec<RawColumn>,
     #[serde(default)]
     indexes: Vec<RawIndex>,
+    #[serde(default)]
+    constraints: Vec<String>,
+    #[serde(default)]
+    triggers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +125,8 @@ struct RawColumn {
     references: Option<String>,
     #[serde(default)]
     by_hand: bool,
+    #[serde(default)]
+    sql: Option<String>,
 }
 
 fn s(v: &str) -> String {
@@ -147,20 +155,16 @@ impl Record {
                     unique: c.unique,
                     references: c.references,
                     by_hand: c.by_hand,
+                    raw: c.sql,
                 });
             }
             tables.push(Table {
                 name: t.name,
                 columns,
                 by_hand: t.by_hand,
-                indexes: t
-                    .indexes
-                    .into_iter()
-                    .map(|i| super::Index {
-                        name: i.name,
-                        sql: i.sql,
-                    })
-                    .collect(),
+                indexes: t.indexes.into_iter().map(named).collect(),
+                constraints: t.constraints,
+                triggers: t.triggers,
             });
         }
         let dialect = match raw.database.as_deref() {
@@ -173,7 +177,10 @@ impl Record {
             dialect,
             last_version: raw.last_version,
             migrations: raw.migrations,
-            schema: Schema { tables },
+            schema: Schema {
+                tables,
+                views: raw.views.into_iter().map(named).collect(),
+            },
         })
     }
 
@@ -185,6 +192,8 @@ impl Record {
         if let Some(d) = self.dialect {
             out.push_str(&format!("database = {}\n", s(super::dialect_name(d))));
         }
+        // Top-level keys before the first table header.
+        named_list(&mut out, "views", &self.schema.views);
         if !self.migrations.is_empty() {
             out.push_str("\n[migrations]\n");
             for (file, r) in &self.migrations {
@@ -226,23 +235,48 @@ impl Record {
                 if c.by_hand {
                     parts.push("by_hand = true".into());
                 }
+                if let Some(raw) = &c.raw {
+                    parts.push(format!("sql = {}", s(raw)));
+                }
                 out.push_str(&format!("    {{ {} }},\n", parts.join(", ")));
             }
             out.push_str("]\n");
-            if !t.indexes.is_empty() {
-                out.push_str("indexes = [\n");
-                for i in &t.indexes {
-                    out.push_str(&format!(
-                        "    {{ name = {}, sql = {} }},\n",
-                        s(&i.name),
-                        s(&i.sql)
-                    ));
-                }
-                out.push_str("]\n");
-            }
+            named_list(&mut out, "indexes", &t.indexes);
+            string_list(&mut out, "constraints", &t.constraints);
+            string_list(&mut out, "triggers", &t.triggers);
         }
         out
     }
+}
+
+fn named(i: RawIndex) -> Named {
+    Named {
+        name: i.name,
+        sql: i.sql,
+    }
+}
+
+fn named_list(out: &mut String, key: &str, items: &[Named]) {
+    if items.is_empty() {
+        return;
+    }
+    out.push_str(&format!("{key} = [\n"));
+    for i in items {
+        out.push_str(&format!(
+            "    {{ name = {}, sql = {} }},\n",
+            s(&i.name),
+            s(&i.sql)
+        ));
+    }
+    out.push_str("]\n");
+}
+
+fn string_list(out: &mut String, key: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let list: Vec<String> = items.iter().map(|i| s(i)).collect();
+    out.push_str(&format!("{key} = [{}]\n", list.join(", ")));
 }
 
 #[cfg(test)]
@@ -258,6 +292,7 @@ mod tests {
         author.references = Some("users".into());
         let mut extra = Column::new("search", ColType::Sql("tsvector".into()));
         extra.by_hand = true;
+        extra.raw = Some("tsvector collate \"C\"".into());
         let record = Record {
             dialect: Some(Dialect::Sqlite),
             last_version: 7,
@@ -271,10 +306,16 @@ mod tests {
                     name: "posts".into(),
                     columns: vec![Column::new("id", ColType::Id), summary, author, extra],
                     by_hand: false,
-                    indexes: vec![super::super::Index {
+                    indexes: vec![Named {
                         name: "posts_by_title".into(),
                         sql: "CREATE INDEX posts_by_title ON posts (\"title\")".into(),
                     }],
+                    constraints: vec!["unique(summary,author_id)".into()],
+                    triggers: vec!["posts_touch".into()],
+                }],
+                views: vec![Named {
+                    name: "recent".into(),
+                    sql: "CREATE VIEW recent AS SELECT * FROM posts".into(),
                 }],
             },
         };

@@ -531,3 +531,64 @@ fn without_its_record_msgen_reads_its_own_migrations_back_to_the_same_schema() {
         assert_eq!(op.record.schema, last.record.schema, "{dialect:?}");
     }
 }
+
+#[test]
+fn reading_msgen_s_rebuild_again_keeps_the_user_s_columns_the_user_s() {
+    let (first, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
+    let mut disk = disk_of(&first, &files);
+    disk.files.insert(
+        "0003_mine.sql".into(),
+        "ALTER TABLE orders ADD COLUMN code TEXT COLLATE NOCASE;".into(),
+    );
+    let p = project(SEQUENCE[0].0, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    disk = Disk {
+        record: Some(op.record),
+        files: disk.files,
+    };
+    // A change only a rebuild makes.
+    let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap();
+    assert!(
+        op.new_files[0].1.contains("\"code\" text collate nocase"),
+        "{}",
+        op.new_files[0].1
+    );
+    for (f, sql) in &op.new_files {
+        disk.files.insert(f.clone(), sql.clone());
+    }
+    // Without the record, everything is read again: the column is still the user's.
+    disk.record = None;
+    let again = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(again.new_files.is_empty(), "{:?}", again.new_files);
+    let code = again
+        .record
+        .schema
+        .table("orders")
+        .unwrap()
+        .column("code")
+        .unwrap()
+        .clone();
+    assert!(code.by_hand, "{code:?}");
+}
