@@ -280,7 +280,7 @@ fn a_split_carries_the_tables_history_and_both_records() {
         "{blog}"
     );
     assert!(
-        blog.contains("\"0004_alter_posts.sql\" = [\"posts\"]"),
+        blog.contains("\"0004_alter_posts.sql\" = { tables = [\"posts\"]"),
         "{blog}"
     );
     let mono = fs::read_to_string(root.join(".msgen/schema/monolith.toml")).unwrap();
