@@ -245,112 +245,11 @@ impl Ctx<'_> {
         let Some(Lexeme::Word(name)) = lx.first() else {
             return None;
         };
-        let mut i = 1;
-        let mut ty_words: Vec<String> = Vec::new();
-        while let Some(l) = lx.get(i) {
-            match l {
-                Lexeme::Word(w) if COLUMN_KEYWORDS.contains(&w.as_str()) => break,
-                Lexeme::Word(w) => ty_words.push(w.clone()),
-                Lexeme::Punct('(') => {
-                    let end = past_group(lx, i);
-                    if let Some(last) = ty_words.last_mut() {
-                        last.push_str(&literal(&lx[i..end]));
-                    }
-                    i = end;
-                    continue;
-                }
-                _ => return None,
-            }
-            i += 1;
-        }
-        let sql_type = ty_words.join(" ");
+        let (sql_type, i) = column_type(lx)?;
         let mut c = Column::new(name, ColType::Sql(sql_type.clone()));
         c.primary_key = false;
         c.nullable = true;
-        let mut identity = sql_type.ends_with("serial");
-        while i < lx.len() {
-            let w = match &lx[i] {
-                Lexeme::Word(w) => w.as_str(),
-                _ => return None,
-            };
-            match w {
-                "primary" => {
-                    c.primary_key = true;
-                    c.nullable = false;
-                    i += 2;
-                    while matches!(lx.get(i), Some(Lexeme::Word(w)) if w == "asc" || w == "desc") {
-                        i += 1;
-                    }
-                }
-                "autoincrement" => {
-                    identity = true;
-                    i += 1;
-                }
-                "not" if is_word(lx.get(i + 1), "null") => {
-                    c.nullable = false;
-                    i += 2;
-                }
-                "null" => i += 1,
-                "unique" => {
-                    c.unique = true;
-                    i += 1;
-                }
-                "constraint" => i += 2,
-                "default" => {
-                    let start = i + 1;
-                    let mut end = start;
-                    while end < lx.len() {
-                        match &lx[end] {
-                            Lexeme::Word(w) if COLUMN_KEYWORDS.contains(&w.as_str()) => break,
-                            Lexeme::Punct('(') => end = past_group(lx, end),
-                            _ => end += 1,
-                        }
-                    }
-                    c.default = Some(literal(&lx[start..end]));
-                    i = end;
-                }
-                "references" => {
-                    let (t, next) = name_at(lx, i + 1)?;
-                    c.references = Some(t);
-                    i = next;
-                    if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
-                        i = past_group(lx, i);
-                    }
-                    // ON DELETE / ON UPDATE actions, MATCH, DEFERRABLE...
-                    while let Some(Lexeme::Word(w)) = lx.get(i) {
-                        if COLUMN_KEYWORDS.contains(&w.as_str()) && w != "not" && w != "null" {
-                            break;
-                        }
-                        if w == "not" && !is_word(lx.get(i + 1), "deferrable") {
-                            break;
-                        }
-                        i += 1;
-                    }
-                }
-                "generated" => {
-                    identity = true;
-                    // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY [( ... )]
-                    i += 1;
-                    while let Some(Lexeme::Word(w)) = lx.get(i) {
-                        if COLUMN_KEYWORDS.contains(&w.as_str()) {
-                            break;
-                        }
-                        i += 1;
-                    }
-                    if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
-                        i = past_group(lx, i);
-                    }
-                }
-                "check" => {
-                    i += 1;
-                    if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
-                        i = past_group(lx, i);
-                    }
-                }
-                "collate" => i += 2,
-                _ => return None,
-            }
-        }
+        let identity = column_constraints(&mut c, lx, i)? || sql_type.ends_with("serial");
         let integer = [
             "integer",
             "int",
@@ -470,19 +369,7 @@ impl Ctx<'_> {
             match w.as_slice() {
                 ["rename", "to", ..] => {
                     let (new, _) = name_at(action, 2).ok_or(())?;
-                    // What the table is now decides what its columns are (the last
-                    // step of a rebuild renames the new table to the old name).
-                    table.name = new.clone();
-                    table.by_hand = table.by_hand && self.by_hand(&new, None);
-                    for c in &mut table.columns {
-                        if let Some(w) = self.wanted_column(&new, &c.name) {
-                            if w.ty.sql(self.dialect) == c.ty.sql(self.dialect) {
-                                c.ty = w.ty.clone();
-                            }
-                            c.by_hand = false;
-                            c.raw = None;
-                        }
-                    }
+                    self.rename_table(table, &new);
                     name = new;
                 }
                 ["rename", rest @ ..] => {
@@ -506,38 +393,19 @@ impl Ctx<'_> {
                     }
                 }
                 ["add", ..] => {
-                    let mut j = 1;
-                    if w.get(1) == Some(&"column") {
-                        j = 2;
-                    }
-                    let j = skip_if_exists(action, j);
+                    let j = skip_if_exists(action, if w.get(1) == Some(&"column") { 2 } else { 1 });
                     let col = self.column(&name, &action[j..]).ok_or(())?;
-                    let table = schema.table_mut(&name).ok_or(())?;
                     if table.column(&col.name).is_none() {
                         table.columns.push(col);
                     }
                 }
                 ["drop", "constraint", ..] => {
                     let j = skip_if_exists(action, 2);
-                    let (cname, _) = name_at(action, j).ok_or(())?;
-                    // PostgreSQL's own names: <table>_<column>_fkey / _key.
-                    let hit = table.columns.iter_mut().find_map(|c| {
-                        let base = format!("{}_{}", name, c.name);
-                        if cname == format!("{base}_fkey") {
-                            c.references = None;
-                            Some(())
-                        } else if cname == format!("{base}_key") {
-                            c.unique = false;
-                            Some(())
-                        } else {
-                            None
-                        }
-                    });
-                    hit.ok_or(())?;
+                    let (constraint, _) = name_at(action, j).ok_or(())?;
+                    drop_constraint(table, &constraint)?;
                 }
                 ["drop", ..] => {
-                    let j = if w.get(1) == Some(&"column") { 2 } else { 1 };
-                    let j = skip_if_exists(action, j);
+                    let j = skip_if_exists(action, if w.get(1) == Some(&"column") { 2 } else { 1 });
                     let (col, _) = name_at(action, j).ok_or(())?;
                     table.columns.retain(|c| c.name != col);
                 }
@@ -547,40 +415,60 @@ impl Ctx<'_> {
                     } else {
                         1
                     };
-                    let col = w.get(j).ok_or(())?.to_string();
-                    let op = &w[j + 1..];
-                    let dialect = self.dialect;
-                    let c = table.columns.iter_mut().find(|c| c.name == col).ok_or(())?;
-                    match op {
-                        ["set", "not", "null", ..] => c.nullable = false,
-                        ["drop", "not", "null", ..] => c.nullable = true,
-                        ["drop", "default", ..] => c.default = None,
-                        ["set", "default", ..] => {
-                            c.default = Some(literal(&action[j + 3..]));
-                        }
-                        ["type", ..] | ["set", "data", "type", ..] => {
-                            let start = j + 1 + if op[0] == "type" { 1 } else { 3 };
-                            let end = action[start..]
-                                .iter()
-                                .position(|l| {
-                                    is_word(Some(l), "using") || is_word(Some(l), "collate")
-                                })
-                                .map_or(action.len(), |p| start + p);
-                            let sql = literal(&action[start..end]);
-                            let ctx = Ctx {
-                                dialect,
-                                wanted: self.wanted,
-                                ours: self.ours,
-                            };
-                            c.ty = ctx.col_type(&name, &col, &sql);
-                        }
-                        _ => return Err(()),
-                    }
+                    self.alter_column(table, action, &w, j)?;
                 }
                 _ => return Err(()),
             }
         }
         Ok(Some(name))
+    }
+
+    /// `RENAME TO new`: what the table is now decides what its columns are (the
+    /// last step of a rebuild renames the new table to the old name).
+    fn rename_table(&self, table: &mut Table, new: &str) {
+        table.name = new.to_string();
+        table.by_hand = table.by_hand && self.by_hand(new, None);
+        for c in &mut table.columns {
+            if let Some(w) = self.wanted_column(new, &c.name) {
+                if w.ty.sql(self.dialect) == c.ty.sql(self.dialect) {
+                    c.ty = w.ty.clone();
+                }
+                c.by_hand = false;
+                c.raw = None;
+            }
+        }
+    }
+
+    /// `ALTER [COLUMN] c ...` (`w`: the action's words; `j`: where the name is).
+    fn alter_column(
+        &self,
+        table: &mut Table,
+        action: &[Lexeme],
+        w: &[&str],
+        j: usize,
+    ) -> Result<(), ()> {
+        let col = w.get(j).ok_or(())?.to_string();
+        let op = &w[j + 1..];
+        let ty = match op {
+            ["type", ..] | ["set", "data", "type", ..] => {
+                let start = j + 1 + if op[0] == "type" { 1 } else { 3 };
+                let end = action[start..]
+                    .iter()
+                    .position(|l| is_word(Some(l), "using") || is_word(Some(l), "collate"))
+                    .map_or(action.len(), |p| start + p);
+                Some(self.col_type(&table.name, &col, &literal(&action[start..end])))
+            }
+            _ => None,
+        };
+        let c = table.columns.iter_mut().find(|c| c.name == col).ok_or(())?;
+        match op {
+            ["set", "not", "null", ..] => c.nullable = false,
+            ["drop", "not", "null", ..] => c.nullable = true,
+            ["drop", "default", ..] => c.default = None,
+            ["set", "default", ..] => c.default = Some(literal(&action[j + 3..])),
+            _ => c.ty = ty.ok_or(())?,
+        }
+        Ok(())
     }
 
     /// msgen's `DO` block that drops a column's foreign key.
@@ -635,6 +523,140 @@ fn drop_index(schema: &mut Schema, lx: &[Lexeme]) -> Option<String> {
         .find(|t| t.indexes.iter().any(|i| i.name == name))?;
     t.indexes.retain(|i| i.name != name);
     Some(t.name.clone())
+}
+
+/// A column definition's type (`varchar(20)`, `double precision`), lower-cased,
+/// and where its constraints start.
+fn column_type(lx: &[Lexeme]) -> Option<(String, usize)> {
+    let mut i = 1;
+    let mut ty_words: Vec<String> = Vec::new();
+    while let Some(l) = lx.get(i) {
+        match l {
+            Lexeme::Word(w) if COLUMN_KEYWORDS.contains(&w.as_str()) => break,
+            Lexeme::Word(w) => ty_words.push(w.clone()),
+            Lexeme::Punct('(') => {
+                let end = past_group(lx, i);
+                if let Some(last) = ty_words.last_mut() {
+                    last.push_str(&literal(&lx[i..end]));
+                }
+                i = end;
+                continue;
+            }
+            _ => return None,
+        }
+        i += 1;
+    }
+    Some((ty_words.join(" "), i))
+}
+
+/// Reads a column's constraints from `i` into `c`; whether it is an identity
+/// (`AUTOINCREMENT`, `GENERATED ... AS IDENTITY`).
+fn column_constraints(c: &mut Column, lx: &[Lexeme], mut i: usize) -> Option<bool> {
+    let mut identity = false;
+    while i < lx.len() {
+        let w = match &lx[i] {
+            Lexeme::Word(w) => w.as_str(),
+            _ => return None,
+        };
+        match w {
+            "primary" => {
+                c.primary_key = true;
+                c.nullable = false;
+                i += 2;
+                while matches!(lx.get(i), Some(Lexeme::Word(w)) if w == "asc" || w == "desc") {
+                    i += 1;
+                }
+            }
+            "autoincrement" => {
+                identity = true;
+                i += 1;
+            }
+            "not" if is_word(lx.get(i + 1), "null") => {
+                c.nullable = false;
+                i += 2;
+            }
+            "null" => i += 1,
+            "unique" => {
+                c.unique = true;
+                i += 1;
+            }
+            "constraint" => i += 2,
+            "default" => {
+                let start = i + 1;
+                let mut end = start;
+                while end < lx.len() {
+                    match &lx[end] {
+                        Lexeme::Word(w) if COLUMN_KEYWORDS.contains(&w.as_str()) => break,
+                        Lexeme::Punct('(') => end = past_group(lx, end),
+                        _ => end += 1,
+                    }
+                }
+                c.default = Some(literal(&lx[start..end]));
+                i = end;
+            }
+            "references" => {
+                let (t, next) = name_at(lx, i + 1)?;
+                c.references = Some(t);
+                i = next;
+                if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+                    i = past_group(lx, i);
+                }
+                // ON DELETE / ON UPDATE actions, MATCH, DEFERRABLE...
+                while let Some(Lexeme::Word(w)) = lx.get(i) {
+                    if COLUMN_KEYWORDS.contains(&w.as_str()) && w != "not" && w != "null" {
+                        break;
+                    }
+                    if w == "not" && !is_word(lx.get(i + 1), "deferrable") {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            "generated" => {
+                identity = true;
+                // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY [( ... )]
+                i += 1;
+                while let Some(Lexeme::Word(w)) = lx.get(i) {
+                    if COLUMN_KEYWORDS.contains(&w.as_str()) {
+                        break;
+                    }
+                    i += 1;
+                }
+                if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+                    i = past_group(lx, i);
+                }
+            }
+            "check" => {
+                i += 1;
+                if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
+                    i = past_group(lx, i);
+                }
+            }
+            "collate" => i += 2,
+            _ => return None,
+        }
+    }
+    Some(identity)
+}
+
+/// `DROP CONSTRAINT name`, for the names PostgreSQL gives a column's foreign key
+/// (`<table>_<column>_fkey`) and unique constraint (`<table>_<column>_key`).
+fn drop_constraint(table: &mut Table, constraint: &str) -> Result<(), ()> {
+    let name = table.name.clone();
+    let c = table
+        .columns
+        .iter_mut()
+        .find(|c| {
+            let base = format!("{name}_{}", c.name);
+            constraint == format!("{base}_fkey") || constraint == format!("{base}_key")
+        })
+        .ok_or(())?;
+    if constraint.ends_with("_fkey") {
+        c.references = None;
+    } else {
+        c.unique = false;
+    }
+    Ok(())
 }
 
 /// `CREATE VIEW name ...`: kept whole, made again around SQLite rebuilds.
