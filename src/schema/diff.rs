@@ -348,7 +348,7 @@ fn alter(
             problems.push(Problem {
                 key: w.key(&c.name),
                 message: format!("the primary key of table `{}` cannot change", new.name),
-                help: "write that migration by hand (`msgen migration new ...`)".into(),
+                help: "write that migration by hand (`msgen add-migration ...`)".into(),
             });
             continue;
         }

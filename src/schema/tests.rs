@@ -17,6 +17,11 @@ fn project(fields: &str, extra: &str) -> Project {
         .unwrap_or_else(|e| panic!("{text}\n{:?}", e.diagnostics()))
 }
 
+/// `plan` of one owner's render of `p`, nothing confirmed.
+fn plan_for(p: &Project, dialect: Dialect, disk: &Disk) -> Result<OwnerPlan, Vec<Problem>> {
+    plan(&wanted_of(p), dialect, disk, Options::default(), false)
+}
+
 fn wanted_of(p: &Project) -> Vec<Wanted> {
     let owners: Vec<_> = p.services.iter().collect();
     wanted(p, &owners)
@@ -151,14 +156,7 @@ fn a_second_render_writes_nothing() {
     let (last, files) = evolve_through(Dialect::Postgres, &SEQUENCE[..3]);
     let disk = disk_of(&last, &files);
     let p = project(SEQUENCE[2].0, "");
-    let again = plan(
-        &wanted_of(&p),
-        Dialect::Postgres,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let again = plan_for(&p, Dialect::Postgres, &disk).unwrap();
     assert!(again.new_files.is_empty());
     assert_eq!(again.record, last.record);
 }
@@ -170,7 +168,7 @@ fn problems(dialect: Dialect, from: &str, to: &str) -> Vec<Problem> {
         files: Default::default(),
     };
     let p = project(to, "");
-    match plan(&wanted_of(&p), dialect, &disk, Options::default(), false) {
+    match plan_for(&p, dialect, &disk) {
         Ok(op) => panic!("{from} → {to} was accepted: {:?}", op.new_files),
         Err(p) => p,
     }
@@ -222,14 +220,7 @@ fn a_dropped_resource_is_refused_until_confirmed() {
         record: Some(last.record),
         files: Default::default(),
     };
-    let err = plan(
-        &wanted_of(&p),
-        Dialect::Postgres,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap_err();
+    let err = plan_for(&p, Dialect::Postgres, &disk).unwrap_err();
     assert_eq!(err[0].key, "table `orders`");
     let ok = plan(
         &wanted_of(&p),
@@ -255,14 +246,7 @@ fn hand_written_migrations_are_read_and_their_columns_kept() {
     );
     // services.toml now declares the column the user added: no migration for it.
     let p = project(r#"{ title = "string", summary = "string?" }"#, "");
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Postgres,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Postgres, &disk).unwrap();
     assert!(op.new_files.is_empty(), "{:?}", op.new_files);
     assert!(op.unread.is_empty(), "{:?}", op.unread);
     let orders = op.record.schema.table("orders").unwrap();
@@ -280,14 +264,7 @@ fn hand_written_migrations_are_read_and_their_columns_kept() {
         "",
     );
     disk.record = Some(op.record);
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Postgres,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Postgres, &disk).unwrap();
     assert_eq!(op.new_files[0].0, "0004_alter_orders.sql");
     // The user's column and table survive a later change (SQLite rebuilds keep it too).
     assert!(op
@@ -314,14 +291,7 @@ fn a_project_without_a_record_is_read_from_its_migrations() {
         "CREATE TABLE IF NOT EXISTS \"orders\" (\n    \"id\" INTEGER PRIMARY KEY AUTOINCREMENT,\n    \"qty\" INTEGER NOT NULL,\n    \"created_at\" TEXT NOT NULL,\n    \"updated_at\" TEXT NOT NULL\n);\n".into(),
     );
     let p = project(r#"{ qty = "i32", note = "string?" }"#, "");
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Sqlite,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     assert_eq!(op.new_files.len(), 1);
     assert_eq!(op.new_files[0].0, "0005_alter_orders.sql");
     assert_eq!(
@@ -447,28 +417,14 @@ fn an_edited_migration_makes_msgen_read_them_all_again() {
     // The user's migration, recorded while empty, then written.
     disk.files.insert("0003_mine.sql".into(), String::new());
     let p = project(SEQUENCE[0].0, "");
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Sqlite,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     disk.record = Some(op.record);
     disk.files.insert(
         "0003_mine.sql".into(),
         "ALTER TABLE orders ADD COLUMN note TEXT;".into(),
     );
     let p = project(SEQUENCE[1].0, "");
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Sqlite,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     assert_eq!(op.changed, ["0003_mine.sql"]);
     assert!(op.new_files.is_empty(), "{:?}", op.new_files);
     assert!(op
@@ -501,14 +457,7 @@ fn versions_past_what_sqlx_reads_are_refused_not_overflowed() {
     disk.files
         .insert(format!("{}_x.sql", i64::MAX), String::new());
     let p = project(SEQUENCE[0].0, "");
-    let err = plan(
-        &wanted_of(&p),
-        Dialect::Postgres,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap_err();
+    let err = plan_for(&p, Dialect::Postgres, &disk).unwrap_err();
     assert!(
         err[0].message.contains("no migration version is left"),
         "{}",
@@ -525,8 +474,7 @@ fn without_its_record_msgen_reads_its_own_migrations_back_to_the_same_schema() {
             files: files.iter().cloned().collect(),
         };
         let p = project(SEQUENCE[SEQUENCE.len() - 1].0, "");
-        let op = plan(&wanted_of(&p), dialect, &disk, Options::default(), false)
-            .unwrap_or_else(|e| panic!("{dialect:?}: {e:?}"));
+        let op = plan_for(&p, dialect, &disk).unwrap_or_else(|e| panic!("{dialect:?}: {e:?}"));
         assert!(op.new_files.is_empty(), "{dialect:?}: {:?}", op.new_files);
         assert_eq!(op.record.schema, last.record.schema, "{dialect:?}");
     }
@@ -541,28 +489,14 @@ fn reading_msgen_s_rebuild_again_keeps_the_user_s_columns_the_user_s() {
         "ALTER TABLE orders ADD COLUMN code TEXT COLLATE NOCASE;".into(),
     );
     let p = project(SEQUENCE[0].0, "");
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Sqlite,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     disk = Disk {
         record: Some(op.record),
         files: disk.files,
     };
     // A change only a rebuild makes.
     let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
-    let op = plan(
-        &wanted_of(&p),
-        Dialect::Sqlite,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap();
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     assert!(
         op.new_files[0].1.contains("\"code\" text collate nocase"),
         "{}",
@@ -573,14 +507,7 @@ fn reading_msgen_s_rebuild_again_keeps_the_user_s_columns_the_user_s() {
     }
     // Without the record, everything is read again: the column is still the user's.
     disk.record = None;
-    let again = plan(
-        &wanted_of(&p),
-        Dialect::Sqlite,
-        &disk,
-        Options::default(),
-        false,
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
+    let again = plan_for(&p, Dialect::Sqlite, &disk).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(again.new_files.is_empty(), "{:?}", again.new_files);
     let code = again
         .record
