@@ -169,6 +169,11 @@ pub enum Lexeme {
     Punct(char),
 }
 
+/// Where each of [`lexemes`]' tokens is written in `sql`.
+pub fn lexeme_ranges(sql: &str) -> Vec<Range<usize>> {
+    tokens(sql).into_iter().map(|t| t.range).collect()
+}
+
 /// The tokens of `sql`, comments dropped.
 pub fn lexemes(sql: &str) -> Vec<Lexeme> {
     tokens(sql)

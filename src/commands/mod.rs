@@ -396,13 +396,24 @@ pub fn schema_inputs(root: &Path, project: &Project, args: &SchemaArgs) -> Resul
     for (name, dir) in owners {
         let mut disk = schema::owner::Disk::default();
         let record_path = apply::safe_path(root, &schema::record::path(&name))?;
-        match std::fs::read(&record_path) {
+        // A deleted record comes back from msgen's copy of what it last wrote: it
+        // remembers versions that moved away, which the files no longer show.
+        let base_copy = apply::safe_path(
+            root,
+            &format!(".msgen/base/{}", schema::record::path(&name)),
+        )?;
+        let read = std::fs::read(&record_path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => std::fs::read(&base_copy),
+            _ => Err(e),
+        });
+        match read {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let record = schema::Record::parse(&text).map_err(|e| {
                     anyhow::anyhow!(
-                        "{}: {e}\n  help: this is msgen's record of what the migrations in {dir}/migrations produce; restore it (git), or delete it to have msgen read the migrations again",
-                        record_path.display()
+                        "{}: {e}\n  help: this is msgen's record of what the migrations in {dir}/migrations produce: restore it (git, or msgen's copy in {})",
+                        record_path.display(),
+                        base_copy.display()
                     )
                 })?;
                 disk.record = Some(record);
@@ -419,8 +430,14 @@ pub fn schema_inputs(root: &Path, project: &Project, args: &SchemaArgs) -> Resul
             }
             let bytes = std::fs::read(mdir.join(&file))
                 .with_context(|| format!("cannot read {dir}/migrations/{file}"))?;
-            disk.files
-                .insert(file, String::from_utf8_lossy(&bytes).into_owned());
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            // msgen wrote it if its record of what it wrote is the same: what the
+            // file creates is then msgen's to change (the user's file may look alike).
+            let base = apply::safe_path(root, &format!(".msgen/base/{dir}/migrations/{file}"))?;
+            if std::fs::read(&base).is_ok_and(|b| b == bytes) {
+                disk.ours.insert(file.clone());
+            }
+            disk.files.insert(file, text);
         }
         inputs.owners.insert(name, disk);
     }

@@ -288,6 +288,7 @@ fn split_schema(
             schema::owner::Disk {
                 record: Some(record),
                 files: file_map(&staying),
+                ours: disk.ours.clone(),
             },
         );
     }
@@ -296,6 +297,7 @@ fn split_schema(
         schema::owner::Disk {
             record: Some(service_record),
             files: file_map(&moving),
+            ours: disk.ours.clone(),
         },
     );
     Ok((inputs, moving, staying))

@@ -89,7 +89,20 @@ pub fn migration(step: &Step, dialect: Dialect) -> (String, String) {
                 what.join("\n--   ")
             );
             let body = match dialect {
-                Dialect::Postgres => postgres_alter(&new.name, old, new, changes),
+                Dialect::Postgres => {
+                    // Views stop a column's type change or drop: dropped first,
+                    // made again last.
+                    let blocks = changes
+                        .iter()
+                        .any(|c| matches!(c, Change::Retype { .. } | Change::Drop(_)));
+                    let views: &[Named] = if blocks { views } else { &[] };
+                    format!(
+                        "{}{}{}",
+                        drop_views(views),
+                        postgres_alter(&new.name, old, new, changes),
+                        make_views(views)
+                    )
+                }
                 Dialect::Sqlite if !sqlite_rebuilds(changes) => sqlite_alter(&new.name, new, changes),
                 Dialect::Sqlite => sqlite_rebuild(old, new, changes, views),
             };
@@ -363,17 +376,26 @@ fn sqlite_rebuild(old: &Table, new: &Table, changes: &[Change], views: &[Named])
         ));
     }
     // Views that read the table would stop the rename: dropped, then made again.
-    for v in views {
-        sql.push_str(&format!("DROP VIEW IF EXISTS {};\n", q(&v.name)));
-    }
+    sql.push_str(&drop_views(views));
     sql.push_str(&format!("DROP TABLE {};\n", q(&old.name)));
     sql.push_str(&format!("ALTER TABLE {tmp} RENAME TO {};\n", q(&new.name)));
     // The old table's indexes went with it.
     for i in &new.indexes {
         sql.push_str(&format!("{};\n", i.sql));
     }
-    for v in views {
-        sql.push_str(&format!("{};\n", v.sql));
-    }
+    sql.push_str(&make_views(views));
     sql
+}
+
+/// `views`, those that read others last, dropped in the reverse order.
+fn drop_views(views: &[Named]) -> String {
+    views
+        .iter()
+        .rev()
+        .map(|v| format!("DROP VIEW IF EXISTS {};\n", q(&v.name)))
+        .collect()
+}
+
+fn make_views(views: &[Named]) -> String {
+    views.iter().map(|v| format!("{};\n", v.sql)).collect()
 }

@@ -180,6 +180,7 @@ const CONFIRM: &str =
 pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution {
     let mut out = Evolution::default();
     let mut tables = Vec::new();
+    let mut views = recorded.views.clone();
     for w in wanted {
         match recorded.table(&w.table.name) {
             None => {
@@ -189,17 +190,21 @@ pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution 
             Some(old) => {
                 let (new, changes) = alter(old, w, opts, &mut out.problems);
                 if !changes.is_empty() {
-                    let views = recorded
-                        .views
-                        .iter()
-                        .filter(|v| crate::sql::tables_in(&v.sql).contains(&old.name))
-                        .cloned()
-                        .collect();
+                    let reading = views_reading(&views, &old.name);
+                    let renamed = renames(&changes);
+                    // The views read renamed columns under their new names.
+                    for v in views.iter_mut().filter(|v| reading.contains(&v.name)) {
+                        v.sql = super::read::rename_words(&v.sql, &renamed);
+                    }
                     out.steps.push(Step::Alter {
                         old: old.clone(),
                         new: new.clone(),
                         changes,
-                        views,
+                        views: views
+                            .iter()
+                            .filter(|v| reading.contains(&v.name))
+                            .cloned()
+                            .collect(),
                     });
                 }
                 tables.push(new);
@@ -243,21 +248,61 @@ pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution 
         .count();
     let ordered = referenced_first(out.steps.drain(..creates).collect());
     out.steps.splice(0..0, ordered);
-    out.schema = Schema {
-        tables,
-        views: recorded.views.clone(),
-    };
+    // Drops the other way round: a table that refers to another goes first.
+    let first_drop = out
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Drop(_)))
+        .unwrap_or(out.steps.len());
+    let mut drops = referenced_first(out.steps.drain(first_drop..).collect());
+    drops.reverse();
+    out.steps.extend(drops);
+    out.schema = Schema { tables, views };
     out
 }
 
-/// Creates ordered so that a table comes before the tables whose foreign keys point
+/// The views that read `table`, directly or through other views (in the order
+/// they were made, which is an order they can be made again in).
+fn views_reading(views: &[super::Named], table: &str) -> Vec<String> {
+    let mut reading: Vec<String> = vec![table.to_string()];
+    loop {
+        let more: Vec<String> = views
+            .iter()
+            .filter(|v| !reading.contains(&v.name))
+            .filter(|v| {
+                crate::sql::tables_in(&v.sql)
+                    .iter()
+                    .any(|t| reading.contains(t))
+            })
+            .map(|v| v.name.clone())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        reading.extend(more);
+    }
+    reading.remove(0);
+    reading
+}
+
+fn renames(changes: &[Change]) -> BTreeMap<String, String> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Rename { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Tables ordered so that a table comes before the tables whose foreign keys point
 /// at it (declaration order otherwise; a cycle keeps it).
 fn referenced_first(mut pending: Vec<Step>) -> Vec<Step> {
     let mut out = Vec::new();
     while !pending.is_empty() {
         let names: Vec<String> = pending.iter().map(|s| s.table().to_string()).collect();
         let ready = pending.iter().position(|s| match s {
-            Step::Create(t) => t.columns.iter().all(|c| match &c.references {
+            Step::Create(t) | Step::Drop(t) => t.columns.iter().all(|c| match &c.references {
                 Some(r) => r == &t.name || !names.contains(r),
                 None => true,
             }),
@@ -420,20 +465,19 @@ fn alter(
                 to: c.references.clone(),
             });
         }
-        if oc.unique != c.unique {
+        // A uniqueness msgen did not ask for is the user's: kept.
+        if c.unique && !oc.unique {
             changes.push(Change::Unique {
                 column,
-                unique: c.unique,
+                unique: true,
             });
+        } else if oc.unique {
+            if let Some(rc) = result.columns.iter_mut().find(|x| x.name == c.name) {
+                rc.unique = true;
+            }
         }
     }
-    let renamed: BTreeMap<String, String> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Rename { from, to } => Some((from.clone(), to.clone())),
-            _ => None,
-        })
-        .collect();
+    let renamed = renames(&changes);
     result.indexes = old
         .indexes
         .iter()
@@ -451,6 +495,20 @@ fn alter(
         .filter_map(|c| surviving(c, &changes, &renamed))
         .collect();
     result.triggers = old.triggers.clone();
+    result.unread = old.unread.clone();
+    if !changes.is_empty() && !old.unread.is_empty() {
+        problems.push(Problem {
+            key: format!("table `{}`", old.name),
+            message: format!(
+                "migrations of yours changed it in ways msgen cannot read ({}), so msgen cannot tell whether services.toml's change is already made",
+                old.unread.join("; ")
+            ),
+            help: format!(
+                "write the change as a migration of your own, or once services.toml says what your migrations did, run `msgen generate --accept-schema {}`; msgen then takes the table as services.toml says",
+                w.service
+            ),
+        });
+    }
     (result, changes)
 }
 

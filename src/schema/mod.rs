@@ -126,13 +126,8 @@ impl ColType {
             "f64" => Self::F64,
             "bool" => Self::Bool,
             "datetime" => Self::Datetime,
-            _ => {
-                let t = s.strip_prefix("sql:")?.trim();
-                if t.is_empty() {
-                    return None;
-                }
-                Self::Sql(t.to_ascii_lowercase())
-            }
+            // SQLite lets a column have no type at all: `sql:`.
+            _ => Self::Sql(s.strip_prefix("sql:")?.trim().to_ascii_lowercase()),
         })
     }
 
@@ -210,6 +205,9 @@ pub struct Table {
     /// Triggers on the table (the user's): a SQLite rebuild would lose them, so
     /// it is refused while there are any.
     pub triggers: Vec<String>,
+    /// Statements of the user's about the table that msgen could not read: no
+    /// change is made to it until `--accept-schema` says what it is.
+    pub unread: Vec<String>,
 }
 
 /// An index or a view, as a migration wrote it.
@@ -310,6 +308,7 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
                     indexes: Vec::new(),
                     constraints: Vec::new(),
                     triggers: Vec::new(),
+                    unread: Vec::new(),
                 },
                 service: service.clone(),
                 resource: Some(r.name.clone()),
@@ -343,6 +342,7 @@ fn auth_table() -> Table {
         indexes: Vec::new(),
         constraints: Vec::new(),
         triggers: Vec::new(),
+        unread: Vec::new(),
     }
 }
 
@@ -360,5 +360,6 @@ fn events_table() -> Table {
         indexes: Vec::new(),
         constraints: Vec::new(),
         triggers: Vec::new(),
+        unread: Vec::new(),
     }
 }

@@ -1,7 +1,7 @@
 //! One owner of a database (a service, or the monolith): from its record and its
 //! `migrations/` folder to the new migration files and the new record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::diff::{evolve, Options, Problem, Step};
 use super::read::replay;
@@ -15,6 +15,8 @@ pub struct Disk {
     pub record: Option<Record>,
     /// `migrations/*.sql` with a version, name → contents.
     pub files: BTreeMap<String, String>,
+    /// The files msgen wrote: `.msgen/base` holds the same contents.
+    pub ours: BTreeSet<String>,
 }
 
 /// What a render does for one owner.
@@ -44,20 +46,6 @@ pub fn version_of(file: &str) -> Option<u64> {
     // sqlx reads versions as i64.
     let v: i64 = v.parse().ok()?;
     u64::try_from(v).ok()
-}
-
-/// Whether msgen wrote `file` (its name and first line are msgen's): what it
-/// creates is msgen's to change, not the user's.
-pub fn written_by_msgen(file: &str, sql: &str) -> bool {
-    let Some(rest) = file.split_once('_').map(|(_, r)| r) else {
-        return false;
-    };
-    let named = ["create_", "alter_", "drop_"]
-        .iter()
-        .any(|p| rest.strip_prefix(p).is_some_and(|t| !t.is_empty()));
-    named
-        && (sql.starts_with("CREATE TABLE IF NOT EXISTS ")
-            || sql.starts_with("-- Written by msgen: "))
 }
 
 /// The version after `last`, if sqlx can still read it.
@@ -111,13 +99,7 @@ pub fn plan(
         .collect();
     unaccounted.sort();
     for (_, file, sql) in &unaccounted {
-        let r = replay(
-            &mut schema,
-            sql,
-            dialect,
-            wanted,
-            written_by_msgen(file, sql),
-        );
+        let r = replay(&mut schema, sql, dialect, wanted, disk.ours.contains(*file));
         out.unread
             .extend(r.unread.iter().map(|s| format!("{file}: {s}")));
         accounted.insert((*file).clone(), Recorded::new(r.tables, sql));
@@ -138,6 +120,13 @@ pub fn plan(
             allow_data_loss: true,
         };
         schema = evolve(&schema, wanted, all).schema;
+        for t in &mut schema.tables {
+            t.unread.clear();
+        }
+        // The user's word covers the files they deleted too.
+        for f in std::mem::take(&mut out.missing) {
+            accounted.remove(&f);
+        }
     } else {
         let mut evo = evolve(&schema, wanted, opts);
         if dialect == Dialect::Sqlite {

@@ -36,10 +36,14 @@ pub fn replay(
     let mut out = Replayed::default();
     for stmt in statements(sql) {
         let lx = lexemes(&stmt);
+        let ranges = crate::sql::lexeme_ranges(&stmt);
         let ctx = Ctx {
             dialect,
             wanted,
             ours,
+            stmt: &stmt,
+            lx: &lx,
+            ranges: &ranges,
         };
         let touched = match words(&lx, 3).as_slice() {
             ["create", "table", ..] | ["create", "temp" | "temporary", "table"] => {
@@ -62,14 +66,32 @@ pub fn replay(
         };
         match touched {
             Ok(Some(t)) => {
+                let t = t
+                    .strip_prefix(super::ddl::REBUILD_PREFIX)
+                    .map_or(t.clone(), str::to_string);
                 if !out.tables.contains(&t) {
                     out.tables.push(t);
                 }
             }
             Ok(None) => {}
-            Err(()) => out
-                .unread
-                .push(stmt.lines().next().unwrap_or_default().to_string()),
+            Err(()) => {
+                let first = stmt
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with("--"))
+                    .unwrap_or_default()
+                    .to_string();
+                // An ALTER of a known table msgen cannot read: that table's shape
+                // is no longer certain, so no change is made to it until the user
+                // says what it is (`--accept-schema`).
+                if let ["alter", "table", ..] = words(&lx, 2).as_slice() {
+                    let at = skip_if_exists(&lx, 2);
+                    if let Some(t) = name_at(&lx, at).and_then(|(n, _)| schema.table_mut(&n)) {
+                        t.unread.push(first.clone());
+                    }
+                }
+                out.unread.push(first);
+            }
         }
     }
     out
@@ -148,13 +170,21 @@ fn past_group(lx: &[Lexeme], i: usize) -> usize {
 }
 
 /// A (possibly schema-qualified) name at `i`: the name and the index after it.
+/// A name in the default schema (`public`, SQLite's `main`) is the bare name; one
+/// in another schema keeps it (`archive.posts`), so it is never taken for a
+/// table of the service's.
 fn name_at(lx: &[Lexeme], i: usize) -> Option<(String, usize)> {
     let Some(Lexeme::Word(w)) = lx.get(i) else {
         return None;
     };
     if matches!(lx.get(i + 1), Some(Lexeme::Punct('.'))) {
         if let Some(Lexeme::Word(n)) = lx.get(i + 2) {
-            return Some((n.clone(), i + 3));
+            let name = if matches!(w.as_str(), "public" | "main") {
+                n.clone()
+            } else {
+                format!("{w}.{n}")
+            };
+            return Some((name, i + 3));
         }
     }
     Some((w.clone(), i + 1))
@@ -173,6 +203,7 @@ fn skip_if_exists(lx: &[Lexeme], mut i: usize) -> usize {
 }
 
 const COLUMN_KEYWORDS: &[&str] = &[
+    "as",
     "primary",
     "not",
     "null",
@@ -190,6 +221,10 @@ struct Ctx<'a> {
     dialect: Dialect,
     wanted: &'a [Wanted],
     ours: bool,
+    /// The statement being read, its tokens and where each is written.
+    stmt: &'a str,
+    lx: &'a [Lexeme],
+    ranges: &'a [std::ops::Range<usize>],
 }
 
 impl Ctx<'_> {
@@ -207,6 +242,18 @@ impl Ctx<'_> {
 
     fn is_wanted_table(&self, table: &str) -> bool {
         self.wanted.iter().any(|w| w.table.name == table)
+    }
+
+    /// The text `part` (a run of this statement's tokens) is written as.
+    fn source(&self, part: &[Lexeme]) -> Option<String> {
+        let (first, last) = (part.first()?, part.last()?);
+        let at = |l: &Lexeme| {
+            let size = std::mem::size_of::<Lexeme>();
+            let offset = (l as *const Lexeme as usize).checked_sub(self.lx.as_ptr() as usize)?;
+            self.ranges.get(offset / size)
+        };
+        let (start, end) = (at(first)?.start, at(last)?.end);
+        self.stmt.get(start..end).map(str::to_string)
     }
 
     /// Whether something msgen did not write and `services.toml` does not declare.
@@ -268,8 +315,8 @@ impl Ctx<'_> {
         };
         c.by_hand = self.by_hand(table, Some(name));
         if c.by_hand {
-            // The user's column, as they wrote it after its name.
-            c.raw = Some(literal(&lx[1..]));
+            // The user's column, exactly as they wrote it after its name.
+            c.raw = Some(self.source(&lx[1..]).unwrap_or_else(|| literal(&lx[1..])));
         }
         Some(c)
     }
@@ -300,6 +347,7 @@ impl Ctx<'_> {
             indexes: Vec::new(),
             constraints: Vec::new(),
             triggers: Vec::new(),
+            unread: Vec::new(),
         };
         let mut constraints = Vec::new();
         for item in split_top(body) {
@@ -318,7 +366,9 @@ impl Ctx<'_> {
         }
         for item in constraints {
             if !table_constraint(&mut table, item) {
-                table.constraints.push(literal(item));
+                table
+                    .constraints
+                    .push(self.source(item).unwrap_or_else(|| literal(item)));
             }
         }
         // A rebuild's new table (msgen's, or the user's done the same way): the
@@ -389,7 +439,10 @@ impl Ctx<'_> {
                 ["add", "constraint", ..]
                 | ["add", "foreign" | "unique" | "primary" | "check", ..] => {
                     if !table_constraint(table, &action[1..]) {
-                        table.constraints.push(literal(&action[1..]));
+                        let text = self.source(&action[1..]);
+                        table
+                            .constraints
+                            .push(text.unwrap_or_else(|| literal(&action[1..])));
                     }
                 }
                 ["add", ..] => {
@@ -496,7 +549,8 @@ impl Ctx<'_> {
             c.references = None;
             return Ok(Some(table.clone()));
         }
-        Ok(None)
+        // The user's own block: msgen cannot tell what it does.
+        Err(())
     }
 }
 
@@ -613,14 +667,20 @@ fn column_constraints(c: &mut Column, lx: &[Lexeme], mut i: usize) -> Option<boo
                 }
             }
             "generated" => {
-                identity = true;
-                // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY [( ... )]
+                // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY [( ... )]; a
+                // generated column (GENERATED ALWAYS AS (expr)) is not read.
                 i += 1;
                 while let Some(Lexeme::Word(w)) = lx.get(i) {
-                    if COLUMN_KEYWORDS.contains(&w.as_str()) {
+                    if w == "identity" {
+                        identity = true;
+                    }
+                    if COLUMN_KEYWORDS.contains(&w.as_str()) && w != "as" {
                         break;
                     }
                     i += 1;
+                }
+                if !identity {
+                    return None;
                 }
                 if matches!(lx.get(i), Some(Lexeme::Punct('('))) {
                     i = past_group(lx, i);

@@ -98,6 +98,8 @@ struct RawTable {
     constraints: Vec<String>,
     #[serde(default)]
     triggers: Vec<String>,
+    #[serde(default)]
+    unread: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +167,7 @@ impl Record {
                 indexes: t.indexes.into_iter().map(named).collect(),
                 constraints: t.constraints,
                 triggers: t.triggers,
+                unread: t.unread,
             });
         }
         let dialect = match raw.database.as_deref() {
@@ -244,6 +247,7 @@ impl Record {
             named_list(&mut out, "indexes", &t.indexes);
             string_list(&mut out, "constraints", &t.constraints);
             string_list(&mut out, "triggers", &t.triggers);
+            string_list(&mut out, "unread", &t.unread);
         }
         out
     }
@@ -312,6 +316,7 @@ mod tests {
                     }],
                     constraints: vec!["unique(summary,author_id)".into()],
                     triggers: vec!["posts_touch".into()],
+                    unread: vec!["ALTER TABLE posts ALTER COLUMN x SET STATISTICS 10".into()],
                 }],
                 views: vec![Named {
                     name: "recent".into(),

@@ -165,7 +165,7 @@ fn problems(dialect: Dialect, from: &str, to: &str) -> Vec<Problem> {
     let (last, _) = evolve_through(dialect, &[(from, false)]);
     let disk = Disk {
         record: Some(last.record),
-        files: Default::default(),
+        ..Default::default()
     };
     let p = project(to, "");
     match plan_for(&p, dialect, &disk) {
@@ -218,7 +218,7 @@ fn a_dropped_resource_is_refused_until_confirmed() {
     let p = Project::parse(text, Path::new("services.toml")).unwrap();
     let disk = Disk {
         record: Some(last.record),
-        files: Default::default(),
+        ..Default::default()
     };
     let err = plan_for(&p, Dialect::Postgres, &disk).unwrap_err();
     assert_eq!(err[0].key, "table `orders`");
@@ -324,7 +324,7 @@ fn accept_schema_records_without_writing() {
     let (last, _) = evolve_through(Dialect::Postgres, &SEQUENCE[..1]);
     let disk = Disk {
         record: Some(last.record),
-        files: Default::default(),
+        ..Default::default()
     };
     let p = project(r#"{ title = "i32" }"#, "");
     let op = plan(
@@ -354,6 +354,8 @@ fn disk_of(op: &OwnerPlan, files: &[(String, String)]) -> Disk {
     Disk {
         record: Some(record),
         files: files.iter().cloned().collect(),
+        // `evolve_through` writes msgen's files only.
+        ours: files.iter().map(|(f, _)| f.clone()).collect(),
     }
 }
 
@@ -472,6 +474,7 @@ fn without_its_record_msgen_reads_its_own_migrations_back_to_the_same_schema() {
         let disk = Disk {
             record: None,
             files: files.iter().cloned().collect(),
+            ours: files.iter().map(|(f, _)| f.clone()).collect(),
         };
         let p = project(SEQUENCE[SEQUENCE.len() - 1].0, "");
         let op = plan_for(&p, dialect, &disk).unwrap_or_else(|e| panic!("{dialect:?}: {e:?}"));
@@ -492,13 +495,13 @@ fn reading_msgen_s_rebuild_again_keeps_the_user_s_columns_the_user_s() {
     let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     disk = Disk {
         record: Some(op.record),
-        files: disk.files,
+        ..disk
     };
     // A change only a rebuild makes.
     let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
     let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     assert!(
-        op.new_files[0].1.contains("\"code\" text collate nocase"),
+        op.new_files[0].1.contains("\"code\" TEXT COLLATE NOCASE"),
         "{}",
         op.new_files[0].1
     );
@@ -518,4 +521,130 @@ fn reading_msgen_s_rebuild_again_keeps_the_user_s_columns_the_user_s() {
         .unwrap()
         .clone();
     assert!(code.by_hand, "{code:?}");
+}
+
+#[test]
+fn a_user_s_file_named_like_msgen_s_stays_the_user_s() {
+    let (last, files) = evolve_through(Dialect::Postgres, &SEQUENCE[..1]);
+    let mut disk = disk_of(&last, &files);
+    // What `sqlx migrate add create_tags` gives, filled in as msgen would.
+    disk.files.insert(
+        "20240101120000_create_tags.sql".into(),
+        "CREATE TABLE IF NOT EXISTS tags (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL);".into(),
+    );
+    let p = project(SEQUENCE[0].0, "");
+    let op = plan_for(&p, Dialect::Postgres, &disk).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(op.new_files.is_empty(), "{:?}", op.new_files);
+    assert!(op.record.schema.table("tags").unwrap().by_hand);
+}
+
+#[test]
+fn a_table_changed_in_ways_msgen_cannot_read_waits_for_the_user_s_word() {
+    let (last, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
+    let mut disk = disk_of(&last, &files);
+    disk.files.insert(
+        "0003_mine.sql".into(),
+        "-- my tag\nALTER TABLE orders ADD COLUMN tag TEXT NOT NULL ON CONFLICT REPLACE DEFAULT 'none';\nALTER TABLE orders ADD COLUMN up TEXT GENERATED ALWAYS AS (upper(title)) VIRTUAL;".into(),
+    );
+    let p = project(SEQUENCE[0].0, "");
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
+    assert_eq!(op.unread.len(), 2, "{:?}", op.unread);
+    assert!(
+        op.unread[0].ends_with(
+            "ALTER TABLE orders ADD COLUMN tag TEXT NOT NULL ON CONFLICT REPLACE DEFAULT 'none'"
+        ),
+        "{:?}",
+        op.unread
+    );
+    disk.record = Some(op.record);
+    // A change to that table (a SQLite rebuild would lose the column) is refused.
+    let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
+    let err = plan_for(&p, Dialect::Sqlite, &disk).unwrap_err();
+    assert!(err[0].message.contains("cannot read"), "{}", err[0]);
+    assert!(err[0].help.contains("--accept-schema shop"), "{}", err[0]);
+    // The user's word clears it; the next change is made.
+    let op = plan(
+        &wanted_of(&p),
+        Dialect::Sqlite,
+        &disk,
+        Options::default(),
+        true,
+    )
+    .unwrap();
+    assert!(op.record.schema.table("orders").unwrap().unread.is_empty());
+    disk.record = Some(op.record);
+    let p = project(r#"{ title = "string", qty = "i32?", note = "text?" }"#, "");
+    assert_eq!(
+        plan_for(&p, Dialect::Sqlite, &disk)
+            .unwrap()
+            .new_files
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn the_user_s_columns_and_constraints_are_kept_as_written() {
+    let (last, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
+    let mut disk = disk_of(&last, &files);
+    disk.files.insert(
+        "0003_mine.sql".into(),
+        "ALTER TABLE orders ADD COLUMN \"Order\" INTEGER DEFAULT 0 CHECK (\"Order\" >= 0);\nALTER TABLE orders ADD CONSTRAINT two UNIQUE (title, \"Order\");".into(),
+    );
+    let p = project(SEQUENCE[0].0, "");
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
+    disk.record = Some(op.record);
+    let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
+    let sql = &op.new_files[0].1;
+    assert!(
+        sql.contains("    \"Order\" INTEGER DEFAULT 0 CHECK (\"Order\" >= 0),\n"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("    CONSTRAINT two UNIQUE (title, \"Order\")\n"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn dropped_tables_go_before_the_tables_they_refer_to() {
+    let two = r#"{ title = "string", customer_id = "ref:customer" }"#;
+    let (last, files) = evolve_through(Dialect::Postgres, &[(two, false)]);
+    let disk = disk_of(&last, &files);
+    let text = "[project]\nname = \"shop\"\n\n[[services]]\nname = \"shop\"\n\n  [[services.resources]]\n  name = \"note\"\n  fields = { body = \"text\" }\n";
+    let p = Project::parse(text, Path::new("services.toml")).unwrap();
+    let all = Options {
+        allow_data_loss: true,
+    };
+    let op = plan(&wanted_of(&p), Dialect::Postgres, &disk, all, false).unwrap();
+    let names: Vec<&str> = op.new_files.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "0003_create_notes.sql",
+            "0004_drop_orders.sql",
+            "0005_drop_customers.sql"
+        ]
+    );
+}
+
+#[test]
+fn tables_of_other_schemas_are_not_the_service_s() {
+    let (last, files) = evolve_through(Dialect::Postgres, &SEQUENCE[..1]);
+    let mut disk = disk_of(&last, &files);
+    disk.files.insert(
+        "0003_archive.sql".into(),
+        "CREATE SCHEMA archive;\nCREATE TABLE archive.orders (LIKE public.orders);\nDROP TABLE archive.orders;\nALTER TABLE public.orders ADD COLUMN note TEXT;".into(),
+    );
+    let p = project(SEQUENCE[1].0, "");
+    let op = plan_for(&p, Dialect::Postgres, &disk).unwrap();
+    assert!(op.new_files.is_empty(), "{:?}", op.new_files);
+    assert!(op
+        .record
+        .schema
+        .table("orders")
+        .unwrap()
+        .column("note")
+        .is_some());
 }
