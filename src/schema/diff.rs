@@ -246,8 +246,10 @@ pub fn evolve(recorded: &Schema, wanted: &[Wanted], opts: Options) -> Evolution 
         .iter()
         .take_while(|s| matches!(s, Step::Create(_)))
         .count();
-    let ordered = referenced_first(out.steps.drain(..creates).collect());
+    let (ordered, deferred) = creates_in_order(out.steps.drain(..creates).collect());
+    let n = ordered.len();
     out.steps.splice(0..0, ordered);
+    out.steps.splice(n..n, deferred);
     // Drops the other way round: a table that refers to another goes first.
     let first_drop = out
         .steps
@@ -311,6 +313,53 @@ fn referenced_first(mut pending: Vec<Step>) -> Vec<Step> {
         out.push(pending.remove(ready.unwrap_or(0)));
     }
     out
+}
+
+/// New tables in an order PostgreSQL accepts: a table before those that refer to
+/// it. Tables that refer to each other are made without the foreign key that
+/// closes the cycle, which a later step adds.
+fn creates_in_order(mut pending: Vec<Step>) -> (Vec<Step>, Vec<Step>) {
+    let mut deferred = Vec::new();
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let names: Vec<String> = pending.iter().map(|s| s.table().to_string()).collect();
+        let waits_for = |t: &Table, c: &Column| {
+            c.references
+                .as_ref()
+                .is_some_and(|r| r != &t.name && names.contains(r))
+        };
+        let ready = pending.iter().position(|s| match s {
+            Step::Create(t) => !t.columns.iter().any(|c| waits_for(t, c)),
+            _ => true,
+        });
+        let next = match ready {
+            Some(i) => pending.remove(i),
+            None => match pending.remove(0) {
+                // A cycle: the first table goes without its foreign keys to the
+                // tables still to come, and gets them once they exist.
+                Step::Create(full) => {
+                    let mut bare = full.clone();
+                    let mut changes = Vec::new();
+                    for c in bare.columns.iter_mut().filter(|c| waits_for(&full, c)) {
+                        changes.push(Change::References {
+                            column: c.name.clone(),
+                            to: c.references.take(),
+                        });
+                    }
+                    deferred.push(Step::Alter {
+                        old: bare.clone(),
+                        new: full,
+                        changes,
+                        views: Vec::new(),
+                    });
+                    Step::Create(bare)
+                }
+                other => other,
+            },
+        };
+        out.push(next);
+    }
+    (out, deferred)
 }
 
 /// The changes to one table; the table as it will be.
