@@ -172,8 +172,7 @@ fn castable(from: &ColType, to: &ColType) -> bool {
         || !matches!(from, Id) && matches!(to, String | Text)
 }
 
-const CONFIRM: &str =
-    "confirm with --allow-data-loss (`msgen generate --allow-data-loss`, or on the command that asked for it)";
+const CONFIRM: &str = "to confirm, run the command again with --allow-data-loss";
 
 /// Diffs `recorded` against `wanted`. Tables and columns the user made by hand
 /// (not in `wanted` when they were read) are left alone.
@@ -469,7 +468,7 @@ fn alter(
                         c.name, new.name, oc.ty, c.ty
                     ),
                     help: format!(
-                        "{CONFIRM} (each value is converted with CAST: PostgreSQL stops the migration at a value that does not convert, SQLite keeps what CAST gives), or keep the type and write the conversion as a migration of your own"
+                        "{CONFIRM}: each value is converted with CAST, PostgreSQL stops the migration at a value that does not convert, SQLite keeps what CAST gives; or keep the type and write the conversion as a migration of your own"
                     ),
                 });
             }
