@@ -140,7 +140,19 @@ pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
 }
 
 /// Works out what applying `plan` to the tree at `root` does, without writing.
+/// `plan` is a whole render: a file msgen generated last time that it does not
+/// hold is stale.
 pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
+    diff_with(root, plan, true)
+}
+
+/// [`diff`] of a plan that adds files to the tree and says nothing of the rest
+/// (`msgen add-migration`): no file is stale.
+pub fn diff_additions(root: &Path, plan: &Plan) -> Result<Outcome> {
+    diff_with(root, plan, false)
+}
+
+fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
     let mut changes = Vec::new();
     // Nothing is written while diffing, so what is missing stays missing.
     let mut dirs = Dirs::default();
@@ -234,7 +246,12 @@ pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
     }
 
     // Files generated last time that the plan no longer has.
-    for rel in recorded(root)? {
+    let stale = if whole {
+        recorded(root)?
+    } else {
+        BTreeSet::new()
+    };
+    for rel in stale {
         if plan.files.contains_key(&rel) {
             continue;
         }

@@ -33,9 +33,9 @@ use include_dir::{include_dir, Dir};
 use tera::{Context, Tera};
 
 use crate::context::ProjectCtx;
-use crate::model::{Project, Service, Template};
+use crate::model::{Project, Template};
 use crate::plan::{Ownership, Plan};
-use crate::schema::{self, owner, Dialect};
+use crate::schema::{self, owner};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
@@ -143,8 +143,6 @@ impl Renderer {
     pub fn plan(&self, project: &Project, schema: &schema::Inputs) -> Result<Plan, RenderError> {
         let pctx = ProjectCtx::new(project);
         let mut plan = Plan::default();
-        // Database owners: (record name, directory, dialect, wanted tables).
-        let mut owners = Vec::new();
         let mut base = Context::new();
         base.insert("project", &pctx);
 
@@ -223,13 +221,6 @@ impl Renderer {
                     self.emit(&mut plan, name, format!("{dir}/{rel}"), &ctx)?;
                 }
             }
-            let modules: Vec<&Service> = project.modules().collect();
-            if project.monolith.as_ref().is_some_and(|m| !m.is_external()) {
-                if let Some(dialect) = Dialect::of(project.default_database) {
-                    let w = schema::wanted(project, &modules);
-                    owners.push(("monolith".to_string(), "monolith".to_string(), dialect, w));
-                }
-            }
         }
 
         for (svc, sctx) in project.standalone().zip(&pctx.services) {
@@ -280,12 +271,8 @@ impl Renderer {
                 let rel = rel.replace("__service__", svc.name.as_str());
                 self.emit(&mut plan, name, rel, &ctx)?;
             }
-            if let Some(dialect) = Dialect::of(svc.database) {
-                let w = schema::wanted(project, &[svc]);
-                owners.push((svc.name.as_str().to_string(), dir.clone(), dialect, w));
-            }
         }
-        plan_schema(&mut plan, schema, owners)?;
+        plan_schema(&mut plan, schema, schema::owners(project))?;
         Ok(plan)
     }
 
@@ -320,10 +307,16 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<(String, &'a str)>) {
 fn plan_schema(
     plan: &mut Plan,
     inputs: &schema::Inputs,
-    owners: Vec<(String, String, Dialect, Vec<schema::Wanted>)>,
+    owners: Vec<schema::Owner>,
 ) -> Result<(), RenderError> {
     let mut problems = Vec::new();
-    for (name, dir, dialect, wanted) in owners {
+    for schema::Owner {
+        name,
+        dir,
+        dialect,
+        wanted,
+    } in owners
+    {
         let disk = inputs.owners.get(&name).cloned().unwrap_or_default();
         if let Some(r) = disk.record.as_ref().filter(|r| r.dialect != Some(dialect)) {
             if let Some(was) = r.dialect {

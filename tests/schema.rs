@@ -269,26 +269,9 @@ fn model_shape(wanted: &[Wanted], dialect: Dialect) -> Vec<String> {
     out
 }
 
-/// Each database owner of the project at `root`: (record name, migrations dir,
-/// dialect, wanted tables).
-fn owners(root: &Path) -> Vec<(String, PathBuf, Dialect, Vec<Wanted>)> {
-    let project = Project::load(&root.join("services.toml")).unwrap();
-    let mut out = Vec::new();
-    for s in project.standalone() {
-        if let Some(d) = Dialect::of(s.database) {
-            let name = s.name.as_str().to_string();
-            let dir = root.join("services").join(&name).join("migrations");
-            out.push((name, dir, d, schema::wanted(&project, &[s])));
-        }
-    }
-    if project.monolith.is_some() {
-        if let Some(d) = Dialect::of(project.default_database) {
-            let modules: Vec<_> = project.modules().collect();
-            let w = schema::wanted(&project, &modules);
-            out.push(("monolith".into(), root.join("monolith/migrations"), d, w));
-        }
-    }
-    out
+/// Each database owner of the project at `root`, as msgen renders them.
+fn owners(root: &Path) -> Vec<schema::Owner> {
+    schema::owners(&Project::load(&root.join("services.toml")).unwrap())
 }
 
 fn migration_files(dir: &Path) -> Vec<PathBuf> {
@@ -318,7 +301,14 @@ fn every_example_migrates_a_fresh_database_to_its_model() {
                 ],
             ));
             let root = dir.path().join(&name);
-            for (owner, mdir, dialect, wanted) in owners(&root) {
+            for schema::Owner {
+                name: owner,
+                dir: owner_dir,
+                dialect,
+                wanted,
+            } in owners(&root)
+            {
+                let mdir = root.join(owner_dir).join("migrations");
                 let db = Db::new(
                     dialect,
                     &format!("{name}_{database}_{}", owner.replace('-', "_")),
@@ -385,7 +375,7 @@ fn evolve_on(dialect: Dialect) {
                 applied.push(f);
             }
         }
-        let (_, _, _, wanted) = owners(&root).remove(0);
+        let wanted = owners(&root).remove(0).wanted;
         assert_eq!(
             db.shape(),
             model_shape(&wanted, dialect),

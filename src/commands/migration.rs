@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{db_owners, load, schema_inputs, Printer, SchemaArgs};
+use super::{load, owner_named, schema_inputs, Printer, SchemaArgs};
 use crate::apply;
 use crate::plan::{Ownership, Plan};
-use crate::schema::owner::{next_version, version_of};
+use crate::schema::owner::next_version;
 use crate::UsageError;
 
 pub fn add(
@@ -22,22 +22,7 @@ pub fn add(
     out: Printer,
 ) -> Result<ExitCode> {
     let project = load(root)?;
-    let owners = db_owners(&project);
-    let Some((_, dir)) = owners.iter().find(|(o, _)| o == service) else {
-        let names: Vec<&str> = owners.iter().map(|(o, _)| o.as_str()).collect();
-        return Err(UsageError(format!(
-            "no service `{service}` with a database of msgen's; services with one: {}{}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            },
-            crate::diagnostic::did_you_mean(service, &names)
-                .map(|m| format!(" (did you mean `{m}`?)"))
-                .unwrap_or_default()
-        ))
-        .into());
-    };
+    let dir = owner_named(&project, service, "")?.dir;
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -52,13 +37,7 @@ pub fn add(
     }
     let inputs = schema_inputs(root, &project, &SchemaArgs::default())?;
     let disk = inputs.owners.get(service).cloned().unwrap_or_default();
-    let highest = disk
-        .files
-        .keys()
-        .filter_map(|f| version_of(f))
-        .chain(disk.record.as_ref().map(|r| r.last_version))
-        .max()
-        .unwrap_or(0);
+    let highest = disk.highest_version();
     let Some(next) = next_version(highest) else {
         anyhow::bail!("{dir}/migrations: no version is left after {highest} (sqlx reads versions as i64); renumber the migrations");
     };
@@ -72,9 +51,7 @@ pub fn add(
     );
     let mut plan = Plan::default();
     plan.add(rel.clone(), body, Ownership::CreateOnly);
-    let mut outcome = apply::diff(root, &plan)?;
-    // The plan holds this one file: every other file msgen recorded is not stale.
-    outcome.changes.retain(|c| c.path == rel);
+    let outcome = apply::diff_additions(root, &plan)?;
     if dry_run {
         out.line(format!("would create {rel}"));
         return Ok(ExitCode::SUCCESS);

@@ -355,22 +355,31 @@ pub struct SchemaArgs {
     pub inputs: Option<schema::Inputs>,
 }
 
-/// Owners of a database in `project`: (record name, directory).
-pub fn db_owners(project: &Project) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = project
-        .standalone()
-        .filter(|s| !s.adopted && s.database != crate::model::DatabaseKind::None)
-        .map(|s| {
-            (
-                s.name.as_str().to_string(),
-                format!("services/{}", s.name.as_str()),
-            )
-        })
-        .collect();
-    if project.monolith.as_ref().is_some_and(|m| !m.is_external()) {
-        out.push(("monolith".into(), "monolith".into()));
+/// The owner of a database named `name` on the command line (`flag` names the
+/// option, for the message), or a usage error listing the ones there are.
+pub fn owner_named(project: &Project, name: &str, flag: &str) -> Result<schema::Owner> {
+    let owners = schema::owners(project);
+    let names: Vec<&str> = owners.iter().map(|o| o.name.as_str()).collect();
+    if let Some(o) = owners.iter().find(|o| o.name == name) {
+        return Ok(o.clone());
     }
-    out
+    Err(crate::UsageError(format!(
+        "{flag}{name}: no service with a database msgen renders has that name; those with one: {}{}",
+        none_or_list(&names),
+        crate::diagnostic::did_you_mean(name, &names)
+            .map(|m| format!(" (did you mean `{m}`?)"))
+            .unwrap_or_default()
+    ))
+    .into())
+}
+
+/// `a, b, c`, or `none`.
+pub fn none_or_list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Reads each owner's schema record and migration files.
@@ -381,19 +390,11 @@ pub fn schema_inputs(root: &Path, project: &Project, args: &SchemaArgs) -> Resul
         },
         ..Default::default()
     };
-    let owners = db_owners(project);
     for name in &args.accept {
-        if !owners.iter().any(|(o, _)| o == name) {
-            let names: Vec<&str> = owners.iter().map(|(o, _)| o.as_str()).collect();
-            return Err(crate::UsageError(format!(
-                "--accept-schema {name}: no service with a database of that name; services with one: {}",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
-            ))
-            .into());
-        }
+        owner_named(project, name, "--accept-schema ")?;
         inputs.accept.insert(name.clone());
     }
-    for (name, dir) in owners {
+    for schema::Owner { name, dir, .. } in schema::owners(project) {
         let mut disk = schema::owner::Disk::default();
         let record_path = apply::safe_path(root, &schema::record::path(&name))?;
         // A deleted record comes back from msgen's copy of what it last wrote: it

@@ -44,7 +44,7 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
         if current.service(dep).is_none() {
             bail!(
                 "--depends-on {dep}: no service `{dep}` in {CONFIG_FILE}; services: {}{}",
-                list(&names),
+                super::none_or_list(&names),
                 suggestion(dep, &names)
             );
         }
@@ -126,7 +126,7 @@ pub fn remove(
         let names: Vec<&str> = current.services.iter().map(|s| s.name.as_str()).collect();
         bail!(
             "no service `{name}` in {CONFIG_FILE}; services: {}{}",
-            list(&names),
+            super::none_or_list(&names),
             suggestion(name, &names)
         );
     }
@@ -185,12 +185,4 @@ fn suggestion(name: &str, names: &[&str]) -> String {
     crate::diagnostic::did_you_mean(name, names)
         .map(|m| format!("\n  help: did you mean `{m}`?"))
         .unwrap_or_default()
-}
-
-fn list(names: &[&str]) -> String {
-    if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
-    }
 }

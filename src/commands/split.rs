@@ -215,11 +215,11 @@ fn split_schema(
         .get("monolith")
         .cloned()
         .unwrap_or_default();
-    let modules: Vec<&Service> = old.modules().collect();
-    let wanted = schema::wanted(old, &modules);
-    let dialect = schema::Dialect::of(old.default_database);
-    let mono = match dialect {
-        Some(d) => schema::owner::plan(&wanted, d, &disk, Default::default(), false).map_err(|p| {
+    let monolith = schema::owners(old)
+        .into_iter()
+        .find(|o| o.name == "monolith");
+    let mono = match monolith {
+        Some(o) => schema::owner::plan(&o.wanted, o.dialect, &disk, Default::default(), false).map_err(|p| {
             crate::CheckFailed(format!(
                 "the monolith's database is not what services.toml describes ({} problem(s)); run `msgen generate` and settle that first:\n  {}",
                 p.len(),

@@ -103,7 +103,7 @@ pub fn migration(step: &Step, dialect: Dialect) -> (String, String) {
                         make_views(views)
                     )
                 }
-                Dialect::Sqlite if !sqlite_rebuilds(changes) => sqlite_alter(&new.name, new, changes),
+                Dialect::Sqlite if !sqlite_rebuilds(changes) => sqlite_alter(&new.name, changes),
                 Dialect::Sqlite => sqlite_rebuild(old, new, changes, views),
             };
             (format!("alter_{}", new.name), format!("{header}{body}"))
@@ -131,7 +131,20 @@ fn drop_foreign_key(table: &str, column: &str) -> String {
 
 fn postgres_alter(table: &str, old: &Table, new: &Table, changes: &[Change]) -> String {
     let mut sql = String::new();
-    let col = |name: &str| new.column(name).cloned();
+    // Columns whose SQL type changes while they have a default: USING does not
+    // convert a default, so it is dropped first and the new one set after.
+    let reset: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Retype { column, from, to }
+                if from.sql(Dialect::Postgres) != to.sql(Dialect::Postgres)
+                    && old_default(old, changes, column).is_some() =>
+            {
+                Some(column.as_str())
+            }
+            _ => None,
+        })
+        .collect();
     // Renames first: every later statement names columns as they will be.
     for c in changes {
         if let Change::Rename { from, to } = c {
@@ -159,9 +172,8 @@ fn postgres_alter(table: &str, old: &Table, new: &Table, changes: &[Change]) -> 
             Change::Retype { column, from, to } => {
                 let (from, to) = (from.sql(Dialect::Postgres), to.sql(Dialect::Postgres));
                 if from != to {
-                    let had_default = old_default(old, changes, column).is_some();
+                    let had_default = reset.contains(&column.as_str());
                     if had_default {
-                        // A default is not converted by USING: set again below.
                         sql.push_str(&alter(
                             table,
                             format!("ALTER COLUMN {} DROP DEFAULT", q(column)),
@@ -175,7 +187,8 @@ fn postgres_alter(table: &str, old: &Table, new: &Table, changes: &[Change]) -> 
                             q(column)
                         ),
                     ));
-                    if let (true, Some(d)) = (had_default, col(column).and_then(|c| c.default)) {
+                    let default = new.column(column).and_then(|c| c.default.as_ref());
+                    if let (true, Some(d)) = (had_default, default) {
                         sql.push_str(&alter(
                             table,
                             format!("ALTER COLUMN {} SET DEFAULT {d}", q(column)),
@@ -215,9 +228,7 @@ fn postgres_alter(table: &str, old: &Table, new: &Table, changes: &[Change]) -> 
                 ));
             }
             Change::Default { column, default } => {
-                let retyped_with_default = changes.iter().any(|x| matches!(x, Change::Retype { column: c, from, to } if c == column && from.sql(Dialect::Postgres) != to.sql(Dialect::Postgres)))
-                    && old_default(old, changes, column).is_some();
-                if retyped_with_default {
+                if reset.contains(&column.as_str()) {
                     continue;
                 }
                 let action = match default {
@@ -291,7 +302,7 @@ fn sqlite_alters(c: &Change) -> bool {
     }
 }
 
-fn sqlite_alter(table: &str, _new: &Table, changes: &[Change]) -> String {
+fn sqlite_alter(table: &str, changes: &[Change]) -> String {
     let mut sql = String::new();
     for c in changes {
         match c {

@@ -115,20 +115,19 @@ impl ColType {
         }
     }
 
+    /// Reads [`ColType::name`] back: a field type of `services.toml` (not `ref:`,
+    /// which is stored as `i64`), `id`, or `sql:<type>`.
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "id" => Self::Id,
-            "string" => Self::String,
-            "text" => Self::Text,
-            "email" => Self::Email,
-            "i32" => Self::I32,
-            "i64" => Self::I64,
-            "f64" => Self::F64,
-            "bool" => Self::Bool,
-            "datetime" => Self::Datetime,
+        if s == "id" {
+            return Some(Self::Id);
+        }
+        if let Some(t) = s.strip_prefix("sql:") {
             // SQLite lets a column have no type at all: `sql:`.
-            _ => Self::Sql(s.strip_prefix("sql:")?.trim().to_ascii_lowercase()),
-        })
+            return Some(Self::Sql(t.trim().to_ascii_lowercase()));
+        }
+        FieldType::parse(s)
+            .filter(|t| !matches!(t, FieldType::Ref(_)))
+            .map(|t| Self::of(&t))
     }
 
     /// The SQL type in `dialect` (for [`ColType::Id`], the type of its key column).
@@ -240,6 +239,46 @@ impl Schema {
     pub fn table_mut(&mut self, name: &str) -> Option<&mut Table> {
         self.tables.iter_mut().find(|t| t.name == name)
     }
+}
+
+/// One database msgen keeps in step: a service's, or the monolith's (shared by its
+/// modules).
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The record's name: the service's, or `monolith`.
+    pub name: String,
+    /// Where its `migrations/` folder is, relative to the project root.
+    pub dir: String,
+    pub dialect: Dialect,
+    pub wanted: Vec<Wanted>,
+}
+
+/// Every owner of a database in `project` that msgen renders (not an adopted
+/// service's, nor an adopted monolith's: their code is the user's).
+pub fn owners(project: &Project) -> Vec<Owner> {
+    let mut out = Vec::new();
+    if project.monolith.as_ref().is_some_and(|m| !m.is_external()) {
+        if let Some(dialect) = Dialect::of(project.default_database) {
+            let modules: Vec<&Service> = project.modules().collect();
+            out.push(Owner {
+                name: "monolith".into(),
+                dir: "monolith".into(),
+                dialect,
+                wanted: wanted(project, &modules),
+            });
+        }
+    }
+    for s in project.standalone().filter(|s| !s.adopted) {
+        if let Some(dialect) = Dialect::of(s.database) {
+            out.push(Owner {
+                name: s.name.as_str().to_string(),
+                dir: format!("services/{}", s.name.as_str()),
+                dialect,
+                wanted: wanted(project, &[s]),
+            });
+        }
+    }
+    out
 }
 
 /// A table the model wants, with what the messages about it need.

@@ -19,6 +19,19 @@ pub struct Disk {
     pub ours: BTreeSet<String>,
 }
 
+impl Disk {
+    /// The highest version this owner has used: of its files, or the record's
+    /// (which remembers files a split moved away).
+    pub fn highest_version(&self) -> u64 {
+        self.files
+            .keys()
+            .filter_map(|f| version_of(f))
+            .chain(self.record.as_ref().map(|r| r.last_version))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// What a render does for one owner.
 #[derive(Debug, Clone, Default)]
 pub struct OwnerPlan {
@@ -62,9 +75,9 @@ pub fn plan(
     opts: Options,
     accept: bool,
 ) -> Result<OwnerPlan, Vec<Problem>> {
-    let (mut schema, mut accounted, last) = match &disk.record {
-        Some(r) => (r.schema.clone(), r.migrations.clone(), r.last_version),
-        None => (Schema::default(), BTreeMap::new(), 0),
+    let (mut schema, mut accounted) = match &disk.record {
+        Some(r) => (r.schema.clone(), r.migrations.clone()),
+        None => (Schema::default(), BTreeMap::new()),
     };
     // A migration edited since msgen recorded it (a migration of the user's, written
     // after `add-migration`; or one of msgen's, changed by hand): what the record
@@ -105,14 +118,7 @@ pub fn plan(
         accounted.insert((*file).clone(), Recorded::new(r.tables, sql));
         out.kept.push((*file).clone());
     }
-    let highest = disk
-        .files
-        .keys()
-        .filter_map(|f| version_of(f))
-        .chain([last])
-        .max()
-        .unwrap_or(0);
-    let mut next = highest;
+    let mut next = disk.highest_version();
     if accept {
         // The user's migrations did it: the schema is what services.toml says,
         // with the tables and columns they made of their own kept.

@@ -343,6 +343,18 @@ fn accept_schema_records_without_writing() {
     assert_eq!(orders.column("title").unwrap().ty, super::ColType::I32);
 }
 
+/// The first step of [`SEQUENCE`] rendered on `dialect`, then a migration of the
+/// user's, `0003_mine.sql`, read and recorded: the disk after that, and that plan.
+fn with_users_migration(dialect: Dialect, sql: &str) -> (Disk, OwnerPlan) {
+    let (first, files) = evolve_through(dialect, &SEQUENCE[..1]);
+    let mut disk = disk_of(&first, &files);
+    disk.files.insert("0003_mine.sql".into(), sql.into());
+    let op =
+        plan_for(&project(SEQUENCE[0].0, ""), dialect, &disk).unwrap_or_else(|e| panic!("{e:?}"));
+    disk.record = Some(op.record.clone());
+    (disk, op)
+}
+
 /// A disk holding `files` and `op`'s record, its sums made to agree with them.
 fn disk_of(op: &OwnerPlan, files: &[(String, String)]) -> Disk {
     let mut record = op.record.clone();
@@ -416,13 +428,8 @@ fn a_table_is_created_before_the_tables_that_refer_to_it() {
 
 #[test]
 fn an_edited_migration_makes_msgen_read_them_all_again() {
-    let (last, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
-    let mut disk = disk_of(&last, &files);
     // The user's migration, recorded while empty, then written.
-    disk.files.insert("0003_mine.sql".into(), String::new());
-    let p = project(SEQUENCE[0].0, "");
-    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
-    disk.record = Some(op.record);
+    let (mut disk, _) = with_users_migration(Dialect::Sqlite, "");
     disk.files.insert(
         "0003_mine.sql".into(),
         "ALTER TABLE orders ADD COLUMN note TEXT;".into(),
@@ -487,18 +494,10 @@ fn without_its_record_msgen_reads_its_own_migrations_back_to_the_same_schema() {
 
 #[test]
 fn reading_msgen_s_rebuild_again_keeps_the_user_s_columns_the_user_s() {
-    let (first, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
-    let mut disk = disk_of(&first, &files);
-    disk.files.insert(
-        "0003_mine.sql".into(),
-        "ALTER TABLE orders ADD COLUMN code TEXT COLLATE NOCASE;".into(),
+    let (mut disk, _) = with_users_migration(
+        Dialect::Sqlite,
+        "ALTER TABLE orders ADD COLUMN code TEXT COLLATE NOCASE;",
     );
-    let p = project(SEQUENCE[0].0, "");
-    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
-    disk = Disk {
-        record: Some(op.record),
-        ..disk
-    };
     // A change only a rebuild makes.
     let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
     let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
@@ -542,14 +541,10 @@ fn a_user_s_file_named_like_msgen_s_stays_the_user_s() {
 
 #[test]
 fn a_table_changed_in_ways_msgen_cannot_read_waits_for_the_user_s_word() {
-    let (last, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
-    let mut disk = disk_of(&last, &files);
-    disk.files.insert(
-        "0003_mine.sql".into(),
-        "-- my tag\nALTER TABLE orders ADD COLUMN tag TEXT NOT NULL ON CONFLICT REPLACE DEFAULT 'none';\nALTER TABLE orders ADD COLUMN up TEXT GENERATED ALWAYS AS (upper(title)) VIRTUAL;".into(),
+    let (mut disk, op) = with_users_migration(
+        Dialect::Sqlite,
+        "-- my tag\nALTER TABLE orders ADD COLUMN tag TEXT NOT NULL ON CONFLICT REPLACE DEFAULT 'none';\nALTER TABLE orders ADD COLUMN up TEXT GENERATED ALWAYS AS (upper(title)) VIRTUAL;",
     );
-    let p = project(SEQUENCE[0].0, "");
-    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     assert_eq!(op.unread.len(), 2, "{:?}", op.unread);
     assert!(
         op.unread[0].ends_with(
@@ -558,7 +553,6 @@ fn a_table_changed_in_ways_msgen_cannot_read_waits_for_the_user_s_word() {
         "{:?}",
         op.unread
     );
-    disk.record = Some(op.record);
     // A change to that table (a SQLite rebuild would lose the column) is refused.
     let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
     let err = plan_for(&p, Dialect::Sqlite, &disk).unwrap_err();
@@ -587,15 +581,10 @@ fn a_table_changed_in_ways_msgen_cannot_read_waits_for_the_user_s_word() {
 
 #[test]
 fn the_user_s_columns_and_constraints_are_kept_as_written() {
-    let (last, files) = evolve_through(Dialect::Sqlite, &SEQUENCE[..1]);
-    let mut disk = disk_of(&last, &files);
-    disk.files.insert(
-        "0003_mine.sql".into(),
-        "ALTER TABLE orders ADD COLUMN \"Order\" INTEGER DEFAULT 0 CHECK (\"Order\" >= 0);\nALTER TABLE orders ADD CONSTRAINT two UNIQUE (title, \"Order\");".into(),
+    let (disk, _) = with_users_migration(
+        Dialect::Sqlite,
+        "ALTER TABLE orders ADD COLUMN \"Order\" INTEGER DEFAULT 0 CHECK (\"Order\" >= 0);\nALTER TABLE orders ADD CONSTRAINT two UNIQUE (title, \"Order\");",
     );
-    let p = project(SEQUENCE[0].0, "");
-    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
-    disk.record = Some(op.record);
     let p = project(r#"{ title = "string", qty = "i32?" }"#, "");
     let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
     let sql = &op.new_files[0].1;
