@@ -74,6 +74,8 @@ pub struct Change {
     pub action: Action,
     /// New base record, if it changes (None = remove the record).
     base: Option<Option<String>>,
+    /// Applied after the others ([`crate::plan::PlannedFile::last`]).
+    last: bool,
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +244,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             path: rel.clone(),
             action,
             base: base_update,
+            last: file.last,
         });
     }
 
@@ -270,14 +273,10 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             path: rel,
             action,
             base: Some(None),
+            last: false,
         });
     }
-    // Schema records last: a run killed before them leaves migrations the next run
-    // reads back, never a record of a migration that was not written.
-    changes.sort_by(|a, b| {
-        let record = |p: &str| p.starts_with(".msgen/schema/");
-        (record(&a.path), &a.path).cmp(&(record(&b.path), &b.path))
-    });
+    changes.sort_by(|a, b| (a.last, &a.path).cmp(&(b.last, &b.path)));
     Ok(Outcome { changes })
 }
 
@@ -518,5 +517,33 @@ pub fn verb(a: &Action) -> &'static str {
         Action::KeepMigration => "keep (migration)",
         Action::Record => "record",
         Action::Unchanged => "unchanged",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_planned_last_is_applied_after_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = Plan::default();
+        plan.add_last(".msgen/schema/a.toml", "record".into());
+        plan.add(
+            "services/a/migrations/0001_x.sql",
+            "sql".into(),
+            Ownership::CreateOnly,
+        );
+        plan.add("z.txt", "z".into(), Ownership::Managed);
+        let outcome = diff(dir.path(), &plan).unwrap();
+        let order: Vec<&str> = outcome.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "services/a/migrations/0001_x.sql",
+                "z.txt",
+                ".msgen/schema/a.toml"
+            ]
+        );
     }
 }

@@ -18,6 +18,10 @@ pub enum Ownership {
 pub struct PlannedFile {
     pub contents: String,
     pub ownership: Ownership,
+    /// Written after every other file: a record of what they hold (a schema
+    /// record), so that a run killed in between leaves the files, never a record
+    /// of files that were not written.
+    pub last: bool,
 }
 
 /// Relative paths (always `/`-separated) → contents. A BTreeMap keeps output ordered.
@@ -37,6 +41,19 @@ impl Plan {
             PlannedFile {
                 contents,
                 ownership,
+                last: false,
+            },
+        );
+    }
+
+    /// A managed file applied after all the others (see [`PlannedFile::last`]).
+    pub fn add_last(&mut self, path: impl Into<String>, contents: String) {
+        self.files.insert(
+            path.into(),
+            PlannedFile {
+                contents,
+                ownership: Ownership::Managed,
+                last: true,
             },
         );
     }

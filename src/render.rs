@@ -364,11 +364,7 @@ fn plan_schema(
                 plan.schema_warnings.extend(op.missing.iter().map(|m| {
                     format!("{dir}/migrations/{m} is missing, but msgen recorded it: restore it (git, or .msgen/base/{dir}/migrations/{m}); a database made from scratch would lack what it did")
                 }));
-                plan.add(
-                    schema::record::path(&name),
-                    op.record.to_toml(&dir),
-                    Ownership::Managed,
-                );
+                plan.add_last(schema::record::path(&name), op.record.to_toml(&dir));
             }
         }
     }
