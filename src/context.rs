@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::model::{
     DatabaseKind, Field, FieldType, Project, RefTarget, Resource, Service, Template,
 };
+use crate::schema::ddl::q;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectCtx {
@@ -785,12 +786,6 @@ fn field_ctx(f: &Field) -> FieldCtx {
             format!("input.{}", f.name)
         },
     }
-}
-
-/// Identifiers are always quoted: field names such as `user` or `order` are reserved
-/// words in SQL but fine in `services.toml`.
-fn q(ident: &str) -> String {
-    format!("\"{ident}\"")
 }
 
 fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
