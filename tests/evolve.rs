@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use common::run::{build_bins, call, free_port, wait_healthy, Proc};
-use common::{assert_ok, msgen, require_postgres};
+use common::{assert_ok, msgen, require_postgres, DropDb};
 
 const BINS: [&str; 3] = ["gateway", "shop-service", "stock-service"];
 
@@ -122,21 +122,6 @@ impl System {
     }
 }
 
-/// Drops the test's PostgreSQL database at the end, passed or failed.
-struct PgDb(String);
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.0
-            ))
-            .output();
-    }
-}
-
 #[test]
 fn a_running_system_follows_its_model_and_keeps_every_row() {
     require_postgres();
@@ -159,7 +144,7 @@ fn a_running_system_follows_its_model_and_keeps_every_row() {
     ));
     let root = dir.path().join("evo");
     let bin = dir.path().join("bin");
-    let pg = PgDb(format!("evo_e2e_{}_{}", std::process::id(), free_port()));
+    let pg = DropDb(format!("evo_e2e_{}_{}", std::process::id(), free_port()));
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
 

@@ -11,32 +11,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_ok, example, examples, msgen, require_postgres, stderr, stdout};
+use common::{assert_ok, example, examples, msgen, psql, require_postgres, stderr, stdout, DropDb};
 use msgen::model::Project;
 use msgen::schema::{self, ColType, Dialect, Wanted};
 
 /// A PostgreSQL database of the test's own, dropped at the end (passed or failed).
 struct Pg {
-    name: String,
-}
-
-fn psql(db: &str, args: &[&str]) -> std::process::Output {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .args(args)
-        .output()
-        .expect("psql runs (PostgreSQL's client)")
+    db: DropDb,
 }
 
 impl Pg {
@@ -58,11 +39,11 @@ impl Pg {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self { name }
+        Self { db: DropDb(name) }
     }
 
     fn apply(&self, file: &Path) {
-        let out = psql(&self.name, &["-1", "-f", file.to_str().unwrap()]);
+        let out = psql(&self.db.0, &["-1", "-f", file.to_str().unwrap()]);
         assert!(
             out.status.success(),
             "{} failed on PostgreSQL:\n{}\n{}",
@@ -74,7 +55,7 @@ impl Pg {
 
     /// Rows of `sql`, fields joined by `|`.
     fn rows(&self, sql: &str) -> Vec<String> {
-        let out = psql(&self.name, &["-A", "-t", "-F", "|", "-c", sql]);
+        let out = psql(&self.db.0, &["-A", "-t", "-F", "|", "-c", sql]);
         assert!(
             out.status.success(),
             "{sql}: {}",
@@ -84,18 +65,6 @@ impl Pg {
             .lines()
             .map(str::to_string)
             .collect()
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = psql(
-            "postgres",
-            &[
-                "-c",
-                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
-            ],
-        );
     }
 }
 

@@ -82,7 +82,7 @@ struct RawRecord {
     #[serde(default)]
     tables: Vec<RawTable>,
     #[serde(default)]
-    views: Vec<RawIndex>,
+    views: Vec<RawNamed>,
 }
 
 #[derive(Deserialize)]
@@ -93,7 +93,7 @@ struct RawTable {
     by_hand: bool,
     columns: Vec<RawColumn>,
     #[serde(default)]
-    indexes: Vec<RawIndex>,
+    indexes: Vec<RawNamed>,
     #[serde(default)]
     constraints: Vec<String>,
     #[serde(default)]
@@ -104,7 +104,7 @@ struct RawTable {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawIndex {
+struct RawNamed {
     name: String,
     sql: String,
 }
@@ -253,7 +253,7 @@ impl Record {
     }
 }
 
-fn named(i: RawIndex) -> Named {
+fn named(i: RawNamed) -> Named {
     Named {
         name: i.name,
         sql: i.sql,

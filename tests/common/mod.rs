@@ -248,3 +248,35 @@ pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// `psql` against database `db` of the machine's PostgreSQL, as `postgres`,
+/// stopping at the first error.
+pub fn psql(db: &str, args: &[&str]) -> Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(args)
+        .output()
+        .expect("psql runs (PostgreSQL's client)")
+}
+
+/// A PostgreSQL database of one test's own, dropped when the test ends, passed or
+/// failed (connections still open to it included).
+pub struct DropDb(pub String);
+
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0);
+        let _ = psql("postgres", &["-c", &sql]);
+    }
+}
