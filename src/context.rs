@@ -21,6 +21,9 @@ pub struct ProjectCtx {
     pub has_sqlite: bool,
     pub has_db: bool,
     pub has_auth: bool,
+    /// The gateway checks tokens on some route (an auth service and a service that
+    /// is not public).
+    pub has_protected: bool,
     pub has_clients: bool,
     /// Some service publishes or consumes events: NATS is part of the system.
     pub has_events: bool,
@@ -122,6 +125,8 @@ pub struct ServiceCtx {
     pub depends_on: Vec<DepCtx>,
     pub resources: Vec<ResourceCtx>,
     pub routes: Vec<String>,
+    /// `GET` path of the service's own information (name, version, events handled).
+    pub info_path: String,
     /// A module of the monolith: its code lives in `monolith/src/<snake>/`.
     pub in_monolith: bool,
     /// Moved from an adopted monolith: msgen renders its deployment only.
@@ -346,6 +351,7 @@ impl ProjectCtx {
             has_sqlite,
             has_db: has_postgres || has_sqlite,
             has_auth,
+            has_protected: routes.iter().any(|r| r.protected),
             has_events: p
                 .services
                 .iter()
@@ -390,7 +396,7 @@ impl ProjectCtx {
 
 fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
     // Per project: two projects on one PostgreSQL server must not share a database.
-    let db_name = format!("{}_{}", p.name.snake(), s.name.snake());
+    let db_name = p.database_name(s);
     let database_url = match s.database {
         DatabaseKind::Postgres => format!(
             "postgres://postgres:postgres@{}-db:5432/{db_name}",
@@ -440,6 +446,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         depends_on,
         resources: s.resources.iter().map(|r| resource_ctx(p, s, r)).collect(),
         routes: s.route_prefixes(),
+        info_path: s.info_path(),
         auth_sql_consts: auth_sql_consts(s.database),
         in_monolith: s.in_monolith,
         adopted: s.adopted,
@@ -638,6 +645,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         // Every module's resources: the monolith's tests exercise them all.
         resources: modules.iter().flat_map(|m| m.resources.clone()).collect(),
         routes: modules.iter().flat_map(|m| m.routes.clone()).collect(),
+        info_path: "/api/v1/monolith".into(),
         auth_sql_consts: auth_sql_consts(kind),
         in_monolith: false,
         adopted: false,

@@ -44,6 +44,12 @@ const RUST_KEYWORDS: &[&str] = &[
 /// Columns every resource table has already.
 const RESERVED_FIELDS: &[&str] = &["id", "created_at", "updated_at"];
 
+/// PostgreSQL's limits: 1600 columns a table (SQLite's default is 2000), and
+/// identifiers of at most 63 bytes, longer ones being silently cut (two databases
+/// whose names differ after byte 63 would be one).
+const MAX_COLUMNS: usize = 1600;
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
 pub const DATABASE_KINDS: &[&str] = &["postgres", "sqlite", "none"];
 pub const TEMPLATES: &[&str] = &["crud", "auth"];
 pub const FIELD_TYPES: &[&str] = &[
@@ -119,6 +125,15 @@ impl ServiceName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Port(u16);
 
+/// Ports no generated binary may listen on: the local run (the generated README,
+/// `cargo test`) has PostgreSQL and NATS on them, and the gateway serves its metrics
+/// on 9464 whatever its own port.
+const RESERVED_PORTS: &[(u16, &str)] = &[
+    (4222, "NATS, which the generated system's local run and tests use"),
+    (5432, "PostgreSQL, which the generated system's local run and tests use"),
+    (9464, "the gateway's metrics endpoint (its METRICS_PORT)"),
+];
+
 impl Port {
     pub fn parse(n: i64) -> Result<Self, String> {
         if !(1024..=65535).contains(&n) {
@@ -126,7 +141,21 @@ impl Port {
                 "{n} is out of range; accepted: 1024..=65535 (ports below 1024 need root, and the containers run as non-root)"
             ));
         }
+        if let Some((_, what)) = RESERVED_PORTS.iter().find(|(p, _)| i64::from(*p) == n) {
+            let taken: Vec<String> = RESERVED_PORTS.iter().map(|(p, _)| p.to_string()).collect();
+            return Err(format!(
+                "port {n} is taken by {what}; accepted: 1024..=65535 except {}",
+                taken.join(", ")
+            ));
+        }
         Ok(Self(n as u16))
+    }
+
+    /// The first port from 3001 up that `taken` does not hold and that is not reserved.
+    pub fn first_free(taken: impl Fn(u16) -> bool) -> Option<Self> {
+        (FIRST_SERVICE_PORT..=u16::MAX)
+            .find(|p| !taken(*p) && RESERVED_PORTS.iter().all(|(r, _)| r != p))
+            .map(Self)
     }
     pub fn get(self) -> u16 {
         self.0
@@ -386,11 +415,28 @@ impl Service {
             .collect()
     }
 
-    /// The first path segment under `/api/v1/` of each route prefix.
+    /// The first path segment under `/api/v1/` of each route prefix, each once: a
+    /// service `orders` with a resource `order` serves `/api/v1/orders` itself.
     pub fn route_segments(&self) -> Vec<String> {
         let mut segments = vec![self.name.as_str().to_string()];
-        segments.extend(self.resources.iter().map(Resource::path_segment));
+        for r in &self.resources {
+            let segment = r.path_segment();
+            if !segments.contains(&segment) {
+                segments.push(segment);
+            }
+        }
         segments
+    }
+
+    /// Where the service says which service it is: `/api/v1/<name>`, unless one of
+    /// its resources is listed there (`orders` serving `order`), then below it.
+    pub fn info_path(&self) -> String {
+        let base = format!("/api/v1/{}", self.name.as_str());
+        if self.resources.iter().any(|r| r.path_segment() == self.name.as_str()) {
+            format!("{base}/info")
+        } else {
+            base
+        }
     }
 
     /// Prefixes the monolith serves it under, without the version (`/api/posts`):
@@ -515,6 +561,7 @@ impl Project {
             dep_spans: BTreeMap::new(),
             published: Vec::new(),
             consumed: Vec::new(),
+            project: None,
         };
         let project = v.project(raw);
         match project {
@@ -545,6 +592,15 @@ impl Project {
         self.services.iter().find(|s| s.template == Template::Auth)
     }
 
+    /// The PostgreSQL database (or SQLite file stem) of a service: `<project>_<service>`.
+    pub fn database_name(&self, s: &Service) -> String {
+        Self::database_name_of(&self.name, s)
+    }
+
+    fn database_name_of(project: &ProjectName, s: &Service) -> String {
+        database_name(project, &s.name)
+    }
+
     pub fn database_kinds(&self) -> BTreeSet<DatabaseKind> {
         self.services.iter().map(|s| s.database).collect()
     }
@@ -558,10 +614,13 @@ impl Project {
             .chain([self.gateway.port.get()])
             .chain(self.monolith.as_ref().map(|m| m.port.get()))
             .collect();
-        (FIRST_SERVICE_PORT..=u16::MAX)
-            .find(|p| !used.contains(p))
-            .unwrap_or(FIRST_SERVICE_PORT)
+        Port::first_free(|p| used.contains(&p)).map_or(FIRST_SERVICE_PORT, Port::get)
     }
+}
+
+/// `<project>_<service>`, in snake case.
+fn database_name(project: &ProjectName, service: &ServiceName) -> String {
+    format!("{}_{}", project.snake(), service.snake())
 }
 
 /// `text` with the entry at byte `at` replaced by spaces: its line, or a whole
@@ -808,6 +867,8 @@ struct Validator<'a> {
     /// Every subject some service publishes, and (service, subject) consumed.
     published: Vec<String>,
     consumed: Vec<(String, Spanned<String>)>,
+    /// The project's name once valid: databases are named after it.
+    project: Option<ProjectName>,
 }
 
 impl Validator<'_> {
@@ -991,7 +1052,10 @@ impl Validator<'_> {
     fn project(&mut self, raw: RawConfig) -> Option<Project> {
         let rp = raw.project.into_inner();
         let name = match ProjectName::parse(rp.name.get_ref()) {
-            Ok(n) => Some(n),
+            Ok(n) => {
+                self.project = Some(n.clone());
+                Some(n)
+            }
             Err(m) => {
                 self.err(&rp.name, "project.name", m, None);
                 None
@@ -1074,10 +1138,8 @@ impl Validator<'_> {
                 if let Ok(port) = Port::parse(*p.get_ref()) {
                     let key = format!("services[{i}].port");
                     if let Some(owner) = ports.get(&port.get()) {
-                        let taken: BTreeSet<u16> = ports.keys().copied().collect();
-                        let free = (FIRST_SERVICE_PORT..=u16::MAX)
-                            .find(|p| !taken.contains(p))
-                            .unwrap_or(FIRST_SERVICE_PORT);
+                        let free = Port::first_free(|p| ports.contains_key(&p))
+                            .map_or(FIRST_SERVICE_PORT, Port::get);
                         let msg = format!("port {} is already used by {owner}", port.get());
                         self.err(p, &key, msg, Some(format!("the next free port is {free}")));
                     } else {
@@ -1199,17 +1261,31 @@ impl Validator<'_> {
                 .map_err(|m| self.err(p, &key("port"), m, None))
                 .ok(),
             None => {
-                let free = (FIRST_SERVICE_PORT..=u16::MAX).find(|p| !ports.contains_key(p));
-                free.map(|p| {
-                    ports.insert(p, format!("service `{}`", rs.name.get_ref()));
-                    Port(p)
-                })
+                let free = Port::first_free(|p| ports.contains_key(&p));
+                if let Some(p) = free {
+                    ports.insert(p.get(), format!("service `{}`", rs.name.get_ref()));
+                }
+                free
             }
         };
         let database = match &rs.database {
             Some(d) => self.database(d, &key("database")),
             None => Some(default_database),
         };
+        let in_monolith = rs.monolith.as_ref().is_some_and(|m| *m.get_ref());
+        if let (Some(project), Some(service), Some(DatabaseKind::Postgres), false) =
+            (&self.project, &name, database, in_monolith)
+        {
+            let db = database_name(project, service);
+            if db.len() > MAX_IDENTIFIER_BYTES {
+                let msg = format!(
+                    "its database would be named `{db}`, {} bytes; accepted: at most {MAX_IDENTIFIER_BYTES} bytes for `<project>_<service>` (PostgreSQL's limit)",
+                    db.len()
+                );
+                let help = Some("shorten the service's or the project's name".into());
+                self.err(&rs.name, &key("name"), msg, help);
+            }
+        }
         let template = match &rs.template {
             Some(t) => {
                 let parsed = Template::parse(t.get_ref());
@@ -1286,7 +1362,6 @@ impl Validator<'_> {
             );
         }
 
-        let in_monolith = rs.monolith.as_ref().is_some_and(|m| *m.get_ref());
         let publishes = self.subjects(&rs.publishes, &key("publishes"));
         let consumes = self.subjects(&rs.consumes, &key("consumes"));
         for (list, what) in [(&rs.publishes, "publishes"), (&rs.consumes, "consumes")] {
@@ -1458,7 +1533,7 @@ impl Validator<'_> {
         }
         if rr.fields.is_empty() {
             self.err(
-                &Spanned::new(at, ()),
+                &Spanned::new(at.clone(), ()),
                 &format!("{key}.fields"),
                 "a resource needs at least one field".into(),
                 Some(r#"e.g. fields = { title = "string", published = "bool?" }"#.into()),
@@ -1554,6 +1629,19 @@ impl Validator<'_> {
                 default,
                 renamed_from,
             });
+        }
+        let max_fields = MAX_COLUMNS - RESERVED_FIELDS.len();
+        if fields.len() > max_fields {
+            self.err(
+                &Spanned::new(at, ()),
+                &format!("{key}.fields"),
+                format!(
+                    "{} fields; accepted: at most {max_fields} (PostgreSQL allows {MAX_COLUMNS} columns a table, and {} are every resource's)",
+                    fields.len(),
+                    RESERVED_FIELDS.join(", ")
+                ),
+                Some("split the resource in two, joined by a `ref:` field".into()),
+            );
         }
         Some(Resource {
             name: name?,
