@@ -127,6 +127,9 @@ pub struct ServiceCtx {
     pub routes: Vec<String>,
     /// `GET` path of the service's own information (name, version, events handled).
     pub info_path: String,
+    /// `let expected = [..];`: every route its OpenAPI document lists, as
+    /// `"<method> <path>"`, for its generated test.
+    pub expected_routes: String,
     /// A module of the monolith: its code lives in `monolith/src/<snake>/`.
     pub in_monolith: bool,
     /// Moved from an adopted monolith: msgen renders its deployment only.
@@ -173,6 +176,12 @@ pub struct DepCtx {
     /// Called in process: both sides are modules of the monolith.
     pub in_process: bool,
     pub resources: Vec<ResourceCtx>,
+    /// `<snake>_service_url: "<url>".into(),` in `Config::defaults`, laid out as
+    /// rustfmt does.
+    pub config_default: String,
+    /// `<snake>_service_url: env_or("<UPPER>_SERVICE_URL", ..)?,` in
+    /// `Config::from_env`, laid out as rustfmt does.
+    pub config_from_env: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,6 +221,9 @@ pub struct FieldCtx {
     pub optional: bool,
     /// The `common::validate::Errors` method that checks the value, if any.
     pub check: Option<String>,
+    /// That check as a statement, indented and laid out as rustfmt does: `errors.
+    /// <check>("<name>", &self.<name>);`, or with `v` inside `if let Some(v)`.
+    pub check_call: Option<String>,
     /// How `input.<name>` is handed to `.bind()`: by value when the type is Copy.
     pub bind: String,
 }
@@ -395,6 +407,7 @@ impl ProjectCtx {
 }
 
 fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
+    let resources: Vec<ResourceCtx> = s.resources.iter().map(|r| resource_ctx(p, s, r)).collect();
     // Per project: two projects on one PostgreSQL server must not share a database.
     let db_name = p.database_name(s);
     let database_url = match s.database {
@@ -444,8 +457,9 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         db_name,
         database_url,
         depends_on,
-        resources: s.resources.iter().map(|r| resource_ctx(p, s, r)).collect(),
+        resources: resources.clone(),
         routes: s.route_prefixes(),
+        expected_routes: expected_routes(&s.info_path(), s.template == Template::Auth, &resources),
         info_path: s.info_path(),
         auth_sql_consts: auth_sql_consts(s.database),
         in_monolith: s.in_monolith,
@@ -547,14 +561,30 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
         (Some(m), true) => ("monolith".to_string(), m.port.get()),
         _ => (d.name.crate_name(), d.port.get()),
     };
+    let field = format!("{}_service_url", d.name.snake());
+    let url = format!("http://{host}:{port}");
+    let pad = " ".repeat(12);
+    let mut config_default = format!("{pad}{field}: \"{url}\".into(),");
+    if config_default.len() > 100 {
+        config_default = format!("{pad}{field}:\n{pad}    \"{url}\".into(),");
+    }
+    let env = format!("\"{}_SERVICE_URL\"", d.name.upper());
+    let config_from_env = call(
+        12,
+        &format!("{field}: env_or"),
+        &[env, format!("d.{field}")],
+        "?,",
+    );
     DepCtx {
+        config_default,
+        config_from_env,
         name: d.name.as_str().to_string(),
         snake: d.name.snake(),
         pascal: d.name.pascal(),
         upper: d.name.upper(),
         crate_name: d.name.crate_name(),
         port,
-        url: format!("http://{host}:{port}"),
+        url,
         host,
         in_process: in_process(p, s, d.name.as_str()),
         resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
@@ -646,6 +676,14 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         resources: modules.iter().flat_map(|m| m.resources.clone()).collect(),
         routes: modules.iter().flat_map(|m| m.routes.clone()).collect(),
         info_path: "/api/v1/monolith".into(),
+        expected_routes: expected_routes(
+            "/api/v1/monolith",
+            modules.iter().any(|m| m.is_auth),
+            &modules
+                .iter()
+                .flat_map(|m| m.resources.clone())
+                .collect::<Vec<_>>(),
+        ),
         auth_sql_consts: auth_sql_consts(kind),
         in_monolith: false,
         adopted: false,
@@ -683,6 +721,55 @@ fn routes_call(resource: &str, ops: &[&str]) -> String {
             lines.join(",\n")
         )
     }
+}
+
+/// `callee(args)` and `tail` at `indent`, on one line while the arguments fit in
+/// rustfmt's 60 columns (`fn_call_width`) and the line in 100, else one argument
+/// per line, as rustfmt lays calls out.
+fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
+    let pad = " ".repeat(indent);
+    let inline = args.join(", ");
+    let line = format!("{pad}{callee}({inline}){tail}");
+    if inline.len() <= 60 && line.len() <= 100 {
+        return line;
+    }
+    let args: String = args.iter().map(|a| format!("{pad}    {a},\n")).collect();
+    format!("{pad}{callee}(\n{args}{pad}){tail}")
+}
+
+/// `let expected = ["get /health", ..];` at 4 spaces: on one line while the items
+/// fit rustfmt's 60 columns (`array_width`), else one item per line.
+fn expected_routes(info_path: &str, is_auth: bool, resources: &[ResourceCtx]) -> String {
+    let mut routes = vec![
+        "get /health".to_string(),
+        "get /health/ready".to_string(),
+        format!("get {info_path}"),
+    ];
+    if is_auth {
+        for r in [
+            "post /api/v1/auth/register",
+            "post /api/v1/auth/login",
+            "get /api/v1/auth/me",
+        ] {
+            routes.push(r.to_string());
+        }
+    }
+    for r in resources {
+        for m in ["get", "post"] {
+            routes.push(format!("{m} {}", r.path));
+        }
+        for m in ["get", "put", "delete"] {
+            routes.push(format!("{m} {}/{{id}}", r.path));
+        }
+    }
+    let items: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
+    let inline = items.join(", ");
+    let line = format!("    let expected = [{inline}];");
+    if inline.len() <= 60 && line.len() <= 100 {
+        return line;
+    }
+    let lines: String = items.iter().map(|i| format!("        {i},\n")).collect();
+    format!("    let expected = [\n{lines}    ];")
 }
 
 fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -788,6 +875,16 @@ fn field_ctx(f: &Field) -> FieldCtx {
         rust_type,
         optional: f.optional,
         check: check.map(str::to_string),
+        check_call: check.map(|c| {
+            let value = if f.optional {
+                "v".to_string()
+            } else {
+                format!("&self.{}", f.name)
+            };
+            let indent = if f.optional { 12 } else { 8 };
+            let args = [format!("\"{}\"", f.name), value];
+            call(indent, &format!("errors.{c}"), &args, ";")
+        }),
         bind: if matches!(f.ty, FieldType::String | FieldType::Text | FieldType::Email) {
             format!("&input.{}", f.name)
         } else {
@@ -951,4 +1048,52 @@ fn sql_consts(sql: &SqlCtx) -> String {
     .map(|(n, v)| rust_str_const("", n, v))
     .collect::<Vec<_>>()
     .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The expected layouts are rustfmt's own output (edition 2021, default config).
+
+    #[test]
+    fn calls_break_when_their_arguments_pass_60_columns_or_the_line_100() {
+        let args = |n: usize| {
+            [
+                format!("\"{}\"", "a".repeat(n)),
+                format!("&self.{}", "a".repeat(n)),
+            ]
+        };
+        assert_eq!(
+            call(8, "errors.string", &args(25), ";"),
+            format!("        errors.string(\"{0}\", &self.{0});", "a".repeat(25))
+        );
+        assert_eq!(
+            call(8, "errors.string", &args(26), ";"),
+            format!(
+                "        errors.string(\n            \"{0}\",\n            &self.{0},\n        );",
+                "a".repeat(26)
+            )
+        );
+        assert_eq!(
+            call(
+                12,
+                "abc_service_url: env_or",
+                &["\"ABC_SERVICE_URL\"".into(), "d.abc_service_url".into()],
+                "?,"
+            ),
+            "            abc_service_url: env_or(\"ABC_SERVICE_URL\", d.abc_service_url)?,"
+        );
+    }
+
+    #[test]
+    fn the_expected_routes_fit_one_line_up_to_60_columns() {
+        let one = expected_routes(&format!("/api/v1/{}", "a".repeat(10)), false, &[]);
+        assert_eq!(one.lines().count(), 1, "{one}");
+        let many = expected_routes(&format!("/api/v1/{}", "a".repeat(11)), false, &[]);
+        assert_eq!(
+            many,
+            format!("    let expected = [\n        \"get /health\",\n        \"get /health/ready\",\n        \"get /api/v1/{}\",\n    ];", "a".repeat(11))
+        );
+    }
 }

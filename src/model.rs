@@ -28,9 +28,18 @@ const RESERVED_NAMES: &[&str] = &[
     "models", "repo", "api", "main", "lib", "events",
 ];
 
+/// Packages of the generated system's dependency graph named like a service's
+/// package (`<name>-service`); tests/names.rs checks the list against Cargo.lock.
+pub const DEPENDENCY_PACKAGES: &[&str] = &["tower-service"];
+
 /// Resource names that would collide with generated modules, and plurals that would
 /// collide with generated tables.
-const RESERVED_RESOURCES: &[&str] = &["health", "events", "auth", "users", "mod"];
+const RESERVED_RESOURCES: &[&str] = &[
+    "health", "events", "auth", "users", "mod", "handlers", "models", "repo",
+];
+/// Resources whose type would shadow a type of Rust's prelude, which derive macros
+/// (serde, sqlx, utoipa) and the generated code name without a path.
+const PRELUDE_TYPES: &[&str] = &["option", "result", "string", "vec"];
 const RESERVED_TABLES: &[&str] = &["auth_users", "processed_events"];
 
 const RUST_KEYWORDS: &[&str] = &[
@@ -43,12 +52,19 @@ const RUST_KEYWORDS: &[&str] = &[
 
 /// Columns every resource table has already.
 const RESERVED_FIELDS: &[&str] = &["id", "created_at", "updated_at"];
+/// PostgreSQL's system columns: no table may have a column of these names.
+const SYSTEM_COLUMNS: &[&str] = &["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"];
 
 /// PostgreSQL's limits: 1600 columns a table (SQLite's default is 2000), and
 /// identifiers of at most 63 bytes, longer ones being silently cut (two databases
 /// whose names differ after byte 63 would be one).
 const MAX_COLUMNS: usize = 1600;
 const MAX_IDENTIFIER_BYTES: usize = 63;
+/// Fields a resource may have: fewer than the columns, because the OpenAPI schema
+/// that utoipa derives is built in one stack frame of about 5 KiB a field in a debug
+/// build, and a test thread has 2 MiB (330 fields overflowed it; tests/names.rs
+/// builds and runs a resource at this limit).
+pub const MAX_FIELDS: usize = 250;
 
 pub const DATABASE_KINDS: &[&str] = &["postgres", "sqlite", "none"];
 pub const TEMPLATES: &[&str] = &["crud", "auth"];
@@ -94,6 +110,11 @@ impl ServiceName {
                 RESERVED_NAMES.join(", ")
             ));
         }
+        if DEPENDENCY_PACKAGES.contains(&format!("{s}-service").as_str()) {
+            return Err(format!(
+                "`{s}` is reserved: it would make a package `{s}-service`, the name of a crate the generated system depends on (cargo could not tell them apart)"
+            ));
+        }
         let snake = s.replace('-', "_");
         if RUST_KEYWORDS.contains(&snake.as_str()) {
             return Err(format!("`{s}` is a Rust keyword and cannot name a module"));
@@ -129,8 +150,14 @@ pub struct Port(u16);
 /// `cargo test`) has PostgreSQL and NATS on them, and the gateway serves its metrics
 /// on 9464 whatever its own port.
 const RESERVED_PORTS: &[(u16, &str)] = &[
-    (4222, "NATS, which the generated system's local run and tests use"),
-    (5432, "PostgreSQL, which the generated system's local run and tests use"),
+    (
+        4222,
+        "NATS, which the generated system's local run and tests use",
+    ),
+    (
+        5432,
+        "PostgreSQL, which the generated system's local run and tests use",
+    ),
     (9464, "the gateway's metrics endpoint (its METRICS_PORT)"),
 ];
 
@@ -432,7 +459,11 @@ impl Service {
     /// its resources is listed there (`orders` serving `order`), then below it.
     pub fn info_path(&self) -> String {
         let base = format!("/api/v1/{}", self.name.as_str());
-        if self.resources.iter().any(|r| r.path_segment() == self.name.as_str()) {
+        if self
+            .resources
+            .iter()
+            .any(|r| r.path_segment() == self.name.as_str())
+        {
             format!("{base}/info")
         } else {
             base
@@ -562,6 +593,7 @@ impl Project {
             published: Vec::new(),
             consumed: Vec::new(),
             project: None,
+            subject_names: BTreeMap::new(),
         };
         let project = v.project(raw);
         match project {
@@ -869,6 +901,8 @@ struct Validator<'a> {
     consumed: Vec<(String, Spanned<String>)>,
     /// The project's name once valid: databases are named after it.
     project: Option<ProjectName>,
+    /// Every subject seen, by its name with dots as underscores.
+    subject_names: BTreeMap<String, String>,
 }
 
 impl Validator<'_> {
@@ -1483,6 +1517,19 @@ impl Validator<'_> {
                     format!("{v:?} is listed twice"),
                     None,
                 );
+            } else if let Some(other) = self
+                .subject_names
+                .insert(v.replace('.', "_"), v.clone())
+                .filter(|other| other != v)
+            {
+                // The stream, the payload type and the publish function are named
+                // after the subject with dots as underscores.
+                self.err(
+                    s,
+                    &format!("{key}[{i}]"),
+                    format!("{v:?} and {other:?} clash: both give the stream `{}`; accepted: subjects that differ in more than '.' and '_'", v.replace('.', "_").to_uppercase()),
+                    None,
+                );
             } else {
                 out.push(v.clone());
             }
@@ -1510,7 +1557,19 @@ impl Validator<'_> {
                     None,
                 );
             }
-            !reserved
+            if PRELUDE_TYPES.contains(&n.as_str()) {
+                self.err(
+                    &rr.name,
+                    &format!("{key}.name"),
+                    format!(
+                        "`{n}` would make a type `{}`, which would hide Rust's own; reserved: {}",
+                        pascal(n),
+                        PRELUDE_TYPES.join(", ")
+                    ),
+                    Some(format!("e.g. `{n}_entry`, with `plural` to keep the path")),
+                );
+            }
+            !reserved && !PRELUDE_TYPES.contains(&n.as_str())
         });
         let plural = match &rr.plural {
             Some(p) => check_snake(p.get_ref())
@@ -1554,6 +1613,18 @@ impl Validator<'_> {
                     Some(format!(
                         "reserved field names: {}",
                         RESERVED_FIELDS.join(", ")
+                    )),
+                );
+                continue;
+            }
+            if SYSTEM_COLUMNS.contains(&fname.as_str()) {
+                self.err(
+                    fty,
+                    &fkey,
+                    format!("`{fname}` is a system column of every PostgreSQL table"),
+                    Some(format!(
+                        "reserved field names: {}",
+                        SYSTEM_COLUMNS.join(", ")
                     )),
                 );
                 continue;
@@ -1836,6 +1907,22 @@ mod tests {
         // Not the key that starts the line (an inline table, a header): named alone.
         assert_eq!(at("x = 1", "y"), None);
         assert_eq!(at("[[services.resources]]\n  x", "services"), None);
+    }
+
+    #[test]
+    fn the_field_limit_is_within_postgresql_s() {
+        assert!(MAX_FIELDS + RESERVED_FIELDS.len() <= MAX_COLUMNS);
+    }
+
+    #[test]
+    fn ports_picked_by_msgen_skip_the_reserved_ones() {
+        let below = |limit: u16| move |p: u16| p < limit;
+        assert_eq!(Port::first_free(below(4222)).map(Port::get), Some(4223));
+        assert_eq!(Port::first_free(below(5432)).map(Port::get), Some(5433));
+        assert_eq!(Port::first_free(below(9464)).map(Port::get), Some(9465));
+        assert_eq!(Port::first_free(|_| false).map(Port::get), Some(3001));
+        assert_eq!(Port::first_free(|_| true), None);
+        assert!(Port::parse(4222).is_err() && Port::parse(4223).is_ok());
     }
 
     #[test]

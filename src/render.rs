@@ -43,6 +43,7 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 const MONOLITH_FROM_SERVICE: &[&str] = &[
     "service/Dockerfile.tera",
     "service/build.rs.tera",
+    "service/migrations/README.md.tera",
     "service/src/clients/mod.rs.tera",
     "service/src/config.rs.tera",
     "service/src/db.rs.tera",

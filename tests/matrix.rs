@@ -24,7 +24,10 @@ const FACTORS: &[(&str, &[&str])] = &[
     ("clients", &["none", "depends_on"]),
     ("databases", &["postgres", "sqlite", "mixed", "none"]),
     ("access", &["protected", "public", "mixed"]),
-    ("fields", &["required", "optional", "defaults", "refs"]),
+    (
+        "fields",
+        &["required", "optional", "defaults", "refs", "none"],
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,7 +132,9 @@ fn config(name: &str, f: Features) -> String {
         "mixed" if svc == "catalog" => "public = true\n",
         _ => "",
     };
-    let stateful = f.databases != "none";
+    // Resources, unless the level is "none" (services with a database and no table
+    // of their own are possible too).
+    let stateful = f.fields != "none";
 
     if f.auth {
         let db = if f.databases == "none" {

@@ -485,3 +485,86 @@ fn field_tables_are_checked_key_by_key() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn ports_the_running_system_needs_are_refused() {
+    // 9464: the gateway's metrics; 5432 and 4222: PostgreSQL and NATS of the local run.
+    for (port, what) in [(9464, "METRICS_PORT"), (5432, "PostgreSQL"), (4222, "NATS")] {
+        let text = GOOD.replace("port = 3002", &format!("port = {port}"));
+        fails_with(
+            &text,
+            &[
+                "services.toml:6:8",
+                "services[0].port",
+                what,
+                "except 4222, 5432, 9464",
+            ],
+        );
+        let text = format!("{GOOD}\n[gateway]\nport = {port}\n");
+        fails_with(&text, &["gateway.port", what]);
+    }
+}
+
+#[test]
+fn database_limits_are_checked() {
+    // At most 250 fields (PostgreSQL allows 1600 columns; the generated code less).
+    let fields = |n: usize| {
+        (0..n)
+            .map(|i| format!("f{i} = \"i32\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = GOOD.replace("email = \"email\"", &fields(250));
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    let text = GOOD.replace("email = \"email\"", &fields(251));
+    fails_with(
+        &text,
+        &[
+            "services[0].resources[0].fields",
+            "251 fields",
+            "at most 250",
+        ],
+    );
+    // Database names `<project>_<service>` fit PostgreSQL's 63 bytes.
+    let text = GOOD
+        .replace("name = \"shop\"", &format!("name = \"{}\"", "a".repeat(30)))
+        .replace(
+            "name = \"user\"\nport",
+            &format!("name = \"{}\"\nport", "b".repeat(33)),
+        );
+    fails_with(&text, &["services[0].name", "64 bytes", "at most 63"]);
+    // The same name on SQLite is a file name: no limit there.
+    let text = text.replace("port = 3002", "port = 3002\ndatabase = \"sqlite\"");
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_service_may_be_named_like_its_resources_plural() {
+    let text = GOOD
+        .replace("name = \"user\"\nport", "name = \"users\"\nport")
+        .replace("email = \"email\"", "email = \"email\", name = \"string\"");
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    // Another service serving the same path is still a clash.
+    let text = format!("{text}\n[[services]]\nname = \"user\"\ndatabase = \"none\"\n");
+    let text = text.replace(
+        "name = \"user\"\ndatabase = \"none\"\n",
+        "name = \"accounts\"\ndatabase = \"none\"\n\n  [[services.resources]]\n  name = \"x\"\n  plural = \"users\"\n  fields = { a = \"string\" }\n",
+    );
+    fails_with(&text, &["route /api/v1/users is also served by `users`"]);
+}
+
+#[test]
+fn names_the_generated_code_cannot_take() {
+    // `tower-service` is a crate every generated service depends on.
+    let text = GOOD.replace("name = \"user\"\nport", "name = \"tower\"\nport");
+    fails_with(&text, &["services[0].name", "tower-service"]);
+    // Two subjects that differ only in '.' and '_' would share a stream.
+    let text = GOOD.replace(
+        "port = 3002\n",
+        "port = 3002\npublishes = [\"user.signed_up\", \"user.signed.up\"]\n",
+    );
+    fails_with(&text, &["publishes[1]", "clash", "USER_SIGNED_UP"]);
+}
