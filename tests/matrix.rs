@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::pairwise;
-use common::{assert_ok, cargo, msgen, require_nats, require_postgres, CARGO_LOCK};
+use common::run::{build_bins, call, free_port, wait_healthy, Proc};
+use common::{assert_ok, cargo, msgen, require_nats, require_postgres, DropDb, CARGO_LOCK};
+use msgen::model::{DatabaseKind, Project};
 
 /// The features, in the order of a case's levels.
 const FACTORS: &[(&str, &[&str])] = &[
@@ -279,6 +281,13 @@ fn check_case(dir: &Path, index: usize, case: &[usize], run: bool) -> Result<(),
             assert!(passed >= 5, "only {passed} generated tests ran:\n{report}");
         }
     });
+    let result = result.and_then(|()| {
+        if run {
+            std::panic::catch_unwind(|| start_system(&root, index))
+        } else {
+            Ok(())
+        }
+    });
     result.map_err(|e| {
         let msg = e
             .downcast_ref::<String>()
@@ -287,6 +296,121 @@ fn check_case(dir: &Path, index: usize, case: &[usize], run: bool) -> Result<(),
             .unwrap_or_default();
         format!("{text}\n{msg}")
     })
+}
+
+/// Builds the binaries of the project at `root`, starts every one of them (services,
+/// monolith, gateway) on loopback against fresh databases and the machine's NATS,
+/// checks that each answers `/health` and that the gateway reaches each service,
+/// then stops them all with SIGTERM (each must exit cleanly).
+fn start_system(root: &Path, index: usize) {
+    let project = Project::load(&root.join("services.toml")).unwrap();
+    let standalone: Vec<_> = project.standalone().filter(|s| !s.adopted).collect();
+    let mut bins: Vec<String> = standalone.iter().map(|s| s.name.crate_name()).collect();
+    if project.monolith.is_some() {
+        bins.push("monolith".into());
+    }
+    bins.push("gateway".into());
+    let bin_dir = root.join("bin");
+    let names: Vec<&str> = bins.iter().map(String::as_str).collect();
+    build_bins(root, &bin_dir, &names);
+
+    let run = format!("matrix{index}_{}", std::process::id());
+    let ports: Vec<(String, u16)> = bins.iter().map(|b| (b.clone(), free_port())).collect();
+    let port = |b: &str| ports.iter().find(|(n, _)| n == b).unwrap().1;
+    // Every service's URL, whoever calls it; and the monolith's, for the gateway.
+    let mut urls: Vec<(String, String)> = standalone
+        .iter()
+        .map(|s| {
+            (
+                format!("{}_SERVICE_URL", s.name.upper()),
+                format!("http://127.0.0.1:{}", port(&s.name.crate_name())),
+            )
+        })
+        .collect();
+    for m in project.modules() {
+        urls.push((
+            format!("{}_SERVICE_URL", m.name.upper()),
+            format!("http://127.0.0.1:{}", port("monolith")),
+        ));
+    }
+    if project.monolith.is_some() {
+        urls.push((
+            "MONOLITH_URL".into(),
+            format!("http://127.0.0.1:{}", port("monolith")),
+        ));
+    }
+    let mut dropped = Vec::new();
+    let mut env_of = |bin: &str, kind: DatabaseKind| {
+        let mut env = urls.clone();
+        env.push(("PORT".into(), port(bin).to_string()));
+        env.push(("NATS_URL".into(), "nats://127.0.0.1:4222".into()));
+        env.push(("NATS_SUBJECT_PREFIX".into(), run.clone()));
+        env.push((
+            "JWT_SECRET".into(),
+            "matrix-secret-matrix-secret-matrix-secret".into(),
+        ));
+        let db = format!("{run}_{}", bin.replace('-', "_"));
+        match kind {
+            DatabaseKind::Postgres => {
+                env.push((
+                    "DATABASE_URL".into(),
+                    format!("postgres://postgres@127.0.0.1:5432/{db}"),
+                ));
+                dropped.push(DropDb(db));
+            }
+            DatabaseKind::Sqlite => {
+                let file = root.join("data").join(format!("{db}.db"));
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                env.push((
+                    "DATABASE_URL".into(),
+                    format!("sqlite://{}", file.display()),
+                ));
+            }
+            DatabaseKind::None => {}
+        }
+        env
+    };
+    let mut procs = Vec::new();
+    for s in &standalone {
+        let bin = s.name.crate_name();
+        let env = env_of(&bin, s.database);
+        procs.push((bin.clone(), Proc::start(&bin_dir, &bin, &env)));
+    }
+    if project.monolith.is_some() {
+        let env = env_of("monolith", project.default_database);
+        procs.push(("monolith".into(), Proc::start(&bin_dir, "monolith", &env)));
+    }
+    let env = env_of("gateway", DatabaseKind::None);
+    procs.push(("gateway".into(), Proc::start(&bin_dir, "gateway", &env)));
+    for (bin, proc) in &mut procs {
+        wait_healthy(&format!("http://127.0.0.1:{}", port(bin)), proc);
+    }
+    // Through the gateway, each service's own path reaches it: 200, or 401 where
+    // the gateway wants a token for it.
+    let gateway = format!("http://127.0.0.1:{}", port("gateway"));
+    for s in &project.services {
+        // A module answers its resources' paths; a service its own as well.
+        let path = match (s.in_monolith, s.resources.first()) {
+            (true, Some(r)) => format!("/api/v1/{}", r.path_segment()),
+            _ => s.info_path(),
+        };
+        let (status, body) = call("GET", &format!("{gateway}{path}"), None, None);
+        let protected = project.auth_service().is_some()
+            && !s.public
+            && s.template != msgen::model::Template::Auth;
+        if s.in_monolith && s.resources.is_empty() {
+            assert_ne!(status, 502, "{path}: {body}");
+        } else if protected {
+            assert_eq!(status, 401, "{path}: {body}");
+        } else {
+            assert_eq!(status, 200, "{path}: {body}");
+            assert_eq!(body["success"], serde_json::json!(true), "{path}: {body}");
+        }
+    }
+    for (_, proc) in procs.into_iter().rev() {
+        proc.terminate();
+    }
+    drop(dropped);
 }
 
 #[test]
