@@ -16,8 +16,6 @@ use anyhow::{bail, Context as _, Result};
 use crate::plan::{Ownership, Plan};
 
 pub const STATE_DIR: &str = ".msgen";
-/// In the name of every temporary file msgen writes before renaming it.
-pub const TMP_MARKER: &str = ".msgen-tmp-";
 const BASE_DIR: &str = ".msgen/base";
 
 /// What happens to one file.
@@ -286,58 +284,107 @@ fn has_conflict_markers(text: &str) -> bool {
         && text.lines().any(|l| l.starts_with(">>>>>>> "))
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+/// Where msgen makes its temporary files: a directory of its own, on the project's
+/// file system (a rename from there is atomic), so that nothing msgen writes or
+/// sweeps away shares a name with a file of the user's.
+pub const TMP_DIR: &str = ".msgen/tmp";
+
+/// Writes `contents` to `path`, a file of the project at `root`, through a
+/// temporary file and a rename.
+pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_file(path, dir, contents)
+    write_file(root, path, contents)
 }
 
-/// Temporary file in `dir`, then rename over `path`.
-fn write_file(path: &Path, dir: &Path, contents: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}{TMP_MARKER}{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
+/// A temporary file in `.msgen/tmp/`, then a rename over `path`. Where `path` is on
+/// another file system (a mount inside the project), the temporary file goes beside
+/// it instead; either way it is created exclusively and never through a link.
+fn write_file(root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
+    let write = |dir: &Path| -> std::io::Result<()> {
+        let (tmp, mut f) = create_temp(dir)?;
         // No fsync: the rename is what makes a file whole or absent when msgen is
         // killed (as git does); syncing every file made large renders crawl.
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+        let result = f.write_all(contents).and_then(|()| {
+            drop(f);
+            fs::rename(&tmp, path)
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    };
+    let tmp_dir = temp_dir(root)?;
+    let result = match write(&tmp_dir) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => match path.parent() {
+            Some(dir) => write(dir),
+            None => Err(e),
+        },
+        other => other,
+    };
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Temporary files of a run that was killed before its rename: never a real file.
-fn remove_stale_temp_files(root: &Path) -> Result<()> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                if dir == root && (name == "target" || name == ".git") {
-                    continue;
-                }
-                stack.push(entry.path());
-            } else if kind.is_file() && name.contains(TMP_MARKER) {
-                fs::remove_file(entry.path())
-                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+/// `.msgen/tmp/` of the project at `root`, made if missing; refused when it (or
+/// `.msgen`) is a symbolic link.
+fn temp_dir(root: &Path) -> Result<PathBuf> {
+    let mut dir = root.to_path_buf();
+    for part in TMP_DIR.split('/') {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "refusing to write through {}: it is not a directory (a symbolic link could lead outside the project)",
+                dir.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?
             }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        }
+    }
+    Ok(dir)
+}
+
+/// A new file in `dir` with a name no file had: `O_CREAT | O_EXCL | O_NOFOLLOW`, so a
+/// file or link already there (planted or not) is never opened, let alone written.
+fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!(".msgen-tmp-{}-{n}", std::process::id()));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        match options.open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Temporary files of a run that was killed before its rename: whatever is in
+/// `.msgen/tmp/`, which only msgen writes (under the project's lock).
+fn remove_stale_temp_files(root: &Path) -> Result<()> {
+    // Checked first: listing a link planted at .msgen/tmp would sweep its target.
+    let dir = temp_dir(root)?;
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_type()
+            .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }
     }
     Ok(())
@@ -360,10 +407,10 @@ pub fn apply_with_progress(
         progress(c);
         let target = dirs.safe_path(root, &c.path)?;
         match &c.action {
-            Action::Create { contents } => dirs.write(&target, contents.as_bytes())?,
-            Action::Update { new, .. } => dirs.write(&target, new.as_bytes())?,
-            Action::Merge { merged, .. } => dirs.write(&target, merged.as_bytes())?,
-            Action::Conflict { marked, .. } => dirs.write(&target, marked.as_bytes())?,
+            Action::Create { contents } => dirs.write(root, &target, contents.as_bytes())?,
+            Action::Update { new, .. } => dirs.write(root, &target, new.as_bytes())?,
+            Action::Merge { merged, .. } => dirs.write(root, &target, merged.as_bytes())?,
+            Action::Conflict { marked, .. } => dirs.write(root, &target, marked.as_bytes())?,
             Action::Delete { .. } => {
                 fs::remove_file(&target)
                     .with_context(|| format!("cannot remove {}", target.display()))?;
@@ -380,7 +427,7 @@ pub fn apply_with_progress(
         // sees the new file against the old base, and the merge yields the new file.
         let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
         match &c.base {
-            Some(Some(b)) => dirs.write(&base_path, b.as_bytes())?,
+            Some(Some(b)) => dirs.write(root, &base_path, b.as_bytes())?,
             Some(None) if base_path.exists() => {
                 fs::remove_file(&base_path)
                     .with_context(|| format!("cannot remove {}", base_path.display()))?;
@@ -455,7 +502,7 @@ impl Dirs {
     }
 
     /// [`write_atomic`], creating the parent directory only when it is not known.
-    fn write(&mut self, path: &Path, contents: &[u8]) -> Result<()> {
+    fn write(&mut self, root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
         let dir = path
             .parent()
             .with_context(|| format!("{} has no parent directory", path.display()))?;
@@ -463,7 +510,7 @@ impl Dirs {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             self.known.insert(dir.to_path_buf());
         }
-        write_file(path, dir, contents)
+        write_file(root, path, contents)
     }
 
     /// A removal may have taken directories away with it.

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod context;
 pub mod diagnostic;
 pub mod graph;
+pub mod lock;
 pub mod model;
 pub mod plan;
 pub mod raw;

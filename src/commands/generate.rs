@@ -118,7 +118,7 @@ pub fn render_into(
             let mut config_kind = None;
             if let Some(new) = config_changes {
                 let existed = config_path.is_file();
-                apply::write_atomic(&config_path, new.as_bytes())?;
+                apply::write_atomic(root, &config_path, new.as_bytes())?;
                 config_kind = Some(if existed {
                     Kind::Updated
                 } else {

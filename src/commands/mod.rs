@@ -25,6 +25,24 @@ pub use output::{Kind, Printer};
 
 pub const CONFIG_FILE: &str = "services.toml";
 
+/// Whether the command may write the project in the current directory (`new`
+/// writes a new directory of its own).
+fn writes(command: &Command) -> bool {
+    match command {
+        Command::Generate { check, dry_run, .. } => !check && !dry_run,
+        Command::AddMigration { dry_run, .. }
+        | Command::AddService { dry_run, .. }
+        | Command::RemoveService { dry_run, .. }
+        | Command::Split { dry_run, .. } => !dry_run,
+        _ => false,
+    }
+}
+
+/// `split --from`: the project may not have a `services.toml` yet.
+fn is_adoption(command: &Command) -> bool {
+    matches!(command, Command::Split { from: Some(_), .. })
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let cwd = match &cli.dir {
         Some(d) => d.clone(),
@@ -36,6 +54,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     let out = Printer { quiet: cli.quiet };
+    // Held until the command returns: one writer per project (see crate::lock).
+    let _lock =
+        if writes(&cli.command) && (cwd.join(CONFIG_FILE).exists() || is_adoption(&cli.command)) {
+            Some(crate::lock::ProjectLock::acquire(&cwd)?)
+        } else {
+            None
+        };
     match cli.command {
         Command::New {
             name,

@@ -147,11 +147,11 @@ pub fn run(
         safe_path(root, p)?;
         safe_path(root, &format!("{BASE}/{p}"))?;
     }
-    write_atomic(&config_path, new_text.as_bytes())?;
+    write_atomic(root, &config_path, new_text.as_bytes())?;
     for w in &plan.writes {
-        write_atomic(&root.join(&w.path), w.contents.as_bytes())?;
+        write_atomic(root, &root.join(&w.path), w.contents.as_bytes())?;
         if let Some(base) = &w.base {
-            write_atomic(&root.join(BASE).join(&w.path), base.as_bytes())?;
+            write_atomic(root, &root.join(BASE).join(&w.path), base.as_bytes())?;
         }
     }
     for r in &plan.removals {
@@ -169,7 +169,7 @@ pub fn run(
     };
     let rendered = render_into(root, &new_project, None, Mode::Apply, &schema, out);
     let report_path = format!("docs/split-{module}.md");
-    write_atomic(&root.join(&report_path), report.as_bytes())?;
+    write_atomic(root, &root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
     out.line(format!("(this report is in {report_path})"));
     let code = rendered?;
@@ -181,6 +181,11 @@ pub fn run(
         .into());
     }
     Ok(code)
+}
+
+/// Nothing at all is at `path`: no file, directory or symbolic link.
+fn fs_entry_missing(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn read_opt(path: &Path) -> Option<String> {
@@ -751,7 +756,7 @@ fn run_from(
     // The service first: until the monolith changes, the split can be rerun after
     // deleting services/<name>/.
     for (p, text) in &cut.service_files {
-        write_atomic(&root.join(&service_dir).join(p), text.as_bytes())?;
+        write_atomic(root, &root.join(&service_dir).join(p), text.as_bytes())?;
     }
     out.line(format!(
         "Splitting module `{module}` out of {rel}/ into {service_dir}/:"
@@ -766,13 +771,15 @@ fn run_from(
         out.line(format!("  {:<14} {rel}/{p}", "remove"));
     }
     let lock = dir.join("Cargo.lock");
-    if lock.is_file() && !root.join("Cargo.lock").exists() {
+    // symlink_metadata: a link at the root's Cargo.lock, even a dangling one, is
+    // something there, never a path to write through.
+    if lock.is_file() && fs_entry_missing(&root.join("Cargo.lock")) {
         // The monolith's locked versions are the ones its code was built with.
         std::fs::copy(&lock, root.join("Cargo.lock"))
             .with_context(|| format!("cannot copy {}", lock.display()))?;
     }
     for (p, text) in &cut.monolith_edits {
-        write_atomic(&dir.join(p), text.as_bytes())?;
+        write_atomic(root, &dir.join(p), text.as_bytes())?;
     }
     for p in &cut.monolith_removals {
         let path = dir.join(p);
@@ -790,7 +797,7 @@ fn run_from(
         out,
     );
     let report_path = format!("docs/split-{service}.md");
-    write_atomic(&root.join(&report_path), report.as_bytes())?;
+    write_atomic(root, &root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
     out.line(format!("(this report is in {report_path})"));
     rendered

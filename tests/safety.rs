@@ -1,0 +1,197 @@
+//! Never lose a byte: one writer per project (a lock), temporary files msgen owns
+//! (created exclusively, never through a link, swept only from `.msgen/tmp/`), and
+//! no write followed out of the project.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{assert_ok, copy_dir, example, fixture_monolith, msgen, stderr};
+
+fn new_project(dir: &Path) -> std::path::PathBuf {
+    let config = example("mixed");
+    assert_ok(&msgen(
+        dir,
+        &["new", "shop", "--yes", "--config", config.to_str().unwrap()],
+    ));
+    dir.join("shop")
+}
+
+#[test]
+fn a_second_writer_is_told_the_project_is_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    // This process holds the lock, as a running msgen would.
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(root.join(".msgen/lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    fs::write(
+        root.join(".msgen/lock"),
+        format!("{}\n", std::process::id()),
+    )
+    .unwrap();
+    let before = common::tree(&root);
+    for args in [
+        &["generate"][..],
+        &["add-service", "billing"],
+        &["remove-service", "pricing"],
+        &["add-migration", "catalog", "seed"],
+        &["split", "catalog"],
+    ] {
+        let out = msgen(&root, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("busy") && err.contains(&format!("pid {}", std::process::id())),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        common::tree(&root) == before,
+        "a refused writer changed the tree"
+    );
+    // Readers need no lock.
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    assert_ok(&msgen(&root, &["validate"]));
+    drop(lock);
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+}
+
+#[test]
+fn two_add_service_at_once_never_lose_a_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    for round in 0..4 {
+        let (a, b) = (format!("alpha{round}"), format!("beta{round}"));
+        let spawn = |name: &str| {
+            Command::new(common::msgen_bin())
+                .arg("-C")
+                .arg(&root)
+                .args(["add-service", name, "--quiet"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (first, second) = (spawn(&a), spawn(&b));
+        let outcomes = [
+            (a, first.wait_with_output().unwrap()),
+            (b, second.wait_with_output().unwrap()),
+        ];
+        let config = fs::read_to_string(root.join("services.toml")).unwrap();
+        for (name, out) in &outcomes {
+            let listed = config.contains(&format!("name = \"{name}\""));
+            if out.status.success() {
+                assert!(
+                    listed,
+                    "`add-service {name}` succeeded but services.toml lacks it:\n{config}"
+                );
+            } else {
+                assert!(!listed, "{name}");
+                assert!(
+                    String::from_utf8_lossy(&out.stderr).contains("busy"),
+                    "{:?}",
+                    out
+                );
+            }
+        }
+        // Whatever happened, the project is consistent.
+        assert_ok(&msgen(&root, &["generate", "--check"]));
+    }
+}
+
+#[test]
+fn the_sweep_leaves_files_named_like_temporary_ones_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let mine = [
+        "notes.msgen-tmp-draft.txt",
+        ".Cargo.toml.msgen-tmp-4242",
+        "services/catalog/src/.x.msgen-tmp-1",
+    ];
+    for m in mine {
+        fs::write(root.join(m), "mine").unwrap();
+    }
+    // A killed run's leftovers are where msgen keeps them.
+    fs::create_dir_all(root.join(".msgen/tmp")).unwrap();
+    fs::write(root.join(".msgen/tmp/.msgen-tmp-1-0"), "half").unwrap();
+    common::edit_config(&root, "quantity = \"i32\"", "quantity = \"i64\"");
+    assert_ok(&msgen(&root, &["generate"]));
+    for m in mine {
+        assert_eq!(fs::read_to_string(root.join(m)).unwrap(), "mine", "{m}");
+    }
+    assert_eq!(fs::read_dir(root.join(".msgen/tmp")).unwrap().count(), 0);
+    let gitignore = fs::read_to_string(root.join(".gitignore")).unwrap();
+    assert!(gitignore.contains("/.msgen/tmp/") && gitignore.contains("/.msgen/lock"));
+}
+
+#[cfg(unix)]
+#[test]
+fn links_planted_where_msgen_writes_temporary_files_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim"), "precious").unwrap();
+
+    // Links inside .msgen/tmp/ at every name msgen could pick: swept, not followed.
+    fs::create_dir_all(root.join(".msgen/tmp")).unwrap();
+    for n in 0..50 {
+        symlink(
+            outside.join("victim"),
+            root.join(format!(".msgen/tmp/.msgen-tmp-{n}-0")),
+        )
+        .unwrap();
+    }
+    common::edit_config(&root, "quantity = \"i32\"", "quantity = \"i64\"");
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_eq!(
+        fs::read_to_string(outside.join("victim")).unwrap(),
+        "precious"
+    );
+
+    // .msgen/tmp itself a link out of the project: refused, nothing written there.
+    fs::remove_dir_all(root.join(".msgen/tmp")).unwrap();
+    symlink(&outside, root.join(".msgen/tmp")).unwrap();
+    common::edit_config(&root, "quantity = \"i64\"", "quantity = \"i64\", extra = \"string?\"");
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(".msgen/tmp"), "{}", stderr(&out));
+    let names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["victim"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn split_from_does_not_follow_a_dangling_cargo_lock_link() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    copy_dir(&fixture_monolith("nested"), &root.join("legacy"));
+    fs::write(root.join("legacy/Cargo.lock"), "# locked\n").unwrap();
+    let target = dir.path().join("planted.lock");
+    symlink(&target, root.join("Cargo.lock")).unwrap();
+    let out = msgen(&root, &["split", "blog", "--from", "legacy"]);
+    assert!(
+        !target.exists(),
+        "split --from wrote through the link: {}",
+        stderr(&out)
+    );
+    assert!(fs::symlink_metadata(root.join("Cargo.lock"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
