@@ -68,9 +68,7 @@ impl Features {
             return false;
         }
         // Stateless services hold no resources and cannot remember handled events.
-        if f.databases == "none"
-            && (f.fields != "required" || matches!(f.events, "consume" | "both"))
-        {
+        if f.databases == "none" && (f.fields != "none" || matches!(f.events, "consume" | "both")) {
             return false;
         }
         true

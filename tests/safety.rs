@@ -162,7 +162,11 @@ fn links_planted_where_msgen_writes_temporary_files_are_not_followed() {
     // .msgen/tmp itself a link out of the project: refused, nothing written there.
     fs::remove_dir_all(root.join(".msgen/tmp")).unwrap();
     symlink(&outside, root.join(".msgen/tmp")).unwrap();
-    common::edit_config(&root, "quantity = \"i64\"", "quantity = \"i64\", extra = \"string?\"");
+    common::edit_config(
+        &root,
+        "quantity = \"i64\"",
+        "quantity = \"i64\", extra = \"string?\"",
+    );
     let out = msgen(&root, &["generate"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(".msgen/tmp"), "{}", stderr(&out));
@@ -194,4 +198,68 @@ fn split_from_does_not_follow_a_dangling_cargo_lock_link() {
         .unwrap()
         .file_type()
         .is_symlink());
+}
+
+fn new_monolith(dir: &Path) -> std::path::PathBuf {
+    let config = example("monolith");
+    assert_ok(&msgen(
+        dir,
+        &["new", "mono", "--yes", "--config", config.to_str().unwrap()],
+    ));
+    dir.join("mono")
+}
+
+#[test]
+fn split_moves_binary_and_non_utf8_files_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_monolith(dir.path());
+    let png: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let latin1 = b"//! caf\xe9 cr\xe8me\r\npub fn f() {}\r\n".to_vec();
+    fs::write(root.join("monolith/src/blog/logo.png"), &png).unwrap();
+    fs::write(root.join("monolith/src/blog/legacy.rs"), &latin1).unwrap();
+    let out = msgen(&root, &["split", "blog"]);
+    assert_ok(&out);
+    assert_eq!(
+        fs::read(root.join("services/blog/src/logo.png")).unwrap(),
+        png
+    );
+    assert_eq!(
+        fs::read(root.join("services/blog/src/legacy.rs")).unwrap(),
+        latin1
+    );
+    assert!(!root.join("monolith/src/blog/logo.png").exists());
+    let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(
+        report.contains("services/blog/src/legacy.rs: not UTF-8"),
+        "{report}"
+    );
+}
+
+#[test]
+fn split_never_writes_over_files_already_in_the_service_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_monolith(dir.path());
+    fs::create_dir_all(root.join("services/blog/src")).unwrap();
+    fs::write(root.join("services/blog/src/lib.rs"), "// mine\n").unwrap();
+    fs::write(root.join("services/blog/notes.md"), "mine too\n").unwrap();
+    let before = common::tree(&root);
+    let out = msgen(&root, &["split", "blog"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("services/blog/src/lib.rs")
+            && err.contains("services/blog/notes.md")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    let after = common::tree(&root);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|f| !before.contains(f))
+        .chain(before.iter().filter(|f| !after.contains(f)))
+        .map(|(p, _)| p)
+        // The lock is msgen's own, not a file of the project.
+        .filter(|p| p.as_str() != ".msgen/lock")
+        .collect();
+    assert!(changed.is_empty(), "a refused split changed {changed:?}");
 }

@@ -28,12 +28,13 @@ use crate::UsageError;
 
 const BASE: &str = ".msgen/base";
 
-/// A file to write, and what to record as msgen's base for it.
+/// A file to write, and what to record as msgen's base for it: bytes, so that a
+/// moved file arrives exactly as it left (an image, a Latin-1 comment).
 #[derive(Debug)]
 struct Write {
     path: String,
-    contents: String,
-    base: Option<String>,
+    contents: Vec<u8>,
+    base: Option<Vec<u8>>,
 }
 
 /// Everything a split does, worked out before anything is written.
@@ -108,6 +109,26 @@ pub fn run(
     let new_project = Project::parse(&new_text, &config_path)?;
 
     let plan = plan_split(root, &project, &new_project, target)?;
+    // Never over a file msgen did not write: whatever is already in the new
+    // service's directory stays, and the split waits until it is moved away (as
+    // `split --from` does).
+    let service_dir = format!("services/{module}");
+    let mut taken: Vec<String> = files_under(&root.join(&service_dir))
+        .into_iter()
+        .map(|f| format!("{service_dir}/{f}"))
+        .collect();
+    if std::fs::symlink_metadata(root.join(&service_dir)).is_ok_and(|m| !m.is_dir()) {
+        taken.push(service_dir.clone());
+    }
+    if !taken.is_empty() {
+        let shown: Vec<&str> = taken.iter().take(5).map(String::as_str).collect();
+        let more = taken.len().saturating_sub(shown.len());
+        bail!(
+            "{service_dir}/ already holds {}{}, where the split would write; move it away first (nothing was written)",
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
     let report = render_report(&project, target, monolith.port.get(), &plan.report);
 
     if dry_run {
@@ -149,9 +170,9 @@ pub fn run(
     }
     write_atomic(root, &config_path, new_text.as_bytes())?;
     for w in &plan.writes {
-        write_atomic(root, &root.join(&w.path), w.contents.as_bytes())?;
+        write_atomic(root, &root.join(&w.path), &w.contents)?;
         if let Some(base) = &w.base {
-            write_atomic(root, &root.join(BASE).join(&w.path), base.as_bytes())?;
+            write_atomic(root, &root.join(BASE).join(&w.path), base)?;
         }
     }
     for r in &plan.removals {
@@ -186,6 +207,10 @@ pub fn run(
 /// Nothing at all is at `path`: no file, directory or symbolic link.
 fn fs_entry_missing(path: &Path) -> bool {
     matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn read_bytes(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
 }
 
 fn read_opt(path: &Path) -> Option<String> {
@@ -321,10 +346,10 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         let from = format!("monolith/migrations/{f}");
         let to = format!("services/{name}/migrations/{f}");
         let contents =
-            read_opt(&root.join(&from)).with_context(|| format!("cannot read {from}"))?;
+            read_bytes(&root.join(&from)).with_context(|| format!("cannot read {from}"))?;
         plan.writes.push(Write {
             path: to.clone(),
-            base: read_opt(&root.join(BASE).join(&from)),
+            base: read_bytes(&root.join(BASE).join(&from)),
             contents,
         });
         plan.removals.push(from.clone());
@@ -337,7 +362,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
             } else {
                 format!("services/{name}")
             };
-            let text = record.to_toml(&dir);
+            let text = record.to_toml(&dir).into_bytes();
             plan.writes.push(Write {
                 path: schema::record::path(owner),
                 contents: text.clone(),
@@ -403,9 +428,9 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         .collect();
     for rel in files_under(&root.join(&module_dir)) {
         let from = format!("{module_dir}/{rel}");
-        let current = read_opt(&root.join(&from)).unwrap_or_default();
-        let base = read_opt(&root.join(BASE).join(&from));
-        let edited = base.as_deref() != Some(current.as_str());
+        let current_bytes = read_bytes(&root.join(&from)).unwrap_or_default();
+        let base_bytes = read_bytes(&root.join(BASE).join(&from));
+        let edited = base_bytes.as_deref() != Some(current_bytes.as_slice());
         if rel == "mod.rs" || rel == "routes.rs" {
             if edited {
                 // Kept where it is (no longer compiled), so the edits are not lost.
@@ -417,6 +442,26 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
             }
             continue;
         }
+        // Text only when every version of it is: anything else moves byte for byte.
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
+        let (current, base) = match (text(&current_bytes), base_bytes.as_deref().map(text)) {
+            (Some(c), None) => (c, None),
+            (Some(c), Some(Some(b))) => (c, Some(b)),
+            _ => {
+                let to = format!("services/{name}/src/{rel}");
+                plan.removals.push(from.clone());
+                plan.writes.push(Write {
+                    path: to.clone(),
+                    contents: current_bytes,
+                    base: None,
+                });
+                plan.report.human.push(format!(
+                    "{to}: not UTF-8 text, so moved byte for byte: nothing in it was rewritten"
+                ));
+                plan.report.moved.push((from, to));
+                continue;
+            }
+        };
         plan.removals.push(from.clone());
         let to = format!("services/{name}/src/{rel}");
         // Moved code uses other modules directly: it will not build as a service.
@@ -447,16 +492,16 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
                     Ok(merged) => {
                         plan.writes.push(Write {
                             path: to.clone(),
-                            contents: merged,
-                            base: Some(theirs),
+                            contents: merged.into_bytes(),
+                            base: Some(theirs.into_bytes()),
                         });
                         plan.report.carried_edits.push(to.clone());
                     }
                     Err(marked) => {
                         plan.writes.push(Write {
                             path: to.clone(),
-                            contents: marked,
-                            base: Some(theirs),
+                            contents: marked.into_bytes(),
+                            base: Some(theirs.into_bytes()),
                         });
                         plan.report.conflicts.push(to.clone());
                     }
@@ -466,7 +511,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
             _ => {
                 plan.writes.push(Write {
                     path: to.clone(),
-                    contents: ours,
+                    contents: ours.into_bytes(),
                     base: None,
                 });
                 plan.report.carried_edits.push(to.clone());
