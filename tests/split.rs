@@ -93,7 +93,7 @@ fn split_moves_code_edits_migrations_and_routes() {
         "{moved}"
     );
     assert!(
-        moved.contains("use crate::models::post::") && !moved.contains("crate::blog::"),
+        moved.contains("use crate::models::post as model;") && !moved.contains("crate::blog::"),
         "{moved}"
     );
     assert!(root.join("services/blog/src/handlers/extra.rs").is_file());

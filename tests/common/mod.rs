@@ -223,7 +223,8 @@ pub fn require_nats() {
     }
 }
 
-/// Every file under `root` (except `.msgen/` and `target/`), relative, sorted.
+/// Every file under `root` (except `target/`, `.git/` and msgen's lock and
+/// temporary files), relative, sorted.
 pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -236,7 +237,8 @@ pub fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
                 .unwrap()
                 .to_string_lossy()
                 .replace('\\', "/");
-            if rel == "target" || rel == ".git" {
+            // msgen's lock and temporary files are its own, not the project's.
+            if rel == "target" || rel == ".git" || rel == ".msgen/lock" || rel == ".msgen/tmp" {
                 continue;
             }
             if e.file_type().unwrap().is_dir() {
