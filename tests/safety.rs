@@ -261,3 +261,51 @@ fn split_never_writes_over_files_already_in_the_service_directory() {
         .collect();
     assert!(changed.is_empty(), "a refused split changed {changed:?}");
 }
+
+#[test]
+fn add_and_remove_service_work_on_services_written_as_an_inline_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("inline");
+    fs::create_dir(&root).unwrap();
+    let text = r#"# Services written inline.
+services = [
+  { name = "user", port = 3002, resources = [{ name = "user", fields = { email = "email" } }] },
+  { name = "blog", port = 3003, depends_on = ["user"] }, # the blog
+]
+
+[project]
+name = "inline"
+"#;
+    fs::write(root.join("services.toml"), text).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_ok(&msgen(
+        &root,
+        &[
+            "add-service",
+            "billing",
+            "--resource",
+            "invoice",
+            "--field",
+            "total:f64",
+        ],
+    ));
+    let added = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        added.contains(r#"{ name = "billing", port = 3001, resources = [{ name = "invoice", fields = { total = "f64" } }] }"#),
+        "{added}"
+    );
+    assert!(added.contains("# the blog") && added.starts_with("# Services written inline."));
+    assert!(root
+        .join("services/billing/src/models/invoice.rs")
+        .is_file());
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    let out = msgen(&root, &["remove-service", "billing"]);
+    assert_ok(&out);
+    assert_eq!(
+        fs::read_to_string(root.join("services.toml")).unwrap(),
+        text
+    );
+    assert!(!root.join("services/billing/src").exists());
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+}

@@ -2,7 +2,9 @@
 //! formatting survive every command (as `cargo add` does for Cargo.toml).
 
 use anyhow::{bail, Context as _, Result};
-use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table};
+use toml_edit::{
+    value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value,
+};
 
 pub fn parse(text: &str) -> Result<DocumentMut> {
     text.parse::<DocumentMut>()
@@ -37,6 +39,24 @@ pub fn set_gateway_port(doc: &mut DocumentMut, port: u16) -> Result<()> {
     Ok(())
 }
 
+/// Every service entry, whichever TOML form `services` takes: `[[services]]`
+/// tables or an array of inline tables (`services = [{ name = "a" }, ..]`).
+fn services_mut(doc: &mut DocumentMut) -> Vec<&mut dyn TableLike> {
+    match doc.get_mut("services") {
+        Some(Item::ArrayOfTables(a)) => a.iter_mut().map(|t| t as &mut dyn TableLike).collect(),
+        Some(Item::Value(Value::Array(a))) => a
+            .iter_mut()
+            .filter_map(Value::as_inline_table_mut)
+            .map(|t| t as &mut dyn TableLike)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn name_of(t: &dyn TableLike) -> Option<&str> {
+    t.get("name").and_then(Item::as_str)
+}
+
 /// Turns every service into a module of a modular monolith on `port`, as the
 /// article's advice goes: start with a monolith, split it at natural boundaries.
 pub fn make_monolith(doc: &mut DocumentMut, port: u16) -> Result<()> {
@@ -46,41 +66,30 @@ pub fn make_monolith(doc: &mut DocumentMut, port: u16) -> Result<()> {
         "\n# One axum crate, one module per bounded context, one shared database.\n# `msgen split <module>` moves a module into a service of its own.\n",
     );
     doc["monolith"] = Item::Table(m);
-    if let Some(services) = doc
-        .get_mut("services")
-        .and_then(Item::as_array_of_tables_mut)
-    {
-        for s in services.iter_mut() {
-            s.remove("database");
-            // Modules call each other in process; events come back with `split`
-            // (declare them again on the extracted service).
-            s.remove("publishes");
-            s.remove("consumes");
-            s["monolith"] = value(true);
-        }
+    for s in services_mut(doc) {
+        s.remove("database");
+        // Modules call each other in process; events come back with `split`
+        // (declare them again on the extracted service).
+        s.remove("publishes");
+        s.remove("consumes");
+        s.insert("monolith", value(true));
     }
     Ok(())
 }
 
 /// Marks module `name` as a service split out of the monolith, on `port`.
 pub fn split_out(doc: &mut DocumentMut, name: &str, port: u16) -> Result<()> {
-    let Some(services) = doc
-        .get_mut("services")
-        .and_then(Item::as_array_of_tables_mut)
-    else {
-        bail!("services.toml has no [[services]]");
-    };
-    let Some(s) = services
-        .iter_mut()
-        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+    let Some(s) = services_mut(doc)
+        .into_iter()
+        .find(|t| name_of(&**t) == Some(name))
     else {
         bail!("no service named {name:?} in services.toml");
     };
     s.remove("monolith");
     if s.get("port").is_none() {
-        s["port"] = value(i64::from(port));
+        s.insert("port", value(i64::from(port)));
     }
-    s["split_from"] = value("monolith");
+    s.insert("split_from", value("monolith"));
     Ok(())
 }
 
@@ -96,12 +105,45 @@ pub struct NewService<'a> {
 }
 
 pub fn add_service(doc: &mut DocumentMut, s: &NewService<'_>) -> Result<()> {
+    if let Some(Item::Value(Value::Array(services))) = doc.get_mut("services") {
+        // Written inline: the new service is an inline table too, on a line of its
+        // own when the others are.
+        let mut t = service_table(s).into_inline_table();
+        if let Some(res) = t.get_mut("resources") {
+            *res = inline_resources(s);
+        }
+        let prefix = services
+            .iter()
+            .last()
+            .and_then(|v| v.decor().prefix())
+            .and_then(|p| p.as_str())
+            .unwrap_or(" ")
+            .to_string();
+        t.decor_mut().set_prefix(prefix);
+        t.decor_mut().set_suffix("");
+        services.push_formatted(Value::InlineTable(t));
+        return Ok(());
+    }
     let services = doc
         .entry("services")
         .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
     let Some(services) = services.as_array_of_tables_mut() else {
-        bail!("`services` in services.toml must be written as [[services]] tables");
+        bail!(
+            "`services` in services.toml must be [[services]] tables or an array of inline tables"
+        );
     };
+    let mut t = service_table(s);
+    if let Some(res) = resource_table(s) {
+        let mut arr = ArrayOfTables::new();
+        arr.push(res);
+        t["resources"] = Item::ArrayOfTables(arr);
+    }
+    services.push(t);
+    Ok(())
+}
+
+/// The service's keys, resources aside.
+fn service_table(s: &NewService<'_>) -> Table {
     let mut t = Table::new();
     t["name"] = value(s.name);
     t["port"] = value(i64::from(s.port));
@@ -118,41 +160,70 @@ pub fn add_service(doc: &mut DocumentMut, s: &NewService<'_>) -> Result<()> {
         }
         t["depends_on"] = value(a);
     }
-    if let Some(r) = s.resource {
-        let mut res = Table::new();
-        res["name"] = value(r);
-        let mut fields = InlineTable::new();
-        if s.fields.is_empty() {
-            fields.insert("name", "string".into());
-        }
-        for (n, t) in s.fields {
-            fields.insert(n, t.as_str().into());
-        }
-        res["fields"] = value(fields);
-        // Indented under its service, as in msgen's examples.
-        res.decor_mut().set_prefix("\n  ");
-        for key in ["name", "fields"] {
-            if let Some(mut k) = res.key_mut(key) {
-                k.leaf_decor_mut().set_prefix("  ");
-            }
-        }
-        let mut arr = ArrayOfTables::new();
-        arr.push(res);
-        t["resources"] = Item::ArrayOfTables(arr);
+    if s.resource.is_some() {
+        // Filled in by the caller, in the form the file uses.
+        t["resources"] = value(Array::new());
     }
-    services.push(t);
-    Ok(())
+    t
 }
 
-/// Removes the `[[services]]` entry named `name` and every `depends_on` reference to it.
+fn resource_fields(s: &NewService<'_>) -> InlineTable {
+    let mut fields = InlineTable::new();
+    if s.fields.is_empty() {
+        fields.insert("name", "string".into());
+    }
+    for (n, t) in s.fields {
+        fields.insert(n, t.as_str().into());
+    }
+    fields
+}
+
+/// `[[services.resources]]` of the new service, indented under it as in msgen's
+/// examples.
+fn resource_table(s: &NewService<'_>) -> Option<Table> {
+    let r = s.resource?;
+    let mut res = Table::new();
+    res["name"] = value(r);
+    res["fields"] = value(resource_fields(s));
+    res.decor_mut().set_prefix("\n  ");
+    for key in ["name", "fields"] {
+        if let Some(mut k) = res.key_mut(key) {
+            k.leaf_decor_mut().set_prefix("  ");
+        }
+    }
+    Some(res)
+}
+
+/// `resources = [{ name = .., fields = {..} }]`, for a service written inline.
+fn inline_resources(s: &NewService<'_>) -> Value {
+    let mut arr = Array::new();
+    if let Some(r) = s.resource {
+        let mut res = InlineTable::new();
+        res.insert("name", r.into());
+        res.insert("fields", Value::InlineTable(resource_fields(s)));
+        arr.push(res);
+    }
+    Value::Array(arr)
+}
+
+/// Removes the service named `name`, whichever form `services` takes.
 pub fn remove_service(doc: &mut DocumentMut, name: &str) -> Result<bool> {
-    let Some(services) = doc
-        .get_mut("services")
-        .and_then(Item::as_array_of_tables_mut)
-    else {
-        return Ok(false);
-    };
-    let before = services.len();
-    services.retain(|t| t.get("name").and_then(Item::as_str) != Some(name));
-    Ok(services.len() != before)
+    match doc.get_mut("services") {
+        Some(Item::ArrayOfTables(services)) => {
+            let before = services.len();
+            services.retain(|t| t.get("name").and_then(Item::as_str) != Some(name));
+            Ok(services.len() != before)
+        }
+        Some(Item::Value(Value::Array(services))) => {
+            let before = services.len();
+            services.retain(|v| {
+                v.as_inline_table()
+                    .and_then(|t| t.get("name"))
+                    .and_then(Value::as_str)
+                    != Some(name)
+            });
+            Ok(services.len() != before)
+        }
+        _ => Ok(false),
+    }
 }
