@@ -264,7 +264,7 @@ fn check_case(dir: &Path, index: usize, case: &[usize], run: bool) -> Result<(),
             ));
         }
     }
-    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let result = std::panic::catch_unwind(|| {
         cargo(&root, &["fmt", "--all", "--", "--check"]);
         cargo(&root, &["clippy", "--all-targets", "--", "-D", "warnings"]);
@@ -279,6 +279,8 @@ fn check_case(dir: &Path, index: usize, case: &[usize], run: bool) -> Result<(),
             assert!(passed >= 5, "only {passed} generated tests ran:\n{report}");
         }
     });
+    // build_bins takes the cargo lock itself.
+    drop(lock);
     let result = result.and_then(|()| {
         if run {
             std::panic::catch_unwind(|| start_system(&root, index))
