@@ -71,7 +71,10 @@ pub struct Change {
     pub path: String,
     pub action: Action,
     /// New base record, if it changes (None = remove the record).
-    base: Option<Option<String>>,
+    base: Option<Option<Vec<u8>>>,
+    /// The bytes to write when the action's text is only a lossy picture of them
+    /// (a file with bytes that are not UTF-8, merged as bytes).
+    raw: Option<Vec<u8>>,
     /// Applied after the others ([`crate::plan::PlannedFile::last`]).
     last: bool,
 }
@@ -105,9 +108,9 @@ pub fn safe_path(root: &Path, rel: &str) -> Result<PathBuf> {
     Dirs::default().safe_path(root, rel)
 }
 
-fn read_opt(path: &Path) -> Result<Option<String>> {
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -158,24 +161,22 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
     let mut dirs = Dirs::default();
     for (rel, file) in &plan.files {
         let target = dirs.safe_path(root, rel)?;
-        let current = dirs.read(&target)?;
         let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{rel}"))?;
-        let base = dirs.read(&base_path)?;
+        // Bytes: every comparison is exact, and a file that is not UTF-8 is merged
+        // as bytes, never through a lossy string.
+        let current = dirs.read_bytes(&target)?;
+        let base = dirs.read_bytes(&base_path)?;
         let new = &file.contents;
-        let record = |b: &Option<String>| {
-            if b.as_deref() == Some(new) {
-                None
-            } else {
-                Some(Some(new.clone()))
-            }
-        };
+        let new_bytes = new.as_bytes();
+        let record = |b: &[u8]| (b != new_bytes).then(|| Some(new_bytes.to_vec()));
+        let mut raw = None;
         let (action, base_update) = match (file.ownership, current, base) {
             (Ownership::Existing, _, _) => (Action::Unchanged, None),
             (_, None, None) => (
                 Action::Create {
                     contents: new.clone(),
                 },
-                Some(Some(new.clone())),
+                Some(Some(new_bytes.to_vec())),
             ),
             // A create-only file the user deleted stays deleted.
             (Ownership::CreateOnly, None, Some(_)) => (Action::Unchanged, None),
@@ -186,54 +187,77 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
                 Action::Create {
                     contents: new.clone(),
                 },
-                record(&Some(b)),
+                record(&b),
             ),
             (Ownership::Managed, Some(cur), None) => {
-                if &cur == new {
-                    (Action::Record, Some(Some(new.clone())))
+                if cur == new_bytes {
+                    (Action::Record, Some(Some(new_bytes.to_vec())))
                 } else {
                     (Action::Foreign, None)
                 }
             }
             (Ownership::Managed, Some(cur), Some(b)) => {
-                if has_conflict_markers(&cur) {
-                    // An earlier conflict the user has not resolved yet.
+                let cur_text = String::from_utf8_lossy(&cur).into_owned();
+                if has_conflict_markers(&cur_text) {
+                    // An earlier conflict the user has not resolved yet: left as is.
+                    raw = Some(cur.clone());
                     (
                         Action::Conflict {
-                            old: cur.clone(),
-                            marked: cur,
+                            old: cur_text.clone(),
+                            marked: cur_text,
                         },
                         None,
                     )
-                } else if cur == b || &cur == new {
-                    if &cur == new {
-                        let r = record(&Some(b));
-                        let a = if r.is_some() {
-                            Action::Record
-                        } else {
-                            Action::Unchanged
-                        };
-                        (a, r)
+                } else if cur == new_bytes {
+                    let r = record(&b);
+                    let a = if r.is_some() {
+                        Action::Record
                     } else {
-                        (
-                            Action::Update {
-                                old: cur,
-                                new: new.clone(),
-                            },
-                            Some(Some(new.clone())),
-                        )
-                    }
-                } else if &b == new {
+                        Action::Unchanged
+                    };
+                    (a, r)
+                } else if cur == b {
+                    (
+                        Action::Update {
+                            old: cur_text,
+                            new: new.clone(),
+                        },
+                        Some(Some(new_bytes.to_vec())),
+                    )
+                } else if b == new_bytes {
                     // Only the user changed it: theirs to keep.
                     (Action::Unchanged, None)
                 } else {
-                    match diffy::merge(&b, &cur, new) {
-                        Ok(merged) if merged == cur => (Action::Record, Some(Some(new.clone()))),
-                        Ok(merged) => (Action::Merge { old: cur, merged }, Some(Some(new.clone()))),
-                        Err(marked) => (
-                            Action::Conflict { old: cur, marked },
-                            Some(Some(new.clone())),
-                        ),
+                    let merged = match (std::str::from_utf8(&b), std::str::from_utf8(&cur)) {
+                        (Ok(b), Ok(c)) => diffy::merge(b, c, new)
+                            .map(String::into_bytes)
+                            .map_err(String::into_bytes),
+                        _ => diffy::merge_bytes(&b, &cur, new_bytes),
+                    };
+                    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
+                    let lossy = |m: &[u8]| std::str::from_utf8(m).is_err().then(|| m.to_vec());
+                    match merged {
+                        Ok(m) if m == cur => (Action::Record, Some(Some(new_bytes.to_vec()))),
+                        Ok(m) => {
+                            raw = lossy(&m);
+                            (
+                                Action::Merge {
+                                    old: cur_text,
+                                    merged: text(&m),
+                                },
+                                Some(Some(new_bytes.to_vec())),
+                            )
+                        }
+                        Err(m) => {
+                            raw = lossy(&m);
+                            (
+                                Action::Conflict {
+                                    old: cur_text,
+                                    marked: text(&m),
+                                },
+                                Some(Some(new_bytes.to_vec())),
+                            )
+                        }
                     }
                 }
             }
@@ -242,6 +266,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             path: rel.clone(),
             action,
             base: base_update,
+            raw,
             last: file.last,
         });
     }
@@ -257,20 +282,23 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             continue;
         }
         let target = safe_path(root, &rel)?;
-        let base = read_opt(&safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
-        let current = read_opt(&target)?;
+        let base = read_bytes(&safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
+        let current = read_bytes(&target)?;
         // A migration may have run somewhere: never delete it, only forget it.
         let migration = rel.contains("/migrations/") && rel.ends_with(".sql");
         let action = match current {
             None => Action::Record,
             Some(_) if migration => Action::KeepMigration,
-            Some(cur) if Some(&cur) == base.as_ref() => Action::Delete { old: cur },
+            Some(cur) if Some(&cur) == base.as_ref() => Action::Delete {
+                old: String::from_utf8_lossy(&cur).into_owned(),
+            },
             Some(_) => Action::KeepEdited,
         };
         changes.push(Change {
             path: rel,
             action,
             base: Some(None),
+            raw: None,
             last: false,
         });
     }
@@ -409,8 +437,14 @@ pub fn apply_with_progress(
         match &c.action {
             Action::Create { contents } => dirs.write(root, &target, contents.as_bytes())?,
             Action::Update { new, .. } => dirs.write(root, &target, new.as_bytes())?,
-            Action::Merge { merged, .. } => dirs.write(root, &target, merged.as_bytes())?,
-            Action::Conflict { marked, .. } => dirs.write(root, &target, marked.as_bytes())?,
+            Action::Merge { merged, .. } => {
+                let bytes = c.raw.as_deref().unwrap_or(merged.as_bytes());
+                dirs.write(root, &target, bytes)?
+            }
+            Action::Conflict { marked, .. } => {
+                let bytes = c.raw.as_deref().unwrap_or(marked.as_bytes());
+                dirs.write(root, &target, bytes)?
+            }
             Action::Delete { .. } => {
                 fs::remove_file(&target)
                     .with_context(|| format!("cannot remove {}", target.display()))?;
@@ -427,7 +461,7 @@ pub fn apply_with_progress(
         // sees the new file against the old base, and the merge yields the new file.
         let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
         match &c.base {
-            Some(Some(b)) => dirs.write(root, &base_path, b.as_bytes())?,
+            Some(Some(b)) => dirs.write(root, &base_path, b)?,
             Some(None) if base_path.exists() => {
                 fs::remove_file(&base_path)
                     .with_context(|| format!("cannot remove {}", base_path.display()))?;
@@ -493,12 +527,12 @@ impl Dirs {
         Ok(root.join(relp))
     }
 
-    /// [`read_opt`], without a system call for a file in a missing directory.
-    fn read(&self, path: &Path) -> Result<Option<String>> {
+    /// [`read_bytes`], without a system call for a file in a missing directory.
+    fn read_bytes(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         if path.ancestors().skip(1).any(|d| self.missing.contains(d)) {
             return Ok(None);
         }
-        read_opt(path)
+        read_bytes(path)
     }
 
     /// [`write_atomic`], creating the parent directory only when it is not known.

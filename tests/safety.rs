@@ -309,3 +309,30 @@ name = "inline"
     assert!(!root.join("services/billing/src").exists());
     assert_ok(&msgen(&root, &["generate", "--check"]));
 }
+
+#[test]
+fn merges_keep_bytes_that_are_not_utf8_and_line_endings() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    // The user's bytes in a generated file: a Latin-1 comment, a CRLF line.
+    let compose = root.join("compose.yaml");
+    let mut text = b"# caf\xe9 cr\xe8me\r\n".to_vec();
+    text.extend(fs::read(&compose).unwrap());
+    fs::write(&compose, &text).unwrap();
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    let merged = fs::read(&compose).unwrap();
+    assert!(
+        merged.starts_with(b"# caf\xe9 cr\xe8me\r\n"),
+        "the user's bytes changed: {:?}",
+        String::from_utf8_lossy(&merged[..40])
+    );
+    assert!(
+        String::from_utf8_lossy(&merged).contains("billing-service"),
+        "the render's change is missing"
+    );
+    // And back: the render's change goes, the user's bytes stay.
+    assert_ok(&msgen(&root, &["remove-service", "billing"]));
+    let after = fs::read(&compose).unwrap();
+    assert!(after.starts_with(b"# caf\xe9 cr\xe8me\r\n"));
+    assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
+}
