@@ -312,6 +312,48 @@ fn has_conflict_markers(text: &str) -> bool {
         && text.lines().any(|l| l.starts_with(">>>>>>> "))
 }
 
+/// `services.toml` as msgen writes it back after editing `new_text`: in the line
+/// endings the file had (CRLF stays CRLF) and with its byte order mark, if it had
+/// one, so that an edit changes only the lines it means to.
+pub fn config_bytes(old: Option<&[u8]>, new_text: &str) -> Vec<u8> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    let old = old.unwrap_or_default();
+    let text = new_text.strip_prefix('\u{feff}').unwrap_or(new_text);
+    let crlf = old.windows(2).filter(|w| w == b"\r\n").count();
+    let lf = old.iter().filter(|b| **b == b'\n').count();
+    let mut out = Vec::with_capacity(text.len() + 3);
+    if old.starts_with(BOM) {
+        out.extend_from_slice(BOM);
+    }
+    if crlf > 0 && crlf * 2 >= lf {
+        out.extend_from_slice(text.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes());
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
+    out
+}
+
+/// Writes `services.toml` (at `path`, in the project at `root`) through
+/// [`write_atomic`]; a symbolic link stays a link, and the file it points to is
+/// written, when that file is inside the project (never outside it).
+pub fn write_config(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return write_atomic(root, path, bytes);
+    }
+    let target = fs::canonicalize(path)
+        .with_context(|| format!("{} is a symbolic link to nothing", path.display()))?;
+    let inside = fs::canonicalize(root).is_ok_and(|r| target.starts_with(r));
+    if !inside {
+        bail!(
+            "{} is a symbolic link to {}, outside the project: msgen writes nothing outside it; make the edit there, or replace the link with the file",
+            path.display(),
+            target.display()
+        );
+    }
+    write_atomic(root, &target, bytes)
+}
+
 /// Where msgen makes its temporary files: a directory of its own, on the project's
 /// file system (a rename from there is atomic), so that nothing msgen writes or
 /// sweeps away shares a name with a file of the user's.
@@ -337,6 +379,12 @@ fn write_file(root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
         // killed (as git does); syncing every file made large renders crawl.
         let result = f.write_all(contents).and_then(|()| {
             drop(f);
+            // The file keeps its mode (an executable script, a read-only file).
+            if let Ok(meta) = fs::symlink_metadata(path) {
+                if meta.is_file() {
+                    fs::set_permissions(&tmp, meta.permissions())?;
+                }
+            }
             fs::rename(&tmp, path)
         });
         if result.is_err() {

@@ -336,3 +336,89 @@ fn merges_keep_bytes_that_are_not_utf8_and_line_endings() {
     assert!(after.starts_with(b"# caf\xe9 cr\xe8me\r\n"));
     assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
 }
+
+#[test]
+fn services_toml_keeps_its_line_endings_bom_and_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let path = root.join("services.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let crlf = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+    fs::write(&path, &crlf).unwrap();
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    let after = fs::read(&path).unwrap();
+    assert!(
+        after.starts_with(b"\xEF\xBB\xBF"),
+        "the byte order mark is gone"
+    );
+    let lone_lf = after
+        .windows(2)
+        .filter(|w| w[1] == b'\n' && w[0] != b'\r')
+        .count();
+    assert_eq!(
+        lone_lf,
+        0,
+        "LF line endings crept in:\n{}",
+        String::from_utf8_lossy(&after)
+    );
+    assert!(
+        after.starts_with(crlf.as_bytes()),
+        "lines before the new service changed"
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // A link to a file inside the project stays a link; the file is edited.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::symlink;
+        fs::create_dir(root.join("config")).unwrap();
+        fs::rename(&path, root.join("config/services.toml")).unwrap();
+        symlink("config/services.toml", &path).unwrap();
+        assert_ok(&msgen(&root, &["add-service", "ledger"]));
+        assert!(fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let linked = fs::read_to_string(root.join("config/services.toml")).unwrap();
+        assert!(linked.contains("name = \"ledger\""), "{linked}");
+
+        // A link out of the project: refused, the file outside untouched.
+        let outside = dir.path().join("shared.toml");
+        fs::copy(root.join("config/services.toml"), &outside).unwrap();
+        fs::remove_file(&path).unwrap();
+        symlink(&outside, &path).unwrap();
+        let before = fs::read(&outside).unwrap();
+        let out = msgen(&root, &["add-service", "audit"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("outside the project"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(fs::read(&outside).unwrap(), before);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn rewritten_files_keep_their_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let readme = root.join("README.md");
+    let compose = root.join("compose.yaml");
+    fs::set_permissions(&readme, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&compose, fs::Permissions::from_mode(0o444)).unwrap();
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    assert!(fs::read_to_string(&compose)
+        .unwrap()
+        .contains("billing-service"));
+    assert_eq!(
+        fs::metadata(&readme).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::metadata(&compose).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+}

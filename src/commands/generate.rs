@@ -48,8 +48,12 @@ pub fn render_into(
 ) -> Result<ExitCode> {
     let (plan, outcome) = plan_changes(root, project, schema)?;
     let config_path = root.join(CONFIG_FILE);
-    let old_config = std::fs::read_to_string(&config_path).unwrap_or_default();
-    let config_changes = new_config.filter(|c| *c != old_config);
+    let old_bytes = std::fs::read(&config_path).ok();
+    let old_config = String::from_utf8_lossy(old_bytes.as_deref().unwrap_or_default()).into_owned();
+    // As it will be on disk: its line endings and byte order mark kept.
+    let config_changes = new_config
+        .map(|c| apply::config_bytes(old_bytes.as_deref(), c))
+        .filter(|b| Some(b.as_slice()) != old_bytes.as_deref());
 
     match mode {
         Mode::Check => {
@@ -78,8 +82,9 @@ pub fn render_into(
             Err(CheckFailed(msg).into())
         }
         Mode::DryRun => {
-            if let Some(new) = config_changes {
-                crate::emit(&apply::unified_diff(CONFIG_FILE, &old_config, new));
+            if let Some(new) = &config_changes {
+                let new = String::from_utf8_lossy(new);
+                crate::emit(&apply::unified_diff(CONFIG_FILE, &old_config, &new));
             }
             for c in outcome.pending() {
                 match &c.action {
@@ -118,7 +123,7 @@ pub fn render_into(
             let mut config_kind = None;
             if let Some(new) = config_changes {
                 let existed = config_path.is_file();
-                apply::write_atomic(root, &config_path, new.as_bytes())?;
+                apply::write_config(root, &config_path, &new)?;
                 config_kind = Some(if existed {
                     Kind::Updated
                 } else {

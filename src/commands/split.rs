@@ -168,7 +168,12 @@ pub fn run(
         safe_path(root, p)?;
         safe_path(root, &format!("{BASE}/{p}"))?;
     }
-    write_atomic(root, &config_path, new_text.as_bytes())?;
+    let old_bytes = std::fs::read(&config_path).ok();
+    crate::apply::write_config(
+        root,
+        &config_path,
+        &crate::apply::config_bytes(old_bytes.as_deref(), &new_text),
+    )?;
     for w in &plan.writes {
         write_atomic(root, &root.join(&w.path), &w.contents)?;
         if let Some(base) = &w.base {
