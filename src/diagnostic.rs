@@ -21,19 +21,88 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // Keys and values come from the user's file: printed safe (no terminal
+        // escapes) and short (a 10 MB value is not echoed whole).
+        write!(f, "{}", clean(&self.file.display().to_string()))?;
         if let Some((line, col)) = self.location {
             write!(f, ":{line}:{col}")?;
         }
         if self.key.is_empty() {
-            write!(f, ": {}", self.message)?;
+            write!(f, ": {}", clean(&self.message))?;
         } else {
-            write!(f, ": `{}`: {}", self.key, self.message)?;
+            write!(f, ": `{}`: {}", clean(&self.key), clean(&self.message))?;
         }
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", clean(help))?;
         }
         Ok(())
+    }
+}
+
+/// Longest run of a quoted value echoed in a message, in characters.
+const MAX_ECHO: usize = 80;
+
+/// `text` fit for a terminal: control characters written as escapes (`\u{1b}`),
+/// and every quoted part (between `"` or `` ` ``) longer than [`MAX_ECHO`]
+/// characters shortened, saying how much was left out.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut quoted: Option<char> = None;
+    let mut run = 0usize;
+    let mut skipped = 0usize;
+    let flush = |out: &mut String, skipped: &mut usize| {
+        if *skipped > 0 {
+            out.push_str(&format!("… ({} more characters)", *skipped));
+            *skipped = 0;
+        }
+    };
+    for c in text.chars() {
+        match quoted {
+            Some(q) if c == q => {
+                flush(&mut out, &mut skipped);
+                quoted = None;
+            }
+            None if c == '"' || c == '`' => {
+                quoted = Some(c);
+                run = 0;
+            }
+            Some(_) => {
+                run += 1;
+                if run > MAX_ECHO {
+                    skipped += 1;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    flush(&mut out, &mut skipped);
+    out
+}
+
+#[cfg(test)]
+mod clean_tests {
+    use super::clean;
+
+    #[test]
+    fn control_characters_are_escaped_and_long_values_shortened() {
+        assert_eq!(clean("key `\u{1b}]0;x\u{7}`"), "key `\\u{1b}]0;x\\u{7}`");
+        let long = format!("\"{}\" is not valid; accepted: a name", "a".repeat(1000));
+        let shown = clean(&long);
+        assert!(shown.len() < 200, "{shown}");
+        assert!(
+            shown.contains("… (920 more characters)\" is not valid; accepted: a name"),
+            "{shown}"
+        );
+        assert_eq!(
+            clean("plain text, accepted: 1024..=65535"),
+            "plain text, accepted: 1024..=65535"
+        );
     }
 }
 

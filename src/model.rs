@@ -697,12 +697,45 @@ fn syntax_diagnostic(err: &toml::de::Error, text: &str, original: &str, path: &P
             .map_or((1, 1), |s| LineIndex::new(text).locate(s.start)),
     );
     // serde names Rust types; the user wrote TOML.
-    let message = err
+    let mut message = err
         .message()
         .trim()
         .replace("expected i64", "expected a whole number")
         .replace("expected u16", "expected a whole number");
+    let at = err.span().map(|s| s.start.min(text.len()));
+    if message.is_empty() {
+        // The parser said nothing: name what it stopped at.
+        let found = at
+            .and_then(|i| text.get(i..))
+            .and_then(|t| t.chars().next());
+        message = match found {
+            Some(c) if c.is_control() => format!(
+                "the control character {} is not allowed in TOML, not even in a comment or a string; accepted: tab, and printable characters (escape it in a string, e.g. \\u0000)",
+                c.escape_unicode()
+            ),
+            Some(c) => format!("unexpected {c:?}; this is not TOML"),
+            None => "unexpected end of the file; this is not TOML".into(),
+        };
+    }
     let (mut key, mut help) = unknown_field_help(&message);
+    if key.is_empty() && message.contains("number too large") {
+        // The value does not fit a 64-bit integer; name the key and its range.
+        if let Some(i) = at {
+            let start = text[..i].rfind('\n').map_or(0, |j| j + 1);
+            let line = text[start..].lines().next().unwrap_or_default();
+            if let Some((k, _)) = line.split_once('=') {
+                key = k.trim().trim_matches('"').to_string();
+            }
+        }
+        let accepted = if key.ends_with("port") {
+            "1024..=65535".to_string()
+        } else if key.ends_with("timeout_secs") {
+            "1..=3600".to_string()
+        } else {
+            format!("a whole number between {} and {}", i64::MIN, i64::MAX)
+        };
+        message = format!("the number is too large; accepted: {accepted}");
+    }
     if key.is_empty() && message.starts_with("invalid type") {
         // serde names the types, not the key: the key is the line's own.
         if let Some(span) = err.span() {
@@ -1701,15 +1734,13 @@ impl Validator<'_> {
                 renamed_from,
             });
         }
-        let max_fields = MAX_COLUMNS - RESERVED_FIELDS.len();
-        if fields.len() > max_fields {
+        if fields.len() > MAX_FIELDS {
             self.err(
                 &Spanned::new(at, ()),
                 &format!("{key}.fields"),
                 format!(
-                    "{} fields; accepted: at most {max_fields} (PostgreSQL allows {MAX_COLUMNS} columns a table, and {} are every resource's)",
-                    fields.len(),
-                    RESERVED_FIELDS.join(", ")
+                    "{} fields; accepted: at most {MAX_FIELDS} (the schema code generated for a wider resource overflows a 2 MiB thread stack in a debug build; PostgreSQL's own limit is {MAX_COLUMNS} columns)",
+                    fields.len()
                 ),
                 Some("split the resource in two, joined by a `ref:` field".into()),
             );

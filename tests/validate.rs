@@ -568,3 +568,40 @@ fn names_the_generated_code_cannot_take() {
     );
     fails_with(&text, &["publishes[1]", "clash", "USER_SIGNED_UP"]);
 }
+
+#[test]
+fn echoed_input_is_safe_for_a_terminal_and_short() {
+    // An escape sequence in a key would retitle (or clear) the terminal.
+    let (code, err, _dir) = validate(b"[project]\nname = \"x\"\n\"\\u001b]0;PWNED\\u0007\" = 1\n");
+    assert_eq!(code, 1);
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("\\u{1b}]0;PWNED\\u{7}"), "{err}");
+    // A 10 MB value is not echoed whole.
+    let long = format!("[project]\nname = \"{}\"\n", "a".repeat(10_000_000));
+    let (code, err, _dir) = validate(long.as_bytes());
+    assert_eq!(code, 1);
+    assert!(err.len() < 1000, "{} bytes of error", err.len());
+    assert!(
+        err.contains("more characters") && err.contains("accepted:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nul_bytes_and_huge_numbers_are_named() {
+    let (code, err, _dir) = validate(b"[project]\nname = \"x\"\n# a comment \0 with NUL\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("services.toml:3:") && err.contains("control character \\u{0}"),
+        "{err}"
+    );
+    fails_with(
+        "[project]\nname = \"x\"\n\n[gateway]\nport = 99999999999999999999\n",
+        &[
+            "services.toml:5:8",
+            "`gateway.port`",
+            "too large",
+            "1024..=65535",
+        ],
+    );
+}

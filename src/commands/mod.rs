@@ -310,6 +310,7 @@ pub fn problems(e: &crate::diagnostic::ConfigError) -> Vec<String> {
             Some(h) => format!("{key}{} ({h})", d.message),
             None => format!("{key}{}", d.message),
         };
+        let line = crate::diagnostic::clean(&line);
         if !lines.contains(&line) {
             lines.push(line);
         }
