@@ -831,12 +831,10 @@ async fn msgen_health() -> impl axum::response::IntoResponse {
 ";
 
 fn parse(rel: &str, text: &str) -> Result<syn::File, Refusal> {
-    syn::parse_file(text).map_err(|e| {
-        let at = e.span().start();
+    crate::rust_refs::parse_rust(text).map_err(|e| {
         Refusal(vec![format!(
-            "{rel}:{}:{}: cannot parse this Rust file ({e}); split --from reads every file before changing any",
-            at.line,
-            at.column + 1
+            "{rel}:{}:{}: cannot parse this Rust file ({}); split --from reads every file before changing any",
+            e.line, e.column, e.message
         )])
     })
 }

@@ -15,13 +15,70 @@ pub struct ModuleRef {
     pub module: String,
 }
 
+/// Deepest nesting of brackets msgen reads: far beyond hand-written code, and
+/// within what parsing, visiting and dropping a syntax tree can recurse through on
+/// msgen's stack.
+pub const MAX_NESTING: usize = 2000;
+
+/// Parses a Rust file, refusing (with a message, not a stack overflow) one whose
+/// brackets nest deeper than [`MAX_NESTING`]. The tokens are counted first, by
+/// proc-macro2's lexer, which keeps its own stack.
+pub fn parse_rust(source: &str) -> Result<syn::File, RustError> {
+    let tokens: proc_macro2::TokenStream = source.parse().map_err(|e: proc_macro2::LexError| {
+        let start = e.span().start();
+        RustError {
+            line: start.line,
+            column: start.column + 1,
+            message: e.to_string(),
+        }
+    })?;
+    // Iterative: the check must not itself recurse as deep as the brackets.
+    let mut stack = vec![(tokens, 0usize)];
+    while let Some((stream, depth)) = stack.pop() {
+        for t in stream {
+            if let proc_macro2::TokenTree::Group(g) = t {
+                if depth + 1 > MAX_NESTING {
+                    let at = g.span().start();
+                    return Err(RustError {
+                        line: at.line,
+                        column: at.column + 1,
+                        message: format!(
+                            "brackets nest more than {MAX_NESTING} levels deep here; msgen reads Rust nested up to {MAX_NESTING} levels"
+                        ),
+                    });
+                }
+                stack.push((g.stream(), depth + 1));
+            }
+        }
+    }
+    syn::parse_file(source).map_err(|e| {
+        let start = e.span().start();
+        RustError {
+            line: start.line,
+            column: start.column + 1,
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Why a Rust file could not be read, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RustError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RustError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
 /// Paths in `source` that start with `crate::<m>` for some `m` in `modules`.
 /// Returns an error message when the file does not parse.
 pub fn find_module_refs(source: &str, modules: &[String]) -> Result<Vec<ModuleRef>, String> {
-    let file = syn::parse_file(source).map_err(|e| {
-        let start = e.span().start();
-        format!("line {}: {e}", start.line)
-    })?;
+    let file = parse_rust(source).map_err(|e| e.to_string())?;
     let mut v = Finder {
         modules,
         found: Vec::new(),

@@ -422,3 +422,76 @@ fn rewritten_files_keep_their_modes() {
         0o444
     );
 }
+
+#[test]
+fn deeply_nested_rust_is_refused_or_read_never_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_monolith(dir.path());
+    // Brackets far deeper than any hand-written code: a clear refusal.
+    let deep = format!(
+        "pub fn f() -> i32 {{ {}1{} }}\n",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    fs::write(root.join("monolith/src/blog/deep.rs"), &deep).unwrap();
+    // A long left-deep chain: read (it nests no brackets), on msgen's large stack.
+    let chain = format!("pub fn g() -> i64 {{ 0{} }}\n", " + 1".repeat(200_000));
+    fs::write(root.join("monolith/src/blog/chain.rs"), &chain).unwrap();
+    let out = msgen(&root, &["split", "blog"]);
+    assert!(
+        out.status.code().is_some_and(|c| c == 0 || c == 1),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert_ok(&out);
+    let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(
+        report.contains("services/blog/src/deep.rs") || report.contains("deep.rs"),
+        "{report}"
+    );
+    assert!(report.contains("levels deep"), "{report}");
+    // Moved as they were.
+    assert_eq!(
+        fs::read_to_string(root.join("services/blog/src/deep.rs")).unwrap(),
+        deep
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("services/blog/src/chain.rs")).unwrap(),
+        chain
+    );
+}
+
+#[test]
+fn split_from_refuses_deeply_nested_rust_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    copy_dir(&fixture_monolith("nested"), &root.join("legacy"));
+    let deep = format!(
+        "pub fn f() -> i32 {{ {}1{} }}\n",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let main = root.join("legacy/src/main.rs");
+    let mut text = fs::read_to_string(&main).unwrap();
+    text.push_str(&deep);
+    fs::write(&main, &text).unwrap();
+    let before = common::tree(&root);
+    let out = msgen(&root, &["split", "blog", "--from", "legacy"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("src/main.rs:26:") && err.contains("levels deep"),
+        "{err}"
+    );
+    assert!(
+        common::tree(&root) == before,
+        "a refused split --from changed the tree"
+    );
+}
