@@ -75,6 +75,9 @@ pub struct Change {
     /// The bytes to write when the action's text is only a lossy picture of them
     /// (a file with bytes that are not UTF-8, merged as bytes).
     raw: Option<Vec<u8>>,
+    /// The file as the diff read it (None: absent). Checked again just before it is
+    /// written or removed: a save made meanwhile is never overwritten.
+    seen: Option<Vec<u8>>,
     /// Applied after the others ([`crate::plan::PlannedFile::last`]).
     last: bool,
 }
@@ -165,6 +168,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         // Bytes: every comparison is exact, and a file that is not UTF-8 is merged
         // as bytes, never through a lossy string.
         let current = dirs.read_bytes(&target)?;
+        let seen = current.clone();
         let base = dirs.read_bytes(&base_path)?;
         let new = &file.contents;
         let new_bytes = new.as_bytes();
@@ -267,6 +271,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             action,
             base: base_update,
             raw,
+            seen,
             last: file.last,
         });
     }
@@ -286,6 +291,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         let current = read_bytes(&target)?;
         // A migration may have run somewhere: never delete it, only forget it.
         let migration = rel.contains("/migrations/") && rel.ends_with(".sql");
+        let seen = current.clone();
         let action = match current {
             None => Action::Record,
             Some(_) if migration => Action::KeepMigration,
@@ -299,6 +305,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             action,
             base: Some(None),
             raw: None,
+            seen,
             last: false,
         });
     }
@@ -479,9 +486,16 @@ pub fn apply_with_progress(
 ) -> Result<()> {
     remove_stale_temp_files(root)?;
     let mut dirs = Dirs::default();
+    let mut changed_meanwhile = Vec::new();
     for c in &outcome.changes {
         progress(c);
         let target = dirs.safe_path(root, &c.path)?;
+        if c.writes_or_deletes() && read_bytes(&target)? != c.seen {
+            // Saved by someone else since msgen read it: theirs stays, and neither
+            // it nor its record changes (the next run merges it).
+            changed_meanwhile.push(c.path.clone());
+            continue;
+        }
         match &c.action {
             Action::Create { contents } => dirs.write(root, &target, contents.as_bytes())?,
             Action::Update { new, .. } => dirs.write(root, &target, new.as_bytes())?,
@@ -518,6 +532,15 @@ pub fn apply_with_progress(
             }
             Some(None) | None => {}
         }
+    }
+    if !changed_meanwhile.is_empty() {
+        return Err(crate::CheckFailed(format!(
+            "{} changed while msgen was writing; msgen left {} as {} now: run the command again to merge",
+            changed_meanwhile.join(", "),
+            if changed_meanwhile.len() == 1 { "it" } else { "them" },
+            if changed_meanwhile.len() == 1 { "it is" } else { "they are" },
+        ))
+        .into());
     }
     Ok(())
 }
@@ -674,5 +697,31 @@ mod tests {
                 ".msgen/schema/a.toml"
             ]
         );
+    }
+
+    #[test]
+    fn a_file_saved_after_the_diff_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut plan = Plan::default();
+        plan.add("a.txt", "one\n".into(), Ownership::Managed);
+        plan.add("b.txt", "one\n".into(), Ownership::Managed);
+        apply(root, &diff(root, &plan).unwrap()).unwrap();
+
+        let mut plan = Plan::default();
+        plan.add("a.txt", "two\n".into(), Ownership::Managed);
+        plan.add("b.txt", "two\n".into(), Ownership::Managed);
+        let outcome = diff(root, &plan).unwrap();
+        // The user saves a.txt between msgen's read and its write.
+        fs::write(root.join("a.txt"), "mine\n").unwrap();
+        let err = apply(root, &outcome).unwrap_err();
+        assert!(err.to_string().contains("a.txt changed while msgen was writing"), "{err}");
+        assert_eq!(fs::read_to_string(root.join("a.txt")).unwrap(), "mine\n");
+        assert_eq!(fs::read_to_string(root.join("b.txt")).unwrap(), "two\n");
+        // Its record did not move either: the next run merges the save.
+        assert_eq!(fs::read_to_string(root.join(".msgen/base/a.txt")).unwrap(), "one\n");
+        let again = diff(root, &plan).unwrap();
+        let a = again.changes.iter().find(|c| c.path == "a.txt").unwrap();
+        assert!(matches!(a.action, Action::Conflict { .. } | Action::Merge { .. }), "{:?}", a.action);
     }
 }
