@@ -78,6 +78,9 @@ pub struct Change {
     /// The file as the diff read it (None: absent). Checked again just before it is
     /// written or removed: a save made meanwhile is never overwritten.
     seen: Option<Vec<u8>>,
+    /// For a file of the plan: the hash of its base record as the diff read it. A
+    /// record of a file msgen generates is msgen's, even one written by `split`.
+    planned_record: Option<String>,
     /// Applied after the others ([`crate::plan::PlannedFile::last`]).
     last: bool,
 }
@@ -119,9 +122,31 @@ fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The files msgen generated last time: every path with a base record, relative
-/// to the project root.
+/// The files msgen generated last time, relative to the project root: the paths
+/// with a base record that `.msgen/manifest` lists with the same hash. A record
+/// the manifest does not vouch for (copied in, damaged) is ignored, so it can
+/// never get a user's file deleted. A project from before the manifest trusts
+/// every record once; the next apply writes the manifest.
 pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
+    let records = base_records(root)?;
+    let Some(manifest) = read_manifest(root)? else {
+        return Ok(records);
+    };
+    let mut out = BTreeSet::new();
+    for rel in records {
+        let Some(hash) = manifest.get(&rel) else {
+            continue;
+        };
+        let bytes = read_bytes(&root.join(BASE_DIR).join(&rel))?.unwrap_or_default();
+        if &content_hash(&bytes) == hash {
+            out.insert(rel);
+        }
+    }
+    Ok(out)
+}
+
+/// Every path with a file under `.msgen/base/`.
+fn base_records(root: &Path) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     let base = root.join(BASE_DIR);
     let mut stack = vec![base.clone()];
@@ -134,15 +159,43 @@ pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
         for entry in entries {
             let entry = entry?;
             let path = entry.path();
-            if entry.file_type()?.is_dir() {
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
                 stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(&base) {
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                out.insert(rel);
+            } else if kind.is_file() {
+                if let Ok(rel) = path.strip_prefix(&base) {
+                    out.insert(rel.to_string_lossy().replace('\\', "/"));
+                }
             }
         }
     }
     Ok(out)
+}
+
+/// `.msgen/manifest`: what msgen recorded, one `<hash> <path>` line per file.
+const MANIFEST: &str = ".msgen/manifest";
+
+/// FNV-1a, 64 bits, in hex: enough to tell msgen's record from a stray file.
+fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn read_manifest(root: &Path) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+    let Some(bytes) = read_bytes(&root.join(MANIFEST))? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(Some(
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(h, p)| (p.to_string(), h.to_string()))
+            .collect(),
+    ))
 }
 
 /// Works out what applying `plan` to the tree at `root` does, without writing.
@@ -170,6 +223,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         let current = dirs.read_bytes(&target)?;
         let seen = current.clone();
         let base = dirs.read_bytes(&base_path)?;
+        let planned_record = base.as_deref().map(content_hash);
         let new = &file.contents;
         let new_bytes = new.as_bytes();
         let record = |b: &[u8]| (b != new_bytes).then(|| Some(new_bytes.to_vec()));
@@ -272,6 +326,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             base: base_update,
             raw,
             seen,
+            planned_record,
             last: file.last,
         });
     }
@@ -306,6 +361,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             base: Some(None),
             raw: None,
             seen,
+            planned_record: None,
             last: false,
         });
     }
@@ -487,6 +543,19 @@ pub fn apply_with_progress(
     remove_stale_temp_files(root)?;
     let mut dirs = Dirs::default();
     let mut changed_meanwhile = Vec::new();
+    let old_manifest = read_manifest(root)?;
+    let mut manifest = match &old_manifest {
+        Some(m) => m.clone(),
+        // Before the manifest: every record is msgen's.
+        None => {
+            let mut m = std::collections::BTreeMap::new();
+            for rel in base_records(root)? {
+                let bytes = read_bytes(&root.join(BASE_DIR).join(&rel))?.unwrap_or_default();
+                m.insert(rel, content_hash(&bytes));
+            }
+            m
+        }
+    };
     for c in &outcome.changes {
         progress(c);
         let target = dirs.safe_path(root, &c.path)?;
@@ -522,6 +591,12 @@ pub fn apply_with_progress(
         // The record follows the tree: if we are killed in between, the next run
         // sees the new file against the old base, and the merge yields the new file.
         let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
+        match (&c.base, &c.planned_record) {
+            (Some(Some(b)), _) => manifest.insert(c.path.clone(), content_hash(b)),
+            (Some(None), _) => manifest.remove(&c.path),
+            (None, Some(h)) => manifest.insert(c.path.clone(), h.clone()),
+            (None, None) => None,
+        };
         match &c.base {
             Some(Some(b)) => dirs.write(root, &base_path, b)?,
             Some(None) if base_path.exists() => {
@@ -532,6 +607,13 @@ pub fn apply_with_progress(
             }
             Some(None) | None => {}
         }
+    }
+    // After the records it vouches for: killed before this, the old manifest
+    // vouches for less, never for more (records it does not know are not deleted).
+    if old_manifest.as_ref() != Some(&manifest) {
+        let text: String = manifest.iter().map(|(p, h)| format!("{h} {p}\n")).collect();
+        let path = dirs.safe_path(root, MANIFEST)?;
+        dirs.write(root, &path, text.as_bytes())?;
     }
     if !changed_meanwhile.is_empty() {
         return Err(crate::CheckFailed(format!(
@@ -715,13 +797,24 @@ mod tests {
         // The user saves a.txt between msgen's read and its write.
         fs::write(root.join("a.txt"), "mine\n").unwrap();
         let err = apply(root, &outcome).unwrap_err();
-        assert!(err.to_string().contains("a.txt changed while msgen was writing"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("a.txt changed while msgen was writing"),
+            "{err}"
+        );
         assert_eq!(fs::read_to_string(root.join("a.txt")).unwrap(), "mine\n");
         assert_eq!(fs::read_to_string(root.join("b.txt")).unwrap(), "two\n");
         // Its record did not move either: the next run merges the save.
-        assert_eq!(fs::read_to_string(root.join(".msgen/base/a.txt")).unwrap(), "one\n");
+        assert_eq!(
+            fs::read_to_string(root.join(".msgen/base/a.txt")).unwrap(),
+            "one\n"
+        );
         let again = diff(root, &plan).unwrap();
         let a = again.changes.iter().find(|c| c.path == "a.txt").unwrap();
-        assert!(matches!(a.action, Action::Conflict { .. } | Action::Merge { .. }), "{:?}", a.action);
+        assert!(
+            matches!(a.action, Action::Conflict { .. } | Action::Merge { .. }),
+            "{:?}",
+            a.action
+        );
     }
 }

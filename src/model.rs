@@ -952,7 +952,7 @@ impl Validator<'_> {
 
     /// `[monolith] path/package`: `Some(None)` for a generated monolith, `None` on error.
     fn external_monolith(&mut self, m: &RawMonolith) -> Option<Option<ExternalMonolith>> {
-        let path_ok = m.path.as_ref().map_or(true, |path| {
+        let path_ok = m.path.as_ref().is_none_or(|path| {
             let p = path.get_ref();
             let ok = !p.is_empty()
                 && !p.starts_with('/')
@@ -973,7 +973,7 @@ impl Validator<'_> {
             }
             ok
         });
-        let package_ok = m.package.as_ref().map_or(true, |package| {
+        let package_ok = m.package.as_ref().is_none_or(|package| {
             let k = package.get_ref();
             let ok = !k.is_empty()
                 && k.len() <= 64

@@ -646,7 +646,7 @@ fn sql_config(project: &str, database: &str, fields: &[String], tables: &[String
     ];
     let mut fields = fields.to_vec();
     let mut pad = 0;
-    while fields.len() % MAX_FIELDS != 0 {
+    while !fields.len().is_multiple_of(MAX_FIELDS) {
         fields.push(format!("pad{pad}"));
         pad += 1;
     }

@@ -495,3 +495,30 @@ fn split_from_refuses_deeply_nested_rust_with_a_message() {
         "a refused split --from changed the tree"
     );
 }
+
+#[test]
+fn a_stray_record_never_gets_a_user_file_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    assert!(
+        root.join(".msgen/manifest").is_file(),
+        "msgen lists what it recorded"
+    );
+    // A record msgen never wrote (copied from elsewhere, or planted) for a file of
+    // the user's, identical to it: that would pass for "generated and unedited".
+    fs::write(root.join("important.txt"), "my notes\n").unwrap();
+    fs::write(root.join(".msgen/base/important.txt"), "my notes\n").unwrap();
+    common::edit_config(&root, "quantity = \"i32\"", "quantity = \"i64\"");
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_eq!(
+        fs::read_to_string(root.join("important.txt")).unwrap(),
+        "my notes\n"
+    );
+    assert_ok(&msgen(&root, &["remove-service", "pricing"]));
+    assert_eq!(
+        fs::read_to_string(root.join("important.txt")).unwrap(),
+        "my notes\n"
+    );
+    // What msgen did write is still removed when it is no longer generated.
+    assert!(!root.join("services/pricing/src/main.rs").exists());
+}
