@@ -88,6 +88,13 @@ pub struct Change {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub changes: Vec<Change>,
+    /// Things the user should know that are not changes: a conflict resolved by
+    /// keeping their version, which dropped what the render had changed.
+    pub notes: Vec<String>,
+    /// The files msgen left with conflict markers after this outcome is applied,
+    /// with the hash of the user's version each conflict was made from
+    /// (`.msgen/conflicts`).
+    conflicts_after: Option<Conflicts>,
 }
 
 impl Outcome {
@@ -213,6 +220,10 @@ pub fn diff_additions(root: &Path, plan: &Plan) -> Result<Outcome> {
 
 fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
     let mut changes = Vec::new();
+    let mut notes = Vec::new();
+    // Conflicts are what msgen recorded leaving, not whatever looks like markers.
+    let recorded_conflicts = read_conflicts(root)?;
+    let mut conflicts_after = recorded_conflicts.clone().unwrap_or_default();
     // Nothing is written while diffing, so what is missing stays missing.
     let mut dirs = Dirs::default();
     for (rel, file) in &plan.files {
@@ -256,7 +267,24 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             }
             (Ownership::Managed, Some(cur), Some(b)) => {
                 let cur_text = String::from_utf8_lossy(&cur).into_owned();
-                if has_conflict_markers(&cur_text) {
+                let unresolved = match &recorded_conflicts {
+                    Some(set) => set.contains_key(rel) && has_conflict_markers(&cur_text),
+                    // A project from before the record: markers are the only sign.
+                    None => has_conflict_markers(&cur_text),
+                };
+                if !unresolved {
+                    if let Some(ours) = conflicts_after.remove(rel) {
+                        if ours == content_hash(&cur) {
+                            notes.push(format!(
+                                "{rel}: you resolved the conflict by keeping your version, so what services.toml changed there is not in it (the render is .msgen/base/{rel})"
+                            ));
+                        }
+                    }
+                }
+                if unresolved {
+                    conflicts_after
+                        .entry(rel.clone())
+                        .or_insert_with(String::new);
                     // An earlier conflict the user has not resolved yet: left as is.
                     raw = Some(cur.clone());
                     (
@@ -308,6 +336,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
                         }
                         Err(m) => {
                             raw = lossy(&m);
+                            conflicts_after.insert(rel.clone(), content_hash(&cur));
                             (
                                 Action::Conflict {
                                     old: cur_text,
@@ -366,7 +395,30 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         });
     }
     changes.sort_by(|a, b| (a.last, &a.path).cmp(&(b.last, &b.path)));
-    Ok(Outcome { changes })
+    // Files no longer generated cannot stay msgen's conflicts.
+    conflicts_after.retain(|p, _| plan.files.contains_key(p));
+    Ok(Outcome {
+        changes,
+        notes,
+        conflicts_after: Some(conflicts_after),
+    })
+}
+
+/// `.msgen/conflicts`: a `<hash> <path>` line for each file msgen left with
+/// conflict markers that the user has not resolved yet; the hash is of the user's
+/// version the conflict was made from (empty when unknown).
+const CONFLICTS: &str = ".msgen/conflicts";
+
+type Conflicts = std::collections::BTreeMap<String, String>;
+
+fn read_conflicts(root: &Path) -> Result<Option<Conflicts>> {
+    Ok(read_bytes(&root.join(CONFLICTS))?.map(|b| {
+        String::from_utf8_lossy(&b)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(h, p)| (p.to_string(), h.to_string()))
+            .collect()
+    }))
 }
 
 /// Whether `text` still holds the markers of a merge conflict.
@@ -606,6 +658,13 @@ pub fn apply_with_progress(
                 dirs.forget();
             }
             Some(None) | None => {}
+        }
+    }
+    if let Some(after) = &outcome.conflicts_after {
+        if read_conflicts(root)?.as_ref() != Some(after) {
+            let text: String = after.iter().map(|(p, h)| format!("{h} {p}\n")).collect();
+            let path = dirs.safe_path(root, CONFLICTS)?;
+            dirs.write(root, &path, text.as_bytes())?;
         }
     }
     // After the records it vouches for: killed before this, the old manifest

@@ -522,3 +522,56 @@ fn a_stray_record_never_gets_a_user_file_deleted() {
     // What msgen did write is still removed when it is no longer generated.
     assert!(!root.join("services/pricing/src/main.rs").exists());
 }
+
+#[test]
+fn conflicts_are_msgen_s_record_not_a_text_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    // Lines that look like conflict markers, inside a string of the user's code.
+    let handler = root.join("services/catalog/src/handlers/product.rs");
+    let mut text = fs::read_to_string(&handler).unwrap();
+    text.push_str("\n#[allow(dead_code)]\nconst SAMPLE: &str = r#\"\n<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n\"#;\n");
+    fs::write(&handler, &text).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    // A render change elsewhere in that file merges as usual.
+    common::edit_config(
+        &root,
+        "in_stock = \"bool\"",
+        "in_stock = \"bool\", sku = \"string?\"",
+    );
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    assert!(fs::read_to_string(&handler)
+        .unwrap()
+        .contains("<<<<<<< ours"));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+}
+
+#[test]
+fn a_conflict_resolved_by_keeping_one_s_version_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let routes = root.join("gateway/src/routes.rs");
+    let mine = fs::read_to_string(&routes).unwrap().replace(
+        "http://catalog-service:4001",
+        "http://catalog.internal:4001",
+    );
+    fs::write(&routes, &mine).unwrap();
+    common::edit_config(&root, "port = 4001", "port = 4011");
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(fs::read_to_string(&routes).unwrap().contains("<<<<<<<"));
+    // Resolved by putting one's own version back: said, not dropped silently.
+    fs::write(&routes, &mine).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    let said = format!("{}{}", common::stdout(&out), stderr(&out));
+    assert!(
+        said.contains("gateway/src/routes.rs: you resolved the conflict by keeping your version"),
+        "{said}"
+    );
+    // Said once: the record is gone.
+    let out = msgen(&root, &["generate"]);
+    assert!(!format!("{}{}", common::stdout(&out), stderr(&out)).contains("you resolved"));
+}

@@ -155,6 +155,9 @@ pub fn render_into(
             for w in &plan.schema_warnings {
                 out.note(w);
             }
+            for n in &outcome.notes {
+                out.note(n);
+            }
             let conflicts = outcome.conflicts();
             if !conflicts.is_empty() {
                 let mut msg =
