@@ -109,6 +109,7 @@ const RUST: &[&str] = &[
     "unimplemented",
     "vec_deque",
     "cow",
+    "api_error",
     "serialize",
     "deserialize",
     "serializer",
