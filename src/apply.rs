@@ -395,8 +395,11 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         });
     }
     changes.sort_by(|a, b| (a.last, &a.path).cmp(&(b.last, &b.path)));
-    // Files no longer generated cannot stay msgen's conflicts.
-    conflicts_after.retain(|p, _| plan.files.contains_key(p));
+    // Files no longer generated cannot stay msgen's conflicts (a plan that only
+    // adds files says nothing of the others).
+    if whole {
+        conflicts_after.retain(|p, _| plan.files.contains_key(p));
+    }
     Ok(Outcome {
         changes,
         notes,
@@ -410,6 +413,28 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
 const CONFLICTS: &str = ".msgen/conflicts";
 
 type Conflicts = std::collections::BTreeMap<String, String>;
+
+fn write_conflicts(root: &Path, dirs: &mut Dirs, conflicts: &Conflicts) -> Result<()> {
+    let text: String = conflicts
+        .iter()
+        .map(|(p, h)| format!("{h} {p}\n"))
+        .collect();
+    let path = dirs.safe_path(root, CONFLICTS)?;
+    dirs.write(root, &path, text.as_bytes())
+}
+
+/// Records files another writer (`split`) leaves with conflict markers, before it
+/// writes them: `(path, the user's version they were made from)`.
+pub fn record_conflicts(root: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut conflicts = read_conflicts(root)?.unwrap_or_default();
+    for (p, ours) in files {
+        conflicts.insert(p.clone(), content_hash(ours));
+    }
+    write_conflicts(root, &mut Dirs::default(), &conflicts)
+}
 
 fn read_conflicts(root: &Path) -> Result<Option<Conflicts>> {
     Ok(read_bytes(&root.join(CONFLICTS))?.map(|b| {
@@ -595,6 +620,16 @@ pub fn apply_with_progress(
     remove_stale_temp_files(root)?;
     let mut dirs = Dirs::default();
     let mut changed_meanwhile = Vec::new();
+    // Conflicts about to be written are recorded first: killed after a marked
+    // file is written, the record must already say it is a conflict.
+    let old_conflicts = read_conflicts(root)?;
+    if let Some(after) = &outcome.conflicts_after {
+        let mut union = old_conflicts.clone().unwrap_or_default();
+        union.extend(after.iter().map(|(p, h)| (p.clone(), h.clone())));
+        if old_conflicts.as_ref() != Some(&union) {
+            write_conflicts(root, &mut dirs, &union)?;
+        }
+    }
     let old_manifest = read_manifest(root)?;
     let mut manifest = match &old_manifest {
         Some(m) => m.clone(),
@@ -611,6 +646,10 @@ pub fn apply_with_progress(
     for c in &outcome.changes {
         progress(c);
         let target = dirs.safe_path(root, &c.path)?;
+        // An unresolved conflict left as it is: nothing to write.
+        if c.raw.is_some() && c.raw == c.seen {
+            continue;
+        }
         if c.writes_or_deletes() && read_bytes(&target)? != c.seen {
             // Saved by someone else since msgen read it: theirs stays, and neither
             // it nor its record changes (the next run merges it).
@@ -661,10 +700,16 @@ pub fn apply_with_progress(
         }
     }
     if let Some(after) = &outcome.conflicts_after {
-        if read_conflicts(root)?.as_ref() != Some(after) {
-            let text: String = after.iter().map(|(p, h)| format!("{h} {p}\n")).collect();
-            let path = dirs.safe_path(root, CONFLICTS)?;
-            dirs.write(root, &path, text.as_bytes())?;
+        // A file left alone (saved meanwhile) keeps the entry it had.
+        let mut after = after.clone();
+        for p in &changed_meanwhile {
+            match old_conflicts.as_ref().and_then(|c| c.get(p)) {
+                Some(h) => after.insert(p.clone(), h.clone()),
+                None => after.remove(p),
+            };
+        }
+        if read_conflicts(root)?.as_ref() != Some(&after) {
+            write_conflicts(root, &mut dirs, &after)?;
         }
     }
     // After the records it vouches for: killed before this, the old manifest
@@ -755,6 +800,8 @@ impl Dirs {
         if !self.known.contains(dir) {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             self.known.insert(dir.to_path_buf());
+            // No longer missing: paths below it are checked again, links included.
+            self.missing.retain(|m| !dir.starts_with(m));
         }
         write_file(root, path, contents)
     }

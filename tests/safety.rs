@@ -575,3 +575,35 @@ fn a_conflict_resolved_by_keeping_one_s_version_is_reported() {
     let out = msgen(&root, &["generate"]);
     assert!(!format!("{}{}", common::stdout(&out), stderr(&out)).contains("you resolved"));
 }
+
+#[test]
+fn a_conflict_stays_a_conflict_across_other_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let routes = root.join("gateway/src/routes.rs");
+    let mine = fs::read_to_string(&routes).unwrap().replace(
+        "http://catalog-service:4001",
+        "http://catalog.internal:4001",
+    );
+    fs::write(&routes, &mine).unwrap();
+    common::edit_config(&root, "port = 4001", "port = 4011");
+    assert_eq!(msgen(&root, &["generate"]).status.code(), Some(1));
+    let marked = fs::read(&routes).unwrap();
+    // A command that only adds a file says nothing about the conflict...
+    assert_ok(&msgen(&root, &["add-migration", "catalog", "seed"]));
+    // ...so it is still one: reported, the file untouched (not even rewritten).
+    let modified = fs::metadata(&routes).unwrap().modified().unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gateway/src/routes.rs"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&routes).unwrap(), marked);
+    assert_eq!(fs::metadata(&routes).unwrap().modified().unwrap(), modified);
+    assert_eq!(
+        msgen(&root, &["generate", "--check"]).status.code(),
+        Some(1)
+    );
+}

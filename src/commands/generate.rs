@@ -136,6 +136,10 @@ pub fn render_into(
                 .iter()
                 .filter(|c| c.writes_or_deletes())
                 .count();
+            // Before applying: said even if the apply stops on a file saved meanwhile.
+            for n in &outcome.notes {
+                out.note(n);
+            }
             let mut progress = out.progress(writes);
             let mut written = 0;
             apply::apply_with_progress(root, &outcome, &mut |change| {
@@ -154,9 +158,6 @@ pub fn render_into(
             }
             for w in &plan.schema_warnings {
                 out.note(w);
-            }
-            for n in &outcome.notes {
-                out.note(n);
             }
             let conflicts = outcome.conflicts();
             if !conflicts.is_empty() {

@@ -46,6 +46,8 @@ struct SplitPlan {
     report: Report,
     /// The schema records and migrations as the split leaves them.
     schema: crate::schema::Inputs,
+    /// Moved files written with conflict markers, and the user's version of each.
+    conflicts: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +170,7 @@ pub fn run(
         safe_path(root, p)?;
         safe_path(root, &format!("{BASE}/{p}"))?;
     }
+    crate::apply::record_conflicts(root, &plan.conflicts)?;
     let old_bytes = std::fs::read(&config_path).ok();
     crate::apply::write_config(
         root,
@@ -503,6 +506,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
                         plan.report.carried_edits.push(to.clone());
                     }
                     Err(marked) => {
+                        plan.conflicts.push((to.clone(), ours.clone().into_bytes()));
                         plan.writes.push(Write {
                             path: to.clone(),
                             contents: marked.into_bytes(),
@@ -825,8 +829,9 @@ fn run_from(
     // something there, never a path to write through.
     if lock.is_file() && fs_entry_missing(&root.join("Cargo.lock")) {
         // The monolith's locked versions are the ones its code was built with.
-        std::fs::copy(&lock, root.join("Cargo.lock"))
-            .with_context(|| format!("cannot copy {}", lock.display()))?;
+        let bytes =
+            std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
+        write_atomic(root, &root.join("Cargo.lock"), &bytes)?;
     }
     for (p, text) in &cut.monolith_edits {
         write_atomic(root, &dir.join(p), text.as_bytes())?;
