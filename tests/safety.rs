@@ -607,3 +607,39 @@ fn a_conflict_stays_a_conflict_across_other_commands() {
         Some(1)
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Arbitrary bytes (non-UTF-8, CR, NUL, BOM-like) a user put at the top of a
+    /// generated file are identical after add-service and remove-service merge the
+    /// render's changes into the rest of it.
+    #[test]
+    fn user_bytes_outside_merged_hunks_survive(prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..160)) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_project(dir.path());
+        let compose = root.join("compose.yaml");
+        let mut bytes = prefix.clone();
+        bytes.push(b'\n');
+        bytes.extend(fs::read(&compose).unwrap());
+        fs::write(&compose, &bytes).unwrap();
+        let mut kept = prefix.clone();
+        kept.push(b'\n');
+
+        let out = msgen(&root, &["add-service", "billing"]);
+        proptest::prop_assert!(out.status.success(), "{}", stderr(&out));
+        let after = fs::read(&compose).unwrap();
+        proptest::prop_assert!(after.starts_with(&kept), "the user's bytes changed");
+        proptest::prop_assert!(String::from_utf8_lossy(&after).contains("billing-service"));
+
+        let out = msgen(&root, &["remove-service", "billing"]);
+        proptest::prop_assert!(out.status.success(), "{}", stderr(&out));
+        let after = fs::read(&compose).unwrap();
+        proptest::prop_assert!(after.starts_with(&kept), "the user's bytes changed");
+        proptest::prop_assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
+    }
+}
