@@ -65,6 +65,11 @@ pub struct EventCtx {
     pub fields: Vec<FieldCtx>,
     /// Durable consumer name of the consuming service.
     pub durable: String,
+    /// `pub const <STREAM>: &str = "<subject>";`, `let durable = "..";` (at 12
+    /// spaces) and the handler's signature, laid out as rustfmt does.
+    pub stream_const: String,
+    pub durable_let: String,
+    pub handler_head: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +132,8 @@ pub struct ServiceCtx {
     pub routes: Vec<String>,
     /// `GET` path of the service's own information (name, version, events handled).
     pub info_path: String,
+    /// `pub const SUBJECTS: &[&str] = &[..];`, laid out as rustfmt does.
+    pub subjects_const: String,
     /// `let expected = [..];`: every route its OpenAPI document lists, as
     /// `"<method> <path>"`, for its generated test.
     pub expected_routes: String,
@@ -186,6 +193,10 @@ pub struct DepCtx {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceCtx {
+    /// `pub async fn get_<name>(&self, id: i64) -> ..` of the HTTP client and of the
+    /// in-process client, laid out as rustfmt does.
+    pub http_getter: String,
+    pub inproc_getter: String,
     pub name: String,
     pub pascal: String,
     pub plural: String,
@@ -459,6 +470,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         depends_on,
         resources: resources.clone(),
         routes: s.route_prefixes(),
+        subjects_const: subjects_const(s),
         expected_routes: expected_routes(&s.info_path(), s.template == Template::Auth, &resources),
         info_path: s.info_path(),
         auth_sql_consts: auth_sql_consts(s.database),
@@ -527,11 +539,41 @@ fn event_ctx(p: &Project, s: &Service, subject: &str) -> EventCtx {
         (Some(_), "deleted") => ("id", Vec::new()),
         _ => ("json", Vec::new()),
     };
+    let stream = snake.to_uppercase();
+    let pascal = pascal_of(&snake);
+    let durable = format!("{}-{}", s.name.as_str(), subject.replace(['.', '_'], "-"));
+    let broken_after_eq = |head: String, value: String, indent: &str| {
+        let line = format!("{head} {value};");
+        if line.len() <= 100 {
+            line
+        } else {
+            format!("{head}\n{indent}    {value};")
+        }
+    };
     EventCtx {
+        stream_const: broken_after_eq(
+            format!("pub const {stream}: &str ="),
+            format!("{subject:?}"),
+            "",
+        ),
+        durable_let: broken_after_eq(
+            "            let durable =".to_string(),
+            format!("{durable:?}"),
+            "            ",
+        ),
+        handler_head: fn_head(
+            0,
+            &format!("pub async fn on_{snake}"),
+            &[
+                "state: &AppState",
+                &format!("event: &Event<crate::events::{pascal}>"),
+            ],
+            "anyhow::Result<()>",
+        ),
         subject: subject.to_string(),
-        pascal: pascal_of(&snake),
-        stream: snake.to_uppercase(),
-        durable: format!("{}-{}", s.name.as_str(), subject.replace(['.', '_'], "-")),
+        pascal,
+        stream,
+        durable,
         snake,
         payload,
         fields,
@@ -676,6 +718,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         resources: modules.iter().flat_map(|m| m.resources.clone()).collect(),
         routes: modules.iter().flat_map(|m| m.routes.clone()).collect(),
         info_path: "/api/v1/monolith".into(),
+        subjects_const: String::new(),
         expected_routes: expected_routes(
             "/api/v1/monolith",
             modules.iter().any(|m| m.is_auth),
@@ -735,6 +778,50 @@ fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
     }
     let args: String = args.iter().map(|a| format!("{pad}    {a},\n")).collect();
     format!("{pad}{callee}(\n{args}{pad}){tail}")
+}
+
+/// `head(params) -> ret {` at `indent`, on one line while it fits in 100 columns,
+/// else one parameter per line, as rustfmt lays out a function's signature.
+fn fn_head(indent: usize, head: &str, params: &[&str], ret: &str) -> String {
+    let pad = " ".repeat(indent);
+    let line = format!("{pad}{head}({}) -> {ret} {{", params.join(", "));
+    if line.len() <= 100 {
+        return line;
+    }
+    let params: String = params.iter().map(|p| format!("{pad}    {p},\n")).collect();
+    format!("{pad}{head}(\n{params}{pad}) -> {ret} {{")
+}
+
+/// `SUBJECTS`, every subject the service publishes or consumes, each once. Items
+/// are written `crate::events::X`, longer than rustfmt's 10-column "short item",
+/// so a broken array has one item per line.
+fn subjects_const(s: &Service) -> String {
+    let mut items: Vec<String> = Vec::new();
+    for subject in s.publishes.iter().chain(&s.consumes) {
+        let item = format!(
+            "crate::events::{}",
+            subject.replace('.', "_").to_uppercase()
+        );
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    let head = "pub const SUBJECTS: &[&str] = &[";
+    let inline = items.join(", ");
+    let line = format!("{head}{inline}];");
+    // A single item is not held to the 60 columns of `array_width`.
+    if line.len() <= 100 && (inline.len() <= 60 || items.len() == 1) {
+        return line;
+    }
+    // One long item: rustfmt moves the array after the `=` while it fits there.
+    if let [item] = items.as_slice() {
+        let moved = format!("    &[{item}];");
+        if moved.len() <= 100 {
+            return format!("pub const SUBJECTS: &[&str] =\n{moved}");
+        }
+    }
+    let lines: String = items.iter().map(|i| format!("    {i},\n")).collect();
+    format!("{head}\n{lines}];")
 }
 
 /// `let expected = ["get /health", ..];` at 4 spaces: on one line while the items
@@ -813,7 +900,17 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         _ => false,
     });
     let publishes = |action: &str| s.publishes.contains(&format!("{}.{action}", r.name));
+    let getter = |error: &str| {
+        fn_head(
+            4,
+            &format!("pub async fn get_{}", r.name),
+            &["&self", "id: i64"],
+            &format!("Result<Option<{}>, {error}>", r.pascal()),
+        )
+    };
     ResourceCtx {
+        http_getter: getter("common::client::ClientError"),
+        inproc_getter: getter("common::ApiError"),
         routes_calls: [&["list", "create"][..], &["get", "update", "delete"]]
             .iter()
             .map(|ops| routes_call(&r.name, ops))
@@ -1083,6 +1180,27 @@ mod tests {
                 "?,"
             ),
             "            abc_service_url: env_or(\"ABC_SERVICE_URL\", d.abc_service_url)?,"
+        );
+    }
+
+    #[test]
+    fn signatures_break_past_100_columns() {
+        let head = |n: &str| {
+            fn_head(
+                4,
+                &format!("pub async fn get_{n}"),
+                &["&self", "id: i64"],
+                "Result<Option<P>, E>",
+            )
+        };
+        assert_eq!(
+            head("item"),
+            "    pub async fn get_item(&self, id: i64) -> Result<Option<P>, E> {"
+        );
+        let long = "x".repeat(60);
+        assert_eq!(
+            head(&long),
+            format!("    pub async fn get_{long}(\n        &self,\n        id: i64,\n    ) -> Result<Option<P>, E> {{")
         );
     }
 

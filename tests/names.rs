@@ -426,6 +426,8 @@ fn config(project: &str, role: Role, names: &[String], database: &str) -> String
             for n in names {
                 t.push_str(&format!("  [[services.resources]]\n  name = \"{n}\"\n  fields = {{ label = \"string\", note = \"text?\", at = \"datetime?\" }}\n"));
             }
+            // A service calling zoo: every resource's type and getter in its client.
+            t.push_str("\n[[services]]\nname = \"zoo-user\"\ndatabase = \"none\"\ndepends_on = [\"zoo\"]\n");
         }
         Role::Plural => {
             t.push_str("[[services]]\nname = \"zoo\"\n");
@@ -590,7 +592,29 @@ fn every_accepted_resource_name_compiles() {
             &config(&name, Role::Resource, pack, "postgres"),
         );
         check(&root, false);
-    }
+    } // The same as modules of a monolith, called in process: a sample (the long
+      // names and those of the in-process client's own imports), to keep it quick.
+    let sample: Vec<String> = LONG
+        .iter()
+        .chain(&[
+            "record",
+            "input",
+            "db",
+            "api_error",
+            "utc",
+            "state",
+            "serialize",
+            "duration",
+        ])
+        .map(|n| n.to_string())
+        .filter(|n| names.contains(n))
+        .collect();
+    let text = config("modules", Role::Resource, &sample, "postgres")
+        .replace("name = \"zoo\"\n", "name = \"zoo\"\nmonolith = true\n")
+        .replace("database = \"none\"\n", "monolith = true\n")
+        + "\n[monolith]\nport = 3000\n";
+    let root = render(dir.path(), "modules", &text);
+    check(&root, false);
 }
 
 /// Table names tried against the databases: every identifier reaches SQL through
@@ -782,4 +806,30 @@ fn every_accepted_service_and_module_name_compiles() {
         + "\n[monolith]\nport = 3000\n";
     let root = render(dir.path(), "modules", &text);
     check(&root, false);
+}
+
+#[test]
+fn event_subjects_of_every_length_are_laid_out_as_rustfmt_does() {
+    // Subjects name constants, payload types, handlers and durable consumers:
+    // lines whose width follows the subject's. From the shortest (3) to the
+    // longest msgen accepts (64), with the longest service names, alone and among
+    // other subjects.
+    let dir = workdir();
+    let (a, b) = ("a".repeat(40), "b".repeat(40));
+    for len in [3, 8, 12, 20, 30, 40, 48, 56, 64] {
+        for others in ["", "\"p.q\", \"thing.created\""] {
+            let subject = if len == 3 {
+                "o.a".to_string()
+            } else {
+                format!("o.{}", "a".repeat(len - 2))
+            };
+            let name = format!("ev{len}{}", others.len());
+            let text = format!(
+                "[project]\nname = \"{name}\"\n\n[[services]]\nname = \"{a}\"\npublishes = [\"{subject}\"]\n  [[services.resources]]\n  name = \"thing\"\n  fields = {{ x = \"string\" }}\n\n[[services]]\nname = \"{b}\"\nconsumes = [\"{subject}\"]\npublishes = [{others}]\n  [[services.resources]]\n  name = \"other\"\n  fields = {{ y = \"string\" }}\n"
+            );
+            let root = render(dir.path(), &name, &text);
+            // fmt needs no build: every length is checked, quickly.
+            cargo(&root, &["fmt", "--all", "--", "--check"]);
+        }
+    }
 }
