@@ -197,6 +197,9 @@ pub struct ResourceCtx {
     /// in-process client, laid out as rustfmt does.
     pub http_getter: String,
     pub inproc_getter: String,
+    /// `.route("/<segment>", get(..list).post(..create))` of a monolith module,
+    /// laid out as rustfmt does.
+    pub list_route: String,
     pub name: String,
     pub pascal: String,
     pub plural: String,
@@ -780,6 +783,26 @@ fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
     format!("{pad}{callee}(\n{args}{pad}){tail}")
 }
 
+/// `.route("/<segment>", get(handlers::<r>::list).post(handlers::<r>::create))` at
+/// 8 spaces: on one line while the arguments fit rustfmt's 60 columns, else one
+/// argument per line, the chain itself broken past 60 columns (`chain_width`).
+fn list_route(segment: &str, name: &str) -> String {
+    let path = format!("\"/{segment}\"");
+    let get = format!("get(handlers::{name}::list)");
+    let post = format!(".post(handlers::{name}::create)");
+    let chain = format!("{get}{post}");
+    let line = format!("        .route({path}, {chain})");
+    if path.len() + 2 + chain.len() <= 60 && line.len() <= 100 {
+        return line;
+    }
+    let chain = if chain.len() <= 60 {
+        format!("            {chain},")
+    } else {
+        format!("            {get}\n                {post},")
+    };
+    format!("        .route(\n            {path},\n{chain}\n        )")
+}
+
 /// `head(params) -> ret {` at `indent`, on one line while it fits in 100 columns,
 /// else one parameter per line, as rustfmt lays out a function's signature.
 fn fn_head(indent: usize, head: &str, params: &[&str], ret: &str) -> String {
@@ -909,6 +932,7 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         )
     };
     ResourceCtx {
+        list_route: list_route(&r.path_segment(), &r.name),
         http_getter: getter("common::client::ClientError"),
         inproc_getter: getter("common::ApiError"),
         routes_calls: [&["list", "create"][..], &["get", "update", "delete"]]
