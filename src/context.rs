@@ -785,7 +785,7 @@ fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
 
 /// `.route("/<segment>", get(handlers::<r>::list).post(handlers::<r>::create))` at
 /// 8 spaces: on one line while the arguments fit rustfmt's 60 columns, else one
-/// argument per line, the chain itself broken past 60 columns (`chain_width`).
+/// argument per line, the chain itself broken when its line passes 100 columns.
 fn list_route(segment: &str, name: &str) -> String {
     let path = format!("\"/{segment}\"");
     let get = format!("get(handlers::{name}::list)");
@@ -795,7 +795,8 @@ fn list_route(segment: &str, name: &str) -> String {
     if path.len() + 2 + chain.len() <= 60 && line.len() <= 100 {
         return line;
     }
-    let chain = if chain.len() <= 60 {
+    // The chain breaks only when its line passes 100 columns.
+    let chain = if 12 + chain.len() + 1 <= 100 {
         format!("            {chain},")
     } else {
         format!("            {get}\n                {post},")
