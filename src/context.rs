@@ -796,7 +796,7 @@ fn list_route(segment: &str, name: &str) -> String {
         return line;
     }
     // The chain breaks only when its line passes 100 columns.
-    let chain = if 12 + chain.len() + 1 <= 100 {
+    let chain = if 12 + chain.len() < 100 {
         format!("            {chain},")
     } else {
         format!("            {get}\n                {post},")
