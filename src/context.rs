@@ -769,18 +769,35 @@ fn routes_call(resource: &str, ops: &[&str]) -> String {
     }
 }
 
-/// `callee(args)` and `tail` at `indent`, on one line while the arguments fit in
-/// rustfmt's 60 columns (`fn_call_width`) and the line in 100, else one argument
-/// per line, as rustfmt lays calls out.
-fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
+/// `open`, the items, then `close`, at `indent`, as rustfmt lays out a call, an
+/// array or a signature: on one line while it fits in 100 columns (and the items
+/// in `items_width`, rustfmt's 60 for calls and arrays), else one item per line.
+fn one_line_or_one_per_line(
+    indent: usize,
+    open: &str,
+    items: &[String],
+    close: &str,
+    items_width: Option<usize>,
+) -> String {
     let pad = " ".repeat(indent);
-    let inline = args.join(", ");
-    let line = format!("{pad}{callee}({inline}){tail}");
-    if inline.len() <= 60 && line.len() <= 100 {
+    let inline = items.join(", ");
+    let line = format!("{pad}{open}{inline}{close}");
+    if line.len() <= 100 && items_width.is_none_or(|w| inline.len() <= w) {
         return line;
     }
-    let args: String = args.iter().map(|a| format!("{pad}    {a},\n")).collect();
-    format!("{pad}{callee}(\n{args}{pad}){tail}")
+    let items: String = items.iter().map(|i| format!("{pad}    {i},\n")).collect();
+    format!("{pad}{open}\n{items}{pad}{close}")
+}
+
+/// `callee(args)` and `tail`, as rustfmt lays calls out.
+fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
+    one_line_or_one_per_line(
+        indent,
+        &format!("{callee}("),
+        args,
+        &format!("){tail}"),
+        Some(60),
+    )
 }
 
 /// `.route("/<segment>", get(handlers::<r>::list).post(handlers::<r>::create))` at
@@ -804,16 +821,17 @@ fn list_route(segment: &str, name: &str) -> String {
     format!("        .route(\n            {path},\n{chain}\n        )")
 }
 
-/// `head(params) -> ret {` at `indent`, on one line while it fits in 100 columns,
-/// else one parameter per line, as rustfmt lays out a function's signature.
+/// `head(params) -> ret {` at `indent`, as rustfmt lays out a function's
+/// signature (no 60-column rule for parameters).
 fn fn_head(indent: usize, head: &str, params: &[&str], ret: &str) -> String {
-    let pad = " ".repeat(indent);
-    let line = format!("{pad}{head}({}) -> {ret} {{", params.join(", "));
-    if line.len() <= 100 {
-        return line;
-    }
-    let params: String = params.iter().map(|p| format!("{pad}    {p},\n")).collect();
-    format!("{pad}{head}(\n{params}{pad}) -> {ret} {{")
+    let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+    one_line_or_one_per_line(
+        indent,
+        &format!("{head}("),
+        &params,
+        &format!(") -> {ret} {{"),
+        None,
+    )
 }
 
 /// `SUBJECTS`, every subject the service publishes or consumes, each once. Items
@@ -831,21 +849,18 @@ fn subjects_const(s: &Service) -> String {
         }
     }
     let head = "pub const SUBJECTS: &[&str] = &[";
-    let inline = items.join(", ");
-    let line = format!("{head}{inline}];");
-    // A single item is not held to the 60 columns of `array_width`.
-    if line.len() <= 100 && (inline.len() <= 60 || items.len() == 1) {
-        return line;
-    }
-    // One long item: rustfmt moves the array after the `=` while it fits there.
     if let [item] = items.as_slice() {
+        // A single item is not held to the 60 columns of `array_width`, and
+        // rustfmt moves it after the `=` before it breaks the array.
+        let line = format!("{head}{item}];");
         let moved = format!("    &[{item}];");
-        if moved.len() <= 100 {
+        if line.len() <= 100 {
+            return line;
+        } else if moved.len() <= 100 {
             return format!("pub const SUBJECTS: &[&str] =\n{moved}");
         }
     }
-    let lines: String = items.iter().map(|i| format!("    {i},\n")).collect();
-    format!("{head}\n{lines}];")
+    one_line_or_one_per_line(0, head, &items, "];", Some(60))
 }
 
 /// `let expected = ["get /health", ..];` at 4 spaces: on one line while the items
@@ -874,13 +889,7 @@ fn expected_routes(info_path: &str, is_auth: bool, resources: &[ResourceCtx]) ->
         }
     }
     let items: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
-    let inline = items.join(", ");
-    let line = format!("    let expected = [{inline}];");
-    if inline.len() <= 60 && line.len() <= 100 {
-        return line;
-    }
-    let lines: String = items.iter().map(|i| format!("        {i},\n")).collect();
-    format!("    let expected = [\n{lines}    ];")
+    one_line_or_one_per_line(4, "let expected = [", &items, "];", Some(60))
 }
 
 fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {

@@ -269,14 +269,7 @@ fn check_case(dir: &Path, index: usize, case: &[usize], run: bool) -> Result<(),
         cargo(&root, &["fmt", "--all", "--", "--check"]);
         cargo(&root, &["clippy", "--all-targets", "--", "-D", "warnings"]);
         if run {
-            let out = cargo(&root, &["test"]);
-            let report = String::from_utf8_lossy(&out.stdout).into_owned();
-            let passed: usize = report
-                .lines()
-                .filter_map(|l| l.strip_prefix("test result: ok. "))
-                .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
-                .sum();
-            assert!(passed >= 5, "only {passed} generated tests ran:\n{report}");
+            common::cargo_test_ran(&root, 5);
         }
     });
     // build_bins takes the cargo lock itself.

@@ -552,9 +552,7 @@ fn check(root: &Path, run_tests: bool) {
         std::panic::resume_unwind(e);
     }
     if run_tests {
-        let out = cargo(root, &["test"]);
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert!(report.contains("test result: ok"), "{report}");
+        common::cargo_test_ran(root, 5);
     }
     eprintln!(
         "{}: checked{} in {:.1} s",

@@ -8,15 +8,10 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{assert_ok, copy_dir, example, fixture_monolith, msgen, stderr};
+use common::{assert_ok, copy_dir, fixture_monolith, msgen, stderr};
 
 fn new_project(dir: &Path) -> std::path::PathBuf {
-    let config = example("mixed");
-    assert_ok(&msgen(
-        dir,
-        &["new", "shop", "--yes", "--config", config.to_str().unwrap()],
-    ));
-    dir.join("shop")
+    common::new_from_example(dir, "mixed", "shop")
 }
 
 #[test]
@@ -201,12 +196,7 @@ fn split_from_does_not_follow_a_dangling_cargo_lock_link() {
 }
 
 fn new_monolith(dir: &Path) -> std::path::PathBuf {
-    let config = example("monolith");
-    assert_ok(&msgen(
-        dir,
-        &["new", "mono", "--yes", "--config", config.to_str().unwrap()],
-    ));
-    dir.join("mono")
+    common::new_from_example(dir, "monolith", "mono")
 }
 
 #[test]

@@ -20,16 +20,8 @@ fn check_example(name: &str) {
     cargo(&root, &["fmt", "--all", "--", "--check"]);
     cargo(&root, &["clippy", "--all-targets", "--", "-D", "warnings"]);
     cargo(&root, &["build"]);
-    let out = cargo(&root, &["test"]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("test result: ok"), "{report}");
     // The generated workspace's own tests really ran.
-    let passed: usize = report
-        .lines()
-        .filter_map(|l| l.strip_prefix("test result: ok. "))
-        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
-        .sum();
-    assert!(passed >= 10, "only {passed} generated tests ran:\n{report}");
+    common::cargo_test_ran(&root, 10);
 }
 
 #[test]

@@ -164,6 +164,33 @@ pub fn cargo(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// `cargo test` in a generated workspace: every binary passed, and at least `min`
+/// of the workspace's own tests ran (a run of zero tests proves nothing).
+pub fn cargo_test_ran(dir: &Path, min: usize) {
+    let out = cargo(dir, &["test"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("test result: ok"), "{report}");
+    let passed: usize = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        passed >= min,
+        "only {passed} generated tests ran:\n{report}"
+    );
+}
+
+/// `msgen new NAME --yes --config examples/<example>.toml` in `dir`; the project root.
+pub fn new_from_example(dir: &Path, example_name: &str, name: &str) -> PathBuf {
+    let config = example(example_name);
+    assert_ok(&msgen(
+        dir,
+        &["new", name, "--yes", "--config", config.to_str().unwrap()],
+    ));
+    dir.join(name)
+}
+
 /// Where to get each tool the tests run, for the failure message.
 fn install_hint(tool: &str) -> &'static str {
     match tool {
