@@ -8,12 +8,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::plan::{Ownership, Plan};
+use crate::txn::{content_hash, Expect, Txn};
 
 pub const STATE_DIR: &str = ".msgen";
 const BASE_DIR: &str = ".msgen/base";
@@ -53,6 +53,18 @@ pub enum Action {
 }
 
 impl Change {
+    /// The bytes applying it writes to the tree, if it writes.
+    fn bytes(&self) -> Option<&[u8]> {
+        let text = match &self.action {
+            Action::Create { contents } => contents,
+            Action::Update { new, .. } => new,
+            Action::Merge { merged, .. } => merged,
+            Action::Conflict { marked, .. } => marked,
+            _ => return None,
+        };
+        Some(self.raw.as_deref().unwrap_or(text.as_bytes()))
+    }
+
     /// Whether applying it writes or removes a file of the tree.
     pub fn writes_or_deletes(&self) -> bool {
         matches!(
@@ -95,6 +107,8 @@ pub struct Outcome {
     /// with the hash of the user's version each conflict was made from
     /// (`.msgen/conflicts`).
     conflicts_after: Option<Conflicts>,
+    /// `services.toml` as the command edited it, written with the rest.
+    config: Option<ConfigWrite>,
 }
 
 impl Outcome {
@@ -112,7 +126,73 @@ impl Outcome {
     }
     /// True when applying would change nothing on disk, records included.
     pub fn is_clean(&self) -> bool {
-        self.pending().next().is_none()
+        self.pending().next().is_none() && self.config.is_none()
+    }
+
+    /// Writes `edit` to `services.toml` at `path` with the rest of the outcome, if
+    /// it changes the file. Returns whether it does.
+    pub fn set_config(&mut self, root: &Path, path: &Path, edit: &ConfigEdit) -> Result<bool> {
+        let Some(bytes) = edit.changed_bytes() else {
+            self.config = None;
+            return Ok(false);
+        };
+        self.config = Some(ConfigWrite {
+            target: config_target(root, path)?,
+            seen: edit.seen.clone(),
+            bytes,
+        });
+        Ok(true)
+    }
+}
+
+/// Files a command writes or moves itself (`split`), staged before the render's
+/// diff: the diff sees the tree as if they were already there, and the outcome
+/// writes them with the render, in one transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Staged {
+    files: std::collections::BTreeMap<String, Stage>,
+    /// Files staged with conflict markers, with the user's version each was made from.
+    conflicts: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Stage {
+    /// None: removed.
+    contents: Option<Vec<u8>>,
+    /// msgen's base record of it (None: none, the file is the user's).
+    base: Option<Vec<u8>>,
+}
+
+impl Staged {
+    /// `path` will hold `contents`; `base` is what msgen generated for it, if anything.
+    pub fn write(&mut self, path: impl Into<String>, contents: Vec<u8>, base: Option<Vec<u8>>) {
+        self.files.insert(
+            path.into(),
+            Stage {
+                contents: Some(contents),
+                base,
+            },
+        );
+    }
+
+    /// `path` (and its base record) will be gone.
+    pub fn remove(&mut self, path: impl Into<String>) {
+        self.files.insert(
+            path.into(),
+            Stage {
+                contents: None,
+                base: None,
+            },
+        );
+    }
+
+    /// `path`, staged with conflict markers, was made from `ours`, the user's version.
+    pub fn conflict(&mut self, path: impl Into<String>, ours: Vec<u8>) {
+        self.conflicts.push((path.into(), ours));
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
     }
 }
 
@@ -141,11 +221,11 @@ pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
     };
     let mut out = BTreeSet::new();
     for rel in records {
-        let Some(hash) = manifest.get(&rel) else {
+        let Some(hashes) = manifest.get(&rel) else {
             continue;
         };
         let bytes = read_bytes(&root.join(BASE_DIR).join(&rel))?.unwrap_or_default();
-        if &content_hash(&bytes) == hash {
+        if hashes.first() == Some(&content_hash(&bytes)) {
             out.insert(rel);
         }
     }
@@ -179,20 +259,17 @@ fn base_records(root: &Path) -> Result<BTreeSet<String>> {
     Ok(out)
 }
 
-/// `.msgen/manifest`: what msgen recorded, one `<hash> <path>` line per file.
+/// `.msgen/manifest`: what msgen recorded, one `<hash>[,<earlier>...] <path>` line
+/// per file: the hash of its base record, then of the records before it, newest
+/// first. A file that is one of its earlier renders is not a hand edit but a file
+/// left behind (restored from an old commit, or its record moved on without it).
 const MANIFEST: &str = ".msgen/manifest";
+/// How many earlier renders of a file the manifest remembers.
+const EARLIER: usize = 4;
 
-/// FNV-1a, 64 bits, in hex: enough to tell msgen's record from a stray file.
-fn content_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
+type Manifest = std::collections::BTreeMap<String, Vec<String>>;
 
-fn read_manifest(root: &Path) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+fn read_manifest(root: &Path) -> Result<Option<Manifest>> {
     let Some(bytes) = read_bytes(&root.join(MANIFEST))? else {
         return Ok(None);
     };
@@ -200,30 +277,108 @@ fn read_manifest(root: &Path) -> Result<Option<std::collections::BTreeMap<String
     Ok(Some(
         text.lines()
             .filter_map(|l| l.split_once(' '))
-            .map(|(h, p)| (p.to_string(), h.to_string()))
+            .map(|(h, p)| (p.to_string(), h.split(',').map(str::to_string).collect()))
             .collect(),
     ))
+}
+
+fn write_manifest(manifest: &Manifest) -> String {
+    manifest
+        .iter()
+        .map(|(p, h)| format!("{} {p}\n", h.join(",")))
+        .collect()
+}
+
+/// Records `hash` as the current base of `path`, keeping the earlier ones.
+fn manifest_set(manifest: &mut Manifest, path: &str, hash: String) {
+    let entry = manifest.entry(path.to_string()).or_default();
+    if entry.first() == Some(&hash) {
+        return;
+    }
+    entry.retain(|h| *h != hash);
+    entry.insert(0, hash);
+    entry.truncate(EARLIER + 1);
 }
 
 /// Works out what applying `plan` to the tree at `root` does, without writing.
 /// `plan` is a whole render: a file msgen generated last time that it does not
 /// hold is stale.
 pub fn diff(root: &Path, plan: &Plan) -> Result<Outcome> {
-    diff_with(root, plan, true)
+    diff_with(root, plan, true, &Staged::default())
+}
+
+/// [`diff`] of the tree as it will be once `staged` is written: the outcome writes
+/// those files too, and the render's changes to them are merged in.
+pub fn diff_staged(root: &Path, plan: &Plan, staged: &Staged) -> Result<Outcome> {
+    let mut dirs = Dirs::default();
+    for p in staged.paths() {
+        dirs.safe_path(root, p)?;
+        dirs.safe_path(root, &format!("{BASE_DIR}/{p}"))?;
+    }
+    diff_with(root, plan, true, staged)
 }
 
 /// [`diff`] of a plan that adds files to the tree and says nothing of the rest
 /// (`msgen add-migration`): no file is stale.
 pub fn diff_additions(root: &Path, plan: &Plan) -> Result<Outcome> {
-    diff_with(root, plan, false)
+    diff_with(root, plan, false, &Staged::default())
 }
 
-fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
+/// The tree and its records as the diff sees them: the disk, with staged files over it.
+struct View<'a> {
+    root: &'a Path,
+    staged: &'a Staged,
+}
+
+impl View<'_> {
+    fn current(&self, dirs: &Dirs, rel: &str, target: &Path) -> Result<Option<Vec<u8>>> {
+        match self.staged.files.get(rel) {
+            Some(s) => Ok(s.contents.clone()),
+            None => dirs.read_bytes(target),
+        }
+    }
+
+    fn base(&self, dirs: &Dirs, rel: &str, path: &Path) -> Result<Option<Vec<u8>>> {
+        match self.staged.files.get(rel) {
+            Some(s) => Ok(s.base.clone()),
+            None => dirs.read_bytes(path),
+        }
+    }
+
+    /// [`recorded`], with the staged records.
+    fn recorded(&self) -> Result<BTreeSet<String>> {
+        let mut out = recorded(self.root)?;
+        for (p, s) in &self.staged.files {
+            if s.base.is_some() {
+                out.insert(p.clone());
+            } else {
+                out.remove(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `.msgen/conflicts`, with the staged conflicts.
+    fn conflicts(&self) -> Result<Option<Conflicts>> {
+        let mut c = read_conflicts(self.root)?;
+        if !self.staged.conflicts.is_empty() {
+            let set = c.get_or_insert_with(Default::default);
+            for (p, ours) in &self.staged.conflicts {
+                set.insert(p.clone(), content_hash(ours));
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<Outcome> {
+    let view = View { root, staged };
     let mut changes = Vec::new();
     let mut notes = Vec::new();
     // Conflicts are what msgen recorded leaving, not whatever looks like markers.
-    let recorded_conflicts = read_conflicts(root)?;
+    let recorded_conflicts = view.conflicts()?;
     let mut conflicts_after = recorded_conflicts.clone().unwrap_or_default();
+    let manifest = read_manifest(root)?.unwrap_or_default();
     // Nothing is written while diffing, so what is missing stays missing.
     let mut dirs = Dirs::default();
     for (rel, file) in &plan.files {
@@ -231,10 +386,20 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{rel}"))?;
         // Bytes: every comparison is exact, and a file that is not UTF-8 is merged
         // as bytes, never through a lossy string.
-        let current = dirs.read_bytes(&target)?;
-        let seen = current.clone();
-        let base = dirs.read_bytes(&base_path)?;
+        let current = view.current(&dirs, rel, &target)?;
+        let seen = if staged.files.contains_key(rel) {
+            dirs.read_bytes(&target)?
+        } else {
+            current.clone()
+        };
+        let base = view.base(&dirs, rel, &base_path)?;
         let planned_record = base.as_deref().map(content_hash);
+        // A file that is one of msgen's earlier renders was left behind, not edited.
+        let left_behind = |cur: &[u8]| {
+            manifest
+                .get(rel)
+                .is_some_and(|h| h.iter().skip(1).any(|h| *h == content_hash(cur)))
+        };
         let new = &file.contents;
         let new_bytes = new.as_bytes();
         let record = |b: &[u8]| (b != new_bytes).then(|| Some(new_bytes.to_vec()));
@@ -302,7 +467,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
                         Action::Unchanged
                     };
                     (a, r)
-                } else if cur == b {
+                } else if cur == b || left_behind(&cur) {
                     (
                         Action::Update {
                             old: cur_text,
@@ -314,38 +479,9 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
                     // Only the user changed it: theirs to keep.
                     (Action::Unchanged, None)
                 } else {
-                    let merged = match (std::str::from_utf8(&b), std::str::from_utf8(&cur)) {
-                        (Ok(b), Ok(c)) => diffy::merge(b, c, new)
-                            .map(String::into_bytes)
-                            .map_err(String::into_bytes),
-                        _ => diffy::merge_bytes(&b, &cur, new_bytes),
-                    };
-                    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
-                    let lossy = |m: &[u8]| std::str::from_utf8(m).is_err().then(|| m.to_vec());
-                    match merged {
-                        Ok(m) if m == cur => (Action::Record, Some(Some(new_bytes.to_vec()))),
-                        Ok(m) => {
-                            raw = lossy(&m);
-                            (
-                                Action::Merge {
-                                    old: cur_text,
-                                    merged: text(&m),
-                                },
-                                Some(Some(new_bytes.to_vec())),
-                            )
-                        }
-                        Err(m) => {
-                            raw = lossy(&m);
-                            conflicts_after.insert(rel.clone(), content_hash(&cur));
-                            (
-                                Action::Conflict {
-                                    old: cur_text,
-                                    marked: text(&m),
-                                },
-                                Some(Some(new_bytes.to_vec())),
-                            )
-                        }
-                    }
+                    let (action, r) = merge(rel, &b, &cur, cur_text, new, &mut conflicts_after);
+                    raw = r;
+                    (action, Some(Some(new_bytes.to_vec())))
                 }
             }
         };
@@ -362,7 +498,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
 
     // Files generated last time that the plan no longer has.
     let stale = if whole {
-        recorded(root)?
+        view.recorded()?
     } else {
         BTreeSet::new()
     };
@@ -371,11 +507,11 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             continue;
         }
         let target = safe_path(root, &rel)?;
-        let base = read_bytes(&safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
-        let current = read_bytes(&target)?;
+        let base = view.base(&dirs, &rel, &safe_path(root, &format!("{BASE_DIR}/{rel}"))?)?;
+        let current = view.current(&dirs, &rel, &target)?;
         // A migration may have run somewhere: never delete it, only forget it.
         let migration = rel.contains("/migrations/") && rel.ends_with(".sql");
-        let seen = current.clone();
+        let seen = read_bytes(&target)?;
         let action = match current {
             None => Action::Record,
             Some(_) if migration => Action::KeepMigration,
@@ -394,6 +530,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
             last: false,
         });
     }
+    compose_staged(root, &mut changes, staged)?;
     changes.sort_by(|a, b| (a.last, &a.path).cmp(&(b.last, &b.path)));
     // Files no longer generated cannot stay msgen's conflicts (a plan that only
     // adds files says nothing of the others).
@@ -404,7 +541,137 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
         changes,
         notes,
         conflicts_after: Some(conflicts_after),
+        config: None,
     })
+}
+
+/// The three-way merge of a file both the user and the render changed: bytes when
+/// any side is not UTF-8. Returns the action and, for bytes that are not UTF-8,
+/// the exact bytes to write.
+fn merge(
+    rel: &str,
+    base: &[u8],
+    cur: &[u8],
+    cur_text: String,
+    new: &str,
+    conflicts_after: &mut Conflicts,
+) -> (Action, Option<Vec<u8>>) {
+    let merged = match (std::str::from_utf8(base), std::str::from_utf8(cur)) {
+        (Ok(b), Ok(c)) => diffy::merge(b, c, new)
+            .map(String::into_bytes)
+            .map_err(String::into_bytes),
+        _ => diffy::merge_bytes(base, cur, new.as_bytes()),
+    };
+    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
+    let lossy = |m: &[u8]| std::str::from_utf8(m).is_err().then(|| m.to_vec());
+    match merged {
+        Ok(m) if m == cur => (Action::Record, None),
+        Ok(m) => (
+            Action::Merge {
+                old: cur_text,
+                merged: text(&m),
+            },
+            lossy(&m),
+        ),
+        Err(m) => {
+            conflicts_after.insert(rel.to_string(), content_hash(cur));
+            (
+                Action::Conflict {
+                    old: cur_text,
+                    marked: text(&m),
+                },
+                lossy(&m),
+            )
+        }
+    }
+}
+
+/// Turns the changes of a diff over staged files into changes of the tree on disk:
+/// a staged file the render leaves as it is gets written as staged, and every
+/// action says what happens to the file on disk (a moved file is created, whatever
+/// the render did to it).
+fn compose_staged(root: &Path, changes: &mut Vec<Change>, staged: &Staged) -> Result<()> {
+    if staged.files.is_empty() {
+        return Ok(());
+    }
+    let mut done = BTreeSet::new();
+    for c in changes.iter_mut() {
+        let Some(s) = staged.files.get(&c.path) else {
+            continue;
+        };
+        done.insert(c.path.clone());
+        let after: Option<Vec<u8>> = match &c.action {
+            Action::Delete { .. } => None,
+            _ => c.bytes().map(<[u8]>::to_vec).or_else(|| s.contents.clone()),
+        };
+        // The record as the render leaves it, or else as staged.
+        let base = c.base.clone().unwrap_or_else(|| s.base.clone());
+        let kind = c.action.clone();
+        *c = on_disk(c.path.clone(), c.seen.take(), after, base, &kind, c.last);
+    }
+    for (p, s) in &staged.files {
+        if !done.contains(p) {
+            let seen = read_bytes(&root.join(p))?;
+            changes.push(on_disk(
+                p.clone(),
+                seen,
+                s.contents.clone(),
+                s.base.clone(),
+                &Action::Unchanged,
+                false,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The change that takes a file from `seen` (on disk) to `after`, with `base` as
+/// its record; `kind` is what the render did, kept when it was a merge or conflict.
+fn on_disk(
+    path: String,
+    seen: Option<Vec<u8>>,
+    after: Option<Vec<u8>>,
+    base: Option<Vec<u8>>,
+    kind: &Action,
+    last: bool,
+) -> Change {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let lossy = |b: &[u8]| std::str::from_utf8(b).is_err().then(|| b.to_vec());
+    let (action, raw) = match (&seen, &after) {
+        (None, None) => (Action::Record, None),
+        (Some(a), Some(b)) if a == b => (Action::Record, None),
+        (Some(old), None) => (Action::Delete { old: text(old) }, None),
+        (None, Some(new)) => (
+            Action::Create {
+                contents: text(new),
+            },
+            lossy(new),
+        ),
+        (Some(old), Some(new)) => {
+            let (old, new_text) = (text(old), text(new));
+            let action = match kind {
+                Action::Conflict { .. } => Action::Conflict {
+                    old,
+                    marked: new_text,
+                },
+                Action::Merge { .. } => Action::Merge {
+                    old,
+                    merged: new_text,
+                },
+                _ => Action::Update { old, new: new_text },
+            };
+            (action, lossy(new))
+        }
+    };
+    Change {
+        path,
+        action,
+        base: Some(base),
+        raw,
+        seen,
+        planned_record: None,
+        last,
+    }
 }
 
 /// `.msgen/conflicts`: a `<hash> <path>` line for each file msgen left with
@@ -413,28 +680,6 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool) -> Result<Outcome> {
 const CONFLICTS: &str = ".msgen/conflicts";
 
 type Conflicts = std::collections::BTreeMap<String, String>;
-
-fn write_conflicts(root: &Path, dirs: &mut Dirs, conflicts: &Conflicts) -> Result<()> {
-    let text: String = conflicts
-        .iter()
-        .map(|(p, h)| format!("{h} {p}\n"))
-        .collect();
-    let path = dirs.safe_path(root, CONFLICTS)?;
-    dirs.write(root, &path, text.as_bytes())
-}
-
-/// Records files another writer (`split`) leaves with conflict markers, before it
-/// writes them: `(path, the user's version they were made from)`.
-pub fn record_conflicts(root: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    let mut conflicts = read_conflicts(root)?.unwrap_or_default();
-    for (p, ours) in files {
-        conflicts.insert(p.clone(), content_hash(ours));
-    }
-    write_conflicts(root, &mut Dirs::default(), &conflicts)
-}
 
 fn read_conflicts(root: &Path) -> Result<Option<Conflicts>> {
     Ok(read_bytes(&root.join(CONFLICTS))?.map(|b| {
@@ -473,137 +718,66 @@ pub fn config_bytes(old: Option<&[u8]>, new_text: &str) -> Vec<u8> {
     out
 }
 
-/// Writes `services.toml` (at `path`, in the project at `root`) through
-/// [`write_atomic`]; a symbolic link stays a link, and the file it points to is
-/// written, when that file is inside the project (never outside it).
-pub fn write_config(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+/// Where `services.toml` at `path` (in the project at `root`) is written: a
+/// symbolic link stays a link, and the file it points to is written when that file
+/// is inside the project (never outside it).
+fn config_target(root: &Path, path: &Path) -> Result<PathBuf> {
     let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if !is_link {
-        return write_atomic(root, path, bytes);
+        return Ok(path.to_path_buf());
     }
     let target = fs::canonicalize(path)
         .with_context(|| format!("{} is a symbolic link to nothing", path.display()))?;
-    let inside = fs::canonicalize(root).is_ok_and(|r| target.starts_with(r));
-    if !inside {
-        bail!(
+    let root = fs::canonicalize(root)
+        .with_context(|| format!("cannot open the project directory {}", root.display()))?;
+    match target.strip_prefix(&root) {
+        Ok(rel) => Ok(root.join(rel)),
+        Err(_) => bail!(
             "{} is a symbolic link to {}, outside the project: msgen writes nothing outside it; make the edit there, or replace the link with the file",
             path.display(),
             target.display()
-        );
-    }
-    write_atomic(root, &target, bytes)
-}
-
-/// Where msgen makes its temporary files: a directory of its own, on the project's
-/// file system (a rename from there is atomic), so that nothing msgen writes or
-/// sweeps away shares a name with a file of the user's.
-pub const TMP_DIR: &str = ".msgen/tmp";
-
-/// Writes `contents` to `path`, a file of the project at `root`, through a
-/// temporary file and a rename.
-pub fn write_atomic(root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_file(root, path, contents)
-}
-
-/// A temporary file in `.msgen/tmp/`, then a rename over `path`. Where `path` is on
-/// another file system (a mount inside the project), the temporary file goes beside
-/// it instead; either way it is created exclusively and never through a link.
-fn write_file(root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
-    let write = |dir: &Path| -> std::io::Result<()> {
-        let (tmp, mut f) = create_temp(dir)?;
-        // No fsync: the rename is what makes a file whole or absent when msgen is
-        // killed (as git does); syncing every file made large renders crawl.
-        let result = f.write_all(contents).and_then(|()| {
-            drop(f);
-            // The file keeps its mode (an executable script, a read-only file).
-            if let Ok(meta) = fs::symlink_metadata(path) {
-                if meta.is_file() {
-                    fs::set_permissions(&tmp, meta.permissions())?;
-                }
-            }
-            fs::rename(&tmp, path)
-        });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    };
-    let tmp_dir = temp_dir(root)?;
-    let result = match write(&tmp_dir) {
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => match path.parent() {
-            Some(dir) => write(dir),
-            None => Err(e),
-        },
-        other => other,
-    };
-    result.with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// `.msgen/tmp/` of the project at `root`, made if missing; refused when it (or
-/// `.msgen`) is a symbolic link.
-fn temp_dir(root: &Path) -> Result<PathBuf> {
-    let mut dir = root.to_path_buf();
-    for part in TMP_DIR.split('/') {
-        dir.push(part);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!(
-                "refusing to write through {}: it is not a directory (a symbolic link could lead outside the project)",
-                dir.display()
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-        }
-    }
-    Ok(dir)
-}
-
-/// A new file in `dir` with a name no file had: `O_CREAT | O_EXCL | O_NOFOLLOW`, so a
-/// file or link already there (planted or not) is never opened, let alone written.
-fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = dir.join(format!(".msgen-tmp-{}-{n}", std::process::id()));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.custom_flags(libc::O_NOFOLLOW);
-        }
-        match options.open(&path) {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+        ),
     }
 }
 
-/// Temporary files of a run that was killed before its rename: whatever is in
-/// `.msgen/tmp/`, which only msgen writes (under the project's lock).
-fn remove_stale_temp_files(root: &Path) -> Result<()> {
-    // Checked first: listing a link planted at .msgen/tmp would sweep its target.
-    let dir = temp_dir(root)?;
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        if entry
-            .file_type()
-            .is_ok_and(|t| t.is_file() || t.is_symlink())
-        {
-            fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
+/// `services.toml` as a command edits it: the bytes it read (None: there was no
+/// file) and the new text. Written in the same transaction as the files it
+/// renders, and only if the file is still what the command read.
+#[derive(Debug, Clone)]
+pub struct ConfigEdit {
+    pub seen: Option<Vec<u8>>,
+    pub text: String,
+}
+
+impl ConfigEdit {
+    /// Reads `services.toml` at `path` for an edit: its text, and the edit to fill in.
+    pub fn read(path: &Path) -> Result<(String, ConfigEdit)> {
+        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))?;
+        Ok((
+            text,
+            ConfigEdit {
+                seen: Some(bytes),
+                text: String::new(),
+            },
+        ))
     }
-    Ok(())
+
+    /// The bytes to write (the file's line endings and byte order mark kept), when
+    /// they differ from what was read.
+    pub fn changed_bytes(&self) -> Option<Vec<u8>> {
+        let new = config_bytes(self.seen.as_deref(), &self.text);
+        (Some(new.as_slice()) != self.seen.as_deref()).then_some(new)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConfigWrite {
+    /// Where the bytes go (the file a symbolic link points to).
+    target: PathBuf,
+    seen: Option<Vec<u8>>,
+    bytes: Vec<u8>,
 }
 
 /// Carries out an outcome computed by [`diff`] on the same tree.
@@ -612,33 +786,35 @@ pub fn apply(root: &Path, outcome: &Outcome) -> Result<()> {
 }
 
 /// [`apply`], calling `progress` with each change before it is made.
+///
+/// One transaction ([`crate::txn`]): every file, its base record, the manifest,
+/// the conflicts record and `services.toml` land together, or (killed before the
+/// commit) none of them; a run killed after the commit is finished by the next.
 pub fn apply_with_progress(
     root: &Path,
     outcome: &Outcome,
     progress: &mut dyn FnMut(&Change),
 ) -> Result<()> {
-    remove_stale_temp_files(root)?;
+    let mut txn = Txn::begin(root)?;
     let mut dirs = Dirs::default();
     let mut changed_meanwhile = Vec::new();
-    // Conflicts about to be written are recorded first: killed after a marked
-    // file is written, the record must already say it is a conflict.
-    let old_conflicts = read_conflicts(root)?;
-    if let Some(after) = &outcome.conflicts_after {
-        let mut union = old_conflicts.clone().unwrap_or_default();
-        union.extend(after.iter().map(|(p, h)| (p.clone(), h.clone())));
-        if old_conflicts.as_ref() != Some(&union) {
-            write_conflicts(root, &mut dirs, &union)?;
-        }
+    if let Some(config) = &outcome.config {
+        let seen = Expect::seen(config.seen.as_deref());
+        // The file behind a link is what the command read.
+        txn.require(&config.target, seen.clone());
+        txn.group();
+        txn.put(&config.target, &config.bytes, seen)?;
     }
+    let old_conflicts = read_conflicts(root)?;
     let old_manifest = read_manifest(root)?;
     let mut manifest = match &old_manifest {
         Some(m) => m.clone(),
         // Before the manifest: every record is msgen's.
         None => {
-            let mut m = std::collections::BTreeMap::new();
+            let mut m = Manifest::new();
             for rel in base_records(root)? {
                 let bytes = read_bytes(&root.join(BASE_DIR).join(&rel))?.unwrap_or_default();
-                m.insert(rel, content_hash(&bytes));
+                m.insert(rel, vec![content_hash(&bytes)]);
             }
             m
         }
@@ -650,55 +826,35 @@ pub fn apply_with_progress(
         if c.raw.is_some() && c.raw == c.seen {
             continue;
         }
+        let seen = Expect::seen(c.seen.as_deref());
         if c.writes_or_deletes() && read_bytes(&target)? != c.seen {
             // Saved by someone else since msgen read it: theirs stays, and neither
             // it nor its record changes (the next run merges it).
             changed_meanwhile.push(c.path.clone());
             continue;
         }
-        match &c.action {
-            Action::Create { contents } => dirs.write(root, &target, contents.as_bytes())?,
-            Action::Update { new, .. } => dirs.write(root, &target, new.as_bytes())?,
-            Action::Merge { merged, .. } => {
-                let bytes = c.raw.as_deref().unwrap_or(merged.as_bytes());
-                dirs.write(root, &target, bytes)?
-            }
-            Action::Conflict { marked, .. } => {
-                let bytes = c.raw.as_deref().unwrap_or(marked.as_bytes());
-                dirs.write(root, &target, bytes)?
-            }
-            Action::Delete { .. } => {
-                fs::remove_file(&target)
-                    .with_context(|| format!("cannot remove {}", target.display()))?;
-                remove_empty_parents(root, &target);
-                dirs.forget();
-            }
-            Action::Foreign
-            | Action::KeepEdited
-            | Action::KeepMigration
-            | Action::Record
-            | Action::Unchanged => {}
+        txn.group();
+        match (&c.action, c.bytes()) {
+            (_, Some(bytes)) => txn.put(&target, bytes, seen)?,
+            (Action::Delete { .. }, _) => txn.remove(&target, seen),
+            _ => {}
         }
-        // The record follows the tree: if we are killed in between, the next run
-        // sees the new file against the old base, and the merge yields the new file.
         let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
         match (&c.base, &c.planned_record) {
-            (Some(Some(b)), _) => manifest.insert(c.path.clone(), content_hash(b)),
-            (Some(None), _) => manifest.remove(&c.path),
-            (None, Some(h)) => manifest.insert(c.path.clone(), h.clone()),
-            (None, None) => None,
+            (Some(Some(b)), _) => manifest_set(&mut manifest, &c.path, content_hash(b)),
+            (Some(None), _) => {
+                manifest.remove(&c.path);
+            }
+            (None, Some(h)) => manifest_set(&mut manifest, &c.path, h.clone()),
+            (None, None) => {}
         };
         match &c.base {
-            Some(Some(b)) => dirs.write(root, &base_path, b)?,
-            Some(None) if base_path.exists() => {
-                fs::remove_file(&base_path)
-                    .with_context(|| format!("cannot remove {}", base_path.display()))?;
-                remove_empty_parents(root, &base_path);
-                dirs.forget();
-            }
-            Some(None) | None => {}
+            Some(Some(b)) => txn.put(&base_path, b, Expect::Any)?,
+            Some(None) => txn.remove(&base_path, Expect::Any),
+            None => {}
         }
     }
+    txn.group();
     if let Some(after) = &outcome.conflicts_after {
         // A file left alone (saved meanwhile) keeps the entry it had.
         let mut after = after.clone();
@@ -708,17 +864,23 @@ pub fn apply_with_progress(
                 None => after.remove(p),
             };
         }
-        if read_conflicts(root)?.as_ref() != Some(&after) {
-            write_conflicts(root, &mut dirs, &after)?;
+        if old_conflicts.as_ref() != Some(&after) {
+            let text: String = after.iter().map(|(p, h)| format!("{h} {p}\n")).collect();
+            let path = dirs.safe_path(root, CONFLICTS)?;
+            txn.put(&path, text.as_bytes(), Expect::Any)?;
         }
     }
-    // After the records it vouches for: killed before this, the old manifest
-    // vouches for less, never for more (records it does not know are not deleted).
     if old_manifest.as_ref() != Some(&manifest) {
-        let text: String = manifest.iter().map(|(p, h)| format!("{h} {p}\n")).collect();
         let path = dirs.safe_path(root, MANIFEST)?;
-        dirs.write(root, &path, text.as_bytes())?;
+        txn.put(&path, write_manifest(&manifest).as_bytes(), Expect::Any)?;
     }
+    let skipped = txn.commit()?;
+    changed_meanwhile.extend(skipped.iter().map(|p| {
+        p.strip_prefix(root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    }));
     if !changed_meanwhile.is_empty() {
         return Err(crate::CheckFailed(format!(
             "{} changed while msgen was writing; msgen left {} as {} now: run the command again to merge",
@@ -790,36 +952,6 @@ impl Dirs {
             return Ok(None);
         }
         read_bytes(path)
-    }
-
-    /// [`write_atomic`], creating the parent directory only when it is not known.
-    fn write(&mut self, root: &Path, path: &Path, contents: &[u8]) -> Result<()> {
-        let dir = path
-            .parent()
-            .with_context(|| format!("{} has no parent directory", path.display()))?;
-        if !self.known.contains(dir) {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            self.known.insert(dir.to_path_buf());
-            // No longer missing: paths below it are checked again, links included.
-            self.missing.retain(|m| !dir.starts_with(m));
-        }
-        write_file(root, path, contents)
-    }
-
-    /// A removal may have taken directories away with it.
-    fn forget(&mut self) {
-        self.known.clear();
-    }
-}
-
-/// Removes the directories of `file` that became empty, up to `root`.
-pub fn remove_empty_parents(root: &Path, file: &Path) {
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
-            break;
-        }
-        dir = d.parent();
     }
 }
 

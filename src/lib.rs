@@ -20,6 +20,7 @@ pub mod render;
 pub mod rust_refs;
 pub mod schema;
 pub mod sql;
+pub mod txn;
 
 use std::process::ExitCode;
 

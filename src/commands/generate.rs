@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::{load, plan_changes, Kind, Printer, SchemaArgs, CONFIG_FILE};
-use crate::apply::{self, Action};
+use crate::apply::{self, Action, ConfigEdit, Staged};
 use crate::model::Project;
 use crate::CheckFailed;
 
@@ -32,31 +32,35 @@ pub fn run(
     } else {
         Mode::Apply
     };
-    render_into(root, &project, None, mode, schema, out)
+    render_into(root, &project, None, &Staged::default(), mode, schema, out)
 }
 
-/// Renders `project` into `root`. `new_config`, when given, is the new text of
-/// `services.toml`, written first: it is the source of truth, so a run that is
-/// interrupted after it can be finished by `msgen generate`.
+/// Renders `project` into `root`. `config`, when given, is the command's edit of
+/// `services.toml`, and `staged` the files it writes itself (`split`): both are
+/// written in the same transaction as the render.
 pub fn render_into(
     root: &Path,
     project: &Project,
-    new_config: Option<&str>,
+    config: Option<&ConfigEdit>,
+    staged: &Staged,
     mode: Mode,
     schema: &SchemaArgs,
     out: Printer,
 ) -> Result<ExitCode> {
-    let (plan, outcome) = plan_changes(root, project, schema)?;
+    let (plan, mut outcome) = plan_changes(root, project, staged, schema)?;
     let config_path = root.join(CONFIG_FILE);
-    let old_bytes = std::fs::read(&config_path).ok();
-    let old_config = String::from_utf8_lossy(old_bytes.as_deref().unwrap_or_default()).into_owned();
     // As it will be on disk: its line endings and byte order mark kept.
-    let config_changes = new_config
-        .map(|c| apply::config_bytes(old_bytes.as_deref(), c))
-        .filter(|b| Some(b.as_slice()) != old_bytes.as_deref());
+    let config_changes = config.and_then(ConfigEdit::changed_bytes);
 
     match mode {
         Mode::Check => {
+            if crate::txn::pending(root) {
+                return Err(CheckFailed(format!(
+                    "an interrupted msgen run has not finished ({} is there): run `msgen generate` to finish it",
+                    crate::txn::JOURNAL
+                ))
+                .into());
+            }
             let drifted: Vec<_> = outcome.pending().collect();
             if drifted.is_empty() && plan.schema_warnings.is_empty() {
                 out.line("generated files are up to date");
@@ -82,9 +86,10 @@ pub fn render_into(
             Err(CheckFailed(msg).into())
         }
         Mode::DryRun => {
-            if let Some(new) = &config_changes {
+            if let (Some(new), Some(edit)) = (&config_changes, config) {
+                let old = String::from_utf8_lossy(edit.seen.as_deref().unwrap_or_default());
                 let new = String::from_utf8_lossy(new);
-                crate::emit(&apply::unified_diff(CONFIG_FILE, &old_config, &new));
+                crate::emit(&apply::unified_diff(CONFIG_FILE, &old, &new));
             }
             for c in outcome.pending() {
                 match &c.action {
@@ -121,14 +126,14 @@ pub fn render_into(
         }
         Mode::Apply => {
             let mut config_kind = None;
-            if let Some(new) = config_changes {
-                let existed = config_path.is_file();
-                apply::write_config(root, &config_path, &new)?;
-                config_kind = Some(if existed {
-                    Kind::Updated
-                } else {
-                    Kind::Created
-                });
+            if let Some(edit) = config {
+                if outcome.set_config(root, &config_path, edit)? {
+                    config_kind = Some(if edit.seen.is_some() {
+                        Kind::Updated
+                    } else {
+                        Kind::Created
+                    });
+                }
             }
             // Counted in changes to the tree; records and unchanged files are quick.
             let writes = outcome

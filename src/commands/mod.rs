@@ -57,7 +57,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     // Held until the command returns: one writer per project (see crate::lock).
     let _lock =
         if writes(&cli.command) && (cwd.join(CONFIG_FILE).exists() || is_adoption(&cli.command)) {
-            Some(crate::lock::ProjectLock::acquire(&cwd)?)
+            let lock = crate::lock::ProjectLock::acquire(&cwd)?;
+            // A run killed after its commit is finished before anything is read.
+            let left = crate::txn::recover(&cwd)?;
+            if !left.is_empty() {
+                out.note(&format!(
+                    "finished an interrupted msgen run, except for {} (changed since)",
+                    left.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            Some(lock)
         } else {
             None
         };
@@ -359,6 +371,7 @@ pub fn load(root: &Path) -> Result<Project> {
 pub fn plan_changes(
     root: &Path,
     project: &Project,
+    staged: &apply::Staged,
     schema: &SchemaArgs,
 ) -> Result<(Plan, Outcome)> {
     let renderer = Renderer::new().context("loading the embedded templates")?;
@@ -367,7 +380,7 @@ pub fn plan_changes(
         None => schema_inputs(root, project, schema)?,
     };
     let plan = renderer.plan(project, &inputs)?;
-    let outcome = apply::diff(root, &plan)?;
+    let outcome = apply::diff_staged(root, &plan, staged)?;
     Ok((plan, outcome))
 }
 

@@ -103,10 +103,15 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
             &format!("{} in {}", name.as_str(), root.display()),
         );
     }
+    let edit = crate::apply::ConfigEdit {
+        seen: std::fs::read(root.join(super::CONFIG_FILE)).ok(),
+        text: config,
+    };
     let code = render_into(
         &root,
         &project,
-        Some(&config),
+        Some(&edit),
+        &crate::apply::Staged::default(),
         mode,
         &SchemaArgs::default(),
         out,

@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use super::edit::{self, NewService};
 use super::generate::{render_into, Mode};
 use super::SchemaArgs;
 use super::{files_under, load, parse_edited, Printer, CONFIG_FILE};
+use crate::apply::{ConfigEdit, Staged};
 use crate::cli::{DatabaseArg, TemplateArg};
 
 pub struct AddArgs {
@@ -22,11 +23,12 @@ pub struct AddArgs {
     pub fields: Vec<String>,
 }
 
-fn read_config(root: &Path) -> Result<(String, std::path::PathBuf)> {
+/// `services.toml`'s text, and the edit of it to fill in (it remembers what was
+/// read, so that a save made meanwhile is never overwritten).
+fn read_config(root: &Path) -> Result<(String, ConfigEdit, std::path::PathBuf)> {
     let path = root.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((text, path))
+    let (text, edit) = ConfigEdit::read(&path)?;
+    Ok((text, edit, path))
 }
 
 pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<ExitCode> {
@@ -49,7 +51,7 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
             );
         }
     }
-    let (text, path) = read_config(root)?;
+    let (text, mut config, path) = read_config(root)?;
     let mut doc = edit::parse(&text)?;
     // `msgen add-service auth` means the auth template unless told otherwise.
     let template = match args.template {
@@ -98,10 +100,12 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     let project = parse_edited(&new_text, &path, &format!("adding `{}`", args.name))?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Adding", &format!("service `{}` on port {port}", args.name));
+    config.text = new_text;
     let code = render_into(
         root,
         &project,
-        Some(&new_text),
+        Some(&config),
+        &Staged::default(),
         mode,
         &SchemaArgs::default(),
         out,
@@ -142,7 +146,7 @@ pub fn remove(
             users.join(", ")
         );
     }
-    let (text, path) = read_config(root)?;
+    let (text, mut config, path) = read_config(root)?;
     let mut doc = edit::parse(&text)?;
     edit::remove_service(&mut doc, name)?;
     let new_text = doc.to_string();
@@ -160,7 +164,16 @@ pub fn remove(
         allow_data_loss,
         ..Default::default()
     };
-    let code = render_into(root, &project, Some(&new_text), mode, &schema, out)?;
+    config.text = new_text;
+    let code = render_into(
+        root,
+        &project,
+        Some(&config),
+        &Staged::default(),
+        mode,
+        &schema,
+        out,
+    )?;
     if !foreign.is_empty() {
         const SHOWN: usize = 10;
         let mut listed = foreign

@@ -17,9 +17,9 @@ use anyhow::{bail, Context as _, Result};
 use super::edit;
 use super::generate::{render_into, Mode};
 use super::SchemaArgs;
-use super::{files_under, load, plan_changes, schema_inputs, Printer, CONFIG_FILE};
+use super::{files_under, load, schema_inputs, Printer, CONFIG_FILE};
 use crate::adopt;
-use crate::apply::{remove_empty_parents, safe_path, write_atomic};
+use crate::apply::{ConfigEdit, Staged};
 use crate::model::{Project, ProjectName, Service, ServiceName, Template};
 use crate::render::Renderer;
 use crate::rust_refs::find_module_refs;
@@ -48,6 +48,23 @@ struct SplitPlan {
     schema: crate::schema::Inputs,
     /// Moved files written with conflict markers, and the user's version of each.
     conflicts: Vec<(String, Vec<u8>)>,
+}
+
+impl SplitPlan {
+    /// The plan's writes and removals, as files staged for the render's transaction.
+    fn staged(&self) -> Staged {
+        let mut staged = Staged::default();
+        for w in &self.writes {
+            staged.write(w.path.clone(), w.contents.clone(), w.base.clone());
+        }
+        for r in &self.removals {
+            staged.remove(r.clone());
+        }
+        for (p, ours) in &self.conflicts {
+            staged.conflict(p.clone(), ours.clone());
+        }
+        staged
+    }
 }
 
 #[derive(Debug, Default)]
@@ -99,16 +116,15 @@ pub fn run(
 
     // services.toml, as it will be.
     let config_path = root.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let (text, mut config) = ConfigEdit::read(&config_path)?;
     let mut doc = edit::parse(&text)?;
     edit::split_out(&mut doc, module, target.port.get())?;
     if modules.len() == 1 {
         // The last module leaves: nothing remains of the monolith.
         doc.remove("monolith");
     }
-    let new_text = doc.to_string();
-    let new_project = Project::parse(&new_text, &config_path)?;
+    config.text = doc.to_string();
+    let new_project = Project::parse(&config.text, &config_path)?;
 
     let plan = plan_split(root, &project, &new_project, target)?;
     // Never over a file msgen did not write: whatever is already in the new
@@ -132,77 +148,42 @@ pub fn run(
         );
     }
     let report = render_report(&project, target, monolith.port.get(), &plan.report);
+    let report_path = report_path(root, module);
+    let mut staged = plan.staged();
+    staged.write(report_path.clone(), report.clone().into_bytes(), None);
 
-    if dry_run {
-        out.line(format!(
-            "Would split module `{module}` out of the monolith:"
-        ));
-        for w in &plan.writes {
-            out.line(format!("  {:<14} {}", "move", w.path));
-        }
-        for r in &plan.removals {
-            out.line(format!("  {:<14} {r}", "remove"));
-        }
-        crate::emit(&report);
-        let schema = SchemaArgs {
-            inputs: Some(plan.schema.clone()),
-            ..Default::default()
-        };
-        return render_into(
-            root,
-            &new_project,
-            Some(&new_text),
-            Mode::DryRun,
-            &schema,
-            out,
-        );
-    }
-
-    out.line(format!("Splitting module `{module}` out of the monolith:"));
+    out.line(format!(
+        "{} module `{module}` out of the monolith:",
+        if dry_run { "Would split" } else { "Splitting" }
+    ));
     for w in &plan.writes {
         out.line(format!("  {:<14} {}", "move", w.path));
     }
     for r in &plan.removals {
         out.line(format!("  {:<14} {r}", "remove"));
     }
-    // Every path is checked before anything is written.
-    for p in plan.writes.iter().map(|w| &w.path).chain(&plan.removals) {
-        safe_path(root, p)?;
-        safe_path(root, &format!("{BASE}/{p}"))?;
-    }
-    crate::apply::record_conflicts(root, &plan.conflicts)?;
-    let old_bytes = std::fs::read(&config_path).ok();
-    crate::apply::write_config(
-        root,
-        &config_path,
-        &crate::apply::config_bytes(old_bytes.as_deref(), &new_text),
-    )?;
-    for w in &plan.writes {
-        write_atomic(root, &root.join(&w.path), &w.contents)?;
-        if let Some(base) = &w.base {
-            write_atomic(root, &root.join(BASE).join(&w.path), base)?;
-        }
-    }
-    for r in &plan.removals {
-        for p in [root.join(r), root.join(BASE).join(r)] {
-            if p.exists() {
-                std::fs::remove_file(&p)
-                    .with_context(|| format!("cannot remove {}", p.display()))?;
-                remove_empty_parents(root, &p);
-            }
-        }
-    }
     let schema = SchemaArgs {
         inputs: Some(plan.schema.clone()),
         ..Default::default()
     };
-    let rendered = render_into(root, &new_project, None, Mode::Apply, &schema, out);
-    let report_path = format!("docs/split-{module}.md");
-    write_atomic(root, &root.join(&report_path), report.as_bytes())?;
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    // One transaction: services.toml, the moved files, the removals, the report
+    // and the new render land together, or nothing does.
+    let code = render_into(
+        root,
+        &new_project,
+        Some(&config),
+        &staged,
+        mode,
+        &schema,
+        out,
+    );
     out.line(format!("\n{report}"));
-    out.line(format!("(this report is in {report_path})"));
-    let code = rendered?;
-    if !plan.report.conflicts.is_empty() {
+    if !dry_run && root.join(&report_path).is_file() {
+        out.line(format!("(this report is in {report_path})"));
+    }
+    let code = code?;
+    if !dry_run && !plan.report.conflicts.is_empty() {
         return Err(crate::CheckFailed(format!(
             "merge conflicts while moving hand edits; fix: {}",
             plan.report.conflicts.join(", ")
@@ -210,6 +191,18 @@ pub fn run(
         .into());
     }
     Ok(code)
+}
+
+/// Where the report of a split goes: `docs/split-<name>.md`, or a name next to it
+/// when that file exists (a report of an earlier split is the user's to keep).
+fn report_path(root: &Path, name: &str) -> String {
+    (1..)
+        .map(|n| match n {
+            1 => format!("docs/split-{name}.md"),
+            n => format!("docs/split-{name}-{n}.md"),
+        })
+        .find(|p| fs_entry_missing(&root.join(p)))
+        .unwrap_or_else(|| format!("docs/split-{name}.md"))
 }
 
 /// Nothing at all is at `path`: no file, directory or symbolic link.
@@ -734,11 +727,18 @@ fn run_from(
     };
 
     // services.toml, as it will be.
-    let old_text = std::fs::read_to_string(&config_path).unwrap_or_default();
-    let mut doc = if existing.is_some() {
-        edit::parse(&old_text)?
+    let (mut config, mut doc) = if existing.is_some() {
+        let (text, config) = ConfigEdit::read(&config_path)?;
+        (config, edit::parse(&text)?)
     } else {
-        adopted_config(&cut.package, &rel, cut.monolith_port, database)
+        let config = ConfigEdit {
+            seen: None,
+            text: String::new(),
+        };
+        (
+            config,
+            adopted_config(&cut.package, &rel, cut.monolith_port, database),
+        )
     };
     let services = doc
         .entry("services")
@@ -760,63 +760,42 @@ fn run_from(
         "\n# Moved out of {rel}/ by `msgen split {module} --from {rel}`: its code is yours.\n"
     ));
     services.push(t);
-    let new_text = doc.to_string();
-    let new_project = Project::parse(&new_text, &config_path)?;
-    // The render must work before anything is written.
-    plan_changes(root, &new_project, &SchemaArgs::default())?;
+    config.text = doc.to_string();
+    let new_project = Project::parse(&config.text, &config_path)?;
 
     let report = adopted_report(module, &service, &rel, port, &cut);
-    let monolith_paths: Vec<String> = cut
-        .monolith_edits
-        .keys()
-        .chain(&cut.monolith_removals)
-        .map(|p| format!("{rel}/{p}"))
-        .collect();
-    let service_paths: Vec<String> = cut
-        .service_files
-        .keys()
-        .map(|p| format!("{service_dir}/{p}"))
-        .collect();
-    for p in monolith_paths.iter().chain(&service_paths) {
-        safe_path(root, p)?;
-    }
-
-    if dry_run {
-        out.line(format!(
-            "Would split module `{module}` out of {rel}/ into {service_dir}/:"
-        ));
-        for p in &service_paths {
-            out.line(format!("  {:<14} {p}", "create"));
-        }
-        for (p, new) in &cut.monolith_edits {
-            out.line(format!("  {:<14} {rel}/{p}", "change"));
-            let old = src.files.get(p).map(String::as_str).unwrap_or_default();
-            crate::emit(&crate::apply::unified_diff(&format!("{rel}/{p}"), old, new));
-        }
-        for p in &cut.monolith_removals {
-            out.line(format!("  {:<14} {rel}/{p}", "remove"));
-        }
-        crate::emit(&report);
-        return render_into(
-            root,
-            &new_project,
-            Some(&new_text),
-            Mode::DryRun,
-            &SchemaArgs::default(),
-            out,
+    let report_path = report_path(root, &service);
+    let mut staged = Staged::default();
+    for (p, text) in &cut.service_files {
+        staged.write(
+            format!("{service_dir}/{p}"),
+            text.clone().into_bytes(),
+            None,
         );
     }
-
-    // The service first: until the monolith changes, the split can be rerun after
-    // deleting services/<name>/.
-    for (p, text) in &cut.service_files {
-        write_atomic(root, &root.join(&service_dir).join(p), text.as_bytes())?;
+    // symlink_metadata: a link at the root's Cargo.lock, even a dangling one, is
+    // something there, never a path to write through.
+    let lock = dir.join("Cargo.lock");
+    if lock.is_file() && fs_entry_missing(&root.join("Cargo.lock")) {
+        // The monolith's locked versions are the ones its code was built with.
+        let bytes =
+            std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
+        staged.write("Cargo.lock", bytes, None);
     }
+    for (p, text) in &cut.monolith_edits {
+        staged.write(format!("{rel}/{p}"), text.clone().into_bytes(), None);
+    }
+    for p in &cut.monolith_removals {
+        staged.remove(format!("{rel}/{p}"));
+    }
+    staged.write(report_path.clone(), report.clone().into_bytes(), None);
+
     out.line(format!(
-        "Splitting module `{module}` out of {rel}/ into {service_dir}/:"
+        "{} module `{module}` out of {rel}/ into {service_dir}/:",
+        if dry_run { "Would split" } else { "Splitting" }
     ));
-    for p in &service_paths {
-        out.line(format!("  {:<14} {p}", "create"));
+    for p in cut.service_files.keys() {
+        out.line(format!("  {:<14} {service_dir}/{p}", "create"));
     }
     for p in cut.monolith_edits.keys() {
         out.line(format!("  {:<14} {rel}/{p}", "change"));
@@ -824,38 +803,23 @@ fn run_from(
     for p in &cut.monolith_removals {
         out.line(format!("  {:<14} {rel}/{p}", "remove"));
     }
-    let lock = dir.join("Cargo.lock");
-    // symlink_metadata: a link at the root's Cargo.lock, even a dangling one, is
-    // something there, never a path to write through.
-    if lock.is_file() && fs_entry_missing(&root.join("Cargo.lock")) {
-        // The monolith's locked versions are the ones its code was built with.
-        let bytes =
-            std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
-        write_atomic(root, &root.join("Cargo.lock"), &bytes)?;
-    }
-    for (p, text) in &cut.monolith_edits {
-        write_atomic(root, &dir.join(p), text.as_bytes())?;
-    }
-    for p in &cut.monolith_removals {
-        let path = dir.join(p);
-        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-        remove_empty_parents(&dir, &path);
-    }
-    // The report is written even when the render stops on a file it will not
-    // overwrite: the cut itself is done by then.
-    let rendered = render_into(
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    // One transaction: the service, the monolith's changes, services.toml, the
+    // report and the render land together, or nothing does.
+    let code = render_into(
         root,
         &new_project,
-        Some(&new_text),
-        Mode::Apply,
+        Some(&config),
+        &staged,
+        mode,
         &SchemaArgs::default(),
         out,
     );
-    let report_path = format!("docs/split-{service}.md");
-    write_atomic(root, &root.join(&report_path), report.as_bytes())?;
     out.line(format!("\n{report}"));
-    out.line(format!("(this report is in {report_path})"));
-    rendered
+    if !dry_run && root.join(&report_path).is_file() {
+        out.line(format!("(this report is in {report_path})"));
+    }
+    code
 }
 
 fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
