@@ -1020,6 +1020,27 @@ mod tests {
     }
 
     #[test]
+    fn services_toml_saved_after_the_command_read_it_stops_the_whole_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let config = root.join("services.toml");
+        fs::write(&config, "# as read\n").unwrap();
+        let (_, mut edit) = ConfigEdit::read(&config).unwrap();
+        edit.text = "# as edited\n".into();
+        let mut plan = Plan::default();
+        plan.add("a.txt", "a\n".into(), Ownership::Managed);
+        let mut outcome = diff(root, &plan).unwrap();
+        assert!(outcome.set_config(root, &config, &edit).unwrap());
+        // An editor saves services.toml while msgen renders.
+        fs::write(&config, "# saved meanwhile\n").unwrap();
+        let err = apply(root, &outcome).unwrap_err().to_string();
+        assert!(err.contains("services.toml changed"), "{err}");
+        assert_eq!(fs::read_to_string(&config).unwrap(), "# saved meanwhile\n");
+        assert!(!root.join("a.txt").exists());
+        assert!(!root.join(".msgen/base/a.txt").exists());
+    }
+
+    #[test]
     fn a_file_saved_after_the_diff_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();

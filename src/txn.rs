@@ -235,7 +235,7 @@ impl Txn {
         // The commit point.
         fs::rename(&tmp, &journal)
             .with_context(|| format!("cannot write {}", journal.display()))?;
-        let skipped = carry_out(&self.root, &self.steps)?;
+        let skipped = carry_out(&self.root, &self.steps, kill_after_step())?;
         fs::remove_file(&journal)
             .with_context(|| format!("cannot remove {}", journal.display()))?;
         Ok(skipped)
@@ -270,17 +270,21 @@ pub fn recover(root: &Path) -> Result<Vec<PathBuf>> {
             journal.display()
         )
     })?;
-    let skipped = carry_out(root, &steps)?;
+    let skipped = carry_out(root, &steps, None)?;
     fs::remove_file(&journal).with_context(|| format!("cannot remove {}", journal.display()))?;
     Ok(skipped)
 }
 
 /// The renames and removals of a committed transaction, in order. A step whose
 /// temporary file is gone was done before (a rerun after a kill).
-fn carry_out(root: &Path, steps: &[Step]) -> Result<Vec<PathBuf>> {
+fn carry_out(root: &Path, steps: &[Step], kill_after: Option<usize>) -> Result<Vec<PathBuf>> {
     let mut skipped = Vec::new();
     let mut failed_group = None;
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
+        if kill_after == Some(i) {
+            // As abrupt as SIGKILL: no destructor, no clean-up.
+            std::process::abort();
+        }
         if failed_group == Some(step.group) {
             if let Op::Put { tmp, .. } = &step.op {
                 let _ = fs::remove_file(tmp);
@@ -323,6 +327,13 @@ fn carry_out(root: &Path, steps: &[Step]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(skipped)
+}
+
+/// Fault injection for msgen's own tests: `MSGEN_KILL_AFTER_STEP=N` stops msgen
+/// abruptly after the commit and N of its steps, where a SIGKILL at a random moment
+/// rarely lands.
+fn kill_after_step() -> Option<usize> {
+    std::env::var("MSGEN_KILL_AFTER_STEP").ok()?.parse().ok()
 }
 
 /// Removes the directories of `file` that became empty, up to `root`.

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{assert_ok, copy_dir, fixture_monolith, msgen, stderr};
+use common::{assert_ok, copy_dir, fixture_monolith, msgen, stderr, tree};
 
 fn new_project(dir: &Path) -> std::path::PathBuf {
     common::new_from_example(dir, "mixed", "shop")
@@ -631,5 +631,195 @@ proptest::proptest! {
         let after = fs::read(&compose).unwrap();
         proptest::prop_assert!(after.starts_with(&kept), "the user's bytes changed");
         proptest::prop_assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
+    }
+}
+
+/// Runs `args` in copies of the project `make` builds, killing msgen (SIGKILL) at
+/// several moments: each time the project is wholly as it was (the command can be
+/// run again) or, when the kill came after the commit, the next command finishes
+/// it; either way the result is what an uninterrupted run makes, byte for byte.
+fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, args: &[&str]) {
+    use std::collections::BTreeMap;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let reference = make(&dir.path().join("reference"));
+    let old: BTreeMap<String, Vec<u8>> = tree(&reference).into_iter().collect();
+    let started = std::time::Instant::now();
+    assert_ok(&msgen(&reference, args));
+    let took = started.elapsed();
+    let new: BTreeMap<String, Vec<u8>> = tree(&reference).into_iter().collect();
+    assert_ne!(old, new);
+    // SIGKILL at moments spread over a whole run (most land before the commit,
+    // where the work is), then stops right after the commit and after a few of
+    // its steps, where a random kill rarely lands.
+    let kills = [0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0]
+        .map(|f: f64| (Some(took.mul_f64(f)), None));
+    let stops = [0usize, 1, 2, 5, 20, 60].map(|n| (None, Some(n)));
+    let (mut olds, mut finished) = (0, 0);
+    for (i, (kill_at, stop_after)) in kills.into_iter().chain(stops).enumerate() {
+        let delay_ms = kill_at.map_or(0, |d| d.as_millis());
+        let root = make(&dir.path().join(format!("run{i}")));
+        let mut cmd = Command::new(common::msgen_bin());
+        cmd.arg("-C")
+            .arg(&root)
+            .args(args)
+            .arg("--quiet")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(n) = stop_after {
+            cmd.env("MSGEN_KILL_AFTER_STEP", n.to_string());
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(d) = kill_at {
+            std::thread::sleep(d);
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        let now: BTreeMap<String, Vec<u8>> = tree(&root).into_iter().collect();
+        if root.join(".msgen/journal").exists() {
+            // Committed: the next command finishes it before it does anything.
+            assert_ok(&msgen(&root, &["generate"]));
+            finished += 1;
+        } else if now == old {
+            olds += 1;
+            assert_ok(&msgen(&root, args));
+        } else {
+            let differ: Vec<&String> = now
+                .keys()
+                .chain(old.keys())
+                .filter(|p| now.get(*p) != old.get(*p))
+                .take(5)
+                .collect();
+            assert_eq!(
+                now, new,
+                "killed at {delay_ms} ms, {args:?} left the project neither old nor new (differs from old in {differ:?})"
+            );
+        }
+        let got: BTreeMap<String, Vec<u8>> = tree(&root).into_iter().collect();
+        let differ: Vec<&String> = got
+            .keys()
+            .chain(new.keys())
+            .filter(|p| got.get(*p) != new.get(*p))
+            .take(5)
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "killed at {delay_ms} ms, {args:?} and a rerun differ from an uninterrupted run in {differ:?}"
+        );
+    }
+    eprintln!(
+        "{args:?} (an uninterrupted run: {took:?}): {olds} stop(s) before the commit, {finished} after it and before the end"
+    );
+    assert!(
+        finished >= 5,
+        "the stops after the commit did not stop msgen"
+    );
+}
+
+#[test]
+fn a_killed_split_leaves_the_project_old_or_new() {
+    a_killed_run_leaves_old_or_new(
+        &|dir| {
+            fs::create_dir_all(dir).unwrap();
+            let root = new_monolith(dir);
+            // A hand edit and a binary file, carried over by the split.
+            let handler = root.join("monolith/src/blog/handlers/post.rs");
+            let mut text = fs::read_to_string(&handler).unwrap();
+            text.push_str("\n// a hand edit\n");
+            fs::write(&handler, text).unwrap();
+            fs::write(
+                root.join("monolith/src/blog/logo.png"),
+                [0u8, 0xff, 0xfe, 7],
+            )
+            .unwrap();
+            root
+        },
+        &["split", "blog"],
+    );
+}
+
+#[test]
+fn a_killed_split_from_leaves_the_project_old_or_new() {
+    a_killed_run_leaves_old_or_new(
+        &|dir| {
+            let root = dir.join("project");
+            copy_dir(&fixture_monolith("nested"), &root.join("legacy"));
+            root
+        },
+        &["split", "blog", "--from", "legacy"],
+    );
+}
+
+#[test]
+fn a_killed_add_service_leaves_the_project_old_or_new() {
+    a_killed_run_leaves_old_or_new(
+        &|dir| {
+            fs::create_dir_all(dir).unwrap();
+            new_project(dir)
+        },
+        &["add-service", "billing"],
+    );
+}
+
+/// A generated file put back to an earlier render (a `git checkout` of the file,
+/// a backup restored) is not a hand edit: `--check` calls it drift and `generate`
+/// brings it up to date.
+#[test]
+fn a_generated_file_left_at_an_earlier_render_is_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let compose = root.join("compose.yaml");
+    let before = fs::read(&compose).unwrap();
+    common::edit_config(&root, "port = 4001", "port = 4011");
+    assert_ok(&msgen(&root, &["generate"]));
+    let after = fs::read(&compose).unwrap();
+    assert_ne!(before, after);
+    fs::write(&compose, &before).unwrap();
+    let out = msgen(&root, &["generate", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("compose.yaml"), "{}", stderr(&out));
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_eq!(fs::read(&compose).unwrap(), after);
+    // A real edit is still the user's.
+    let mut mine = after.clone();
+    mine.extend_from_slice(b"# mine\n");
+    fs::write(&compose, &mine).unwrap();
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_eq!(fs::read(&compose).unwrap(), mine);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 6,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Arbitrary bytes survive `split`: a file of the user's in the module moves
+    /// byte for byte, and bytes the user put at the top of a generated file of the
+    /// module are there, unchanged, in the service.
+    #[test]
+    fn split_keeps_every_user_byte(
+        own in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_monolith(dir.path());
+        fs::write(root.join("monolith/src/blog/notes.bin"), &own).unwrap();
+        let handler = root.join("monolith/src/blog/handlers/post.rs");
+        let mut kept: Vec<u8> = prefix.iter().map(|b| if *b == b'\n' { b' ' } else { *b }).collect();
+        kept.push(b'\n');
+        let mut bytes = kept.clone();
+        bytes.extend(fs::read(&handler).unwrap());
+        fs::write(&handler, &bytes).unwrap();
+
+        let out = msgen(&root, &["split", "blog"]);
+        proptest::prop_assert!(out.status.success(), "{}", stderr(&out));
+        proptest::prop_assert_eq!(fs::read(root.join("services/blog/src/notes.bin")).unwrap(), own);
+        let moved = fs::read(root.join("services/blog/src/handlers/post.rs")).unwrap();
+        proptest::prop_assert!(moved.starts_with(&kept), "the user's bytes changed");
+        proptest::prop_assert!(!root.join("monolith/src/blog").exists());
     }
 }

@@ -55,24 +55,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     let out = Printer { quiet: cli.quiet };
     // Held until the command returns: one writer per project (see crate::lock).
-    let _lock =
-        if writes(&cli.command) && (cwd.join(CONFIG_FILE).exists() || is_adoption(&cli.command)) {
-            let lock = crate::lock::ProjectLock::acquire(&cwd)?;
-            // A run killed after its commit is finished before anything is read.
-            let left = crate::txn::recover(&cwd)?;
-            if !left.is_empty() {
-                out.note(&format!(
-                    "finished an interrupted msgen run, except for {} (changed since)",
-                    left.iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            Some(lock)
-        } else {
-            None
-        };
+    let _lock = if writes(&cli.command)
+        && (cwd.join(CONFIG_FILE).exists()
+            || is_adoption(&cli.command)
+            || crate::txn::pending(&cwd))
+    {
+        let lock = crate::lock::ProjectLock::acquire(&cwd)?;
+        // A run killed after its commit is finished before anything is read.
+        let left = crate::txn::recover(&cwd)?;
+        if !left.is_empty() {
+            out.note(&format!(
+                "finished an interrupted msgen run, except for {} (changed since)",
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Some(lock)
+    } else {
+        None
+    };
     match cli.command {
         Command::New {
             name,
