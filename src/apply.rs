@@ -18,6 +18,31 @@ use crate::txn::{content_hash, Expect, Txn};
 pub const STATE_DIR: &str = ".msgen";
 const BASE_DIR: &str = ".msgen/base";
 
+/// Why msgen has no base record to merge a file against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// msgen never wrote it (or its records predate it).
+    Never,
+    /// `.msgen/manifest` lists it, but `.msgen/base/<path>` is gone.
+    Missing,
+    /// `.msgen/base/<path>` is not what the manifest says msgen wrote.
+    Damaged,
+}
+
+impl Record {
+    /// Why the file is left alone, and how to let msgen take it over keeping the edits.
+    pub fn explain(self, path: &str) -> String {
+        let why = match self {
+            Record::Never => format!("exists, but msgen has no record of writing it (no .msgen/base/{path})"),
+            Record::Missing => format!("msgen's record of it, .msgen/base/{path}, is missing (.msgen/manifest lists it), so msgen cannot tell your edits from its render"),
+            Record::Damaged => format!("msgen's record of it, .msgen/base/{path}, is damaged (not what .msgen/manifest says msgen wrote), so msgen cannot tell your edits from its render"),
+        };
+        format!(
+            "{why}; left as is. To let msgen write it and keep your version: `mv {path} {path}.mine`, run msgen again (it writes the render and its record), then carry your changes over from {path}.mine (`diff -u {path} {path}.mine`)"
+        )
+    }
+}
+
 /// What happens to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -38,8 +63,11 @@ pub enum Action {
         old: String,
         marked: String,
     },
-    /// A file exists where msgen wants to write one it never generated.
-    Foreign,
+    /// A file exists where msgen wants to write, and msgen has no trustworthy
+    /// record of what it generated there: left as is.
+    Foreign {
+        record: Record,
+    },
     Delete {
         old: String,
     },
@@ -120,7 +148,7 @@ impl Outcome {
     pub fn conflicts(&self) -> Vec<&str> {
         self.changes
             .iter()
-            .filter(|c| matches!(c.action, Action::Conflict { .. } | Action::Foreign))
+            .filter(|c| matches!(c.action, Action::Conflict { .. } | Action::Foreign { .. }))
             .map(|c| c.path.as_str())
             .collect()
     }
@@ -392,7 +420,22 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
         } else {
             current.clone()
         };
-        let base = view.base(&dirs, rel, &base_path)?;
+        let mut base = view.base(&dirs, rel, &base_path)?;
+        // A record the manifest contradicts (or lists and is gone) is no base to
+        // merge against: the file is left alone rather than merged wrongly.
+        let mut lost = Record::Never;
+        if !staged.files.contains_key(rel) {
+            if let Some(hashes) = manifest.get(rel) {
+                match &base {
+                    None => lost = Record::Missing,
+                    Some(b) if hashes.first() != Some(&content_hash(b)) => {
+                        lost = Record::Damaged;
+                        base = None;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         let planned_record = base.as_deref().map(content_hash);
         // A file that is one of msgen's earlier renders was left behind, not edited.
         let left_behind = |cur: &[u8]| {
@@ -427,7 +470,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
                 if cur == new_bytes {
                     (Action::Record, Some(Some(new_bytes.to_vec())))
                 } else {
-                    (Action::Foreign, None)
+                    (Action::Foreign { record: lost }, None)
                 }
             }
             (Ownership::Managed, Some(cur), Some(b)) => {
@@ -983,7 +1026,7 @@ pub fn verb(a: &Action) -> &'static str {
         Action::Update { .. } => "update",
         Action::Merge { .. } => "merge",
         Action::Conflict { .. } => "CONFLICT",
-        Action::Foreign => "CONFLICT",
+        Action::Foreign { .. } => "CONFLICT",
         Action::Delete { .. } => "remove",
         Action::KeepEdited => "keep (edited)",
         Action::KeepMigration => "keep (migration)",

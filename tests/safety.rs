@@ -513,6 +513,44 @@ fn a_stray_record_never_gets_a_user_file_deleted() {
     assert!(!root.join("services/pricing/src/main.rs").exists());
 }
 
+/// A missing or damaged record is named as such, and the file the user edited is
+/// left as it is, with advice that keeps the edits.
+#[test]
+fn a_missing_or_damaged_record_is_named_and_the_edits_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let compose = root.join("compose.yaml");
+    let routes = root.join("gateway/src/routes.rs");
+    for f in [&compose, &routes] {
+        let mut text = fs::read(f).unwrap();
+        text.extend_from_slice(b"// mine\n");
+        fs::write(f, text).unwrap();
+    }
+    let (compose_mine, routes_mine) = (fs::read(&compose).unwrap(), fs::read(&routes).unwrap());
+    fs::remove_file(root.join(".msgen/base/compose.yaml")).unwrap();
+    fs::write(root.join(".msgen/base/gateway/src/routes.rs"), "damaged").unwrap();
+    common::edit_config(&root, "port = 4001", "port = 4011");
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(".msgen/base/compose.yaml, is missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains(".msgen/base/gateway/src/routes.rs, is damaged"),
+        "{err}"
+    );
+    assert!(err.contains("mv compose.yaml compose.yaml.mine"), "{err}");
+    assert_eq!(fs::read(&compose).unwrap(), compose_mine);
+    assert_eq!(fs::read(&routes).unwrap(), routes_mine);
+    // Following the advice: the render and its record come back, the edits aside.
+    fs::rename(&compose, root.join("compose.yaml.mine")).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert!(!stderr(&out).contains("compose.yaml"), "{}", stderr(&out));
+    assert!(fs::read_to_string(&compose).unwrap().contains("4011"));
+}
+
 #[test]
 fn conflicts_are_msgen_s_record_not_a_text_search() {
     let dir = tempfile::tempdir().unwrap();

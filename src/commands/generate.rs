@@ -94,9 +94,10 @@ pub fn render_into(
             for c in outcome.pending() {
                 match &c.action {
                     Action::Record | Action::Unchanged => {}
-                    Action::Foreign => crate::emit(&format!(
-                        "CONFLICT {0}: exists, but msgen has no record of writing it (no .msgen/base/{0}); it would be left as is\n",
-                        c.path
+                    Action::Foreign { record } => crate::emit(&format!(
+                        "CONFLICT {}: {}\n",
+                        c.path,
+                        record.explain(&c.path)
                     )),
                     Action::KeepEdited => crate::emit(&format!(
                         "keep {}: no longer generated, but edited by you; it would be kept\n",
@@ -184,10 +185,9 @@ pub fn render_into(
                                 lines.join(", ")
                             ));
                         }
-                        Action::Foreign => msg.push_str(&format!(
-                            "\n  {0}: exists, but msgen has no record of writing it (no .msgen/base/{0}); left as is. To let msgen write it and keep your version: `mv {0} {0}.mine`, run msgen again, then carry your changes over from {0}.mine",
-                            c.path
-                        )),
+                        Action::Foreign { record } => {
+                            msg.push_str(&format!("\n  {}: {}", c.path, record.explain(&c.path)))
+                        }
                         _ => {}
                     }
                 }

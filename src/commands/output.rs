@@ -42,7 +42,7 @@ impl Kind {
             Action::Create { .. } => Kind::Created,
             Action::Update { .. } => Kind::Updated,
             Action::Merge { .. } => Kind::Merged,
-            Action::Conflict { .. } | Action::Foreign => Kind::Conflict,
+            Action::Conflict { .. } | Action::Foreign { .. } => Kind::Conflict,
             Action::Delete { .. } => Kind::Removed,
             Action::KeepEdited => Kind::Kept,
             Action::KeepMigration => Kind::KeptMigration,
