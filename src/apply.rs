@@ -475,6 +475,11 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
             }
             (Ownership::Managed, Some(cur), Some(b)) => {
                 let cur_text = String::from_utf8_lossy(&cur).into_owned();
+                // The render and the record as the file is dressed (CRLF, BOM);
+                // the record itself stays the plain render.
+                let new_d = dressed_like(&cur, new_bytes);
+                let new_text = String::from_utf8_lossy(&new_d).into_owned();
+                let b_d = dressed_like(&cur, &b);
                 let unresolved = match &recorded_conflicts {
                     Some(set) => set.contains_key(rel) && has_conflict_markers(&cur_text),
                     // A project from before the record: markers are the only sign.
@@ -502,7 +507,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
                         },
                         None,
                     )
-                } else if cur == new_bytes {
+                } else if cur == new_d {
                     let r = record(&b);
                     let a = if r.is_some() {
                         Action::Record
@@ -510,19 +515,20 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
                         Action::Unchanged
                     };
                     (a, r)
-                } else if cur == b || left_behind(&cur) {
+                } else if cur == b_d || left_behind(&cur) {
                     (
                         Action::Update {
                             old: cur_text,
-                            new: new.clone(),
+                            new: new_text,
                         },
                         Some(Some(new_bytes.to_vec())),
                     )
-                } else if b == new_bytes {
+                } else if b_d == new_d {
                     // Only the user changed it: theirs to keep.
                     (Action::Unchanged, None)
                 } else {
-                    let (action, r) = merge(rel, &b, &cur, cur_text, new, &mut conflicts_after);
+                    let (action, r) =
+                        merge(rel, &b_d, &cur, cur_text, &new_text, &mut conflicts_after);
                     raw = r;
                     (action, Some(Some(new_bytes.to_vec())))
                 }
@@ -744,19 +750,33 @@ fn has_conflict_markers(text: &str) -> bool {
 /// endings the file had (CRLF stays CRLF) and with its byte order mark, if it had
 /// one, so that an edit changes only the lines it means to.
 pub fn config_bytes(old: Option<&[u8]>, new_text: &str) -> Vec<u8> {
+    dressed_like(old.unwrap_or_default(), new_text.as_bytes())
+}
+
+/// `bytes` in the clothes of `like`: its byte order mark (if it has one, else
+/// none) and, when most of its lines end in CRLF, CRLF line endings. A generated
+/// file the user's tools turned to CRLF (git's `autocrlf`, an editor) is then
+/// compared and merged line by line, not as one whole-file conflict.
+fn dressed_like(like: &[u8], bytes: &[u8]) -> Vec<u8> {
     const BOM: &[u8] = b"\xEF\xBB\xBF";
-    let old = old.unwrap_or_default();
-    let text = new_text.strip_prefix('\u{feff}').unwrap_or(new_text);
-    let crlf = old.windows(2).filter(|w| w == b"\r\n").count();
-    let lf = old.iter().filter(|b| **b == b'\n').count();
-    let mut out = Vec::with_capacity(text.len() + 3);
-    if old.starts_with(BOM) {
+    let body = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    let crlf = like.windows(2).filter(|w| w == b"\r\n").count();
+    let lf = like.iter().filter(|b| **b == b'\n').count();
+    let mut out = Vec::with_capacity(body.len() + body.len() / 16 + 3);
+    if like.starts_with(BOM) {
         out.extend_from_slice(BOM);
     }
     if crlf > 0 && crlf * 2 >= lf {
-        out.extend_from_slice(text.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes());
+        let mut prev = 0u8;
+        for &b in body {
+            if b == b'\n' && prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            prev = b;
+        }
     } else {
-        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(body);
     }
     out
 }

@@ -327,6 +327,47 @@ fn merges_keep_bytes_that_are_not_utf8_and_line_endings() {
     assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
 }
 
+/// A generated file the user's tools turned to CRLF with a BOM (git's
+/// `autocrlf`, an editor) is merged line by line, and stays CRLF with its BOM.
+#[test]
+fn a_generated_file_turned_to_crlf_is_merged_not_one_whole_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    let compose = root.join("compose.yaml");
+    let text = fs::read_to_string(&compose).unwrap();
+    let mut crlf = b"\xEF\xBB\xBF".to_vec();
+    crlf.extend(text.replace('\n', "\r\n").into_bytes());
+    fs::write(&compose, &crlf).unwrap();
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    let after = fs::read(&compose).unwrap();
+    assert!(
+        after.starts_with(b"\xEF\xBB\xBF"),
+        "the byte order mark is gone"
+    );
+    let lone_lf = after
+        .windows(2)
+        .filter(|w| w[1] == b'\n' && w[0] != b'\r')
+        .count();
+    assert_eq!(lone_lf, 0, "LF line endings crept in");
+    assert!(String::from_utf8_lossy(&after).contains("billing-service"));
+    // And the same with a hand edit in it: merged, still CRLF.
+    let mut edited = b"\xEF\xBB\xBF# mine\r\n".to_vec();
+    edited.extend_from_slice(&after[3..]);
+    fs::write(&compose, &edited).unwrap();
+    assert_ok(&msgen(&root, &["remove-service", "billing"]));
+    let after = fs::read(&compose).unwrap();
+    assert!(after.starts_with(b"\xEF\xBB\xBF# mine\r\n"));
+    assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
+    assert_eq!(
+        after
+            .windows(2)
+            .filter(|w| w[1] == b'\n' && w[0] != b'\r')
+            .count(),
+        0
+    );
+}
+
 #[test]
 fn services_toml_keeps_its_line_endings_bom_and_link() {
     let dir = tempfile::tempdir().unwrap();
