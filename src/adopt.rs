@@ -124,6 +124,9 @@ struct Mount {
     own: Option<String>,
     /// The function the call is in.
     in_fn: Option<String>,
+    /// What replaces `range` to unmount it: nothing for a call on a router, an
+    /// empty router for a module's router that is the receiver of a chain.
+    with: String,
 }
 
 /// One parsed file with what the analysis needs.
@@ -138,6 +141,17 @@ struct Parsed {
 }
 
 const ROUTER_METHODS: &[&str] = &["nest", "nest_service", "merge", "route", "route_service"];
+/// Methods only a router has: a module's router as their receiver is mounted by
+/// the chain (`blog::router().with_state(pool)`). `layer` is not one of them:
+/// tower's builders have it too.
+const ROUTER_ONLY_METHODS: &[&str] = &[
+    "with_state",
+    "route_layer",
+    "fallback",
+    "fallback_service",
+    "into_make_service",
+    "into_make_service_with_connect_info",
+];
 
 /// Plans the extraction of `module` from `src` into a service called `service`
 /// (crate `<service>-service`) listening on `port`.
@@ -315,7 +329,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             .or_default()
             .push(Edit {
                 range: m.range.clone(),
-                with: String::new(),
+                with: m.with.clone(),
             });
     }
     let mod_item = mod_item_range(root_text, &root_ast, module).expect("module is declared");
@@ -411,7 +425,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     for m in mounts.iter().filter(|m| m.module != module) {
         svc_edits.entry(m.file.clone()).or_default().push(Edit {
             range: m.range.clone(),
-            with: String::new(),
+            with: m.with.clone(),
         });
         unmounted_others.insert(m.module.clone());
     }
@@ -613,10 +627,18 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         };
         service_files.insert(f.rel.clone(), text);
     }
+    // The service's library gets a name of its own: two services adopted from one
+    // monolith with the same `[lib] name` collide in the workspace's output files.
+    let service_lib = format!("{}_service", service.replace('-', "_"));
     service_files.insert(
         "Cargo.toml".into(),
-        manifest.for_service(service, lib_root.then_some(crate_name.as_str()))?,
+        manifest.for_service(service, lib_root.then_some(service_lib.as_str()))?,
     );
+    if lib_root {
+        if let Some(main) = service_files.get_mut("src/main.rs") {
+            *main = alias_library(main, &service_lib, &crate_name);
+        }
+    }
 
     // ---- Tables and migrations.
     let created: BTreeSet<String> = src
@@ -891,6 +913,32 @@ struct Edit {
     with: String,
 }
 
+/// `main.rs` of a service whose library was renamed from `old` to `new`: an
+/// `extern crate new as old;` after its inner attributes, so that every path the
+/// monolith's binary wrote (`old::app::router`) still resolves, unchanged.
+fn alias_library(main: &str, new: &str, old: &str) -> String {
+    let at = syn::parse_file(main)
+        .ok()
+        .and_then(|ast| ast.attrs.last().map(|a| offset(main, a.span().end())))
+        .map_or(0, |end| {
+            main[end..].find('\n').map_or(main.len(), |i| end + i + 1)
+        });
+    let line = format!(
+        "// The library is `{new}` in this service (a name of its own); the monolith's name still works here.\nextern crate {new} as {old};\n"
+    );
+    let mut out = String::with_capacity(main.len() + line.len() + 1);
+    out.push_str(&main[..at]);
+    if at > 0 {
+        out.push('\n');
+    }
+    out.push_str(&line);
+    if at == 0 {
+        out.push('\n');
+    }
+    out.push_str(&main[at..]);
+    out
+}
+
 /// Applies non-overlapping edits (an edit overlapping an earlier one is dropped).
 fn apply_edits(text: &str, mut edits: Vec<Edit>) -> String {
     // Insertions at a point go before a removal starting there.
@@ -1147,6 +1195,17 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         let method = call.method.to_string();
         if !ROUTER_METHODS.contains(&method.as_str()) {
+            if ROUTER_ONLY_METHODS.contains(&method.as_str()) {
+                // `blog::router().with_state(pool)`: mounted by its receiver alone.
+                let before = self.refs.len();
+                self.visit_expr(&call.receiver);
+                let after = self.refs.len();
+                self.receiver_mount(call, before..after);
+                for a in &call.args {
+                    self.visit_expr(a);
+                }
+                return;
+            }
             return syn::visit::visit_expr_method_call(self, call);
         }
         let literal = call.args.first().and_then(|a| match a {
@@ -1157,8 +1216,10 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             _ => None,
         });
         // Which modules the arguments name: a call naming exactly one mounts it.
+        let before_receiver = self.refs.len();
         self.visit_expr(&call.receiver);
         let after_receiver = self.refs.len();
+        self.receiver_mount(call, before_receiver..after_receiver);
         let nested = matches!(method.as_str(), "nest" | "nest_service");
         let nest_prefix = join_paths(&self.nest_stack, "");
         if let (true, Some(p)) = (nested, &literal) {
@@ -1201,8 +1262,44 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 nest_prefix,
                 own,
                 in_fn: self.current_fn.clone(),
+                with: String::new(),
             });
         }
+    }
+}
+
+impl Scan<'_> {
+    /// `a::router().merge(b::router())`: a module's router as the receiver of a
+    /// router call mounts that module too (all its own routes, under the nests
+    /// around the call). Unmounting it leaves an empty router in its place, so the
+    /// rest of the chain stays as it was.
+    fn receiver_mount(&mut self, call: &syn::ExprMethodCall, refs: std::ops::Range<usize>) {
+        let syn::Expr::Call(receiver) = &*call.receiver else {
+            return;
+        };
+        if !matches!(&*receiver.func, syn::Expr::Path(_)) {
+            return;
+        }
+        let mut named: Vec<&String> = self.refs[refs].iter().map(|r| &r.module).collect();
+        named.sort();
+        named.dedup();
+        let [module] = named.as_slice() else {
+            return;
+        };
+        let module = (*module).clone();
+        let text = &self.file.text;
+        let range = span_range(text, call.receiver.span());
+        self.mounts.push(Mount {
+            file: self.file.rel.clone(),
+            line: call.receiver.span().start().line,
+            module,
+            text: text[range.clone()].to_string(),
+            range,
+            nest_prefix: join_paths(&self.nest_stack, ""),
+            own: None,
+            in_fn: self.current_fn.clone(),
+            with: "axum::Router::new()".into(),
+        });
     }
 }
 
@@ -1530,5 +1627,20 @@ mod tests {
         assert!(under("/api/posts/1", "/api/posts"));
         assert!(!under("/api/postsx", "/api/posts"));
         assert_eq!(literal_port("\"0.0.0.0:3000\""), Some(3000));
+    }
+
+    #[test]
+    fn a_renamed_library_keeps_its_old_name_in_main() {
+        let main = "//! The shop.\n#![allow(dead_code)]\n\nuse shop::app;\nfn main() {}\n";
+        let out = alias_library(main, "orders_service", "shop");
+        assert!(
+            out.starts_with("//! The shop.\n#![allow(dead_code)]\n\n// The library"),
+            "{out}"
+        );
+        assert!(out.contains("extern crate orders_service as shop;\n"));
+        syn::parse_file(&out).unwrap();
+        let plain = alias_library("use shop::app;\n", "o", "shop");
+        assert!(plain.starts_with("// The library"), "{plain}");
+        assert!(plain.ends_with("extern crate o as shop;\n\nuse shop::app;\n"));
     }
 }

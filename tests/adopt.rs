@@ -271,9 +271,18 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     ] {
         assert!(report.contains(expected), "{expected:?} not in:\n{report}");
     }
-    // main.rs names the library as `shop`: the service keeps that library name.
+    // main.rs names the library as `shop`: the service's library has a name of
+    // its own, and main.rs still reaches it as `shop`.
     let manifest = fs::read_to_string(root.join("services/catalog/Cargo.toml")).unwrap();
-    assert!(manifest.contains("[lib]\nname = \"shop\""), "{manifest}");
+    assert!(
+        manifest.contains("[lib]\nname = \"catalog_service\""),
+        "{manifest}"
+    );
+    let main = fs::read_to_string(root.join("services/catalog/src/main.rs")).unwrap();
+    assert!(
+        main.contains("extern crate catalog_service as shop;"),
+        "{main}"
+    );
     assert!(!root.join("services/catalog/src/orders.rs").exists());
 
     let bin = dir.path().join("bin");
@@ -470,6 +479,49 @@ fn hidden_uses_of_the_module_are_refused() {
     refused(&root, "blog", "under a path that is not a string literal");
 }
 
+/// A module's router as the receiver of the chain (`auth::routes().merge(..)`)
+/// is a mount like any other: either module splits out, one after the other, and
+/// what remains builds.
+#[test]
+fn a_module_router_as_the_receiver_of_a_chain_is_a_mount() {
+    let (_d, root) = adopt("shared");
+    change(
+        &root,
+        "src/main.rs",
+        "    let app = Router::new()\n        .merge(auth::routes())\n        .merge(posts::routes())",
+        "    let app = auth::routes()\n        .merge(posts::routes())",
+    );
+    change(&root, "src/main.rs", "use axum::Router;\n", "");
+    // The module in the arguments first (posts uses auth's extractor, so auth
+    // cannot leave while posts is in the monolith), then the receiver.
+    assert_ok(&msgen(&root, &["split", "posts", "--from", "legacy"]));
+    let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
+    assert!(main.contains("let app = auth::routes()\n"), "{main}");
+    let svc_main = fs::read_to_string(root.join("services/posts/src/main.rs")).unwrap();
+    assert!(
+        svc_main.contains("let app = axum::Router::new()\n        .merge(posts::routes())"),
+        "{svc_main}"
+    );
+    let out = msgen(&root, &["split", "auth", "--from", "legacy"]);
+    assert_ok(&out);
+    let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
+    assert!(main.contains("let app = axum::Router::new()\n"), "{main}");
+    let svc_main = fs::read_to_string(root.join("services/auth/src/main.rs")).unwrap();
+    assert!(
+        svc_main.contains("let app = auth::routes()\n"),
+        "{svc_main}"
+    );
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(config.contains("paths = [\"/api/posts\"]"), "{config}");
+    assert!(config.contains("paths = [\"/api/login\""), "{config}");
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root.join("legacy"), &["build"]);
+    cargo(
+        &root,
+        &["build", "-p", "auth-service", "-p", "posts-service"],
+    );
+}
+
 #[test]
 fn awkward_shapes_still_give_a_service_that_knows_its_paths() {
     let (_d, root) = adopt("shared");
@@ -580,9 +632,32 @@ fn a_library_crate_keeps_its_names_and_its_binary_modules() {
         "{report}"
     );
     let manifest = fs::read_to_string(root.join("services/orders/Cargo.toml")).unwrap();
-    assert!(manifest.contains("[lib]\nname = \"shoplib\""), "{manifest}");
+    // A library name of its own: a second service adopted from the same monolith
+    // must not collide with it; main.rs still says `shoplib::`.
+    assert!(
+        manifest.contains("[lib]\nname = \"orders_service\""),
+        "{manifest}"
+    );
+    let main = fs::read_to_string(root.join("services/orders/src/main.rs")).unwrap();
+    assert!(
+        main.contains("extern crate orders_service as shoplib;"),
+        "{main}"
+    );
     assert!(root.join("services/orders/src/cli.rs").exists());
+    // A second service from the same library crate: both build side by side,
+    // without cargo's "output filename collision".
+    assert_ok(&msgen(&root, &["split", "catalog", "--from", "legacy"]));
+    let main = fs::read_to_string(root.join("services/catalog/src/main.rs")).unwrap();
+    assert!(
+        main.contains("extern crate catalog_service as shoplib;"),
+        "{main}"
+    );
     let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     cargo(&root.join("legacy"), &["build"]);
-    cargo(&root, &["build", "-p", "orders-service"]);
+    let out = cargo(
+        &root,
+        &["build", "-p", "orders-service", "-p", "catalog-service"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("collision"), "{err}");
 }
