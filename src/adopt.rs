@@ -82,6 +82,8 @@ pub struct Cut {
     pub service_files: BTreeMap<String, String>,
     /// Gateway prefixes the new service now serves.
     pub paths: Vec<String>,
+    /// Exact routes it serves, where it shares a prefix with another module.
+    pub routes: Vec<String>,
     pub report: CutReport,
 }
 
@@ -127,6 +129,8 @@ struct Mount {
     /// What replaces `range` to unmount it: nothing for a call on a router, an
     /// empty router for a module's router that is the receiver of a chain.
     with: String,
+    /// The router method (`nest`, `route`, ...); empty for a receiver.
+    method: String,
 }
 
 /// One parsed file with what the analysis needs.
@@ -237,8 +241,8 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     let mut refs: Vec<Ref> = Vec::new();
     let mut mounts: Vec<Mount> = Vec::new();
     let mut nested_calls: Vec<(String, String)> = Vec::new();
-    let mut root_routes: Vec<String> = Vec::new();
-    let mut route_literals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut root_routes: Vec<(String, bool)> = Vec::new();
+    let mut route_literals: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
     for f in &parsed {
         let in_bin = f.rel == "src/main.rs"
             || f.rel.starts_with("src/bin/")
@@ -376,38 +380,72 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     }
 
     // ---- Paths the service takes over, and that must not be the monolith's.
-    let paths_of = |m: &Mount| -> Vec<String> {
-        match &m.own {
-            Some(own) => vec![join_paths(std::slice::from_ref(&m.nest_prefix), own)],
-            None => route_literals
+    let routes_of = |m: &Mount| -> Vec<(String, bool)> {
+        let at = |base: &str, p: &str| axum_pattern(&join_paths(&[base.to_string()], p));
+        let module_routes = |base: &str| -> Vec<(String, bool)> {
+            route_literals
                 .get(&m.module)
-                .map(|r| {
-                    r.iter()
-                        .map(|p| join_paths(std::slice::from_ref(&m.nest_prefix), p))
-                        .collect()
-                })
-                .unwrap_or_default(),
+                .map(|r| r.iter().map(|(p, exact)| (at(base, p), *exact)).collect())
+                .unwrap_or_default()
+        };
+        match (m.method.as_str(), &m.own) {
+            ("nest", Some(own)) => {
+                let base = at(&m.nest_prefix, own);
+                let routes = module_routes(&base);
+                if routes.is_empty() {
+                    vec![(base, false)]
+                } else {
+                    routes
+                }
+            }
+            ("route" | "route_service", Some(own)) => vec![(at(&m.nest_prefix, own), true)],
+            (_, Some(own)) => vec![(at(&m.nest_prefix, own), false)],
+            (_, None) => module_routes(&m.nest_prefix),
         }
     };
-    let mut paths: BTreeSet<String> = BTreeSet::new();
-    for m in &target_mounts {
-        paths.extend(paths_of(m).into_iter().map(|p| static_prefix(&p)));
-    }
+    let mine: Vec<(String, bool)> = target_mounts.iter().flat_map(|m| routes_of(m)).collect();
+    let theirs: Vec<(&Mount, String)> = mounts
+        .iter()
+        .filter(|m| m.module != module)
+        .flat_map(|m| routes_of(m).into_iter().map(move |(r, _)| (m, r)))
+        .collect();
+    let mut paths: BTreeSet<String> = mine.iter().map(|(r, _)| static_prefix(r)).collect();
     let mut problems = Vec::new();
     if paths.is_empty() || paths.iter().any(|p| p.is_empty() || p == "/") {
         problems.push(format!(
             "module `{module}` serves the root path `/` (or paths msgen could not read from its router calls): the gateway could not tell its requests from the monolith's"
         ));
     }
-    for m in mounts.iter().filter(|m| m.module != module) {
-        for other in paths_of(m) {
-            for p in &paths {
-                if !p.is_empty() && under(&other, p) {
-                    problems.push(format!(
-                        "{}:{}: module `{}` also serves {other}, under `{p}` which would go to the new service",
-                        m.file, m.line, m.module
-                    ));
-                }
+    // A prefix another module also serves under is routed by the module's own
+    // routes instead (`/api/things/{id}/children` while `/api/things/{id}` stays).
+    let mut exact: BTreeSet<String> = BTreeSet::new();
+    for p in paths.clone() {
+        if p.is_empty() || !theirs.iter().any(|(_, o)| under(o, &p)) {
+            continue;
+        }
+        paths.remove(&p);
+        for (r, is_exact) in mine.iter().filter(|(r, _)| under(r, &p)) {
+            if *is_exact {
+                exact.insert(r.clone());
+            } else {
+                paths.insert(r.clone());
+            }
+        }
+    }
+    let entries = paths
+        .iter()
+        .map(|p| (p, false))
+        .chain(exact.iter().map(|r| (r, true)));
+    for (mine, is_exact) in entries {
+        for (m, other) in &theirs {
+            if captures(mine, is_exact, other) {
+                problems.push(format!(
+                    "{}:{}: module `{}` serves {other}, which `{module}`'s {} {mine} would take from it: split --from cannot send these to different services",
+                    m.file,
+                    m.line,
+                    m.module,
+                    if is_exact { "route" } else { "prefix" }
+                ));
             }
         }
     }
@@ -415,9 +453,13 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         return Err(Refusal(problems));
     }
     let mut paths: Vec<String> = paths.into_iter().collect();
-    // A prefix covered by a shorter one adds nothing.
+    // A prefix covered by a shorter one adds nothing; nor does a route below one.
     let all = paths.clone();
     paths.retain(|p| !all.iter().any(|q| q != p && under(p, q)));
+    let routes: Vec<String> = exact
+        .into_iter()
+        .filter(|r| !paths.iter().any(|p| under(r, p)))
+        .collect();
 
     // ---- The service: root files and the modules it needs.
     let mut svc_edits: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
@@ -549,9 +591,9 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     let serves_health = |m: &String| {
         route_literals
             .get(m)
-            .is_some_and(|r| r.iter().any(|p| p == "/health"))
+            .is_some_and(|r| r.iter().any(|(p, _)| p == "/health"))
     };
-    let has_health = root_routes.iter().any(|r| r == "/health")
+    let has_health = root_routes.iter().any(|(r, _)| r == "/health")
         || needed
             .iter()
             .any(|m| m != module && !contexts.contains(m) && serves_health(m))
@@ -826,6 +868,7 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         monolith_removals: target_files.iter().map(|f| f.rel.clone()).collect(),
         service_files,
         paths,
+        routes,
         report,
     })
 }
@@ -1023,8 +1066,9 @@ struct Scan<'a> {
     mounts: Vec<Mount>,
     /// Path prefixes of the `.nest(...)` calls we are inside of.
     nest_stack: Vec<String>,
-    /// Route and nest literals of this file, joined with the enclosing nests.
-    routes: Vec<String>,
+    /// Route and nest literals of this file, joined with the enclosing nests, and
+    /// whether each is an exact route (`.route`) rather than a prefix (`.nest`).
+    routes: Vec<(String, bool)>,
     /// Inline `mod x { .. }` blocks we are inside of.
     inline: Vec<String>,
     /// `use super::*` (or `crate::*`) brought the root's modules into scope.
@@ -1233,8 +1277,9 @@ impl<'ast> Visit<'ast> for Scan<'_> {
         }
         let own = literal.filter(|_| method != "merge");
         if let Some(p) = &own {
+            let exact = matches!(method.as_str(), "route" | "route_service");
             self.routes
-                .push(join_paths(std::slice::from_ref(&nest_prefix), p));
+                .push((join_paths(std::slice::from_ref(&nest_prefix), p), exact));
         }
         let mut mounted: Vec<String> = self.refs[after_receiver..]
             .iter()
@@ -1263,6 +1308,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 own,
                 in_fn: self.current_fn.clone(),
                 with: String::new(),
+                method: method.clone(),
             });
         }
     }
@@ -1299,6 +1345,7 @@ impl Scan<'_> {
             own: None,
             in_fn: self.current_fn.clone(),
             with: "axum::Router::new()".into(),
+            method: String::new(),
         });
     }
 }
@@ -1396,6 +1443,41 @@ fn static_prefix(path: &str) -> String {
         out.push_str(seg);
     }
     out
+}
+
+/// A route in axum 0.8's syntax: `:id` → `{id}`, `*rest` → `{*rest}`.
+fn axum_pattern(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if let Some(p) = s.strip_prefix(':') {
+                format!("{{{p}}}")
+            } else if let Some(p) = s.strip_prefix('*') {
+                format!("{{*{p}}}")
+            } else {
+                s.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Whether the gateway entry `entry` (exact route, or prefix) takes every request
+/// of the route `other`: each of its segments is the same literal or one of
+/// `entry`'s parameters, and (for an exact entry) there are as many.
+fn captures(entry: &str, exact: bool, other: &str) -> bool {
+    let e: Vec<&str> = entry.split('/').filter(|s| !s.is_empty()).collect();
+    let o: Vec<&str> = other.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, want) in e.iter().enumerate() {
+        if want.starts_with("{*") {
+            return o.len() > i;
+        }
+        match o.get(i) {
+            None => return false,
+            Some(got) if want.starts_with('{') || want == got => {}
+            Some(_) => return false,
+        }
+    }
+    !exact || o.len() == e.len()
 }
 
 /// `path` is `prefix` or below it, on a segment boundary.
@@ -1627,6 +1709,19 @@ mod tests {
         assert!(under("/api/posts/1", "/api/posts"));
         assert!(!under("/api/postsx", "/api/posts"));
         assert_eq!(literal_port("\"0.0.0.0:3000\""), Some(3000));
+        assert_eq!(axum_pattern("/a/:id/*rest"), "/a/{id}/{*rest}");
+    }
+
+    #[test]
+    fn an_entry_captures_the_routes_it_would_take() {
+        assert!(captures("/a/{id}", true, "/a/new"));
+        assert!(captures("/a/{id}", true, "/a/{x}"));
+        assert!(!captures("/a/new", true, "/a/{id}"));
+        assert!(!captures("/a/{id}", true, "/a/{id}/children"));
+        assert!(captures("/a/{id}", false, "/a/{id}/children"));
+        assert!(!captures("/a/{id}/children", true, "/a/{id}"));
+        assert!(captures("/a/{*rest}", true, "/a/b/c"));
+        assert!(!captures("/a/b", false, "/a"));
     }
 
     #[test]

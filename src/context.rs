@@ -24,6 +24,11 @@ pub struct ProjectCtx {
     /// The gateway checks tokens on some route (an auth service and a service that
     /// is not public).
     pub has_protected: bool,
+    /// Some gateway route is exact or has `{param}` segments (an adopted service's
+    /// `routes`).
+    pub has_patterns: bool,
+    /// Some gateway route is a plain prefix (not the adopted monolith's `/`).
+    pub has_plain_prefix: bool,
     pub has_clients: bool,
     /// Some service publishes or consumes events: NATS is part of the system.
     pub has_events: bool,
@@ -94,6 +99,10 @@ pub struct ExternalMonolithCtx {
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteCtx {
     pub prefix: String,
+    /// Only the path itself, not the paths below it (an adopted service's `routes`).
+    pub exact: bool,
+    /// Has `{param}` segments: matched segment by segment.
+    pub pattern: bool,
     /// Rust expression for the gateway's `rewrite` field: `None` or `Some("/api/v1/x")`.
     pub rewrite: String,
     pub service: String,
@@ -326,8 +335,16 @@ impl ProjectCtx {
             } else {
                 s.name.upper()
             };
-            for prefix in s.route_prefixes() {
+            let exact = s.routes.iter().map(|r| (r.clone(), true));
+            for (prefix, exact) in s
+                .route_prefixes()
+                .into_iter()
+                .map(|p| (p, false))
+                .chain(exact)
+            {
                 routes.push(RouteCtx {
+                    pattern: prefix.contains('{'),
+                    exact,
                     prefix,
                     rewrite: "None".into(),
                     service: upstream.clone(),
@@ -344,6 +361,8 @@ impl ProjectCtx {
                 };
                 routes.push(RouteCtx {
                     prefix: legacy,
+                    exact: false,
+                    pattern: false,
                     rewrite,
                     service: upstream.clone(),
                     upper: upper.clone(),
@@ -355,6 +374,8 @@ impl ProjectCtx {
             // Strangler fig: whatever no service claims still goes to the monolith
             // (an adopted one may serve any path).
             routes.push(RouteCtx {
+                exact: false,
+                pattern: false,
                 prefix: if m.is_external() { "/" } else { "/api" }.into(),
                 rewrite: "None".into(),
                 service: "monolith".into(),
@@ -362,12 +383,7 @@ impl ProjectCtx {
                 protected: false,
             });
         }
-        routes.sort_by(|a, b| {
-            b.prefix
-                .len()
-                .cmp(&a.prefix.len())
-                .then(a.prefix.cmp(&b.prefix))
-        });
+        routes.sort_by(|a, b| route_order(a).cmp(&route_order(b)));
         ProjectCtx {
             name: p.name.as_str().to_string(),
             name_snake: p.name.snake(),
@@ -378,6 +394,10 @@ impl ProjectCtx {
             has_db: has_postgres || has_sqlite,
             has_auth,
             has_protected: routes.iter().any(|r| r.protected),
+            has_patterns: routes.iter().any(|r| r.pattern || r.exact),
+            has_plain_prefix: routes
+                .iter()
+                .any(|r| !r.pattern && !r.exact && r.prefix != "/"),
             has_events: p
                 .services
                 .iter()
@@ -639,6 +659,28 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
 /// The monolith as a deployable crate: one database, the modules' dependencies as
 /// clients (in process between modules, HTTP to extracted services).
 /// `db_name` cut to 24 bytes (a name of ASCII letters, digits and '_').
+/// The gateway's order of routes: the first that matches a path takes it, so the
+/// most specific comes first. More segments first; at the same depth, a literal
+/// segment before a `{param}` and a `{param}` before a `{*rest}`, from the left; an
+/// exact route before a prefix of the same shape; then by text, for stable output.
+fn route_order(r: &RouteCtx) -> (std::cmp::Reverse<usize>, Vec<u8>, bool, String) {
+    let segments: Vec<&str> = r.prefix.split('/').filter(|s| !s.is_empty()).collect();
+    let ranks = segments
+        .iter()
+        .map(|s| match s.strip_prefix('{') {
+            Some(p) if p.starts_with('*') => 2,
+            Some(_) => 1,
+            None => 0,
+        })
+        .collect();
+    (
+        std::cmp::Reverse(segments.len()),
+        ranks,
+        !r.exact,
+        r.prefix.clone(),
+    )
+}
+
 fn test_db_prefix(db_name: &str) -> String {
     db_name
         .chars()

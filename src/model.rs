@@ -424,6 +424,9 @@ pub struct Service {
     pub adopted: bool,
     /// For adopted services: the path prefixes the gateway forwards unchanged.
     pub paths: Vec<String>,
+    /// For adopted services: exact routes (`/api/things/{id}/children`) the
+    /// gateway forwards unchanged, more specific ones first.
+    pub routes: Vec<String>,
     /// Event subjects published / consumed over NATS JetStream.
     pub publishes: Vec<String>,
     pub consumes: Vec<String>,
@@ -1020,53 +1023,91 @@ impl Validator<'_> {
 
     /// `adopted` and `paths` of a service: only together, and then without anything
     /// msgen would have to render into the service's code.
-    fn adopted(&mut self, rs: &RawService, key: &dyn Fn(&str) -> String) -> (bool, Vec<String>) {
-        let adopted = rs.adopted.as_ref().is_some_and(|a| *a.get_ref());
-        let mut paths = Vec::new();
-        for (j, p) in rs.paths.iter().enumerate() {
+    /// The valid, distinct entries of an adopted service's `paths` (prefixes) or
+    /// `routes` (exact routes, with `{param}` segments).
+    fn path_list(
+        &mut self,
+        list: &[Spanned<String>],
+        field: &str,
+        key: &dyn Fn(&str) -> String,
+    ) -> Vec<String> {
+        let routes = field == "routes";
+        let mut out = Vec::new();
+        for (j, p) in list.iter().enumerate() {
             let v = p.get_ref();
+            let segments: Vec<&str> = v.split('/').skip(1).collect();
+            let literal = |s: &str| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '~'))
+            };
+            let param = |s: &str, last: bool| {
+                let inner = s.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+                let inner = match inner {
+                    Some(i) if last => i.strip_prefix('*').unwrap_or(i),
+                    Some(i) => i,
+                    None => return false,
+                };
+                !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            };
             let ok = v.len() > 1
                 && v.len() <= 200
                 && v.starts_with('/')
-                && !v.ends_with('/')
-                && !v.contains("//")
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | '~'));
+                && segments.iter().enumerate().all(|(k, s)| {
+                    !s.is_empty() && (literal(s) || param(s, k + 1 == segments.len()))
+                });
             if !ok {
+                let what = if routes {
+                    "is not a route; accepted: `/` then segments of letters, digits, `_`, `-`, `.`, `~` or a `{name}` parameter (`{*name}` last), no trailing `/`, not `/` alone"
+                } else {
+                    "is not a path prefix; accepted: `/` then segments of letters, digits, `_`, `-`, `.`, `~` or a `{name}` parameter (`{*name}` last), no trailing `/`, not `/` alone"
+                };
                 self.err(
                     p,
-                    &key(&format!("paths[{j}]")),
-                    format!("{v:?} is not a path prefix; accepted: `/` then segments of letters, digits, `_`, `-`, `.`, `~`, no trailing `/`, not `/` alone"),
+                    &key(&format!("{field}[{j}]")),
+                    format!("{v:?} {what}"),
                     None,
                 );
-            } else if paths.contains(v) {
+            } else if out.contains(v) {
                 self.err(
                     p,
-                    &key(&format!("paths[{j}]")),
+                    &key(&format!("{field}[{j}]")),
                     format!("{v:?} is listed twice"),
                     None,
                 );
             } else {
-                paths.push(v.clone());
+                out.push(v.clone());
             }
         }
+        out
+    }
+
+    fn adopted(
+        &mut self,
+        rs: &RawService,
+        key: &dyn Fn(&str) -> String,
+    ) -> (bool, Vec<String>, Vec<String>) {
+        let adopted = rs.adopted.as_ref().is_some_and(|a| *a.get_ref());
+        let paths = self.path_list(&rs.paths, "paths", key);
+        let routes = self.path_list(&rs.routes, "routes", key);
         if !adopted {
-            if let Some(p) = rs.paths.first() {
-                self.err(
-                    p,
-                    &key("paths"),
-                    "`paths` is only for adopted services (`adopted = true`); msgen derives the others' paths".into(),
-                    None,
-                );
+            for (field, list) in [("paths", &rs.paths), ("routes", &rs.routes)] {
+                if let Some(p) = list.first() {
+                    self.err(
+                        p,
+                        &key(field),
+                        format!("`{field}` is only for adopted services (`adopted = true`); msgen derives the others' paths"),
+                        None,
+                    );
+                }
             }
-            return (false, paths);
+            return (false, paths, routes);
         }
         let at = rs.adopted.as_ref().expect("adopted is set");
-        if rs.paths.is_empty() {
+        if rs.paths.is_empty() && rs.routes.is_empty() {
             self.err(
                 at,
                 &key("paths"),
-                "an adopted service needs `paths`: the prefixes the gateway sends to it".into(),
+                "an adopted service needs `paths` (the prefixes the gateway sends to it) or `routes` (exact routes)".into(),
                 Some("e.g. paths = [\"/api/posts\"]".into()),
             );
         }
@@ -1094,7 +1135,7 @@ impl Validator<'_> {
                 );
             }
         }
-        (true, paths)
+        (true, paths, routes)
     }
 
     fn database(&mut self, v: &Spanned<String>, key: &str) -> Option<DatabaseKind> {
@@ -1319,7 +1360,7 @@ impl Validator<'_> {
         let external_monolith =
             monolith.is_some_and(|m| m.as_ref().is_some_and(Monolith::is_external));
         let key = |k: &str| format!("services[{i}].{k}");
-        let (adopted, paths) = self.adopted(&rs, &key);
+        let (adopted, paths, routes) = self.adopted(&rs, &key);
         let name = ServiceName::parse(rs.name.get_ref())
             .map_err(|m| self.err(&rs.name, &key("name"), m, None))
             .ok();
@@ -1518,6 +1559,7 @@ impl Validator<'_> {
             split_from_monolith,
             adopted,
             paths,
+            routes,
             publishes,
             consumes,
             resources,

@@ -85,6 +85,10 @@ pub struct RawService {
     /// Path prefixes the gateway forwards unchanged to an adopted service.
     #[serde(default)]
     pub paths: Vec<Spanned<String>>,
+    /// Exact routes (axum's syntax: `/api/things/{id}/children`) the gateway forwards
+    /// to an adopted service: for a module that shares a prefix with another.
+    #[serde(default)]
+    pub routes: Vec<Spanned<String>>,
     /// Event subjects this service publishes, e.g. `post.created`.
     #[serde(default)]
     pub publishes: Vec<Spanned<String>>,

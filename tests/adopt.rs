@@ -661,3 +661,144 @@ fn a_library_crate_keeps_its_names_and_its_binary_modules() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("collision"), "{err}");
 }
+
+/// Two modules serve under one prefix (`things` at /api/things, `notes` at
+/// /api/things/{id}/notes): each can be split out on its own. The gateway routes
+/// by route, most specific first; through it, clients get what the monolith gave.
+#[test]
+fn modules_sharing_a_prefix_split_one_at_a_time() {
+    require_postgres();
+    // Either one first: the one that leaves gets its exact routes.
+    let (_d, first) = adopt("shelf");
+    assert_ok(&msgen(&first, &["split", "things", "--from", "legacy"]));
+    let config = fs::read_to_string(first.join("services.toml")).unwrap();
+    assert!(
+        config.contains("routes = [\"/api/things\", \"/api/things/{id}\"]"),
+        "{config}"
+    );
+
+    let (dir, root) = adopt("shelf");
+    let out = msgen(&root, &["split", "notes", "--from", "legacy"]);
+    assert_ok(&out);
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        config.contains("routes = [\"/api/things/{id}/notes\"]") && !config.contains("paths ="),
+        "{config}"
+    );
+    let report = fs::read_to_string(root.join("docs/split-notes.md")).unwrap();
+    assert!(
+        report.contains("The gateway sends `/api/things/{id}/notes` (exactly) to it"),
+        "{report}"
+    );
+    let bin = dir.path().join("bin");
+    {
+        let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        cargo(&root.join("legacy"), &["build"]);
+        cargo(&root, &["test", "-p", "gateway"]);
+    }
+    build_bins(&root.join("legacy"), &bin, &["shelf"]);
+    build_bins(&root, &bin, &["gateway", "notes-service"]);
+
+    let run = format!("shelf_{}_{}", std::process::id(), free_port());
+    let (mono_db, svc_db) = (format!("{run}_mono"), format!("{run}_notes"));
+    create_database(&mono_db);
+    create_database(&svc_db);
+    let url = |db: &str| format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
+    let mut mono = Proc::start(
+        &bin,
+        "shelf",
+        &[
+            ("DATABASE_URL".into(), url(&mono_db)),
+            ("SHELF_ADDR".into(), format!("127.0.0.1:{mono_port}")),
+        ],
+    );
+    wait_healthy(&format!("http://127.0.0.1:{mono_port}"), &mut mono);
+    let mut svc = Proc::start(
+        &bin,
+        "notes-service",
+        &[
+            ("DATABASE_URL".into(), url(&svc_db)),
+            ("PORT".into(), svc_port.to_string()),
+        ],
+    );
+    wait_healthy(&format!("http://127.0.0.1:{svc_port}"), &mut svc);
+    let mut gateway = Proc::start(
+        &bin,
+        "gateway",
+        &[
+            ("PORT".into(), gw_port.to_string()),
+            (
+                "MONOLITH_URL".into(),
+                format!("http://127.0.0.1:{mono_port}"),
+            ),
+            (
+                "NOTES_SERVICE_URL".into(),
+                format!("http://127.0.0.1:{svc_port}"),
+            ),
+        ],
+    );
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    wait_healthy(&gw, &mut gateway);
+
+    let (status, thing) = call(
+        "POST",
+        &format!("{gw}/api/things"),
+        None,
+        Some(json!({"name": "lamp"})),
+    );
+    assert_eq!(status, 201, "{thing}");
+    let id = thing["id"].as_i64().unwrap();
+    let (status, body) = call("GET", &format!("{gw}/api/things/{id}"), None, None);
+    assert_eq!((status, body["name"].clone()), (200, json!("lamp")));
+    let (status, note) = call(
+        "POST",
+        &format!("{gw}/api/things/{id}/notes"),
+        None,
+        Some(json!({"body": "needs a bulb"})),
+    );
+    assert_eq!(status, 201, "{note}");
+    assert_eq!(note["thing_id"], json!(id));
+    let (status, body) = call("GET", &format!("{gw}/api/things/{id}/notes"), None, None);
+    assert_eq!(
+        (status, body[0]["body"].clone()),
+        (200, json!("needs a bulb"))
+    );
+    // Each request reached its owner: the note is in the service's database only.
+    assert_eq!(count(&svc_db, "notes"), 1);
+    assert_eq!(count(&mono_db, "notes"), 0);
+    assert_eq!(count(&mono_db, "things"), 1);
+    let (status, body) = call("GET", &format!("{gw}/api/things"), None, None);
+    assert_eq!((status, body[0]["name"].clone()), (200, json!("lamp")));
+    gateway.terminate();
+    drop(svc);
+    drop(mono);
+
+    // Then the other: things now has the prefix to itself.
+    assert_ok(&msgen(&root, &["split", "things", "--from", "legacy"]));
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(config.contains("paths = [\"/api/things\"]"), "{config}");
+    let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
+    let notes_at = routes.find("prefix: \"/api/things/{id}/notes\"").unwrap();
+    let things_at = routes.find("prefix: \"/api/things\"").unwrap();
+    assert!(
+        notes_at < things_at,
+        "the more specific route comes first:\n{routes}"
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    cargo(&root, &["test", "-p", "gateway"]);
+    cargo(&root, &["fmt", "-p", "gateway", "--check"]);
+    cargo(
+        &root,
+        &[
+            "clippy",
+            "-p",
+            "gateway",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+}

@@ -755,7 +755,16 @@ fn run_from(
     for p in &cut.paths {
         paths.push(p.as_str());
     }
-    t["paths"] = toml_edit::value(paths);
+    if !paths.is_empty() {
+        t["paths"] = toml_edit::value(paths);
+    }
+    if !cut.routes.is_empty() {
+        let mut routes = toml_edit::Array::new();
+        for r in &cut.routes {
+            routes.push(r.as_str());
+        }
+        t["routes"] = toml_edit::value(routes);
+    }
     t.decor_mut().set_prefix(format!(
         "\n# Moved out of {rel}/ by `msgen split {module} --from {rel}`: its code is yours.\n"
     ));
@@ -943,10 +952,16 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
         }
     };
     let _ = writeln!(s, "# Split report: `{module}` out of {rel}/\n");
+    let served: Vec<String> = cut
+        .paths
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .chain(cut.routes.iter().map(|r| format!("`{r}` (exactly)")))
+        .collect();
     let _ = writeln!(
         s,
         "Module `{module}` of the monolith in `{rel}/` is now the `{service}` service in `services/{service}/`, on port {port}, with a database of its own. The gateway sends {} to it and every other path to the monolith (port {}).",
-        cut.paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
+        served.join(", "),
         cut.monolith_port
     );
     let moved: Vec<String> = cut
@@ -971,11 +986,7 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
     ));
     human.push(format!(
         "tests of the monolith that call {} now need the gateway (or the service)",
-        cut.paths
-            .iter()
-            .map(|p| format!("`{p}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        served.join(", ")
     ));
     human.push(format!(
         "compose builds the monolith from `{rel}/` (give it a Dockerfile there); the Kubernetes files do not deploy it: point the gateway's MONOLITH_URL at it"
