@@ -383,7 +383,7 @@ impl ProjectCtx {
                 protected: false,
             });
         }
-        routes.sort_by(|a, b| route_order(a).cmp(&route_order(b)));
+        routes.sort_by_key(route_order);
         ProjectCtx {
             name: p.name.as_str().to_string(),
             name_snake: p.name.snake(),

@@ -112,10 +112,10 @@ fn split_moves_code_edits_migrations_and_routes() {
     // The gateway: old and versioned paths to the service, the rest to the monolith.
     let routes = fs::read_to_string(root.join("gateway/src/routes.rs")).unwrap();
     for s in [
-        "prefix: \"/api/posts\",\n        rewrite: Some(\"/api/v1/posts\"),\n        upstream: \"blog\"",
-        "prefix: \"/api/v1/posts\",\n        rewrite: None,\n        upstream: \"blog\"",
-        "prefix: \"/api/users\",\n        rewrite: None,\n        upstream: \"monolith\"",
-        "prefix: \"/api\",\n        rewrite: None,\n        upstream: \"monolith\"",
+        "prefix: \"/api/posts\",\n        exact: false,\n        pattern: false,\n        rewrite: Some(\"/api/v1/posts\"),\n        upstream: \"blog\"",
+        "prefix: \"/api/v1/posts\",\n        exact: false,\n        pattern: false,\n        rewrite: None,\n        upstream: \"blog\"",
+        "prefix: \"/api/users\",\n        exact: false,\n        pattern: false,\n        rewrite: None,\n        upstream: \"monolith\"",
+        "prefix: \"/api\",\n        exact: false,\n        pattern: false,\n        rewrite: None,\n        upstream: \"monolith\"",
     ] {
         assert!(routes.contains(s), "{s} not in routes.rs:\n{routes}");
     }
