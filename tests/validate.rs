@@ -390,6 +390,30 @@ paths = ["/catalog"]
         ),
         &["msgen does not render modules into it"],
     );
+    // Exact routes, with parameters: checked like paths, each mistake named.
+    let routes = good.replace(
+        "paths = [\"/catalog\"]\n",
+        "routes = [\"/catalog/{id}/items\", \"/catalog/{*rest}\"]\n",
+    );
+    let (code, err, _dir) = validate(routes.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    fails_with(
+        &good.replace(
+            "paths = [\"/catalog\"]\n",
+            "routes = [\"/catalog/{}\", \"/catalog/{*rest}/x\", \"/catalog/{id\"]\n",
+        ),
+        &[
+            "services[0].routes[0]",
+            "\"/catalog/{}\" is not a route",
+            "services[0].routes[1]",
+            "services[0].routes[2]",
+            "`{name}` parameter (`{*name}` last)",
+        ],
+    );
+    fails_with(
+        &good.replace("paths = [\"/catalog\"]\n", ""),
+        &["an adopted service needs `paths`", "or `routes` (exact routes)"],
+    );
 }
 
 #[test]
