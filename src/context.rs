@@ -18,6 +18,9 @@ pub struct ProjectCtx {
     pub gateway_port: u16,
     pub gateway_timeout_secs: u64,
     pub has_postgres: bool,
+    /// A crate msgen generates uses a database: the workspace (and `common`) depend
+    /// on sqlx. Adopted services bring their own.
+    pub generated_db: bool,
     pub has_sqlite: bool,
     pub has_db: bool,
     pub has_auth: bool,
@@ -274,13 +277,21 @@ pub struct SqlCtx {
 impl ProjectCtx {
     pub fn new(p: &Project) -> Self {
         let kinds = p.database_kinds();
+        // Only what msgen generates depends on the workspace's sqlx: an adopted
+        // service keeps its own (the monolith's version, maybe another major).
+        let generated: std::collections::BTreeSet<DatabaseKind> = p
+            .services
+            .iter()
+            .filter(|s| !s.adopted)
+            .map(|s| s.database)
+            .collect();
         let has_postgres = kinds.contains(&DatabaseKind::Postgres);
         let has_sqlite = kinds.contains(&DatabaseKind::Sqlite);
         let mut features = vec!["runtime-tokio", "macros", "migrate", "chrono"];
-        if has_postgres {
+        if generated.contains(&DatabaseKind::Postgres) {
             features.push("postgres");
         }
-        if has_sqlite {
+        if generated.contains(&DatabaseKind::Sqlite) {
             features.push("sqlite");
         }
         let has_auth = p.auth_service().is_some();
@@ -392,6 +403,8 @@ impl ProjectCtx {
             has_postgres,
             has_sqlite,
             has_db: has_postgres || has_sqlite,
+            generated_db: generated.contains(&DatabaseKind::Postgres)
+                || generated.contains(&DatabaseKind::Sqlite),
             has_auth,
             has_protected: routes.iter().any(|r| r.protected),
             has_patterns: routes.iter().any(|r| r.pattern || r.exact),

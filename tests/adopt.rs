@@ -690,6 +690,12 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
         report.contains("The gateway sends `/api/things/{id}/notes` (exactly) to it"),
         "{report}"
     );
+    // Nothing msgen generated uses a database: the workspace brings no sqlx of its
+    // own beside the monolith's (whatever its version).
+    for manifest in ["Cargo.toml", "common/Cargo.toml", "gateway/Cargo.toml"] {
+        let text = fs::read_to_string(root.join(manifest)).unwrap();
+        assert!(!text.contains("sqlx"), "{manifest}:\n{text}");
+    }
     let bin = dir.path().join("bin");
     {
         let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());

@@ -412,7 +412,10 @@ paths = ["/catalog"]
     );
     fails_with(
         &good.replace("paths = [\"/catalog\"]\n", ""),
-        &["an adopted service needs `paths`", "or `routes` (exact routes)"],
+        &[
+            "an adopted service needs `paths`",
+            "or `routes` (exact routes)",
+        ],
     );
 }
 
