@@ -84,6 +84,10 @@ pub struct Cut {
     pub paths: Vec<String>,
     /// Exact routes it serves, where it shares a prefix with another module.
     pub routes: Vec<String>,
+    /// What the service's code reads from its environment (msgen's own variables
+    /// aside), and what the monolith's does after the cut.
+    pub service_env: Vec<crate::model::EnvVar>,
+    pub monolith_env: Vec<crate::model::EnvVar>,
     pub report: CutReport,
 }
 
@@ -833,22 +837,22 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     }
 
     // ---- What else needs a person.
-    let env_vars: BTreeSet<String> = service_files
-        .iter()
-        .filter(|(p, _)| p.ends_with(".rs"))
-        .flat_map(|(_, t)| env_var_names(t))
-        .filter(|v| v != "PORT" && v != "DATABASE_URL")
-        .collect();
-    if !env_vars.is_empty() {
-        report.human.push(format!(
-            "the service also reads {}: compose and Kubernetes set only PORT and DATABASE_URL",
-            env_vars
-                .iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
+    // What each side reads from its environment, besides what msgen sets, goes to
+    // services.toml (`env`) and from there to compose, Kubernetes and .env.example.
+    let service_env = env_of(
+        service_files
+            .iter()
+            .filter(|(p, _)| p.ends_with(".rs"))
+            .map(|(_, t)| t.as_str()),
+        &["DATABASE_URL"],
+    );
+    let monolith_env = env_of(
+        parsed
+            .iter()
+            .filter(|f| f.top.as_deref() != Some(module))
+            .map(|f| edited.get(&f.rel).unwrap_or(&f.text).as_str()),
+        &[],
+    );
     if src.has_build_script {
         report.human.push(
             "the monolith has a build script (build.rs): the service was not given a copy".into(),
@@ -865,6 +869,8 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         database: manifest.database,
         monolith_port,
         monolith_edits: edited,
+        service_env,
+        monolith_env,
         monolith_removals: target_files.iter().map(|f| f.rel.clone()).collect(),
         service_files,
         paths,
@@ -1542,20 +1548,78 @@ fn sql_literals(f: &Parsed) -> Vec<(usize, String)> {
     v.0
 }
 
-/// `std::env::var("X")` / `env::var("X")` names in a Rust file.
-fn env_var_names(text: &str) -> Vec<String> {
+/// Variables msgen sets itself wherever it runs adopted code.
+const MSGEN_ENV: &[&str] = &[
+    "PORT",
+    "RUST_LOG",
+    "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+];
+
+/// The environment variables `files` read, each once, with the default the code
+/// gives when one is written next to the read; without msgen's own and `also`.
+fn env_of<'a>(files: impl Iterator<Item = &'a str>, also: &[&str]) -> Vec<crate::model::EnvVar> {
+    let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for text in files {
+        for (name, default) in env_reads(text) {
+            if MSGEN_ENV.contains(&name.as_str()) || also.contains(&name.as_str()) {
+                continue;
+            }
+            let slot = out.entry(name).or_default();
+            if slot.is_none() {
+                *slot = default;
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(name, default)| crate::model::EnvVar { name, default })
+        .collect()
+}
+
+/// `var("X")` / `var_os("X")` (std's, dotenvy's) and clap's `env = "X"` in a Rust
+/// file, with the literal default that follows in the same statement or attribute
+/// (`.unwrap_or_else(|_| "x".into())`, `.unwrap_or("x")`, `default_value = "x"`).
+fn env_reads(text: &str) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
-    for (i, _) in text.match_indices("var(\"") {
-        let rest = &text[i + 5..];
-        if let Some(end) = rest.find('"') {
+    for pattern in ["var(\"", "var_os(\"", "env = \""] {
+        for (i, _) in text.match_indices(pattern) {
+            let rest = &text[i + pattern.len()..];
+            let Some(end) = rest.find('"') else { continue };
             let name = &rest[..end];
-            if !name.is_empty()
+            let ok = !name.is_empty()
                 && name
                     .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            {
-                out.push(name.to_string());
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                continue;
             }
+            let after = &rest[end + 1..];
+            let mut stop = after
+                .find(if pattern.starts_with("env") {
+                    ")]"
+                } else {
+                    ";"
+                })
+                .unwrap_or(after.len())
+                .min(300);
+            while !after.is_char_boundary(stop) {
+                stop -= 1;
+            }
+            let scope = &after[..stop];
+            let default = [
+                "unwrap_or_else(|_| \"",
+                "unwrap_or(\"",
+                "default_value = \"",
+            ]
+            .iter()
+            .find_map(|m| {
+                let from = scope.find(m)? + m.len();
+                let lit = &scope[from..];
+                let close = lit.find('"')?;
+                let value = &lit[..close];
+                (!value.contains('\\')).then(|| value.to_string())
+            });
+            out.push((name.to_string(), default));
         }
     }
     out

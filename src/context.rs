@@ -46,6 +46,8 @@ pub struct ProjectCtx {
     pub monolith: Option<ServiceCtx>,
     /// A monolith msgen did not generate (`[monolith] path`): routed to, never rendered.
     pub external_monolith: Option<ExternalMonolithCtx>,
+    /// `.env.example`'s lines for what adopted code reads, each variable once.
+    pub adopted_env: Vec<String>,
     /// Standalone services, then the monolith: every crate with a binary, container
     /// and database of its own.
     pub deployables: Vec<ServiceCtx>,
@@ -97,6 +99,47 @@ pub struct ExternalMonolithCtx {
     pub path: String,
     pub package: String,
     pub port: u16,
+    pub env: Vec<EnvCtx>,
+}
+
+/// An environment variable adopted code reads, as each deployment file writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvCtx {
+    pub name: String,
+    /// No default in the code: it must be set (a secret, in Kubernetes).
+    pub required: bool,
+    /// compose's value: the variable from `.env`, its default, or a stop with a message.
+    pub compose: String,
+    /// The line of `.env.example`.
+    pub example: String,
+    /// The value in a Kubernetes ConfigMap or Secret, quoted.
+    pub k8s: String,
+}
+
+impl EnvCtx {
+    fn new(v: &crate::model::EnvVar, reader: &str) -> Self {
+        let quoted = |t: &str| format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""));
+        match &v.default {
+            Some(d) => EnvCtx {
+                name: v.name.clone(),
+                required: false,
+                // `$$` is a literal `$` to compose.
+                compose: quoted(&format!("${{{}:-{}}}", v.name, d.replace('$', "$$"))),
+                example: format!("# {}={d}", v.name),
+                k8s: quoted(d),
+            },
+            None => EnvCtx {
+                name: v.name.clone(),
+                required: true,
+                compose: quoted(&format!(
+                    "${{{0}:?set {0} in .env (read by {reader})}}",
+                    v.name
+                )),
+                example: format!("{}=", v.name),
+                k8s: quoted("REPLACE-ME"),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +171,10 @@ pub struct ServiceCtx {
     pub is_postgres: bool,
     pub is_sqlite: bool,
     pub is_auth: bool,
+    /// What an adopted service's code reads from the environment.
+    pub env: Vec<EnvCtx>,
+    /// Some of it has no default: the service's Kubernetes Secret holds it.
+    pub secret_env: bool,
     pub public: bool,
     /// `crate::db::Db`'s concrete pool type.
     pub pool_type: &'static str,
@@ -307,8 +354,14 @@ impl ProjectCtx {
                 path: e.path.clone(),
                 package: e.package.clone(),
                 port: m.port.get(),
+                env: e
+                    .env
+                    .iter()
+                    .map(|v| EnvCtx::new(v, "the monolith"))
+                    .collect(),
             })
         });
+        let adopted_env = adopted_env(&services, external_monolith.as_ref());
         let mut deployables = services.clone();
         deployables.extend(monolith.clone());
         let mut upstreams: Vec<UpstreamCtx> = services
@@ -427,6 +480,7 @@ impl ProjectCtx {
             services,
             modules,
             monolith,
+            adopted_env,
             external_monolith,
             deployables,
             upstreams,
@@ -490,6 +544,12 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         is_postgres: s.database == DatabaseKind::Postgres,
         is_sqlite: s.database == DatabaseKind::Sqlite,
         is_auth: s.template == Template::Auth,
+        env: s
+            .env
+            .iter()
+            .map(|v| EnvCtx::new(v, &format!("{}-service", s.name.as_str())))
+            .collect(),
+        secret_env: s.env.iter().any(|v| v.default.is_none()),
         public: s.public,
         pool_type: match s.database {
             DatabaseKind::Sqlite => "sqlx::SqlitePool",
@@ -672,6 +732,35 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
 /// The monolith as a deployable crate: one database, the modules' dependencies as
 /// clients (in process between modules, HTTP to extracted services).
 /// `db_name` cut to 24 bytes (a name of ASCII letters, digits and '_').
+/// `.env.example`'s lines for the variables adopted code reads: each once, with a
+/// comment naming who reads it.
+fn adopted_env(services: &[ServiceCtx], monolith: Option<&ExternalMonolithCtx>) -> Vec<String> {
+    let mut vars: std::collections::BTreeMap<&str, (Vec<String>, &EnvCtx)> = Default::default();
+    let readers = services
+        .iter()
+        .map(|s| (format!("{}-service", s.name), &s.env))
+        .chain(monolith.map(|m| ("the monolith".to_string(), &m.env)));
+    for (reader, env) in readers {
+        for e in env {
+            vars.entry(&e.name)
+                .or_insert_with(|| (Vec::new(), e))
+                .0
+                .push(reader.clone());
+        }
+    }
+    let mut lines = Vec::new();
+    for (_, (readers, e)) in vars {
+        let what = if e.required {
+            "required"
+        } else {
+            "optional: the code's default is shown"
+        };
+        lines.push(format!("# Read by {} ({what}).", readers.join(", ")));
+        lines.push(e.example.clone());
+    }
+    lines
+}
+
 /// The gateway's order of routes: the first that matches a path takes it, so the
 /// most specific comes first. More segments first; at the same depth, a literal
 /// segment before a `{param}` and a `{param}` before a `{*rest}`, from the left; an
@@ -754,6 +843,8 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         is_postgres: kind == DatabaseKind::Postgres,
         is_sqlite: kind == DatabaseKind::Sqlite,
         is_auth: modules.iter().any(|m| m.is_auth),
+        env: Vec::new(),
+        secret_env: false,
         public: false,
         pool_type: if kind == DatabaseKind::Sqlite {
             "sqlx::SqlitePool"

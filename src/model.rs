@@ -427,6 +427,8 @@ pub struct Service {
     /// For adopted services: exact routes (`/api/things/{id}/children`) the
     /// gateway forwards unchanged, more specific ones first.
     pub routes: Vec<String>,
+    /// For adopted services: what the code reads from the environment.
+    pub env: Vec<EnvVar>,
     /// Event subjects published / consumed over NATS JetStream.
     pub publishes: Vec<String>,
     pub consumes: Vec<String>,
@@ -500,6 +502,17 @@ pub struct ExternalMonolith {
     pub path: String,
     /// Its Cargo package and binary name.
     pub package: String,
+    /// What its code reads from the environment (besides what msgen sets).
+    pub env: Vec<EnvVar>,
+}
+
+/// An environment variable adopted code reads: compose, Kubernetes and
+/// `.env.example` pass it on; without a default, it must be set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    /// What the code uses when it is unset (as its source says).
+    pub default: Option<String>,
 }
 
 impl Monolith {
@@ -992,14 +1005,28 @@ impl Validator<'_> {
             }
             ok
         });
+        if m.path.is_none() {
+            if let Some(e) = m.env.first() {
+                self.err(
+                    e,
+                    "monolith.env",
+                    "`env` is only for an adopted monolith (`path` and `package`): msgen sets what a monolith it generates reads".into(),
+                    None,
+                );
+            }
+        }
         match (&m.path, &m.package) {
             (None, None) => Some(None),
-            (Some(path), Some(package)) => (path_ok && package_ok).then(|| {
-                Some(ExternalMonolith {
-                    path: path.get_ref().clone(),
-                    package: package.get_ref().clone(),
+            (Some(path), Some(package)) => {
+                let env = self.env_list(&m.env, "monolith.env");
+                (path_ok && package_ok).then(|| {
+                    Some(ExternalMonolith {
+                        path: path.get_ref().clone(),
+                        package: package.get_ref().clone(),
+                        env,
+                    })
                 })
-            }),
+            }
             (Some(path), None) => {
                 self.err(
                     path,
@@ -1021,8 +1048,47 @@ impl Validator<'_> {
         }
     }
 
-    /// `adopted` and `paths` of a service: only together, and then without anything
-    /// msgen would have to render into the service's code.
+    /// `env` of adopted code: `NAME` (required) or `NAME=default`, each name once.
+    fn env_list(&mut self, list: &[Spanned<String>], key: &str) -> Vec<EnvVar> {
+        let mut out: Vec<EnvVar> = Vec::new();
+        for (j, e) in list.iter().enumerate() {
+            let v = e.get_ref();
+            let (name, default) = match v.split_once('=') {
+                Some((n, d)) => (n, Some(d)),
+                None => (v.as_str(), None),
+            };
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let default_ok =
+                default.is_none_or(|d| d.len() <= 200 && !d.chars().any(char::is_control));
+            if !name_ok || !default_ok {
+                self.err(
+                    e,
+                    &format!("{key}[{j}]"),
+                    format!("{v:?} is not an environment variable; accepted: `NAME` (required) or `NAME=default`, NAME of capitals, digits and `_`, a default of at most 200 characters on one line"),
+                    None,
+                );
+            } else if out.iter().any(|o| o.name == name) {
+                self.err(
+                    e,
+                    &format!("{key}[{j}]"),
+                    format!("`{name}` is listed twice"),
+                    None,
+                );
+            } else {
+                out.push(EnvVar {
+                    name: name.to_string(),
+                    default: default.map(str::to_string),
+                });
+            }
+        }
+        out
+    }
+
     /// The valid, distinct entries of an adopted service's `paths` (prefixes) or
     /// `routes` (exact routes, with `{param}` segments).
     fn path_list(
@@ -1081,6 +1147,8 @@ impl Validator<'_> {
         out
     }
 
+    /// `adopted` and `paths` of a service: only together, and then without anything
+    /// msgen would have to render into the service's code.
     fn adopted(
         &mut self,
         rs: &RawService,
@@ -1361,6 +1429,17 @@ impl Validator<'_> {
             monolith.is_some_and(|m| m.as_ref().is_some_and(Monolith::is_external));
         let key = |k: &str| format!("services[{i}].{k}");
         let (adopted, paths, routes) = self.adopted(&rs, &key);
+        let env = self.env_list(&rs.env, &key("env"));
+        if !adopted {
+            if let Some(e) = rs.env.first() {
+                self.err(
+                    e,
+                    &key("env"),
+                    "`env` is only for adopted services (`adopted = true`): msgen sets what the services it generates read".into(),
+                    None,
+                );
+            }
+        }
         let name = ServiceName::parse(rs.name.get_ref())
             .map_err(|m| self.err(&rs.name, &key("name"), m, None))
             .ok();
@@ -1560,6 +1639,7 @@ impl Validator<'_> {
             adopted,
             paths,
             routes,
+            env,
             publishes,
             consumes,
             resources,

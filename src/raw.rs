@@ -35,6 +35,9 @@ pub struct RawMonolith {
     /// Cargo package (and binary) name of that monolith.
     #[serde(default)]
     pub package: Option<Spanned<String>>,
+    /// Environment variables that monolith reads: `NAME` or `NAME=default`.
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +92,9 @@ pub struct RawService {
     /// to an adopted service: for a module that shares a prefix with another.
     #[serde(default)]
     pub routes: Vec<Spanned<String>>,
+    /// Environment variables an adopted service reads: `NAME` or `NAME=default`.
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
     /// Event subjects this service publishes, e.g. `post.created`.
     #[serde(default)]
     pub publishes: Vec<Spanned<String>>,

@@ -129,6 +129,13 @@ fn nested_routers_the_module_moves_and_both_sides_build() {
 #[test]
 fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split() {
     let (_dir, root) = adopt("shared");
+    // A setting the posts code needs and has no default for.
+    let posts = fs::read_to_string(root.join("legacy/src/posts.rs")).unwrap();
+    fs::write(
+        root.join("legacy/src/posts.rs"),
+        format!("{posts}\n#[allow(dead_code)]\npub fn forum_key() -> String {{\n    std::env::var(\"FORUM_KEY\").expect(\"FORUM_KEY is set\")\n}}\n"),
+    )
+    .unwrap();
     let out = msgen(&root, &["split", "posts", "--from", "legacy"]);
     assert_ok(&out);
     let report = fs::read_to_string(root.join("docs/split-posts.md")).unwrap();
@@ -138,13 +145,66 @@ fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split()
         "module `auth` (a bounded context of its own",
         "src/posts.rs:8 uses `crate::auth::extract::AuthUser`: a call across the cut",
         "foreign key to `accounts` dropped",
-        "the service also reads `AUTH_SECRET`",
+        "- `AUTH_SECRET` (default `dev-secret`)",
+        "- `FORUM_KEY` (required: set it in `.env`; a Secret in Kubernetes)",
     ] {
         assert!(report.contains(expected), "{expected:?} not in:\n{report}");
     }
     // The merged routes' own paths decide where the gateway sends them.
     let config = fs::read_to_string(root.join("services.toml")).unwrap();
     assert!(config.contains("paths = [\"/api/posts\"]"), "{config}");
+    // What each side reads from its environment reaches every place it runs.
+    assert!(
+        config.contains("env = [\"AUTH_SECRET=dev-secret\", \"FORUM_KEY\"]"),
+        "{config}"
+    );
+    assert!(
+        config.contains("env = [\"AUTH_SECRET=dev-secret\", \"DATABASE_URL=postgres://postgres@127.0.0.1:5432/forum\"]"),
+        "{config}"
+    );
+    let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
+    assert!(
+        compose
+            .contains("FORUM_KEY: \"${FORUM_KEY:?set FORUM_KEY in .env (read by posts-service)}\"")
+            && compose
+                .matches("AUTH_SECRET: \"${AUTH_SECRET:-dev-secret}\"")
+                .count()
+                == 2,
+        "{compose}"
+    );
+    let example = fs::read_to_string(root.join(".env.example")).unwrap();
+    assert!(
+        example.contains("# Read by posts-service (required).\nFORUM_KEY=\n")
+            && example.contains("# Read by posts-service, the monolith (optional: the code's default is shown).\n# AUTH_SECRET=dev-secret\n"),
+        "{example}"
+    );
+    let k8s = fs::read_to_string(root.join("deploy/k8s/services/posts.yaml")).unwrap();
+    assert!(
+        k8s.contains("  AUTH_SECRET: \"dev-secret\"")
+            && k8s.contains("  FORUM_KEY: \"REPLACE-ME\""),
+        "{k8s}"
+    );
+    let tool = common::require_tool("docker-compose");
+    let compose_config = |env: &str| {
+        fs::write(root.join(".env"), env).unwrap();
+        let out = Command::new(&tool)
+            .args(["-f", "compose.yaml", "config", "-q"])
+            .current_dir(&root)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        fs::remove_file(root.join(".env")).unwrap();
+        out
+    };
+    let without = compose_config(&example);
+    assert!(
+        !without.status.success() && stderr(&without).contains("set FORUM_KEY in .env"),
+        "{}",
+        stderr(&without)
+    );
+    let with = compose_config(&example.replace("FORUM_KEY=\n", "FORUM_KEY=k\n"));
+    assert!(with.status.success(), "{}", stderr(&with));
     // The copied auth module keeps its code but not its routes.
     let svc_main = fs::read_to_string(root.join("services/posts/src/main.rs")).unwrap();
     assert!(!svc_main.contains("auth::routes()"), "{svc_main}");

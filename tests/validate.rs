@@ -417,6 +417,30 @@ paths = ["/catalog"]
             "or `routes` (exact routes)",
         ],
     );
+    // What adopted code reads from its environment: `NAME` or `NAME=default`.
+    let env = good
+        .replace(
+            "paths = [\"/catalog\"]\n",
+            "paths = [\"/catalog\"]\nenv = [\"API_KEY\", \"HOST=0.0.0.0\"]\n",
+        )
+        .replace(
+            "package = \"shop\"\n",
+            "package = \"shop\"\nenv = [\"SHOP_ADDR=0.0.0.0:3000\"]\n",
+        );
+    let (code, err, _dir) = validate(env.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    fails_with(
+        &good.replace(
+            "paths = [\"/catalog\"]\n",
+            "paths = [\"/catalog\"]\nenv = [\"api-key\", \"X\", \"X=1\"]\n",
+        ),
+        &[
+            "services[0].env[0]",
+            "\"api-key\" is not an environment variable",
+            "services[0].env[2]",
+            "`X` is listed twice",
+        ],
+    );
 }
 
 #[test]

@@ -765,10 +765,21 @@ fn run_from(
         }
         t["routes"] = toml_edit::value(routes);
     }
+    if !cut.service_env.is_empty() {
+        t["env"] = toml_edit::value(env_array(&cut.service_env));
+    }
     t.decor_mut().set_prefix(format!(
         "\n# Moved out of {rel}/ by `msgen split {module} --from {rel}`: its code is yours.\n"
     ));
     services.push(t);
+    // What the monolith reads after the cut, kept in step with its code.
+    if let Some(m) = doc.get_mut("monolith").and_then(|m| m.as_table_like_mut()) {
+        if cut.monolith_env.is_empty() {
+            m.remove("env");
+        } else {
+            m.insert("env", toml_edit::value(env_array(&cut.monolith_env)));
+        }
+    }
     config.text = doc.to_string();
     let new_project = Project::parse(&config.text, &config_path)?;
 
@@ -829,6 +840,18 @@ fn run_from(
         out.line(format!("(this report is in {report_path})"));
     }
     code
+}
+
+/// `env = ["NAME", "NAME=default"]` as services.toml writes it.
+fn env_array(vars: &[crate::model::EnvVar]) -> toml_edit::Array {
+    let mut a = toml_edit::Array::new();
+    for v in vars {
+        match &v.default {
+            Some(d) => a.push(format!("{}={d}", v.name)),
+            None => a.push(v.name.as_str()),
+        }
+    }
+    a
 }
 
 fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
@@ -980,6 +1003,27 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
     let tables: Vec<String> = r.tables.iter().map(|t| format!("`{t}`")).collect();
     list(&mut s, "Tables that move", &tables);
     list(&mut s, "Migrations the service got", &r.migrations);
+    let env = |vars: &[crate::model::EnvVar]| -> Vec<String> {
+        vars.iter()
+            .map(|v| match &v.default {
+                Some(d) => format!("`{}` (default `{d}`)", v.name),
+                None => format!(
+                    "`{}` (required: set it in `.env`; a Secret in Kubernetes)",
+                    v.name
+                ),
+            })
+            .collect()
+    };
+    list(
+        &mut s,
+        "Environment the service reads (services.toml `env`: compose, Kubernetes and .env.example pass it on)",
+        &env(&cut.service_env),
+    );
+    list(
+        &mut s,
+        "Environment the monolith reads (`[monolith] env`: compose and .env.example pass it on)",
+        &env(&cut.monolith_env),
+    );
     let mut human = r.human.clone();
     human.push(format!(
         "the service keeps the monolith's start-up code (`services/{service}/src/`): it now listens on PORT (default {port}) and answers GET /health; remove what it does not need"
