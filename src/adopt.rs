@@ -413,7 +413,20 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
         .filter(|m| m.module != module)
         .flat_map(|m| routes_of(m).into_iter().map(move |(r, _)| (m, r)))
         .collect();
-    let mut paths: BTreeSet<String> = mine.iter().map(|(r, _)| static_prefix(r)).collect();
+    // A nested module's prefix is its own (every path below it, read or not);
+    // other mounts are known by their routes' fixed beginnings.
+    let mut paths: BTreeSet<String> = BTreeSet::new();
+    for m in &target_mounts {
+        match (m.method.as_str(), &m.own) {
+            ("nest", Some(own)) => {
+                paths.insert(static_prefix(&join_paths(
+                    std::slice::from_ref(&m.nest_prefix),
+                    own,
+                )));
+            }
+            _ => paths.extend(routes_of(m).iter().map(|(r, _)| static_prefix(r))),
+        }
+    }
     let mut problems = Vec::new();
     if paths.is_empty() || paths.iter().any(|p| p.is_empty() || p == "/") {
         problems.push(format!(
@@ -844,7 +857,8 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
             .iter()
             .filter(|(p, _)| p.ends_with(".rs"))
             .map(|(_, t)| t.as_str()),
-        &["DATABASE_URL"],
+        // The listener msgen added reads HOST and PORT, with defaults that suit.
+        &["DATABASE_URL", "HOST"],
     );
     let monolith_env = env_of(
         parsed
@@ -880,14 +894,21 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
 }
 
 const LISTEN_FN: &str = "
-/// Added by `msgen split --from`: the service listens on PORT (default @PORT@), which
-/// compose and Kubernetes set, instead of the monolith's address.
+/// Added by `msgen split --from`: the service listens on HOST (default 0.0.0.0) and
+/// PORT (default @PORT@), which compose and Kubernetes set, as msgen's generated
+/// services do, instead of on the monolith's address.
 fn msgen_listen_address() -> String {
+    let host = std::env::var(\"HOST\").unwrap_or_else(|_| \"0.0.0.0\".into());
     let port = std::env::var(\"PORT\")
         .ok()
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(@PORT@);
-    format!(\"0.0.0.0:{port}\")
+    // An IPv6 address is bracketed in an address with a port.
+    if host.contains(':') {
+        format!(\"[{host}]:{port}\")
+    } else {
+        format!(\"{host}:{port}\")
+    }
 }
 ";
 

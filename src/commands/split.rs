@@ -1026,7 +1026,7 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
     );
     let mut human = r.human.clone();
     human.push(format!(
-        "the service keeps the monolith's start-up code (`services/{service}/src/`): it now listens on PORT (default {port}) and answers GET /health; remove what it does not need"
+        "the service keeps the monolith's start-up code (`services/{service}/src/`): it now listens on HOST (default 0.0.0.0) and PORT (default {port}) and answers GET /health; remove what it does not need"
     ));
     human.push(format!(
         "tests of the monolith that call {} now need the gateway (or the service)",
