@@ -137,6 +137,8 @@ pub struct Outcome {
     conflicts_after: Option<Conflicts>,
     /// `services.toml` as the command edited it, written with the rest.
     config: Option<ConfigWrite>,
+    /// Files a command moves: destination → source ([`Staged::moved`]).
+    moves: std::collections::BTreeMap<String, String>,
 }
 
 impl Outcome {
@@ -181,6 +183,8 @@ pub struct Staged {
     files: std::collections::BTreeMap<String, Stage>,
     /// Files staged with conflict markers, with the user's version each was made from.
     conflicts: Vec<(String, Vec<u8>)>,
+    /// Moves: destination → source, both staged.
+    moves: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +193,9 @@ struct Stage {
     contents: Option<Vec<u8>>,
     /// msgen's base record of it (None: none, the file is the user's).
     base: Option<Vec<u8>>,
+    /// The file as the command read it, when what it stages was made from that:
+    /// a save made since is never overwritten or removed.
+    read: Option<Option<Vec<u8>>>,
 }
 
 impl Staged {
@@ -199,6 +206,19 @@ impl Staged {
             Stage {
                 contents: Some(contents),
                 base,
+                read: None,
+            },
+        );
+    }
+
+    /// `path`, which the command read as `read`, will hold `contents` (the user's).
+    pub fn write_over(&mut self, path: impl Into<String>, contents: Vec<u8>, read: Vec<u8>) {
+        self.files.insert(
+            path.into(),
+            Stage {
+                contents: Some(contents),
+                base: None,
+                read: Some(Some(read)),
             },
         );
     }
@@ -210,6 +230,19 @@ impl Staged {
             Stage {
                 contents: None,
                 base: None,
+                read: None,
+            },
+        );
+    }
+
+    /// [`Staged::remove`] of a file the command read as `read` (and moved).
+    pub fn remove_as_read(&mut self, path: impl Into<String>, read: Vec<u8>) {
+        self.files.insert(
+            path.into(),
+            Stage {
+                contents: None,
+                base: None,
+                read: Some(Some(read)),
             },
         );
     }
@@ -217,6 +250,11 @@ impl Staged {
     /// `path`, staged with conflict markers, was made from `ours`, the user's version.
     pub fn conflict(&mut self, path: impl Into<String>, ours: Vec<u8>) {
         self.conflicts.push((path.into(), ours));
+    }
+
+    /// `to`, staged, is `from` moved: `from` is removed only once `to` is written.
+    pub fn moved(&mut self, from: impl Into<String>, to: impl Into<String>) {
+        self.moves.insert(to.into(), from.into());
     }
 
     pub fn paths(&self) -> impl Iterator<Item = &str> {
@@ -253,7 +291,9 @@ pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
             continue;
         };
         let bytes = read_bytes(&root.join(BASE_DIR).join(&rel))?.unwrap_or_default();
-        if hashes.first() == Some(&content_hash(&bytes)) {
+        // The newest, or an earlier record the newest never replaced (a file left
+        // alone because it changed while msgen was writing).
+        if hashes.contains(&content_hash(&bytes)) {
             out.insert(rel);
         }
     }
@@ -428,7 +468,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
             if let Some(hashes) = manifest.get(rel) {
                 match &base {
                     None => lost = Record::Missing,
-                    Some(b) if hashes.first() != Some(&content_hash(b)) => {
+                    Some(b) if !hashes.contains(&content_hash(b)) => {
                         lost = Record::Damaged;
                         base = None;
                     }
@@ -467,7 +507,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
                 record(&b),
             ),
             (Ownership::Managed, Some(cur), None) => {
-                if cur == new_bytes {
+                if cur == new_bytes || cur == dressed_like(&cur, new_bytes) {
                     (Action::Record, Some(Some(new_bytes.to_vec())))
                 } else {
                     (Action::Foreign { record: lost }, None)
@@ -564,9 +604,16 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
         let action = match current {
             None => Action::Record,
             Some(_) if migration => Action::KeepMigration,
-            Some(cur) if Some(&cur) == base.as_ref() => Action::Delete {
-                old: String::from_utf8_lossy(&cur).into_owned(),
-            },
+            // Unedited, if perhaps turned to CRLF by the user's tools.
+            Some(cur)
+                if base
+                    .as_ref()
+                    .is_some_and(|b| *b == cur || dressed_like(&cur, b) == cur) =>
+            {
+                Action::Delete {
+                    old: String::from_utf8_lossy(&cur).into_owned(),
+                }
+            }
             Some(_) => Action::KeepEdited,
         };
         changes.push(Change {
@@ -591,6 +638,7 @@ fn diff_with(root: &Path, plan: &Plan, whole: bool, staged: &Staged) -> Result<O
         notes,
         conflicts_after: Some(conflicts_after),
         config: None,
+        moves: staged.moves.clone(),
     })
 }
 
@@ -656,11 +704,15 @@ fn compose_staged(root: &Path, changes: &mut Vec<Change>, staged: &Staged) -> Re
         // The record as the render leaves it, or else as staged.
         let base = c.base.clone().unwrap_or_else(|| s.base.clone());
         let kind = c.action.clone();
-        *c = on_disk(c.path.clone(), c.seen.take(), after, base, &kind, c.last);
+        let seen = s.read.clone().unwrap_or_else(|| c.seen.take());
+        *c = on_disk(c.path.clone(), seen, after, base, &kind, c.last);
     }
     for (p, s) in &staged.files {
         if !done.contains(p) {
-            let seen = read_bytes(&root.join(p))?;
+            let seen = match &s.read {
+                Some(read) => read.clone(),
+                None => read_bytes(&root.join(p))?,
+            };
             changes.push(on_disk(
                 p.clone(),
                 seen,
@@ -791,9 +843,10 @@ fn config_target(root: &Path, path: &Path) -> Result<PathBuf> {
     }
     let target = fs::canonicalize(path)
         .with_context(|| format!("{} is a symbolic link to nothing", path.display()))?;
-    let root = fs::canonicalize(root)
+    let canonical = fs::canonicalize(root)
         .with_context(|| format!("cannot open the project directory {}", root.display()))?;
-    match target.strip_prefix(&root) {
+    match target.strip_prefix(&canonical) {
+        // Under the root as given (`.` stays `.`): the journal names it relative to it.
         Ok(rel) => Ok(root.join(rel)),
         Err(_) => bail!(
             "{} is a symbolic link to {}, outside the project: msgen writes nothing outside it; make the edit there, or replace the link with the file",
@@ -882,39 +935,38 @@ pub fn apply_with_progress(
             m
         }
     };
+    // A move's source is removed in the group of its destination, after it: if
+    // the destination cannot be written, the source stays.
+    let by_path: std::collections::HashMap<&str, &Change> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c))
+        .collect();
+    let paired: BTreeSet<&str> = outcome
+        .moves
+        .iter()
+        .filter(|(to, _)| by_path.contains_key(to.as_str()))
+        .map(|(_, from)| from.as_str())
+        .collect();
     for c in &outcome.changes {
-        progress(c);
-        let target = dirs.safe_path(root, &c.path)?;
-        // An unresolved conflict left as it is: nothing to write.
-        if c.raw.is_some() && c.raw == c.seen {
-            continue;
-        }
-        let seen = Expect::seen(c.seen.as_deref());
-        if c.writes_or_deletes() && read_bytes(&target)? != c.seen {
-            // Saved by someone else since msgen read it: theirs stays, and neither
-            // it nor its record changes (the next run merges it).
-            changed_meanwhile.push(c.path.clone());
+        if paired.contains(c.path.as_str()) {
             continue;
         }
         txn.group();
-        match (&c.action, c.bytes()) {
-            (_, Some(bytes)) => txn.put(&target, bytes, seen)?,
-            (Action::Delete { .. }, _) => txn.remove(&target, seen),
-            _ => {}
+        progress(c);
+        if !stage(root, &mut dirs, &mut txn, &mut manifest, c)? {
+            changed_meanwhile.push(c.path.clone());
+            continue;
         }
-        let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
-        match (&c.base, &c.planned_record) {
-            (Some(Some(b)), _) => manifest_set(&mut manifest, &c.path, content_hash(b)),
-            (Some(None), _) => {
-                manifest.remove(&c.path);
+        let source = outcome
+            .moves
+            .get(&c.path)
+            .and_then(|f| by_path.get(f.as_str()));
+        if let Some(from) = source {
+            progress(from);
+            if !stage(root, &mut dirs, &mut txn, &mut manifest, from)? {
+                changed_meanwhile.push(from.path.clone());
             }
-            (None, Some(h)) => manifest_set(&mut manifest, &c.path, h.clone()),
-            (None, None) => {}
-        };
-        match &c.base {
-            Some(Some(b)) => txn.put(&base_path, b, Expect::Any)?,
-            Some(None) => txn.remove(&base_path, Expect::Any),
-            None => {}
         }
     }
     txn.group();
@@ -954,6 +1006,48 @@ pub fn apply_with_progress(
         .into());
     }
     Ok(())
+}
+
+/// Adds one change (the file, then its record) to the transaction's current group.
+/// `false` when the file changed since the diff read it: then nothing is added.
+fn stage(
+    root: &Path,
+    dirs: &mut Dirs,
+    txn: &mut Txn,
+    manifest: &mut Manifest,
+    c: &Change,
+) -> Result<bool> {
+    let target = dirs.safe_path(root, &c.path)?;
+    // An unresolved conflict left as it is: nothing to write.
+    if c.raw.is_some() && c.raw == c.seen {
+        return Ok(true);
+    }
+    let seen = Expect::seen(c.seen.as_deref());
+    if c.writes_or_deletes() && read_bytes(&target)? != c.seen {
+        // Saved by someone else since msgen read it: theirs stays, and neither it
+        // nor its record changes (the next run merges it).
+        return Ok(false);
+    }
+    match (&c.action, c.bytes()) {
+        (_, Some(bytes)) => txn.put(&target, bytes, seen)?,
+        (Action::Delete { .. }, _) => txn.remove(&target, seen),
+        _ => {}
+    }
+    let base_path = dirs.safe_path(root, &format!("{BASE_DIR}/{}", c.path))?;
+    match (&c.base, &c.planned_record) {
+        (Some(Some(b)), _) => manifest_set(manifest, &c.path, content_hash(b)),
+        (Some(None), _) => {
+            manifest.remove(&c.path);
+        }
+        (None, Some(h)) => manifest_set(manifest, &c.path, h.clone()),
+        (None, None) => {}
+    };
+    match &c.base {
+        Some(Some(b)) => txn.put(&base_path, b, Expect::Any)?,
+        Some(None) => txn.remove(&base_path, Expect::Any),
+        None => {}
+    }
+    Ok(true)
 }
 
 /// Directories this run has checked (a directory, not a symbolic link) or created:

@@ -92,10 +92,12 @@ impl Expect {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
-    /// Rename the temporary file `tmp` over `to`.
+    /// Rename the temporary file `tmp` over `to`; `hash` is of its contents, so a
+    /// rerun knows a put is done by the target holding them.
     Put {
         tmp: PathBuf,
         to: PathBuf,
+        hash: String,
     },
     Remove {
         path: PathBuf,
@@ -109,6 +111,9 @@ struct Step {
     /// Steps of one group go together: when the first cannot (its target changed
     /// meanwhile), the others (its base record) are skipped too.
     group: usize,
+    /// When it cannot be done, nothing after it is (`services.toml`, which every
+    /// other file was rendered from).
+    essential: bool,
 }
 
 /// A transaction under way: files written aside, nothing of the tree changed yet.
@@ -119,6 +124,8 @@ pub struct Txn {
     /// Steps that must hold for anything to be done (`services.toml` as read).
     essential: Vec<(PathBuf, Expect)>,
     group: usize,
+    /// The next step added is essential ([`Txn::require`]).
+    next_essential: bool,
 }
 
 impl Txn {
@@ -134,6 +141,7 @@ impl Txn {
             steps: Vec::new(),
             essential: Vec::new(),
             group: 0,
+            next_essential: false,
         })
     }
 
@@ -180,9 +188,11 @@ impl Txn {
             op: Op::Put {
                 tmp,
                 to: path.to_path_buf(),
+                hash: content_hash(contents),
             },
             expect,
             group: self.group,
+            essential: std::mem::take(&mut self.next_essential),
         });
         Ok(())
     }
@@ -195,13 +205,17 @@ impl Txn {
             },
             expect,
             group: self.group,
+            essential: std::mem::take(&mut self.next_essential),
         });
     }
 
     /// Makes the whole transaction depend on `path` being as `expect` says: when it
     /// is not (`services.toml` saved since msgen read it), nothing is done.
+    /// The next step added is essential too: should it be skipped when a killed
+    /// run is finished, nothing after it is done.
     pub fn require(&mut self, path: &Path, expect: Expect) {
         self.essential.push((path.to_path_buf(), expect));
+        self.next_essential = true;
     }
 
     /// Commits and carries out the transaction. Returns the targets left alone
@@ -286,47 +300,63 @@ fn carry_out(root: &Path, steps: &[Step], kill_after: Option<usize>) -> Result<V
             std::process::abort();
         }
         if failed_group == Some(step.group) {
-            if let Op::Put { tmp, .. } = &step.op {
-                let _ = fs::remove_file(tmp);
-            }
             continue;
         }
-        match &step.op {
-            Op::Put { tmp, to } => {
-                if fs::symlink_metadata(tmp).is_err() {
-                    continue;
-                }
-                // Checked again here: the path may have become a link meanwhile.
-                let rel = to.strip_prefix(root).unwrap_or(to);
-                crate::apply::safe_path(root, &rel.to_string_lossy())?;
-                if !step.expect.holds(to)? {
-                    let _ = fs::remove_file(tmp);
-                    skipped.push(to.clone());
-                    failed_group = Some(step.group);
-                    continue;
-                }
-                if let Some(dir) = to.parent() {
-                    fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                }
-                fs::rename(tmp, to).with_context(|| format!("cannot write {}", to.display()))?;
-            }
-            Op::Remove { path } => {
-                if fs::symlink_metadata(path).is_err() {
-                    continue;
-                }
-                if !step.expect.holds(path)? {
-                    skipped.push(path.clone());
-                    failed_group = Some(step.group);
-                    continue;
-                }
-                fs::remove_file(path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
-                remove_empty_parents(root, path);
+        let target = match &step.op {
+            Op::Put { to, .. } => to,
+            Op::Remove { path } => path,
+        };
+        // A step that cannot be done (changed meanwhile, a link planted, an error)
+        // leaves its target and its group alone, never the whole run stuck.
+        let done = carry_out_step(root, step).unwrap_or(false);
+        if !done {
+            skipped.push(target.clone());
+            failed_group = Some(step.group);
+            if step.essential {
+                break;
             }
         }
     }
     Ok(skipped)
+}
+
+/// One step; `Ok(false)` when its target is not as the step expects. A put whose
+/// temporary file is gone was done when the target holds its contents.
+fn carry_out_step(root: &Path, step: &Step) -> Result<bool> {
+    match &step.op {
+        Op::Put { tmp, to, hash } => {
+            let rel = to.strip_prefix(root).unwrap_or(to);
+            // Checked again here: a directory may have become a link meanwhile.
+            crate::apply::safe_path(root, &rel.to_string_lossy())?;
+            if fs::symlink_metadata(tmp).is_err() {
+                return Expect::Seen(Some(hash.clone())).holds(to);
+            }
+            if !step.expect.holds(to)? {
+                // The temporary file stays until the journal is gone: a rerun must
+                // not take its absence for "done".
+                return Ok(false);
+            }
+            if let Some(dir) = to.parent() {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            fs::rename(tmp, to).with_context(|| format!("cannot write {}", to.display()))?;
+            Ok(true)
+        }
+        Op::Remove { path } => {
+            let rel = path.strip_prefix(root).unwrap_or(path);
+            crate::apply::safe_path(root, &rel.to_string_lossy())?;
+            if fs::symlink_metadata(path).is_err() {
+                return Ok(true);
+            }
+            if !step.expect.holds(path)? {
+                return Ok(false);
+            }
+            fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+            remove_empty_parents(root, path);
+            Ok(true)
+        }
+    }
 }
 
 /// Fault injection for msgen's own tests: `MSGEN_KILL_AFTER_STEP=N` stops msgen
@@ -356,19 +386,24 @@ fn encode_journal(root: &Path, steps: &[Step]) -> Result<String> {
             .with_context(|| format!("{} is outside the project", p.display()))?;
         Ok(escape(r))
     };
-    let mut out = String::from("msgen-journal 1\n");
+    let mut out = String::from("msgen-journal 2\n");
     for s in steps {
         let line = match &s.op {
-            Op::Put { tmp, to } => format!(
-                "put {} {} {} {}\n",
+            Op::Put { tmp, to, hash } => format!(
+                "put {} {}{} {hash} {} {}\n",
                 s.expect.encode(),
                 s.group,
+                if s.essential { "!" } else { "" },
                 rel(tmp)?,
                 rel(to)?
             ),
-            Op::Remove { path } => {
-                format!("rm {} {} {}\n", s.expect.encode(), s.group, rel(path)?)
-            }
+            Op::Remove { path } => format!(
+                "rm {} {}{} {}\n",
+                s.expect.encode(),
+                s.group,
+                if s.essential { "!" } else { "" },
+                rel(path)?
+            ),
         };
         out.push_str(&line);
     }
@@ -377,7 +412,7 @@ fn encode_journal(root: &Path, steps: &[Step]) -> Result<String> {
 
 fn decode_journal(root: &Path, text: &str) -> Result<Vec<Step>> {
     let mut lines = text.lines();
-    if lines.next() != Some("msgen-journal 1") {
+    if lines.next() != Some("msgen-journal 2") {
         bail!("not a journal msgen knows");
     }
     let mut steps = Vec::new();
@@ -393,21 +428,36 @@ fn decode_journal(root: &Path, text: &str) -> Result<Vec<Step>> {
             }
             Ok(root.join(p))
         };
-        let group = |s: &str| s.parse::<usize>().context("a bad group number");
+        let group = |s: &str| -> Result<(usize, bool)> {
+            let (g, essential) = match s.strip_suffix('!') {
+                Some(g) => (g, true),
+                None => (s, false),
+            };
+            Ok((g.parse::<usize>().context("a bad group number")?, essential))
+        };
         let step = match parts.as_slice() {
-            ["put", e, g, tmp, to] => Step {
-                op: Op::Put {
-                    tmp: path(tmp)?,
-                    to: path(to)?,
-                },
-                expect: Expect::decode(e),
-                group: group(g)?,
-            },
-            ["rm", e, g, p] => Step {
-                op: Op::Remove { path: path(p)? },
-                expect: Expect::decode(e),
-                group: group(g)?,
-            },
+            ["put", e, g, hash, tmp, to] => {
+                let (group, essential) = group(g)?;
+                Step {
+                    op: Op::Put {
+                        tmp: path(tmp)?,
+                        to: path(to)?,
+                        hash: hash.to_string(),
+                    },
+                    expect: Expect::decode(e),
+                    group,
+                    essential,
+                }
+            }
+            ["rm", e, g, p] => {
+                let (group, essential) = group(g)?;
+                Step {
+                    op: Op::Remove { path: path(p)? },
+                    expect: Expect::decode(e),
+                    group,
+                    essential,
+                }
+            }
             _ => bail!("a line msgen cannot read: {line:?}"),
         };
         steps.push(step);
@@ -561,9 +611,11 @@ mod tests {
                 op: Op::Put {
                     tmp: root.join(".msgen/tmp/.msgen-tmp-1-0"),
                     to: root.join(odd),
+                    hash: content_hash(b"x"),
                 },
                 expect: Expect::Seen(None),
                 group: 1,
+                essential: true,
             },
             Step {
                 op: Op::Remove {
@@ -571,12 +623,13 @@ mod tests {
                 },
                 expect: Expect::Any,
                 group: 2,
+                essential: false,
             },
         ];
         let text = encode_journal(root, &steps).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
         assert_eq!(decode_journal(root, &text).unwrap(), steps);
-        assert!(decode_journal(root, "msgen-journal 1\nrm * 1 ../x\n").is_err());
+        assert!(decode_journal(root, "msgen-journal 2\nrm * 1 ../x\n").is_err());
     }
 
     #[test]
@@ -606,7 +659,62 @@ mod tests {
         // b's record went with it: not written.
         assert!(!root.join("b.rec").exists());
         assert!(!pending(root));
+        // The next transaction sweeps what the skipped steps left.
+        Txn::begin(root).unwrap();
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_put_whose_temporary_file_is_gone_is_done_only_if_the_target_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a"), "old").unwrap();
+        let mut txn = Txn::begin(root).unwrap();
+        txn.group();
+        txn.put(&root.join("a"), b"new", Expect::seen(Some(b"old")))
+            .unwrap();
+        txn.put(&root.join("a.rec"), b"record", Expect::Any)
+            .unwrap();
+        let text = encode_journal(root, &txn.steps).unwrap();
+        fs::write(root.join(JOURNAL), text).unwrap();
+        // The temporary files are lost (swept by hand, say): a is not "done".
+        for e in fs::read_dir(root.join(TMP_DIR)).unwrap() {
+            fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        let skipped = recover(root).unwrap();
+        assert_eq!(skipped, vec![root.join("a")]);
+        assert_eq!(fs::read_to_string(root.join("a")).unwrap(), "old");
+        assert!(!root.join("a.rec").exists());
+    }
+
+    #[test]
+    fn an_essential_step_skipped_stops_the_rest_of_a_killed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("services.toml"), "old").unwrap();
+        let mut txn = Txn::begin(root).unwrap();
+        txn.require(&root.join("services.toml"), Expect::seen(Some(b"old")));
+        txn.group();
+        txn.put(
+            &root.join("services.toml"),
+            b"new",
+            Expect::seen(Some(b"old")),
+        )
+        .unwrap();
+        txn.group();
+        txn.put(&root.join("rendered"), b"from new", Expect::seen(None))
+            .unwrap();
+        let text = encode_journal(root, &txn.steps).unwrap();
+        fs::write(root.join(JOURNAL), text).unwrap();
+        // After the kill, the user edits services.toml: nothing of the run lands.
+        fs::write(root.join("services.toml"), "the user's").unwrap();
+        let skipped = recover(root).unwrap();
+        assert_eq!(skipped, vec![root.join("services.toml")]);
+        assert!(!root.join("rendered").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("services.toml")).unwrap(),
+            "the user's"
+        );
     }
 
     #[test]

@@ -902,3 +902,64 @@ proptest::proptest! {
         proptest::prop_assert!(!root.join("monolith/src/blog").exists());
     }
 }
+
+/// A move is one group: killed after its commit, and the destination taken by
+/// someone before the next run finishes it, the source stays where it was.
+#[test]
+fn a_move_whose_destination_is_taken_meanwhile_keeps_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_monolith(dir.path());
+    let handler = root.join("monolith/src/blog/handlers/post.rs");
+    let mut edited = fs::read_to_string(&handler).unwrap();
+    edited.push_str("\n// a hand edit\n");
+    fs::write(&handler, &edited).unwrap();
+    let status = Command::new(common::msgen_bin())
+        .arg("-C")
+        .arg(&root)
+        .args(["split", "blog", "--quiet"])
+        .env("MSGEN_KILL_AFTER_STEP", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    assert!(root.join(".msgen/journal").exists());
+    let dest = root.join("services/blog/src/handlers/post.rs");
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    fs::write(&dest, "someone else's\n").unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert!(
+        stderr(&out).contains("services/blog/src/handlers/post.rs"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "someone else's\n");
+    assert_eq!(fs::read_to_string(&handler).unwrap(), edited);
+}
+
+/// `services.toml` as a link, msgen run from inside the project (a relative root).
+#[cfg(unix)]
+#[test]
+fn a_linked_services_toml_is_edited_from_inside_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path());
+    fs::create_dir(root.join("config")).unwrap();
+    fs::rename(
+        root.join("services.toml"),
+        root.join("config/services.toml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("config/services.toml", root.join("services.toml")).unwrap();
+    let out = Command::new(common::msgen_bin())
+        .args(["add-service", "billing"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let linked = fs::read_to_string(root.join("config/services.toml")).unwrap();
+    assert!(linked.contains("name = \"billing\""), "{linked}");
+    assert!(fs::symlink_metadata(root.join("services.toml"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}

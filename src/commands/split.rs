@@ -48,6 +48,11 @@ struct SplitPlan {
     schema: crate::schema::Inputs,
     /// Moved files written with conflict markers, and the user's version of each.
     conflicts: Vec<(String, Vec<u8>)>,
+    /// What the split read of the files it removes: they go only if still so.
+    read: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Files that leave the monolith, each with where its contents go (a migration,
+    /// or a module file the service's render replaces): (from, to).
+    pairs: Vec<(String, String)>,
 }
 
 impl SplitPlan {
@@ -58,10 +63,16 @@ impl SplitPlan {
             staged.write(w.path.clone(), w.contents.clone(), w.base.clone());
         }
         for r in &self.removals {
-            staged.remove(r.clone());
+            match self.read.get(r) {
+                Some(read) => staged.remove_as_read(r.clone(), read.clone()),
+                None => staged.remove(r.clone()),
+            }
         }
         for (p, ours) in &self.conflicts {
             staged.conflict(p.clone(), ours.clone());
+        }
+        for (from, to) in self.report.moved.iter().chain(&self.pairs) {
+            staged.moved(from.clone(), to.clone());
         }
         staged
     }
@@ -348,6 +359,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         let to = format!("services/{name}/migrations/{f}");
         let contents =
             read_bytes(&root.join(&from)).with_context(|| format!("cannot read {from}"))?;
+        plan.read.insert(from.clone(), contents.clone());
         plan.writes.push(Write {
             path: to.clone(),
             base: read_bytes(&root.join(BASE).join(&from)),
@@ -355,6 +367,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         });
         plan.removals.push(from.clone());
         plan.report.migrations.push(format!("{from} → {to}"));
+        plan.pairs.push((from.clone(), to.clone()));
     }
     for owner in ["monolith", name] {
         if let Some(record) = inputs.owners.get(owner).and_then(|d| d.record.as_ref()) {
@@ -430,6 +443,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     for rel in files_under(&root.join(&module_dir)) {
         let from = format!("{module_dir}/{rel}");
         let current_bytes = read_bytes(&root.join(&from)).unwrap_or_default();
+        plan.read.insert(from.clone(), current_bytes.clone());
         let base_bytes = read_bytes(&root.join(BASE).join(&from));
         let edited = base_bytes.as_deref() != Some(current_bytes.as_slice());
         if rel == "mod.rs" || rel == "routes.rs" {
@@ -440,6 +454,13 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
                 ));
             } else {
                 plan.removals.push(from.clone());
+                let to = if rel == "mod.rs" {
+                    "lib.rs"
+                } else {
+                    rel.as_str()
+                };
+                plan.pairs
+                    .push((from.clone(), format!("services/{name}/src/{to}")));
             }
             continue;
         }
@@ -482,6 +503,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
             }
         }
         if !edited {
+            plan.pairs.push((from.clone(), to.clone()));
             continue;
         }
         let ours = current.replace(&prefix, "crate::");
@@ -802,11 +824,22 @@ fn run_from(
             std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
         staged.write("Cargo.lock", bytes, None);
     }
+    // The monolith's files change only if they are still what the cut was made from.
+    let read_as = |p: &str| src.files.get(p).map(|t| t.clone().into_bytes());
     for (p, text) in &cut.monolith_edits {
-        staged.write(format!("{rel}/{p}"), text.clone().into_bytes(), None);
+        match read_as(p) {
+            Some(read) => staged.write_over(format!("{rel}/{p}"), text.clone().into_bytes(), read),
+            None => staged.write(format!("{rel}/{p}"), text.clone().into_bytes(), None),
+        }
     }
     for p in &cut.monolith_removals {
-        staged.remove(format!("{rel}/{p}"));
+        match read_as(p) {
+            Some(read) => staged.remove_as_read(format!("{rel}/{p}"), read),
+            None => staged.remove(format!("{rel}/{p}")),
+        }
+        if cut.service_files.contains_key(p) {
+            staged.moved(format!("{rel}/{p}"), format!("{service_dir}/{p}"));
+        }
     }
     staged.write(report_path.clone(), report.clone().into_bytes(), None);
 
