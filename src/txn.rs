@@ -164,14 +164,14 @@ impl Txn {
             // beside its target instead, listed first so the sweep can find it.
             dir.to_path_buf()
         };
-        let (tmp, mut f) = create_temp(&tmp_dir)
-            .and_then(|(tmp, f)| {
-                if tmp_dir != self.tmp_dir {
-                    note_outside(&self.root, &tmp)?;
-                }
-                Ok((tmp, f))
-            })
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let outside = tmp_dir != self.tmp_dir;
+        let (tmp, mut f) = create_temp(&tmp_dir, &|tmp| {
+            if outside {
+                note_outside(&self.root, tmp)?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
         let written = f.write_all(contents).and_then(|()| {
             drop(f);
             // The file keeps its mode (an executable script, a read-only file).
@@ -240,7 +240,7 @@ impl Txn {
         }
         let journal = self.root.join(JOURNAL);
         let text = encode_journal(&self.root, &self.steps)?;
-        let (tmp, mut f) = create_temp(&self.tmp_dir)
+        let (tmp, mut f) = create_temp(&self.tmp_dir, &|_| Ok(()))
             .with_context(|| format!("cannot write {}", journal.display()))?;
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
@@ -528,7 +528,11 @@ fn temp_dir(root: &Path) -> Result<PathBuf> {
 
 /// A new file in `dir` with a name no file had: `O_CREAT | O_EXCL | O_NOFOLLOW`, so a
 /// file or link already there (planted or not) is never opened, let alone written.
-fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
+/// `before` runs with the name before the file is made (to list it for the sweep).
+fn create_temp(
+    dir: &Path,
+    before: &dyn Fn(&Path) -> std::io::Result<()>,
+) -> std::io::Result<(PathBuf, fs::File)> {
     use std::os::unix::fs::OpenOptionsExt as _;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     loop {
@@ -539,6 +543,7 @@ fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW);
+        before(&path)?;
         match options.open(&path) {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
