@@ -1265,19 +1265,20 @@ impl<'ast> Visit<'ast> for Scan<'_> {
 
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         let method = call.method.to_string();
-        if !ROUTER_METHODS.contains(&method.as_str()) {
-            if ROUTER_ONLY_METHODS.contains(&method.as_str()) {
-                // `blog::router().with_state(pool)`: mounted by its receiver alone.
-                let before = self.refs.len();
-                self.visit_expr(&call.receiver);
-                let after = self.refs.len();
-                self.receiver_mount(call, before..after);
-                for a in &call.args {
-                    self.visit_expr(a);
-                }
-                return;
-            }
+        let mounts_args = ROUTER_METHODS.contains(&method.as_str());
+        if !mounts_args && !ROUTER_ONLY_METHODS.contains(&method.as_str()) {
             return syn::visit::visit_expr_method_call(self, call);
+        }
+        // Which module the receiver names: `blog::router().with_state(pool)`.
+        let before_receiver = self.refs.len();
+        self.visit_expr(&call.receiver);
+        let after_receiver = self.refs.len();
+        self.receiver_mount(call, before_receiver..after_receiver);
+        if !mounts_args {
+            for a in &call.args {
+                self.visit_expr(a);
+            }
+            return;
         }
         let literal = call.args.first().and_then(|a| match a {
             syn::Expr::Lit(syn::ExprLit {
@@ -1287,10 +1288,6 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             _ => None,
         });
         // Which modules the arguments name: a call naming exactly one mounts it.
-        let before_receiver = self.refs.len();
-        self.visit_expr(&call.receiver);
-        let after_receiver = self.refs.len();
-        self.receiver_mount(call, before_receiver..after_receiver);
         let nested = matches!(method.as_str(), "nest" | "nest_service");
         let nest_prefix = join_paths(&self.nest_stack, "");
         if let (true, Some(p)) = (nested, &literal) {

@@ -915,11 +915,13 @@ pub fn apply_with_progress(
     let mut dirs = Dirs::default();
     let mut changed_meanwhile = Vec::new();
     if let Some(config) = &outcome.config {
-        let seen = Expect::seen(config.seen.as_deref());
         // The file behind a link is what the command read.
-        txn.require(&config.target, seen.clone());
         txn.group();
-        txn.put(&config.target, &config.bytes, seen)?;
+        txn.put_essential(
+            &config.target,
+            &config.bytes,
+            Expect::seen(config.seen.as_deref()),
+        )?;
     }
     let old_conflicts = read_conflicts(root)?;
     let old_manifest = read_manifest(root)?;

@@ -121,11 +121,7 @@ pub struct Txn {
     root: PathBuf,
     tmp_dir: PathBuf,
     steps: Vec<Step>,
-    /// Steps that must hold for anything to be done (`services.toml` as read).
-    essential: Vec<(PathBuf, Expect)>,
     group: usize,
-    /// The next step added is essential ([`Txn::require`]).
-    next_essential: bool,
 }
 
 impl Txn {
@@ -139,9 +135,7 @@ impl Txn {
             root: root.to_path_buf(),
             tmp_dir,
             steps: Vec::new(),
-            essential: Vec::new(),
             group: 0,
-            next_essential: false,
         })
     }
 
@@ -192,7 +186,7 @@ impl Txn {
             },
             expect,
             group: self.group,
-            essential: std::mem::take(&mut self.next_essential),
+            essential: false,
         });
         Ok(())
     }
@@ -205,24 +199,30 @@ impl Txn {
             },
             expect,
             group: self.group,
-            essential: std::mem::take(&mut self.next_essential),
+            essential: false,
         });
     }
 
-    /// Makes the whole transaction depend on `path` being as `expect` says: when it
-    /// is not (`services.toml` saved since msgen read it), nothing is done.
-    /// The next step added is essential too: should it be skipped when a killed
-    /// run is finished, nothing after it is done.
-    pub fn require(&mut self, path: &Path, expect: Expect) {
-        self.essential.push((path.to_path_buf(), expect));
-        self.next_essential = true;
+    /// [`Txn::put`] that the whole transaction depends on (`services.toml`, which
+    /// every other file was rendered from): when `path` is not as `expect` says at
+    /// the commit, nothing is done; when finishing a killed run, nothing after it.
+    pub fn put_essential(&mut self, path: &Path, contents: &[u8], expect: Expect) -> Result<()> {
+        self.put(path, contents, expect)?;
+        if let Some(step) = self.steps.last_mut() {
+            step.essential = true;
+        }
+        Ok(())
     }
 
     /// Commits and carries out the transaction. Returns the targets left alone
     /// because they changed since msgen read them.
     pub fn commit(self) -> Result<Vec<PathBuf>> {
-        for (path, expect) in &self.essential {
-            if !expect.holds(path)? {
+        for step in self.steps.iter().filter(|s| s.essential) {
+            let path = match &step.op {
+                Op::Put { to, .. } => to,
+                Op::Remove { path } => path,
+            };
+            if !step.expect.holds(path)? {
                 for s in &self.steps {
                     if let Op::Put { tmp, .. } = &s.op {
                         let _ = fs::remove_file(tmp);
@@ -698,9 +698,8 @@ mod tests {
         let root = dir.path();
         fs::write(root.join("services.toml"), "old").unwrap();
         let mut txn = Txn::begin(root).unwrap();
-        txn.require(&root.join("services.toml"), Expect::seen(Some(b"old")));
         txn.group();
-        txn.put(
+        txn.put_essential(
             &root.join("services.toml"),
             b"new",
             Expect::seen(Some(b"old")),
@@ -728,12 +727,22 @@ mod tests {
         let root = dir.path();
         fs::write(root.join("services.toml"), "old").unwrap();
         let mut txn = Txn::begin(root).unwrap();
-        txn.require(&root.join("services.toml"), Expect::seen(Some(b"old")));
+        txn.put_essential(
+            &root.join("services.toml"),
+            b"new",
+            Expect::seen(Some(b"old")),
+        )
+        .unwrap();
+        txn.group();
         txn.put(&root.join("a"), b"a", Expect::seen(None)).unwrap();
         fs::write(root.join("services.toml"), "saved by an editor").unwrap();
         let err = txn.commit().unwrap_err().to_string();
         assert!(err.contains("services.toml changed"), "{err}");
         assert!(!root.join("a").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("services.toml")).unwrap(),
+            "saved by an editor"
+        );
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
     }
 

@@ -353,47 +353,8 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     build_bins(&root.join("legacy"), &bin, &["shop"]);
     build_bins(&root, &bin, &["gateway", "catalog-service"]);
 
-    let run = format!("adopt_{}_{}", std::process::id(), free_port());
-    let (mono_db, svc_db) = (format!("{run}_shop"), format!("{run}_catalog"));
-    create_database(&mono_db);
-    create_database(&svc_db);
-    let url = |db: &str| format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
-    let mut mono = Proc::start(
-        &bin,
-        "shop",
-        &[
-            ("DATABASE_URL".into(), url(&mono_db)),
-            ("SHOP_ADDR".into(), format!("127.0.0.1:{mono_port}")),
-        ],
-    );
-    wait_healthy(&format!("http://127.0.0.1:{mono_port}"), &mut mono);
-    let mut svc = Proc::start(
-        &bin,
-        "catalog-service",
-        &[
-            ("DATABASE_URL".into(), url(&svc_db)),
-            ("PORT".into(), svc_port.to_string()),
-        ],
-    );
-    wait_healthy(&format!("http://127.0.0.1:{svc_port}"), &mut svc);
-    let mut gateway = Proc::start(
-        &bin,
-        "gateway",
-        &[
-            ("PORT".into(), gw_port.to_string()),
-            (
-                "MONOLITH_URL".into(),
-                format!("http://127.0.0.1:{mono_port}"),
-            ),
-            (
-                "CATALOG_SERVICE_URL".into(),
-                format!("http://127.0.0.1:{svc_port}"),
-            ),
-        ],
-    );
-    let gw = format!("http://127.0.0.1:{gw_port}");
-    wait_healthy(&gw, &mut gateway);
+    let system = SplitSystem::start(&bin, "shop", "SHOP_ADDR", "catalog");
+    let (gw, mono_db, svc_db) = (&system.url, &system.monolith_db, &system.service_db);
 
     // The catalog's old paths reach the new service and its own database.
     let (status, body) = call(
@@ -406,8 +367,8 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     assert_eq!(body["name"], json!("tea"));
     let (status, body) = call("GET", &format!("{gw}/catalog/products"), None, None);
     assert_eq!((status, body[0]["name"].clone()), (200, json!("tea")));
-    assert_eq!(count(&svc_db, "products"), 1);
-    assert_eq!(count(&mono_db, "products"), 0);
+    assert_eq!(count(svc_db, "products"), 1);
+    assert_eq!(count(mono_db, "products"), 0);
     // Everything else is still the monolith's, its join included.
     let (status, body) = call("GET", &format!("{gw}/orders"), None, None);
     assert_eq!((status, body), (200, json!([])));
@@ -415,9 +376,7 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     assert_eq!(status, 404);
     let (status, body) = call("GET", &format!("{gw}/health/catalog"), None, None);
     assert_eq!(status, 200, "{body}");
-    gateway.terminate();
-    drop(svc);
-    drop(mono);
+    system.stop();
 
     // A second split takes the orders module out as well.
     let out = msgen(&root, &["split", "orders", "--from", "legacy"]);
@@ -454,6 +413,78 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     );
     assert_ok(&msgen(&root, &["generate", "--check"]));
     build_both(&root);
+}
+
+/// An adopted monolith, one service split out of it and the gateway, running on
+/// loopback against fresh PostgreSQL databases (the binaries already in `bin`).
+struct SplitSystem {
+    gateway: Proc,
+    _service: Proc,
+    _monolith: Proc,
+    /// The gateway's base URL.
+    url: String,
+    monolith_db: String,
+    service_db: String,
+}
+
+impl SplitSystem {
+    /// `addr_env`: the variable the monolith reads its listen address from.
+    fn start(bin: &Path, monolith: &str, addr_env: &str, service: &str) -> Self {
+        let run = format!("{monolith}_{}_{}", std::process::id(), free_port());
+        let (monolith_db, service_db) = (format!("{run}_mono"), format!("{run}_{service}"));
+        create_database(&monolith_db);
+        create_database(&service_db);
+        let url = |db: &str| format!("postgres://postgres@127.0.0.1:5432/{db}");
+        let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
+        let mut mono = Proc::start(
+            bin,
+            monolith,
+            &[
+                ("DATABASE_URL".into(), url(&monolith_db)),
+                (addr_env.into(), format!("127.0.0.1:{mono_port}")),
+            ],
+        );
+        wait_healthy(&format!("http://127.0.0.1:{mono_port}"), &mut mono);
+        let mut svc = Proc::start(
+            bin,
+            &format!("{service}-service"),
+            &[
+                ("DATABASE_URL".into(), url(&service_db)),
+                ("PORT".into(), svc_port.to_string()),
+            ],
+        );
+        wait_healthy(&format!("http://127.0.0.1:{svc_port}"), &mut svc);
+        let mut gateway = Proc::start(
+            bin,
+            "gateway",
+            &[
+                ("PORT".into(), gw_port.to_string()),
+                (
+                    "MONOLITH_URL".into(),
+                    format!("http://127.0.0.1:{mono_port}"),
+                ),
+                (
+                    format!("{}_SERVICE_URL", service.to_uppercase().replace('-', "_")),
+                    format!("http://127.0.0.1:{svc_port}"),
+                ),
+            ],
+        );
+        let gw = format!("http://127.0.0.1:{gw_port}");
+        wait_healthy(&gw, &mut gateway);
+        SplitSystem {
+            gateway,
+            _service: svc,
+            _monolith: mono,
+            url: gw,
+            monolith_db,
+            service_db,
+        }
+    }
+
+    /// Stops the gateway gracefully (it must exit cleanly), then the others.
+    fn stop(self) {
+        self.gateway.terminate();
+    }
 }
 
 /// Writes `text` to `rel` in the project's monolith copy.
@@ -765,47 +796,8 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
     build_bins(&root.join("legacy"), &bin, &["shelf"]);
     build_bins(&root, &bin, &["gateway", "notes-service"]);
 
-    let run = format!("shelf_{}_{}", std::process::id(), free_port());
-    let (mono_db, svc_db) = (format!("{run}_mono"), format!("{run}_notes"));
-    create_database(&mono_db);
-    create_database(&svc_db);
-    let url = |db: &str| format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
-    let mut mono = Proc::start(
-        &bin,
-        "shelf",
-        &[
-            ("DATABASE_URL".into(), url(&mono_db)),
-            ("SHELF_ADDR".into(), format!("127.0.0.1:{mono_port}")),
-        ],
-    );
-    wait_healthy(&format!("http://127.0.0.1:{mono_port}"), &mut mono);
-    let mut svc = Proc::start(
-        &bin,
-        "notes-service",
-        &[
-            ("DATABASE_URL".into(), url(&svc_db)),
-            ("PORT".into(), svc_port.to_string()),
-        ],
-    );
-    wait_healthy(&format!("http://127.0.0.1:{svc_port}"), &mut svc);
-    let mut gateway = Proc::start(
-        &bin,
-        "gateway",
-        &[
-            ("PORT".into(), gw_port.to_string()),
-            (
-                "MONOLITH_URL".into(),
-                format!("http://127.0.0.1:{mono_port}"),
-            ),
-            (
-                "NOTES_SERVICE_URL".into(),
-                format!("http://127.0.0.1:{svc_port}"),
-            ),
-        ],
-    );
-    let gw = format!("http://127.0.0.1:{gw_port}");
-    wait_healthy(&gw, &mut gateway);
+    let system = SplitSystem::start(&bin, "shelf", "SHELF_ADDR", "notes");
+    let (gw, mono_db, svc_db) = (&system.url, &system.monolith_db, &system.service_db);
 
     let (status, thing) = call(
         "POST",
@@ -831,14 +823,12 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
         (200, json!("needs a bulb"))
     );
     // Each request reached its owner: the note is in the service's database only.
-    assert_eq!(count(&svc_db, "notes"), 1);
-    assert_eq!(count(&mono_db, "notes"), 0);
-    assert_eq!(count(&mono_db, "things"), 1);
+    assert_eq!(count(svc_db, "notes"), 1);
+    assert_eq!(count(mono_db, "notes"), 0);
+    assert_eq!(count(mono_db, "things"), 1);
     let (status, body) = call("GET", &format!("{gw}/api/things"), None, None);
     assert_eq!((status, body[0]["name"].clone()), (200, json!("lamp")));
-    gateway.terminate();
-    drop(svc);
-    drop(mono);
+    system.stop();
 
     // Then the other: things now has the prefix to itself.
     assert_ok(&msgen(&root, &["split", "things", "--from", "legacy"]));

@@ -345,11 +345,7 @@ fn a_generated_file_turned_to_crlf_is_merged_not_one_whole_conflict() {
         after.starts_with(b"\xEF\xBB\xBF"),
         "the byte order mark is gone"
     );
-    let lone_lf = after
-        .windows(2)
-        .filter(|w| w[1] == b'\n' && w[0] != b'\r')
-        .count();
-    assert_eq!(lone_lf, 0, "LF line endings crept in");
+    assert_eq!(lone_lf(&after), 0, "LF line endings crept in");
     assert!(String::from_utf8_lossy(&after).contains("billing-service"));
     // And the same with a hand edit in it: merged, still CRLF.
     let mut edited = b"\xEF\xBB\xBF# mine\r\n".to_vec();
@@ -359,13 +355,15 @@ fn a_generated_file_turned_to_crlf_is_merged_not_one_whole_conflict() {
     let after = fs::read(&compose).unwrap();
     assert!(after.starts_with(b"\xEF\xBB\xBF# mine\r\n"));
     assert!(!String::from_utf8_lossy(&after).contains("billing-service"));
-    assert_eq!(
-        after
-            .windows(2)
-            .filter(|w| w[1] == b'\n' && w[0] != b'\r')
-            .count(),
-        0
-    );
+    assert_eq!(lone_lf(&after), 0, "LF line endings crept in");
+}
+
+/// Line feeds not preceded by a carriage return.
+fn lone_lf(bytes: &[u8]) -> usize {
+    bytes
+        .windows(2)
+        .filter(|w| w[1] == b'\n' && w[0] != b'\r')
+        .count()
 }
 
 #[test]
@@ -382,12 +380,8 @@ fn services_toml_keeps_its_line_endings_bom_and_link() {
         after.starts_with(b"\xEF\xBB\xBF"),
         "the byte order mark is gone"
     );
-    let lone_lf = after
-        .windows(2)
-        .filter(|w| w[1] == b'\n' && w[0] != b'\r')
-        .count();
     assert_eq!(
-        lone_lf,
+        lone_lf(&after),
         0,
         "LF line endings crept in:\n{}",
         String::from_utf8_lossy(&after)

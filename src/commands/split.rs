@@ -189,11 +189,7 @@ pub fn run(
         &schema,
         out,
     );
-    out.line(format!("\n{report}"));
-    if !dry_run && root.join(&report_path).is_file() {
-        out.line(format!("(this report is in {report_path})"));
-    }
-    let code = code?;
+    let code = with_report(root, code, &report, &report_path, out)?;
     if !dry_run && !plan.report.conflicts.is_empty() {
         return Err(crate::CheckFailed(format!(
             "merge conflicts while moving hand edits; fix: {}",
@@ -202,6 +198,23 @@ pub fn run(
         .into());
     }
     Ok(code)
+}
+
+/// Prints the report after the render, whether it went through or stopped on a
+/// file it would not overwrite, and passes the render's result on.
+fn with_report(
+    root: &Path,
+    rendered: Result<ExitCode>,
+    report: &str,
+    report_path: &str,
+    out: Printer,
+) -> Result<ExitCode> {
+    out.line(format!("\n{report}"));
+    // Written only by an apply that went through (a dry run writes nothing).
+    if root.join(report_path).is_file() {
+        out.line(format!("(this report is in {report_path})"));
+    }
+    rendered
 }
 
 /// Where the report of a split goes: `docs/split-<name>.md`, or a name next to it
@@ -868,11 +881,7 @@ fn run_from(
         &SchemaArgs::default(),
         out,
     );
-    out.line(format!("\n{report}"));
-    if !dry_run && root.join(&report_path).is_file() {
-        out.line(format!("(this report is in {report_path})"));
-    }
-    code
+    with_report(root, code, &report, &report_path, out)
 }
 
 /// `env = ["NAME", "NAME=default"]` as services.toml writes it.
