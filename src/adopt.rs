@@ -27,7 +27,9 @@ use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 
 use crate::model::ServiceName;
-use crate::sql::{created_table, statements, strip_foreign_keys, tables_in, written_tables};
+mod data;
+
+pub use data::moved_tables;
 
 /// The monolith as read from disk: paths relative to its directory, `/`-separated.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +43,9 @@ pub struct Source {
     /// Tables that services split out earlier own (table → service): they stay
     /// with those services, never copied into this one.
     pub owned_elsewhere: BTreeMap<String, ServiceName>,
+    /// The `.rs` files of services split out earlier (service, path in the
+    /// service, text): a table that moves now may be one they read.
+    pub earlier_services: Vec<(ServiceName, String, String)>,
 }
 
 /// A problem that stops the split; nothing has been written.
@@ -98,6 +103,8 @@ pub struct CutReport {
     /// Modules copied into the service besides the extracted one, with why.
     pub copied_modules: Vec<String>,
     pub tables: Vec<String>,
+    /// Every query site that reads a table across the cut, with its owner.
+    pub cross_reads: Vec<String>,
     /// Migration statements the service got, by file.
     pub migrations: Vec<String>,
     /// What a person must look at.
@@ -162,8 +169,15 @@ const ROUTER_ONLY_METHODS: &[&str] = &[
 ];
 
 /// Plans the extraction of `module` from `src` into a service called `service`
-/// (crate `<service>-service`) listening on `port`.
-pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut, Refusal> {
+/// (crate `<service>-service`) listening on `port`, its tables in `schema` of the
+/// monolith's PostgreSQL database (`None`: a database of its own).
+pub fn plan(
+    src: &Source,
+    module: &str,
+    service: &str,
+    port: u16,
+    schema: Option<&str>,
+) -> Result<Cut, Refusal> {
     let manifest = Manifest::read(&src.manifest)?;
     let crate_name = manifest.lib_name.clone();
     // syn drops a byte-order mark, which would shift every column of line 1.
@@ -700,153 +714,45 @@ pub fn plan(src: &Source, module: &str, service: &str, port: u16) -> Result<Cut,
     }
 
     // ---- Tables and migrations.
-    let created: BTreeSet<String> = src
-        .migrations
-        .values()
-        .flat_map(|sql| statements(sql))
-        .filter_map(|s| created_table(&s))
+    let mut module_routes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in &mounts {
+        let entry = module_routes.entry(m.module.clone()).or_default();
+        for (r, _) in routes_of(m) {
+            if !entry.contains(&r) {
+                entry.push(r);
+            }
+        }
+    }
+    let earlier: Vec<(ServiceName, Parsed)> = src
+        .earlier_services
+        .iter()
+        .filter_map(|(svc, rel, text)| {
+            Some((
+                svc.clone(),
+                Parsed {
+                    rel: rel.clone(),
+                    text: text.clone(),
+                    ast: syn::parse_file(text).ok()?,
+                    module_path: Vec::new(),
+                    top: None,
+                },
+            ))
+        })
         .collect();
-    let known = |t: &String| created.is_empty() || created.contains(t);
-    // The module's tables: those it writes, and those only it reads. A table it
-    // only reads while the rest of the monolith uses it too stays behind.
-    let mut reads: BTreeSet<String> = BTreeSet::new();
-    let mut writes: BTreeSet<String> = BTreeSet::new();
-    let mut read_at: BTreeMap<String, String> = BTreeMap::new();
-    let mut other_uses: Vec<(String, usize, String)> = Vec::new();
-    for f in &parsed {
-        for (line, sql) in sql_literals(f) {
-            let tables: Vec<String> = tables_in(&sql).into_iter().filter(known).collect();
-            if f.top.as_deref() == Some(module) {
-                writes.extend(written_tables(&sql).into_iter().filter(known));
-                for t in &tables {
-                    read_at
-                        .entry(t.clone())
-                        .or_insert_with(|| format!("{}:{line}", f.rel));
-                }
-                reads.extend(tables);
-            } else {
-                for t in tables {
-                    other_uses.push((f.rel.clone(), line, t));
-                }
-            }
-        }
+    let data = data::DataCut {
+        migrations: &src.migrations,
+        owned_elsewhere: &src.owned_elsewhere,
+        earlier: &earlier,
+        parsed: &parsed,
+        module,
+        service,
+        schema,
+        routes: &module_routes,
     }
-    let used_elsewhere: BTreeSet<&String> = other_uses.iter().map(|(_, _, t)| t).collect();
-    let target_tables: BTreeSet<String> = reads
-        .iter()
-        .filter(|t| !src.owned_elsewhere.contains_key(*t))
-        .filter(|t| writes.contains(*t) || !used_elsewhere.contains(t))
-        .cloned()
-        .collect();
-    for (t, owner) in reads
-        .iter()
-        .filter_map(|t| src.owned_elsewhere.get(t).map(|o| (t, o)))
-    {
-        report.human.push(format!(
-            "{}: the module {} table `{t}`, which service `{owner}` owns since an earlier split: the service's database has no `{t}`; call {owner}'s API instead (through the gateway, or {}_SERVICE_URL)",
-            read_at.get(t).map_or("", String::as_str),
-            if writes.contains(t) { "writes" } else { "reads" },
-            owner.upper(),
-            owner = owner.as_str(),
-        ));
-    }
-    for t in reads
-        .iter()
-        .filter(|t| !target_tables.contains(*t) && !src.owned_elsewhere.contains_key(*t))
-    {
-        report.human.push(format!(
-            "{}: the module reads table `{t}`, which the rest of the monolith uses and keeps: the service's database has no `{t}`; read it through the monolith's API instead",
-            read_at.get(t).map_or("", String::as_str)
-        ));
-    }
-    for (file, line, t) in &other_uses {
-        if target_tables.contains(t) {
-            report.human.push(format!(
-                "{file}:{line}: SQL of the monolith uses table `{t}`, which moves to the service's database (a join or query across the cut): replace it with a call to the service, or keep a read copy"
-            ));
-        }
-    }
-    report.tables = target_tables.iter().cloned().collect();
-    if !target_tables.is_empty() {
-        report.human.push(format!(
-            "the monolith's database keeps its {} table(s) untouched: copy their rows into the service's database, then drop them from the monolith",
-            report.tables.join(", ")
-        ));
-    }
-    let mut service_migrations = 0;
-    for (name, sql) in &src.migrations {
-        let mut kept = Vec::new();
-        for stmt in statements(sql) {
-            let tables = tables_in(&stmt);
-            let mine: Vec<&String> = tables
-                .iter()
-                .filter(|t| target_tables.contains(*t))
-                .collect();
-            if tables.is_empty() && !target_tables.is_empty() {
-                // Types, extensions, functions: the service's tables may need them.
-                let first_line = stmt.lines().find(|l| {
-                    let l = l.trim();
-                    !l.is_empty() && !l.starts_with("--") && !l.starts_with("/*")
-                });
-                report.human.push(format!(
-                    "migrations/{name}: `{}` names no table; copied to the service too: remove it if the service does not need it",
-                    first_line.unwrap_or_default().trim()
-                ));
-                kept.push(stmt);
-                continue;
-            }
-            if mine.is_empty() {
-                continue;
-            }
-            let (stmt, dropped) = strip_foreign_keys(&stmt, &target_tables);
-            for d in &dropped {
-                let owner = match src.owned_elsewhere.get(d) {
-                    Some(service) => format!("`{d}` belongs to service `{}`", service.as_str()),
-                    None => format!("`{d}` stays in the monolith"),
-                };
-                report.human.push(format!(
-                    "migrations/{name}: foreign key to `{d}` dropped in the service's copy ({owner}): check the reference in code"
-                ));
-            }
-            if stmt.trim().is_empty() {
-                // A statement that only added such a foreign key.
-                continue;
-            }
-            let rest: Vec<String> = tables_in(&stmt)
-                .into_iter()
-                .filter(|t| !target_tables.contains(t))
-                .collect();
-            if !rest.is_empty() {
-                report.human.push(format!(
-                    "migrations/{name}: a statement uses {} and {}: not copied to the service",
-                    mine.iter()
-                        .map(|t| format!("`{t}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    rest.iter()
-                        .map(|t| format!("`{t}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                continue;
-            }
-            kept.push(stmt);
-        }
-        if !kept.is_empty() {
-            service_migrations += 1;
-            report
-                .migrations
-                .push(format!("{name}: {} statement(s)", kept.len()));
-            let body = format!(
-                "-- Copied from the monolith's migrations/{name} by `msgen split --from`:\n-- only the statements about this service's tables.\n\n{};\n",
-                kept.join(";\n\n")
-            );
-            service_files.insert(format!("migrations/{name}"), body);
-        }
-    }
-    if !src.migrations.is_empty() && service_migrations == 0 {
-        // `sqlx::migrate!()` needs the directory even when nothing moves.
-        service_files.insert("migrations/.gitkeep".into(), String::new());
+    .run(&mut report);
+    service_files.extend(data.service_files);
+    for (p, text) in data.monolith_files {
+        edited.insert(p, text);
     }
 
     // ---- What else needs a person.
@@ -1536,7 +1442,7 @@ fn literal_port_number(text: &str) -> Option<u16> {
 }
 
 /// String literals of a file, in code and inside macro arguments, with lines.
-fn sql_literals(f: &Parsed) -> Vec<(usize, String)> {
+fn sql_literals(ast: &syn::File) -> Vec<(usize, String)> {
     struct Lits(Vec<(usize, String)>);
     impl<'ast> Visit<'ast> for Lits {
         fn visit_lit_str(&mut self, s: &'ast syn::LitStr) {
@@ -1562,7 +1468,7 @@ fn sql_literals(f: &Parsed) -> Vec<(usize, String)> {
         }
     }
     let mut v = Lits(Vec::new());
-    v.visit_file(&f.ast);
+    v.visit_file(ast);
     v.0
 }
 

@@ -100,6 +100,13 @@ pub struct ExternalMonolithCtx {
     pub package: String,
     pub port: u16,
     pub env: Vec<EnvCtx>,
+    /// Its database is PostgreSQL: compose runs `monolith-db` for it and the
+    /// schemas of the services split out of it.
+    pub is_postgres: bool,
+    pub db_name: String,
+    /// `?options=...` setting its search path, or empty.
+    pub db_query: String,
+    pub local_database_url: String,
 }
 
 /// An environment variable adopted code reads, as each deployment file writes it.
@@ -180,6 +187,15 @@ pub struct ServiceCtx {
     pub pool_type: &'static str,
     pub pool_options: &'static str,
     pub db_name: String,
+    /// A PostgreSQL database of its own (not a schema of the monolith's).
+    pub own_db: bool,
+    /// Host name of its database server in compose and Kubernetes.
+    pub db_host: String,
+    /// `?options=...` that sets its search path (a schema of the monolith's
+    /// database), or empty.
+    pub db_query: String,
+    /// DATABASE_URL for a run on this machine (README).
+    pub local_database_url: String,
     /// The start of the generated tests' database names (short enough for PostgreSQL).
     pub test_db_prefix: String,
     /// `const DEFAULT_DATABASE_URL: &str = "...";`, laid out as rustfmt does.
@@ -350,6 +366,9 @@ impl ProjectCtx {
             .filter(|m| !m.is_external())
             .map(|m| monolith_ctx(p, m.port.get(), &modules));
         let external_monolith = p.monolith.as_ref().and_then(|m| {
+            let is_postgres = p.default_database == DatabaseKind::Postgres;
+            let db_name = monolith_db_name(p);
+            let db_query = search_path_query(&p.search_path(None));
             m.external.as_ref().map(|e| ExternalMonolithCtx {
                 path: e.path.clone(),
                 package: e.package.clone(),
@@ -357,8 +376,14 @@ impl ProjectCtx {
                 env: e
                     .env
                     .iter()
+                    // compose sets it: the database container and the search path.
+                    .filter(|v| !(is_postgres && v.name == "DATABASE_URL"))
                     .map(|v| EnvCtx::new(v, "the monolith"))
                     .collect(),
+                is_postgres,
+                local_database_url: with_query(&monolith_local_url(p), &db_query),
+                db_name,
+                db_query,
             })
         });
         let adopted_env = adopted_env(&services, external_monolith.as_ref());
@@ -510,7 +535,22 @@ impl ProjectCtx {
 fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
     let resources: Vec<ResourceCtx> = s.resources.iter().map(|r| resource_ctx(p, s, r)).collect();
     // Per project: two projects on one PostgreSQL server must not share a database.
-    let db_name = p.database_name(s);
+    let db_name = match &s.schema {
+        Some(_) => monolith_db_name(p),
+        None => p.database_name(s),
+    };
+    let db_query = match &s.schema {
+        Some(_) => search_path_query(&p.search_path(Some(s))),
+        None => String::new(),
+    };
+    let local_database_url = match s.database {
+        DatabaseKind::Postgres if s.schema.is_some() => {
+            with_query(&monolith_local_url(p), &db_query)
+        }
+        DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+        DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
+        DatabaseKind::None => String::new(),
+    };
     let database_url = match s.database {
         DatabaseKind::Postgres => format!(
             "postgres://postgres:postgres@{}-db:5432/{db_name}",
@@ -561,6 +601,13 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         },
         test_db_prefix: test_db_prefix(&db_name),
         database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
+        own_db: s.database == DatabaseKind::Postgres && s.schema.is_none(),
+        db_host: match &s.schema {
+            Some(_) => "monolith-db".into(),
+            None => format!("{}-db", s.name.as_str()),
+        },
+        db_query,
+        local_database_url,
         db_name,
         database_url,
         depends_on,
@@ -792,6 +839,36 @@ fn test_db_prefix(db_name: &str) -> String {
         .to_string()
 }
 
+/// The monolith's PostgreSQL database (or SQLite file stem).
+fn monolith_db_name(p: &Project) -> String {
+    format!("{}_monolith", p.name.snake())
+}
+
+/// The adopted monolith's database on this machine: the default its code gives
+/// DATABASE_URL (services.toml `[monolith] env`), else `<project>_monolith`.
+fn monolith_local_url(p: &Project) -> String {
+    p.monolith
+        .as_ref()
+        .and_then(|m| m.external.as_ref())
+        .and_then(|e| e.env.iter().find(|v| v.name == "DATABASE_URL"))
+        .and_then(|v| v.default.clone())
+        .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{}", monolith_db_name(p)))
+}
+
+/// `url` with the query `query` (`?..`) added to any it has.
+fn with_query(url: &str, query: &str) -> String {
+    match (url.contains('?'), query.strip_prefix('?')) {
+        (true, Some(q)) => format!("{url}&{q}"),
+        _ => format!("{url}{query}"),
+    }
+}
+
+/// The connection URL's query that sets PostgreSQL's search path (libpq's and
+/// sqlx's `options`), percent-encoded: `?options=-c%20search_path%3Da%2Cpublic`.
+fn search_path_query(schemas: &[String]) -> String {
+    format!("?options=-c%20search_path%3D{}", schemas.join("%2C"))
+}
+
 fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
     let kind = p.default_database;
     let mut depends_on: Vec<DepCtx> = Vec::new();
@@ -821,7 +898,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         lib_modules.push("clients".into());
     }
     lib_modules.extend(modules.iter().map(|m| m.snake.clone()));
-    let db_name = format!("{}_monolith", p.name.snake());
+    let db_name = monolith_db_name(p);
     let database_url = match kind {
         DatabaseKind::Postgres => {
             format!("postgres://postgres:postgres@monolith-db:5432/{db_name}")
@@ -858,6 +935,14 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         },
         test_db_prefix: test_db_prefix(&db_name),
         database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
+        own_db: kind == DatabaseKind::Postgres,
+        db_host: "monolith-db".into(),
+        db_query: String::new(),
+        local_database_url: match kind {
+            DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
+            DatabaseKind::None => String::new(),
+        },
         db_name,
         database_url,
         client_modules: sorted(depends_on.iter().map(|d| d.snake.clone())),

@@ -429,6 +429,9 @@ pub struct Service {
     pub routes: Vec<String>,
     /// For adopted services: what the code reads from the environment.
     pub env: Vec<EnvVar>,
+    /// For adopted services: the schema of the monolith's database that holds its
+    /// tables; `None` is a database of its own.
+    pub schema: Option<String>,
     /// Event subjects published / consumed over NATS JetStream.
     pub publishes: Vec<String>,
     pub consumes: Vec<String>,
@@ -610,6 +613,7 @@ impl Project {
             consumed: Vec::new(),
             project: None,
             subject_names: BTreeMap::new(),
+            schemas: BTreeMap::new(),
         };
         let project = v.project(raw);
         match project {
@@ -647,6 +651,29 @@ impl Project {
 
     fn database_name_of(project: &ProjectName, s: &Service) -> String {
         database_name(project, &s.name)
+    }
+
+    /// The schemas of the adopted monolith's database, in the order in which
+    /// PostgreSQL looks up a table for `s` (`None`: the monolith): its own first,
+    /// then those of the other services split out of it, then the monolith's
+    /// `public`. Table names are unique across them (they all come from the
+    /// monolith's one schema), so a table another context owns is read where it is.
+    pub fn search_path(&self, s: Option<&Service>) -> Vec<String> {
+        let own = s.and_then(|s| s.schema.clone());
+        let mut path: Vec<String> = own.iter().cloned().collect();
+        if s.is_none() {
+            path.push("public".into());
+        }
+        path.extend(
+            self.services
+                .iter()
+                .filter_map(|o| o.schema.clone())
+                .filter(|o| Some(o) != own.as_ref()),
+        );
+        if s.is_some() {
+            path.push("public".into());
+        }
+        path
     }
 
     pub fn database_kinds(&self) -> BTreeSet<DatabaseKind> {
@@ -952,6 +979,8 @@ struct Validator<'a> {
     project: Option<ProjectName>,
     /// Every subject seen, by its name with dots as underscores.
     subject_names: BTreeMap<String, String>,
+    /// Adopted services' schemas, with the service that has each.
+    schemas: BTreeMap<String, String>,
 }
 
 impl Validator<'_> {
@@ -1204,6 +1233,48 @@ impl Validator<'_> {
             }
         }
         (true, paths, routes)
+    }
+
+    /// `schema` of an adopted PostgreSQL service: a plain PostgreSQL identifier
+    /// that is not one of the server's own schemas.
+    fn schema(
+        &mut self,
+        rs: &RawService,
+        adopted: bool,
+        database: Option<DatabaseKind>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Option<String> {
+        let v = rs.schema.as_ref()?;
+        let name = v.get_ref();
+        if !adopted {
+            let msg = "`schema` is only for services adopted from a monolith (`adopted = true`, and `[monolith] path`): the schema is one of the monolith's database; a service msgen generates has a database of its own".into();
+            self.err(v, &key("schema"), msg, Some("remove `schema`".into()));
+            return None;
+        }
+        if database.is_some_and(|d| d != DatabaseKind::Postgres) {
+            let msg = "`schema` needs `database = \"postgres\"`: SQLite has no schemas".into();
+            self.err(v, &key("schema"), msg, None);
+            return None;
+        }
+        let plain = name.len() <= MAX_IDENTIFIER_BYTES
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let reserved = name == "public" || name == "information_schema" || name.starts_with("pg_");
+        if !plain || reserved {
+            let msg = format!(
+                "`{name}` cannot be the service's schema; accepted: lower-case letters, digits and `_`, at most {MAX_IDENTIFIER_BYTES} bytes, not starting with a digit, and not `public`, `information_schema` or `pg_*`"
+            );
+            self.err(v, &key("schema"), msg, None);
+            return None;
+        }
+        if let Some(other) = self.schemas.insert(name.clone(), rs.name.get_ref().clone()) {
+            let msg = format!("service `{other}` has schema `{name}` already; each service's tables need a schema of their own");
+            self.err(v, &key("schema"), msg, None);
+            return None;
+        }
+        Some(name.clone())
     }
 
     fn database(&mut self, v: &Spanned<String>, key: &str) -> Option<DatabaseKind> {
@@ -1460,8 +1531,9 @@ impl Validator<'_> {
             None => Some(default_database),
         };
         let in_monolith = rs.monolith.as_ref().is_some_and(|m| *m.get_ref());
-        if let (Some(project), Some(service), Some(DatabaseKind::Postgres), false) =
-            (&self.project, &name, database, in_monolith)
+        let schema = self.schema(&rs, adopted && external_monolith, database, &key);
+        if let (Some(project), Some(service), Some(DatabaseKind::Postgres), false, None) =
+            (&self.project, &name, database, in_monolith, &schema)
         {
             let db = database_name(project, service);
             if db.len() > MAX_IDENTIFIER_BYTES {
@@ -1640,6 +1712,7 @@ impl Validator<'_> {
             paths,
             routes,
             env,
+            schema,
             publishes,
             consumes,
             resources,

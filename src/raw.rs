@@ -95,6 +95,10 @@ pub struct RawService {
     /// Environment variables an adopted service reads: `NAME` or `NAME=default`.
     #[serde(default)]
     pub env: Vec<Spanned<String>>,
+    /// The PostgreSQL schema of the adopted monolith's database that holds an
+    /// adopted service's tables (instead of a database of its own).
+    #[serde(default)]
+    pub schema: Option<Spanned<String>>,
     /// Event subjects this service publishes, e.g. `post.created`.
     #[serde(default)]
     pub publishes: Vec<Spanned<String>>,

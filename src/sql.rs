@@ -289,6 +289,30 @@ pub fn written_tables(sql: &str) -> Vec<String> {
     out
 }
 
+/// The table and schema of `ALTER TABLE [IF EXISTS] t SET SCHEMA s` (what
+/// `split --from` writes to move a service's tables), else `None`.
+pub fn moved_table(stmt: &str) -> Option<(String, String)> {
+    let words = words(stmt);
+    let [alter, table, rest @ ..] = words.as_slice() else {
+        return None;
+    };
+    if alter != "alter" || table != "table" {
+        return None;
+    }
+    let rest: Vec<&String> = rest
+        .iter()
+        .skip_while(|w| matches!(w.as_str(), "if" | "exists" | "only"))
+        .collect();
+    match rest.as_slice() {
+        [name, set, schema_kw, schema]
+            if set.as_str() == "set" && schema_kw.as_str() == "schema" =>
+        {
+            Some(((*name).clone(), (*schema).clone()))
+        }
+        _ => None,
+    }
+}
+
 /// The table a `CREATE TABLE` statement creates.
 pub fn created_table(stmt: &str) -> Option<String> {
     let words = words(stmt);
@@ -435,6 +459,23 @@ pub fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_move_to_a_schema_names_table_and_schema() {
+        assert_eq!(
+            moved_table("ALTER TABLE IF EXISTS \"notes\" SET SCHEMA \"notes_svc\""),
+            Some(("notes".into(), "notes_svc".into()))
+        );
+        assert_eq!(
+            moved_table("alter table public.Things set schema shelf"),
+            Some(("things".into(), "shelf".into()))
+        );
+        assert_eq!(
+            moved_table("ALTER TABLE notes ADD COLUMN schema text"),
+            None
+        );
+        assert_eq!(moved_table("ALTER TABLE notes SET SCHEMA"), None);
+    }
 
     fn keep(t: &[&str]) -> BTreeSet<String> {
         t.iter().map(|s| s.to_string()).collect()

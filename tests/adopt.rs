@@ -51,7 +51,7 @@ fn nested_routers_the_module_moves_and_both_sides_build() {
         "legacy/src/main.rs:19: .nest(\"/api/blog\", blog::router())",
         "module `db`, because src/main.rs:",
         "- `posts`",
-        "foreign key to `users` dropped",
+        "creates schema `blog` and moves `posts` into it",
     ] {
         assert!(report.contains(expected), "{expected:?} not in:\n{report}");
     }
@@ -83,14 +83,16 @@ fn nested_routers_the_module_moves_and_both_sides_build() {
         svc_main.contains("bind(msgen_listen_address())"),
         "{svc_main}"
     );
+    // The monolith's next migration moves the module's table (its index goes
+    // along) into the service's schema; the service's own history starts empty.
     let migration =
-        fs::read_to_string(root.join("services/blog/migrations/0001_init.sql")).unwrap();
-    assert!(migration.contains("CREATE TABLE posts"), "{migration}");
+        fs::read_to_string(root.join("legacy/migrations/0002_msgen_split_blog.sql")).unwrap();
     assert!(
-        migration.contains("CREATE INDEX posts_author_id ON posts"),
+        migration.contains("ALTER TABLE IF EXISTS \"posts\" SET SCHEMA \"blog\";"),
         "{migration}"
     );
     assert!(!migration.contains("users"), "{migration}");
+    assert!(root.join("services/blog/migrations/README.md").is_file());
 
     let config = fs::read_to_string(root.join("services.toml")).unwrap();
     for expected in [
@@ -144,7 +146,7 @@ fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split()
         "module `error`, because src/posts.rs:9 uses `crate::error::AppError`",
         "module `auth` (a bounded context of its own",
         "src/posts.rs:8 uses `crate::auth::extract::AuthUser`: a call across the cut",
-        "foreign key to `accounts` dropped",
+        "creates schema `posts` and moves `posts` into it",
         "- `AUTH_SECRET` (default `dev-secret`)",
         "- `FORUM_KEY` (required: set it in `.env`; a Secret in Kubernetes)",
     ] {
@@ -222,12 +224,18 @@ fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split()
         fs::read_to_string(root.join("services/posts/src/auth/extract.rs")).unwrap(),
         fixture_file("shared", "src/auth/extract.rs")
     );
-    let migration =
-        fs::read_to_string(root.join("services/posts/migrations/20240102000000_posts.sql"))
+    // The service copies no migration: the monolith's next one moves `posts`
+    // (its foreign key to `accounts` stays valid across schemas).
+    let moves =
+        fs::read_to_string(root.join("legacy/migrations/20240102000001_msgen_split_posts.sql"))
             .unwrap();
-    assert!(!migration.contains("REFERENCES"), "{migration}");
+    assert!(
+        moves.contains("ALTER TABLE IF EXISTS \"posts\" SET SCHEMA \"posts\";")
+            && !moves.contains("accounts"),
+        "{moves}"
+    );
     assert!(!root
-        .join("services/posts/migrations/20240101000000_accounts.sql")
+        .join("services/posts/migrations/20240102000000_posts.sql")
         .exists());
     let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
     assert!(
@@ -302,18 +310,41 @@ fn create_database(name: &str) {
     assert!(status.success(), "cannot create database {name}");
 }
 
-fn count(database: &str, table: &str) -> i64 {
+/// Runs `sql` on `database`; it must succeed.
+fn psql(database: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Atc"])
-        .arg(format!("SELECT count(*) FROM {table}"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-Atc",
+            sql,
+        ])
         .output()
         .expect("psql runs");
     assert!(
         out.status.success(),
-        "{}",
+        "{sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether `table` (schema-qualified) exists in `database`.
+fn exists(database: &str, table: &str) -> bool {
+    psql(
+        database,
+        &format!("SELECT to_regclass('{table}') IS NOT NULL"),
+    ) == "t"
+}
+
+fn count(database: &str, table: &str) -> i64 {
+    psql(database, &format!("SELECT count(*) FROM {table}"))
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -325,8 +356,8 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     let report = fs::read_to_string(root.join("docs/split-catalog.md")).unwrap();
     for expected in [
         "legacy/src/app.rs:10: .nest(\"/catalog\", crate::catalog::routes())",
-        "src/orders.rs:28: SQL of the monolith uses table `products`",
-        "a statement uses `products` and `orders`: not copied",
+        "src/orders.rs:28: the monolith reads `products`, which moves to schema `catalog`; it is read there through the search path for now: call service `catalog`'s API instead: /catalog",
+        "the monolith's `migrations/0002_msgen_split_catalog.sql` (new) creates schema `catalog` and moves `products` into it",
         "module `app`, because src/main.rs:6 uses `shop::app::migrate`",
     ] {
         assert!(report.contains(expected), "{expected:?} not in:\n{report}");
@@ -353,8 +384,8 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     build_bins(&root.join("legacy"), &bin, &["shop"]);
     build_bins(&root, &bin, &["gateway", "catalog-service"]);
 
-    let system = SplitSystem::start(&bin, "shop", "SHOP_ADDR", "catalog");
-    let (gw, mono_db, svc_db) = (&system.url, &system.monolith_db, &system.service_db);
+    let system = SplitSystem::start(&root, &bin, "shop", "SHOP_ADDR", "catalog");
+    let (gw, db) = (&system.url, &system.db);
 
     // The catalog's old paths reach the new service and its own database.
     let (status, body) = call(
@@ -367,11 +398,19 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     assert_eq!(body["name"], json!("tea"));
     let (status, body) = call("GET", &format!("{gw}/catalog/products"), None, None);
     assert_eq!((status, body[0]["name"].clone()), (200, json!("tea")));
-    assert_eq!(count(svc_db, "products"), 1);
-    assert_eq!(count(mono_db, "products"), 0);
-    // Everything else is still the monolith's, its join included.
+    // The monolith's migration moved products into the catalog's schema.
+    assert_eq!(count(db, "catalog.products"), 1);
+    assert!(!exists(db, "public.products"));
+    // Everything else is still the monolith's, its join across the cut included.
+    let (status, _) = call(
+        "POST",
+        &format!("{gw}/orders"),
+        None,
+        Some(json!({"product_id": body[0]["id"], "quantity": 2})),
+    );
+    assert_eq!(status, 201);
     let (status, body) = call("GET", &format!("{gw}/orders"), None, None);
-    assert_eq!((status, body), (200, json!([])));
+    assert_eq!((status, body[0]["product"].clone()), (200, json!("tea")));
     let (status, _) = call("GET", &format!("{gw}/nowhere"), None, None);
     assert_eq!(status, 404);
     let (status, body) = call("GET", &format!("{gw}/health/catalog"), None, None);
@@ -387,25 +426,31 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
         "{config}"
     );
     assert!(config.contains("paths = [\"/orders\"]"), "{config}");
-    // products belongs to catalog now: orders gets no copy of it, and the report
-    // sends orders' join to catalog.
+    assert!(config.contains("schema = \"orders\""), "{config}");
+    // products belongs to catalog now: only orders moves, and the report sends
+    // orders' join to catalog.
     let migration =
-        fs::read_to_string(root.join("services/orders/migrations/0001_shop.sql")).unwrap();
+        fs::read_to_string(root.join("legacy/migrations/0003_msgen_split_orders.sql")).unwrap();
     assert!(
-        migration.contains("CREATE TABLE orders") && !migration.contains("CREATE TABLE products"),
+        migration.contains("ALTER TABLE IF EXISTS \"orders\" SET SCHEMA \"orders\"")
+            && !migration.contains("products"),
         "{migration}"
     );
     let report = fs::read_to_string(root.join("docs/split-orders.md")).unwrap();
     assert!(
-        report.contains("src/orders.rs:28: the module reads table `products`, which service `catalog` owns since an earlier split")
-            && report.contains("CATALOG_SERVICE_URL"),
+        report.contains("src/orders.rs:28: the module reads `products`, owned by service `catalog`: call its API instead (through the gateway, or CATALOG_SERVICE_URL); read in place for now through the search path (schema of service `catalog`)"),
         "{report}"
     );
     assert!(!report.contains("- `products`"), "{report}");
-    assert!(
-        report.contains("foreign key to `products` dropped in the service's copy (`products` belongs to service `catalog`)"),
-        "{report}"
-    );
+    // Each side's search path reads what the others own.
+    let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
+    for path in [
+        "search_path%3Dcatalog%2Corders%2Cpublic",
+        "search_path%3Dorders%2Ccatalog%2Cpublic",
+        "search_path%3Dpublic%2Ccatalog%2Corders",
+    ] {
+        assert!(compose.contains(path), "{path} not in:\n{compose}");
+    }
     let lib = fs::read_to_string(root.join("legacy/src/lib.rs")).unwrap();
     assert!(
         !lib.contains("mod orders") && !lib.contains("mod catalog"),
@@ -413,34 +458,78 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     );
     assert_ok(&msgen(&root, &["generate", "--check"]));
     build_both(&root);
+
+    // The orders service joins the catalog's products where they are.
+    build_bins(&root.join("legacy"), &bin, &["shop"]);
+    build_bins(&root, &bin, &["gateway", "orders-service"]);
+    let system = SplitSystem::start(&root, &bin, "shop", "SHOP_ADDR", "orders");
+    let (gw, db) = (&system.url, &system.db);
+    psql(
+        db,
+        "INSERT INTO catalog.products (name, price_cents) VALUES ('mug', 900)",
+    );
+    let (status, _) = call(
+        "POST",
+        &format!("{gw}/orders"),
+        None,
+        Some(json!({"product_id": 1, "quantity": 3})),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = call("GET", &format!("{gw}/orders"), None, None);
+    assert_eq!(
+        (
+            status,
+            body[0]["product"].clone(),
+            body[0]["quantity"].clone()
+        ),
+        (200, json!("mug"), json!(3))
+    );
+    assert_eq!(count(db, "orders.orders"), 1);
+    system.stop();
 }
 
 /// An adopted monolith, one service split out of it and the gateway, running on
-/// loopback against fresh PostgreSQL databases (the binaries already in `bin`).
+/// loopback against a fresh PostgreSQL database (the binaries already in `bin`).
 struct SplitSystem {
     gateway: Proc,
     _service: Proc,
     _monolith: Proc,
     /// The gateway's base URL.
     url: String,
-    monolith_db: String,
-    service_db: String,
+    /// The one database of the monolith and the service.
+    db: String,
 }
 
 impl SplitSystem {
-    /// `addr_env`: the variable the monolith reads its listen address from.
-    fn start(bin: &Path, monolith: &str, addr_env: &str, service: &str) -> Self {
-        let run = format!("{monolith}_{}_{}", std::process::id(), free_port());
-        let (monolith_db, service_db) = (format!("{run}_mono"), format!("{run}_{service}"));
-        create_database(&monolith_db);
-        create_database(&service_db);
-        let url = |db: &str| format!("postgres://postgres@127.0.0.1:5432/{db}");
+    /// `addr_env`: the variable the monolith reads its listen address from. Both
+    /// connect to one fresh database, each with the search path the project's
+    /// README gives it (the service's tables are in a schema of their own).
+    fn start(root: &Path, bin: &Path, monolith: &str, addr_env: &str, service: &str) -> Self {
+        let db = format!("{monolith}_{}_{}", std::process::id(), free_port());
+        create_database(&db);
+        let readme = fs::read_to_string(root.join("README.md")).unwrap();
+        let url = |run: &str| {
+            let line = readme
+                .lines()
+                .find(|l| l.contains(run) && l.contains("DATABASE_URL="))
+                .unwrap_or_else(|| {
+                    panic!("no `{run}` line with DATABASE_URL in README.md:\n{readme}")
+                });
+            let query = line
+                .split("DATABASE_URL='")
+                .nth(1)
+                .and_then(|u| u.split('\'').next())
+                .and_then(|u| u.split_once('?'))
+                .map(|(_, q)| q)
+                .unwrap_or_else(|| panic!("no search path in {line}"));
+            format!("postgres://postgres@127.0.0.1:5432/{db}?{query}")
+        };
         let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
         let mut mono = Proc::start(
             bin,
             monolith,
             &[
-                ("DATABASE_URL".into(), url(&monolith_db)),
+                ("DATABASE_URL".into(), url("(cd legacy &&")),
                 (addr_env.into(), format!("127.0.0.1:{mono_port}")),
             ],
         );
@@ -449,7 +538,10 @@ impl SplitSystem {
             bin,
             &format!("{service}-service"),
             &[
-                ("DATABASE_URL".into(), url(&service_db)),
+                (
+                    "DATABASE_URL".into(),
+                    url(&format!("cargo run -p {service}-service")),
+                ),
                 ("PORT".into(), svc_port.to_string()),
             ],
         );
@@ -476,8 +568,7 @@ impl SplitSystem {
             _service: svc,
             _monolith: mono,
             url: gw,
-            monolith_db,
-            service_db,
+            db,
         }
     }
 
@@ -668,14 +759,17 @@ fn awkward_shapes_still_give_a_service_that_knows_its_paths() {
     assert!(svc_main.contains("bind(\"127.0.0.1:3999\")"), "{svc_main}");
     // auth's /health is not mounted in the service: msgen adds its own.
     assert!(svc_main.contains("get(msgen_health)"), "{svc_main}");
-    let more =
-        fs::read_to_string(root.join("services/posts/migrations/20240103000000_more.sql")).unwrap();
-    assert!(more.contains("ADD COLUMN preferences JSONB;"), "{more}");
+    // The monolith's next migration moves the tables; the service copies none.
+    let moves =
+        fs::read_to_string(root.join("legacy/migrations/20240103000001_msgen_split_posts.sql"))
+            .unwrap();
     assert!(
-        more.contains("RETURN NEW; END $$ LANGUAGE plpgsql;"),
-        "{more}"
+        moves.contains("CREATE SCHEMA IF NOT EXISTS \"posts\";\nALTER TABLE IF EXISTS \"posts\" SET SCHEMA \"posts\";\n"),
+        "{moves}"
     );
-    assert!(!more.contains("posts_account_fk2"), "{more}");
+    assert!(!root
+        .join("services/posts/migrations/20240103000000_more.sql")
+        .exists());
     let _lock = CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     cargo(&root, &["build", "-p", "posts-service"]);
 }
@@ -719,7 +813,7 @@ fn a_library_crate_keeps_its_names_and_its_binary_modules() {
     assert!(report.contains("- `orders`\n"), "{report}");
     assert!(!report.contains("- `products`"), "{report}");
     assert!(
-        report.contains("src/orders.rs:28: the module reads table `products`"),
+        report.contains("src/orders.rs:28: the module reads `products`, owned by the monolith's module `catalog`: call its API instead: /catalog/products, /catalog/products/{id}"),
         "{report}"
     );
     let manifest = fs::read_to_string(root.join("services/orders/Cargo.toml")).unwrap();
@@ -796,8 +890,8 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
     build_bins(&root.join("legacy"), &bin, &["shelf"]);
     build_bins(&root, &bin, &["gateway", "notes-service"]);
 
-    let system = SplitSystem::start(&bin, "shelf", "SHELF_ADDR", "notes");
-    let (gw, mono_db, svc_db) = (&system.url, &system.monolith_db, &system.service_db);
+    let system = SplitSystem::start(&root, &bin, "shelf", "SHELF_ADDR", "notes");
+    let (gw, db) = (&system.url, &system.db);
 
     let (status, thing) = call(
         "POST",
@@ -823,9 +917,9 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
         (200, json!("needs a bulb"))
     );
     // Each request reached its owner: the note is in the service's database only.
-    assert_eq!(count(svc_db, "notes"), 1);
-    assert_eq!(count(mono_db, "notes"), 0);
-    assert_eq!(count(mono_db, "things"), 1);
+    assert_eq!(count(db, "notes.notes"), 1);
+    assert!(!exists(db, "public.notes"));
+    assert_eq!(count(db, "public.things"), 1);
     let (status, body) = call("GET", &format!("{gw}/api/things"), None, None);
     assert_eq!((status, body[0]["name"].clone()), (200, json!("lamp")));
     system.stop();

@@ -441,6 +441,57 @@ paths = ["/catalog"]
             "`X` is listed twice",
         ],
     );
+    // A schema of the monolith's database: a plain name, one per service.
+    let two =
+        format!("{good}\n[[services]]\nname = \"orders\"\nadopted = true\npaths = [\"/orders\"]\n");
+    let schemas = two
+        .replace(
+            "paths = [\"/catalog\"]\n",
+            "paths = [\"/catalog\"]\nschema = \"catalog\"\n",
+        )
+        .replace(
+            "paths = [\"/orders\"]\n",
+            "paths = [\"/orders\"]\nschema = \"orders\"\n",
+        );
+    let (code, err, _dir) = validate(schemas.as_bytes());
+    assert_eq!(code, 0, "{err}");
+    fails_with(
+        &two.replace(
+            "paths = [\"/catalog\"]\n",
+            "paths = [\"/catalog\"]\nschema = \"public\"\n",
+        )
+        .replace(
+            "paths = [\"/orders\"]\n",
+            "paths = [\"/orders\"]\nschema = \"Orders-1\"\n",
+        ),
+        &[
+            "services[0].schema",
+            "`public` cannot be the service's schema",
+            "services[1].schema",
+            "`Orders-1` cannot be the service's schema; accepted: lower-case letters",
+        ],
+    );
+    fails_with(
+        &schemas.replace("schema = \"orders\"", "schema = \"catalog\""),
+        &[
+            "services[1].schema",
+            "service `catalog` has schema `catalog` already",
+        ],
+    );
+    fails_with(
+        &schemas.replace(
+            "[[services]]\nname = \"catalog\"",
+            "[[services]]\nname = \"catalog\"\ndatabase = \"sqlite\"",
+        ),
+        &["`schema` needs `database = \"postgres\"`: SQLite has no schemas"],
+    );
+    fails_with(
+        &GOOD.replace("port = 3002\n", "port = 3002\nschema = \"user\"\n"),
+        &[
+            "services[0].schema",
+            "`schema` is only for services adopted from a monolith",
+        ],
+    );
 }
 
 #[test]

@@ -741,10 +741,32 @@ fn run_from(
     }
     if let Some(project) = &existing {
         src.owned_elsewhere = tables_of_adopted_services(root, project)?;
+        // Tables earlier splits moved into a schema belong to its service.
+        for (table, schema) in adopt::moved_tables(&src.migrations) {
+            if let Some(s) = project
+                .services
+                .iter()
+                .find(|s| s.schema.as_deref() == Some(schema.as_str()))
+            {
+                src.owned_elsewhere.insert(table, s.name.clone());
+            }
+        }
+        src.earlier_services = sources_of_adopted_services(root, project)?;
     }
 
     // The monolith's own port is known only after reading its listener.
-    let first = adopt::plan(&src, module, &service, 0).map_err(|r| refusal(module, &rel, &r))?;
+    let first =
+        adopt::plan(&src, module, &service, 0, None).map_err(|r| refusal(module, &rel, &r))?;
+    // On PostgreSQL the service's tables move to a schema of its own in the
+    // monolith's database (named after it, clear of PostgreSQL's own).
+    let schema = (first.database == Some(adopt::Db::Postgres)).then(|| {
+        let s = service.replace('-', "_");
+        if s == "public" || s == "information_schema" || s.starts_with("pg_") {
+            format!("{s}_svc")
+        } else {
+            s
+        }
+    });
     let port = {
         let base = existing.as_ref().map_or(3001, Project::next_free_port);
         let gateway = existing.as_ref().map_or(8080, |p| p.gateway.port.get());
@@ -752,7 +774,8 @@ fn run_from(
             .find(|p| *p != first.monolith_port && *p != gateway)
             .unwrap_or(base)
     };
-    let cut = adopt::plan(&src, module, &service, port).map_err(|r| refusal(module, &rel, &r))?;
+    let cut = adopt::plan(&src, module, &service, port, schema.as_deref())
+        .map_err(|r| refusal(module, &rel, &r))?;
     let database = match cut.database {
         Some(adopt::Db::Postgres) => "postgres",
         Some(adopt::Db::Sqlite) => "sqlite",
@@ -786,6 +809,9 @@ fn run_from(
     t["port"] = toml_edit::value(i64::from(port));
     t["database"] = toml_edit::value(database);
     t["adopted"] = toml_edit::value(true);
+    if let Some(schema) = &schema {
+        t["schema"] = toml_edit::value(schema);
+    }
     let mut paths = toml_edit::Array::new();
     for p in &cut.paths {
         paths.push(p.as_str());
@@ -818,7 +844,7 @@ fn run_from(
     config.text = doc.to_string();
     let new_project = Project::parse(&config.text, &config_path)?;
 
-    let report = adopted_report(module, &service, &rel, port, &cut);
+    let report = adopted_report(module, &service, &rel, port, schema.as_deref(), &cut);
     let report_path = report_path(root, &service);
     let mut staged = Staged::default();
     for (p, text) in &cut.service_files {
@@ -864,7 +890,12 @@ fn run_from(
         out.line(format!("  {:<14} {service_dir}/{p}", "create"));
     }
     for p in cut.monolith_edits.keys() {
-        out.line(format!("  {:<14} {rel}/{p}", "change"));
+        let verb = if src.files.contains_key(p) {
+            "change"
+        } else {
+            "create"
+        };
+        out.line(format!("  {verb:<14} {rel}/{p}"));
     }
     for p in &cut.monolith_removals {
         out.line(format!("  {:<14} {rel}/{p}", "remove"));
@@ -938,6 +969,29 @@ fn tables_of_adopted_services(
     Ok(owned)
 }
 
+/// The `.rs` files of the services split out of the monolith earlier.
+fn sources_of_adopted_services(
+    root: &Path,
+    project: &Project,
+) -> Result<Vec<(ServiceName, String, String)>> {
+    let mut out = Vec::new();
+    for s in project.services.iter().filter(|s| s.adopted) {
+        let dir = root.join("services").join(s.name.as_str());
+        for rel in files_under(&dir.join("src")) {
+            if !rel.ends_with(".rs") {
+                continue;
+            }
+            let path = dir.join("src").join(&rel);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            // Only its SQL strings matter here.
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            out.push((s.name.clone(), format!("src/{rel}"), text));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads what `split --from` looks at: Cargo.toml, `src/**/*.rs`, `migrations/*.sql`.
 fn read_monolith(dir: &Path) -> Result<adopt::Source> {
     let manifest_path = dir.join("Cargo.toml");
@@ -971,6 +1025,7 @@ fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         migrations,
         has_build_script: dir.join("build.rs").is_file(),
         owned_elsewhere: std::collections::BTreeMap::new(),
+        earlier_services: Vec::new(),
     })
 }
 
@@ -1004,7 +1059,14 @@ fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_e
         .expect("the adopted services.toml is valid TOML")
 }
 
-fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt::Cut) -> String {
+fn adopted_report(
+    module: &str,
+    service: &str,
+    rel: &str,
+    port: u16,
+    schema: Option<&str>,
+    cut: &adopt::Cut,
+) -> String {
     let r = &cut.report;
     let mut s = String::new();
     let list = |s: &mut String, title: &str, items: &[String]| {
@@ -1025,7 +1087,11 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
         .collect();
     let _ = writeln!(
         s,
-        "Module `{module}` of the monolith in `{rel}/` is now the `{service}` service in `services/{service}/`, on port {port}, with a database of its own. The gateway sends {} to it and every other path to the monolith (port {}).",
+        "Module `{module}` of the monolith in `{rel}/` is now the `{service}` service in `services/{service}/`, on port {port}, {}. The gateway sends {} to it and every other path to the monolith (port {}).",
+        match schema {
+            Some(schema) => format!("with its tables in schema `{schema}` of the monolith's database (services.toml `schema`): a new migration of the monolith moves them there, rows included, and each side reads the other's tables in place through its search path (DATABASE_URL's `options`, which compose, Kubernetes and the README set) until the reads below become API calls"),
+            None => "with a database of its own".into(),
+        },
         served.join(", "),
         cut.monolith_port
     );
@@ -1044,7 +1110,12 @@ fn adopted_report(module: &str, service: &str, rel: &str, port: u16, cut: &adopt
     );
     let tables: Vec<String> = r.tables.iter().map(|t| format!("`{t}`")).collect();
     list(&mut s, "Tables that move", &tables);
-    list(&mut s, "Migrations the service got", &r.migrations);
+    list(
+        &mut s,
+        "Reads across the cut (each query site; replace each with a call to the owner's API)",
+        &r.cross_reads,
+    );
+    list(&mut s, "Migrations", &r.migrations);
     let env = |vars: &[crate::model::EnvVar]| -> Vec<String> {
         vars.iter()
             .map(|v| match &v.default {
