@@ -28,6 +28,7 @@ use syn::visit::Visit;
 
 use crate::model::ServiceName;
 mod data;
+mod offline;
 
 pub use data::moved_tables;
 
@@ -46,6 +47,8 @@ pub struct Source {
     /// The `.rs` files of services split out earlier (service, path in the
     /// service, text): a table that moves now may be one they read.
     pub earlier_services: Vec<(ServiceName, String, String)>,
+    /// sqlx's offline query data (`.sqlx/query-*.json`), by file name.
+    pub offline_queries: BTreeMap<String, String>,
 }
 
 /// A problem that stops the split; nothing has been written.
@@ -105,6 +108,8 @@ pub struct CutReport {
     pub tables: Vec<String>,
     /// Every query site that reads a table across the cut, with its owner.
     pub cross_reads: Vec<String>,
+    /// How the service's compile-time checked queries build without a database.
+    pub offline: Vec<String>,
     /// Migration statements the service got, by file.
     pub migrations: Vec<String>,
     /// What a person must look at.
@@ -751,6 +756,30 @@ pub fn plan(
     }
     .run(&mut report);
     service_files.extend(data.service_files);
+    let queries: Vec<(String, String)> = parsed
+        .iter()
+        .filter(|f| f.top.as_ref().is_none_or(|t| needed.contains(t)))
+        .flat_map(|f| {
+            offline::checked_queries(&f.ast)
+                .into_iter()
+                .map(move |(line, sql)| (format!("{}:{line}", f.rel), sql))
+        })
+        .collect();
+    let offline = offline::for_queries(&queries, &src.offline_queries);
+    if offline.checked > 0 {
+        report.offline.push(format!(
+            "{} compile-time checked quer{} (sqlx's `query!` macros): the offline data of {} copied from the monolith's `.sqlx/` into `services/{service}/.sqlx/`, so the service builds without a database (as it would with `SQLX_OFFLINE=true`)",
+            offline.checked,
+            if offline.checked == 1 { "y" } else { "ies" },
+            offline.files.len()
+        ));
+    }
+    for at in &offline.missing {
+        report.offline.push(format!(
+            "{at}: a checked query the monolith's `.sqlx/` has no data for: the service builds only with DATABASE_URL set (the monolith's database, with the service's search path) until you run `cargo sqlx prepare` in services/{service} and commit its `.sqlx/`"
+        ));
+    }
+    service_files.extend(offline.files);
     for (p, text) in data.monolith_files {
         edited.insert(p, text);
     }

@@ -12,7 +12,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use common::run::{build_bins, call, free_port, wait_healthy, Proc};
+use common::run::{build_bins, call};
+use common::split::{count, exists, sql, SplitSystem};
 use common::{
     assert_ok, cargo, copy_dir, fixture_monolith, msgen, require_postgres, stderr, stdout, tree,
     CARGO_LOCK,
@@ -301,52 +302,6 @@ fn an_unknown_module_lists_the_modules_found_and_dry_run_writes_nothing() {
     );
 }
 
-fn create_database(name: &str) {
-    let status = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "cannot create database {name}");
-}
-
-/// Runs `sql` on `database`; it must succeed.
-fn psql(database: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-Atc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Whether `table` (schema-qualified) exists in `database`.
-fn exists(database: &str, table: &str) -> bool {
-    psql(
-        database,
-        &format!("SELECT to_regclass('{table}') IS NOT NULL"),
-    ) == "t"
-}
-
-fn count(database: &str, table: &str) -> i64 {
-    psql(database, &format!("SELECT count(*) FROM {table}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn joined_tables_are_reported_and_the_split_system_runs() {
     require_postgres();
@@ -384,7 +339,7 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     build_bins(&root.join("legacy"), &bin, &["shop"]);
     build_bins(&root, &bin, &["gateway", "catalog-service"]);
 
-    let system = SplitSystem::start(&root, &bin, "shop", "SHOP_ADDR", "catalog");
+    let system = SplitSystem::start(&root, &bin, "shop", "SHOP_ADDR", &["catalog"]);
     let (gw, db) = (&system.url, &system.db);
 
     // The catalog's old paths reach the new service and its own database.
@@ -462,9 +417,9 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     // The orders service joins the catalog's products where they are.
     build_bins(&root.join("legacy"), &bin, &["shop"]);
     build_bins(&root, &bin, &["gateway", "orders-service"]);
-    let system = SplitSystem::start(&root, &bin, "shop", "SHOP_ADDR", "orders");
+    let system = SplitSystem::start(&root, &bin, "shop", "SHOP_ADDR", &["orders"]);
     let (gw, db) = (&system.url, &system.db);
-    psql(
+    sql(
         db,
         "INSERT INTO catalog.products (name, price_cents) VALUES ('mug', 900)",
     );
@@ -486,96 +441,6 @@ fn joined_tables_are_reported_and_the_split_system_runs() {
     );
     assert_eq!(count(db, "orders.orders"), 1);
     system.stop();
-}
-
-/// An adopted monolith, one service split out of it and the gateway, running on
-/// loopback against a fresh PostgreSQL database (the binaries already in `bin`).
-struct SplitSystem {
-    gateway: Proc,
-    _service: Proc,
-    _monolith: Proc,
-    /// The gateway's base URL.
-    url: String,
-    /// The one database of the monolith and the service.
-    db: String,
-}
-
-impl SplitSystem {
-    /// `addr_env`: the variable the monolith reads its listen address from. Both
-    /// connect to one fresh database, each with the search path the project's
-    /// README gives it (the service's tables are in a schema of their own).
-    fn start(root: &Path, bin: &Path, monolith: &str, addr_env: &str, service: &str) -> Self {
-        let db = format!("{monolith}_{}_{}", std::process::id(), free_port());
-        create_database(&db);
-        let readme = fs::read_to_string(root.join("README.md")).unwrap();
-        let url = |run: &str| {
-            let line = readme
-                .lines()
-                .find(|l| l.contains(run) && l.contains("DATABASE_URL="))
-                .unwrap_or_else(|| {
-                    panic!("no `{run}` line with DATABASE_URL in README.md:\n{readme}")
-                });
-            let query = line
-                .split("DATABASE_URL='")
-                .nth(1)
-                .and_then(|u| u.split('\'').next())
-                .and_then(|u| u.split_once('?'))
-                .map(|(_, q)| q)
-                .unwrap_or_else(|| panic!("no search path in {line}"));
-            format!("postgres://postgres@127.0.0.1:5432/{db}?{query}")
-        };
-        let (mono_port, svc_port, gw_port) = (free_port(), free_port(), free_port());
-        let mut mono = Proc::start(
-            bin,
-            monolith,
-            &[
-                ("DATABASE_URL".into(), url("(cd legacy &&")),
-                (addr_env.into(), format!("127.0.0.1:{mono_port}")),
-            ],
-        );
-        wait_healthy(&format!("http://127.0.0.1:{mono_port}"), &mut mono);
-        let mut svc = Proc::start(
-            bin,
-            &format!("{service}-service"),
-            &[
-                (
-                    "DATABASE_URL".into(),
-                    url(&format!("cargo run -p {service}-service")),
-                ),
-                ("PORT".into(), svc_port.to_string()),
-            ],
-        );
-        wait_healthy(&format!("http://127.0.0.1:{svc_port}"), &mut svc);
-        let mut gateway = Proc::start(
-            bin,
-            "gateway",
-            &[
-                ("PORT".into(), gw_port.to_string()),
-                (
-                    "MONOLITH_URL".into(),
-                    format!("http://127.0.0.1:{mono_port}"),
-                ),
-                (
-                    format!("{}_SERVICE_URL", service.to_uppercase().replace('-', "_")),
-                    format!("http://127.0.0.1:{svc_port}"),
-                ),
-            ],
-        );
-        let gw = format!("http://127.0.0.1:{gw_port}");
-        wait_healthy(&gw, &mut gateway);
-        SplitSystem {
-            gateway,
-            _service: svc,
-            _monolith: mono,
-            url: gw,
-            db,
-        }
-    }
-
-    /// Stops the gateway gracefully (it must exit cleanly), then the others.
-    fn stop(self) {
-        self.gateway.terminate();
-    }
 }
 
 /// Writes `text` to `rel` in the project's monolith copy.
@@ -890,7 +755,7 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
     build_bins(&root.join("legacy"), &bin, &["shelf"]);
     build_bins(&root, &bin, &["gateway", "notes-service"]);
 
-    let system = SplitSystem::start(&root, &bin, "shelf", "SHELF_ADDR", "notes");
+    let system = SplitSystem::start(&root, &bin, "shelf", "SHELF_ADDR", &["notes"]);
     let (gw, db) = (&system.url, &system.db);
 
     let (status, thing) = call(

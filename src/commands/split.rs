@@ -1019,6 +1019,16 @@ fn read_monolith(dir: &Path) -> Result<adopt::Source> {
             migrations.insert(rel, text);
         }
     }
+    // sqlx's offline data, for the service's compile-time checked queries.
+    let mut offline_queries = std::collections::BTreeMap::new();
+    for rel in files_under(&dir.join(".sqlx")) {
+        if rel.ends_with(".json") && !rel.contains('/') {
+            let path = dir.join(".sqlx").join(&rel);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
+            offline_queries.insert(rel, text);
+        }
+    }
     Ok(adopt::Source {
         manifest,
         files,
@@ -1026,6 +1036,7 @@ fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         has_build_script: dir.join("build.rs").is_file(),
         owned_elsewhere: std::collections::BTreeMap::new(),
         earlier_services: Vec::new(),
+        offline_queries,
     })
 }
 
@@ -1116,6 +1127,9 @@ fn adopted_report(
         &r.cross_reads,
     );
     list(&mut s, "Migrations", &r.migrations);
+    if !r.offline.is_empty() {
+        list(&mut s, "Compile-time checked queries", &r.offline);
+    }
     let env = |vars: &[crate::model::EnvVar]| -> Vec<String> {
         vars.iter()
             .map(|v| match &v.default {
