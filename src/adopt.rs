@@ -7,14 +7,15 @@
 //!
 //! The cut, in two copies of the crate:
 //! - **the monolith** loses only the module's files, its `mod` item and the router
-//!   calls that mount it (`.nest(...)`, `.merge(...)`, `.route(...)`); any other use
-//!   of the module by the rest of the crate is refused, listed by file and line,
-//!   since the monolith must still build;
+//!   calls that mount it (`.nest(...)`, `.merge(...)`, `.route(...)`). Where the rest
+//!   of the crate uses the module's items (a type, a function), the module stays as
+//!   an unmounted copy so that the monolith still builds, each use reported; a use
+//!   of the router a mount calls, outside a router call, is refused;
 //! - **the new service** is the crate's root files (its `main`, state, pool set-up)
 //!   with every *other* module's router calls removed, the module itself, and the
 //!   modules it still needs (shared error types, extractors), copied unchanged. Its
-//!   listener reads `PORT`, it answers `GET /health`, and its migrations hold only
-//!   the statements about its tables.
+//!   listener reads `HOST` and `PORT`, and it answers `GET /health`. Its tables
+//!   and migrations are the `data` module's.
 //!
 //! Where a change cannot be made safely (a macro hiding a path, a statement mixing
 //! tables), the plan refuses or reports; it never guesses.
@@ -359,37 +360,68 @@ pub fn plan(
                 with: m.with.clone(),
             });
     }
-    let mod_item = mod_item_range(root_text, &root_ast, module).expect("module is declared");
-    monolith_edits
-        .entry(root_rel.to_string())
-        .or_default()
-        .push(Edit {
-            range: mod_item,
-            with: String::new(),
-        });
-    // What else of the monolith names the module: it would not build without it.
-    let mut blocking = Vec::new();
+    // What else of the monolith names the module. A use of what a mount calls
+    // (`blog::router()` in a helper) is a mount msgen cannot see: refused. Any other
+    // use (a type, a function) keeps the module in the monolith as an unmounted
+    // copy, so that the monolith still builds; the report lists each use.
+    let relative = |path: &str| -> String {
+        let segments: Vec<&str> = path.split("::").collect();
+        match segments.iter().rposition(|s| *s == module) {
+            Some(i) => segments[i + 1..].join("::"),
+            None => path.to_string(),
+        }
+    };
+    let in_target_mount = |r: &Ref| {
+        target_mounts
+            .iter()
+            .any(|m| m.file == r.file && m.range.contains(&r.at))
+    };
+    let mounted: BTreeSet<String> = refs
+        .iter()
+        .filter(|r| r.module == module && in_target_mount(r))
+        .map(|r| relative(&r.path))
+        .collect();
+    let mut hidden = Vec::new();
+    let mut kept_uses: Vec<&Ref> = Vec::new();
     for r in refs.iter().filter(|r| r.module == module) {
         let in_target = target_files.iter().any(|f| f.rel == r.file);
-        let in_mount = target_mounts
-            .iter()
-            .any(|m| m.file == r.file && m.range.contains(&r.at));
-        if !in_target && !in_mount {
-            blocking.push(format!(
+        if in_target || in_target_mount(r) {
+            continue;
+        }
+        if mounted.contains(&relative(&r.path)) {
+            hidden.push(format!(
                 "{}:{}: uses `{}` (module `{module}`) outside a router call",
                 r.file, r.line, r.path
             ));
+        } else {
+            kept_uses.push(r);
         }
     }
-    if !blocking.is_empty() {
-        blocking.insert(
+    if !hidden.is_empty() {
+        hidden.insert(
             0,
             format!(
-                "the rest of the monolith uses module `{module}` directly; it would not build without it. Move these uses behind an HTTP call (or into `{module}`'s router) first:"
+                "the rest of the monolith uses the router of module `{module}` where msgen cannot see it mounted; the monolith would keep serving the module's paths. Mount it with `.nest`, `.merge` or `.route` (or remove these uses) first:"
             ),
         );
-        return Err(Refusal(blocking));
+        return Err(Refusal(hidden));
     }
+    let mod_item = mod_item_range(root_text, &root_ast, module).expect("module is declared");
+    let keep_module = !kept_uses.is_empty();
+    monolith_edits
+        .entry(root_rel.to_string())
+        .or_default()
+        .push(if keep_module {
+            Edit {
+                range: mod_item.start..mod_item.start,
+                with: format!("// Kept by `msgen split {module} --from`, unmounted: the rest of the monolith\n// still uses it (docs/split-{}.md); the `{service}` service serves its routes.\n#[allow(dead_code)]\n", service),
+            }
+        } else {
+            Edit {
+                range: mod_item,
+                with: String::new(),
+            }
+        });
     let mut edited: BTreeMap<String, String> = BTreeMap::new();
     for (file, edits) in monolith_edits {
         let text = &parsed.iter().find(|f| f.rel == file).expect("scanned").text;
@@ -569,6 +601,17 @@ pub fn plan(
             });
     }
     let mut report = CutReport::default();
+    if keep_module {
+        report.human.push(format!(
+            "module `{module}` stays in the monolith too, unmounted and `#[allow(dead_code)]`, because the rest of the monolith uses it (below); the service has its own copy. Remove it from the monolith once these uses call the service's API"
+        ));
+    }
+    for r in &kept_uses {
+        report.human.push(format!(
+            "{}:{}: uses `{}` of module `{module}`, kept in process on the monolith's copy (against the tables the `{service}` service owns now): make it a call to the service's API",
+            r.file, r.line, r.path
+        ));
+    }
     for (m, reason) in &why {
         if m == module {
             continue;
@@ -820,7 +863,11 @@ pub fn plan(
         monolith_edits: edited,
         service_env,
         monolith_env,
-        monolith_removals: target_files.iter().map(|f| f.rel.clone()).collect(),
+        monolith_removals: if keep_module {
+            Vec::new()
+        } else {
+            target_files.iter().map(|f| f.rel.clone()).collect()
+        },
         service_files,
         paths,
         routes,

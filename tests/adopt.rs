@@ -246,10 +246,12 @@ fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split()
     build_both(&root);
 }
 
+/// The rest of the monolith uses the module's items (a type here): the module
+/// stays in the monolith as an unmounted copy, each use reported, and both sides
+/// build; the other module splits out after it.
 #[test]
-fn uses_outside_router_calls_are_refused_and_nothing_changes() {
+fn a_module_whose_items_the_rest_uses_stays_in_the_monolith_unmounted() {
     let (_dir, root) = adopt("shared");
-    // The rest of the monolith names the module's items: it would not build without them.
     let users = root.join("legacy/src/auth/handlers.rs");
     let text = fs::read_to_string(&users).unwrap();
     fs::write(
@@ -257,16 +259,33 @@ fn uses_outside_router_calls_are_refused_and_nothing_changes() {
         format!("{text}\npub fn latest() -> Option<crate::posts::Post> {{\n    None\n}}\n"),
     )
     .unwrap();
-    let before = tree(&root);
     let out = msgen(&root, &["split", "posts", "--from", "legacy"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(err.contains("nothing was changed"), "{err}");
+    assert_ok(&out);
+    let main = fs::read_to_string(root.join("legacy/src/main.rs")).unwrap();
     assert!(
-        err.contains("src/auth/handlers.rs:27: uses `crate::posts::Post` (module `posts`) outside a router call"),
-        "{err}"
+        main.contains("// still uses it (docs/split-posts.md); the `posts` service serves its routes.\n#[allow(dead_code)]\nmod posts;")
+            && !main.contains("posts::routes()"),
+        "{main}"
     );
-    assert_eq!(tree(&root), before);
+    assert!(root.join("legacy/src/posts.rs").is_file());
+    assert!(root.join("services/posts/src/posts.rs").is_file());
+    let report = fs::read_to_string(root.join("docs/split-posts.md")).unwrap();
+    for expected in [
+        "module `posts` stays in the monolith too, unmounted",
+        "src/auth/handlers.rs:27: uses `crate::posts::Post` of module `posts`, kept in process on the monolith's copy",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in:\n{report}");
+    }
+    assert!(!report.contains("## Moved\n\n- `"), "{report}");
+    // auth goes next: the posts module it uses comes along as shared code.
+    assert_ok(&msgen(&root, &["split", "auth", "--from", "legacy"]));
+    let report = fs::read_to_string(root.join("docs/split-auth.md")).unwrap();
+    assert!(
+        report
+            .contains("module `posts`, because src/auth/handlers.rs:27 uses `crate::posts::Post`"),
+        "{report}"
+    );
+    build_both(&root);
 }
 
 #[test]
