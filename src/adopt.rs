@@ -30,6 +30,7 @@ use syn::visit::Visit;
 use crate::model::ServiceName;
 mod data;
 mod offline;
+pub mod own_db;
 
 pub use data::moved_tables;
 
@@ -847,9 +848,10 @@ pub fn plan(
     );
     if src.has_build_script {
         report.human.push(
-            "the monolith has a build script (build.rs): the service was not given a copy".into(),
+            "the monolith has a build script (build.rs): the service was not given a copy, but one of msgen's that rebuilds it when its migrations change; merge what it needs of the monolith's".into(),
         );
     }
+    service_files.insert("build.rs".into(), MIGRATIONS_BUILD_SCRIPT.into());
     for m in &target_mounts {
         report
             .unmounted
@@ -874,6 +876,18 @@ pub fn plan(
         report,
     })
 }
+
+/// The service's `build.rs`: `sqlx::migrate!()` embeds the migrations when the
+/// crate compiles, and cargo does not know to compile it again when one is added
+/// (`split --own-database` adds one to a crate whose code did not change).
+pub const MIGRATIONS_BUILD_SCRIPT: &str =
+    "//! Added by `msgen split --from`: `sqlx::migrate!()` embeds the migrations at
+//! compile time, so the crate is rebuilt whenever one is added or changed.
+
+fn main() {
+    println!(\"cargo:rerun-if-changed=migrations\");
+}
+";
 
 const LISTEN_FN: &str = "
 /// Added by `msgen split --from`: the service listens on HOST (default 0.0.0.0) and

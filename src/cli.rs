@@ -159,7 +159,7 @@ pub enum Command {
     },
     /// Extract a module of the monolith into a service of its own (strangler fig).
     #[command(
-        after_help = "Examples:\n  msgen new shop --monolith --yes && cd shop\n  msgen split blog            blog becomes a service; the gateway routes its paths to it\n  msgen split blog --dry-run  show what would move\n  msgen split catalog --from legacy   adopt the axum + sqlx crate in ./legacy"
+        after_help = "Examples:\n  msgen new shop --monolith --yes && cd shop\n  msgen split blog            blog becomes a service; the gateway routes its paths to it\n  msgen split blog --dry-run  show what would move\n  msgen split catalog --from legacy   adopt the axum + sqlx crate in ./legacy\n  msgen split catalog --own-database  then: catalog leaves the monolith's database"
     )]
     Split {
         /// The module to extract.
@@ -168,6 +168,11 @@ pub enum Command {
         /// inside the project directory): the gateway and the service go beside it.
         #[arg(long, value_name = "DIR")]
         from: Option<PathBuf>,
+        /// For a service split `--from` a monolith: move it out of its schema of
+        /// the monolith's database into a database of its own (refused, listing
+        /// each site, while anything reads across the cut).
+        #[arg(long, conflicts_with = "from")]
+        own_database: bool,
         /// Print what would move, change and be removed (with diffs); write nothing.
         #[arg(long)]
         dry_run: bool,

@@ -313,6 +313,78 @@ pub fn moved_table(stmt: &str) -> Option<(String, String)> {
     }
 }
 
+/// A database object a migration statement defines or changes, and what it touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// `CREATE [OR REPLACE] FUNCTION|PROCEDURE name`: the tables its body names.
+    Function { name: String, tables: Vec<String> },
+    /// `CREATE [OR REPLACE] [CONSTRAINT] TRIGGER .. ON table .. EXECUTE FUNCTION f()`.
+    Trigger { table: String, function: String },
+    /// Anything else: the tables it names (a table, an index, a view, a grant...).
+    Other { tables: Vec<String> },
+}
+
+/// What a migration statement is, for deciding which context it belongs to:
+/// function bodies (dollar-quoted or not) are read for the tables they use, and a
+/// trigger ties its table to its function.
+pub fn object(stmt: &str) -> Object {
+    // Schema-qualified names joined to their last part, as tables are.
+    let words = words(stmt);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let after_create = match words.as_slice() {
+        ["create", "or", "replace", rest @ ..] => rest,
+        ["create", rest @ ..] => rest,
+        _ => &[][..],
+    };
+    match after_create {
+        ["function" | "procedure", name, ..] => {
+            let mut tables: Vec<String> = Vec::new();
+            for t in tokens(stmt).iter().filter(|t| t.kind == Kind::Str) {
+                for table in tables_in(string_body(&stmt[t.range.clone()])) {
+                    if !tables.contains(&table) {
+                        tables.push(table);
+                    }
+                }
+            }
+            Object::Function {
+                name: name.to_string(),
+                tables,
+            }
+        }
+        ["trigger", ..] | ["constraint", "trigger", ..] => {
+            let owned: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            let table = words
+                .iter()
+                .position(|w| *w == "on")
+                .and_then(|i| table_after(&owned, i));
+            let function = words
+                .iter()
+                .position(|w| *w == "execute")
+                .and_then(|i| words.get(i + 2))
+                .map(|f| f.to_string());
+            match (table, function) {
+                (Some(table), Some(function)) => Object::Trigger { table, function },
+                _ => Object::Other {
+                    tables: tables_in(stmt),
+                },
+            }
+        }
+        _ => Object::Other {
+            tables: tables_in(stmt),
+        },
+    }
+}
+
+/// The text inside a string literal: `$tag$..$tag$`, `'..'` or `E'..'`.
+fn string_body(lit: &str) -> &str {
+    if let Some(tag) = lit.strip_prefix('$').and_then(|_| dollar_tag(lit)) {
+        let inner = &lit[tag.len()..];
+        return inner.strip_suffix(tag).unwrap_or(inner);
+    }
+    let lit = lit.strip_prefix(['e', 'E']).unwrap_or(lit);
+    lit.trim_matches('\'')
+}
+
 /// The table a `CREATE TABLE` statement creates.
 pub fn created_table(stmt: &str) -> Option<String> {
     let words = words(stmt);
@@ -459,6 +531,47 @@ pub fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_and_triggers_say_what_they_touch() {
+        let f = "CREATE OR REPLACE FUNCTION public.log_entry() RETURNS trigger AS $body$\nBEGIN\n  INSERT INTO audit_log (what) VALUES ('x; y');\n  RETURN NEW;\nEND\n$body$ LANGUAGE plpgsql";
+        assert_eq!(
+            object(f),
+            Object::Function {
+                name: "log_entry".into(),
+                tables: vec!["audit_log".into()]
+            }
+        );
+        let quoted =
+            "CREATE FUNCTION touch() RETURNS void AS 'UPDATE posts SET n = n' LANGUAGE sql";
+        assert_eq!(
+            object(quoted),
+            Object::Function {
+                name: "touch".into(),
+                tables: vec!["posts".into()]
+            }
+        );
+        let t = "CREATE TRIGGER entries_audit AFTER INSERT ON entries FOR EACH ROW EXECUTE FUNCTION log_entry()";
+        assert_eq!(
+            object(t),
+            Object::Trigger {
+                table: "entries".into(),
+                function: "log_entry".into()
+            }
+        );
+        assert_eq!(
+            object("CREATE INDEX entries_account ON entries (account_id)"),
+            Object::Other {
+                tables: vec!["entries".into()]
+            }
+        );
+        assert_eq!(
+            object("GRANT SELECT ON TABLE accounts TO reader"),
+            Object::Other {
+                tables: vec!["accounts".into()]
+            }
+        );
+    }
 
     #[test]
     fn a_move_to_a_schema_names_table_and_schema() {

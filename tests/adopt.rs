@@ -836,3 +836,99 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
         ],
     );
 }
+
+/// The second step: a service with nothing across the cut moves to a database of
+/// its own, its rows and sequences copied by the script msgen writes; one with
+/// reads across is refused, each site listed, nothing changed.
+#[test]
+fn a_service_moves_to_a_database_of_its_own_with_its_rows() {
+    require_postgres();
+    let (_d, shop) = adopt("joined");
+    assert_ok(&msgen(&shop, &["split", "catalog", "--from", "legacy"]));
+    let before = tree(&shop);
+    let out = msgen(&shop, &["split", "catalog", "--own-database"]);
+    assert!(!out.status.success());
+    for expected in [
+        "nothing was changed",
+        "legacy/src/orders.rs:28: reads `products`, which moves with service `catalog`",
+        "migrations/0001_shop.sql: `product_id BIGINT NOT NULL REFERENCES products (id)` ties `products` and `orders (the monolith)`",
+    ] {
+        assert!(stderr(&out).contains(expected), "{expected:?} not in:\n{}", stderr(&out));
+    }
+    assert_eq!(tree(&shop), before);
+
+    let (dir, root) = adopt("shelf");
+    assert_ok(&msgen(&root, &["split", "things", "--from", "legacy"]));
+    let bin = dir.path().join("bin");
+    build_bins(&root.join("legacy"), &bin, &["shelf"]);
+    build_bins(&root, &bin, &["gateway", "things-service"]);
+    let system = SplitSystem::start(&root, &bin, "shelf", "SHELF_ADDR", &["things"]);
+    let gw = system.url.clone();
+    for name in ["lamp", "desk"] {
+        let (status, _) = call(
+            "POST",
+            &format!("{gw}/api/things"),
+            None,
+            Some(json!({"name": name})),
+        );
+        assert_eq!(status, 201);
+    }
+    let (status, _) = call(
+        "POST",
+        &format!("{gw}/api/things/2/notes"),
+        None,
+        Some(json!({"body": "oak"})),
+    );
+    assert_eq!(status, 201);
+    let db = system.db.clone();
+    system.stop();
+
+    let out = msgen(&root, &["split", "things", "--own-database"]);
+    assert_ok(&out);
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(!config.contains("schema ="), "{config}");
+    let first =
+        fs::read_to_string(root.join("services/things/migrations/0_msgen_tables.sql")).unwrap();
+    assert!(first.contains("CREATE TABLE things ("), "{first}");
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    build_bins(&root, &bin, &["gateway", "things-service"]);
+    // The service starts on its new database (its migrations make the table), the
+    // script copies the rows and the sequence, and the API answers as before.
+    let system = SplitSystem::start_on(&root, &bin, "shelf", "SHELF_ADDR", &["things"], db.clone());
+    let own = format!("{db}_things");
+    assert_eq!(count(&own, "things"), 0);
+    let copy = Command::new("sh")
+        .arg(root.join("services/things/db/copy-rows.sh"))
+        .env(
+            "MONOLITH_DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{db}"),
+        )
+        .env(
+            "SERVICE_DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{own}"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    let gw = &system.url;
+    let (status, body) = call("GET", &format!("{gw}/api/things"), None, None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!([{"id": 1, "name": "lamp"}, {"id": 2, "name": "desk"}])
+    );
+    let (status, body) = call(
+        "POST",
+        &format!("{gw}/api/things"),
+        None,
+        Some(json!({"name": "shelf"})),
+    );
+    assert_eq!((status, body["id"].clone()), (201, json!(3)));
+    let (status, body) = call("GET", &format!("{gw}/api/things/2/notes"), None, None);
+    assert_eq!((status, body[0]["body"].clone()), (200, json!("oak")));
+    system.stop();
+}

@@ -5,6 +5,7 @@ mod generate;
 mod migration;
 mod new;
 mod output;
+mod own_database;
 mod service;
 mod split;
 
@@ -171,8 +172,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => service::remove(&cwd, &name, allow_data_loss, dry_run, out),
         Command::Split {
             module,
+            own_database: true,
+            dry_run,
+            ..
+        } => own_database::run(&cwd, &module, dry_run, out),
+        Command::Split {
+            module,
             from,
             dry_run,
+            ..
         } => split::run(&cwd, &module, from, dry_run, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -202,7 +202,7 @@ pub fn run(
 
 /// Prints the report after the render, whether it went through or stopped on a
 /// file it would not overwrite, and passes the render's result on.
-fn with_report(
+pub(super) fn with_report(
     root: &Path,
     rendered: Result<ExitCode>,
     report: &str,
@@ -220,13 +220,18 @@ fn with_report(
 /// Where the report of a split goes: `docs/split-<name>.md`, or a name next to it
 /// when that file exists (a report of an earlier split is the user's to keep).
 fn report_path(root: &Path, name: &str) -> String {
+    report_path_for(root, &format!("split-{name}"))
+}
+
+/// `docs/<stem>.md`, or `docs/<stem>-<n>.md` when that file exists.
+pub(super) fn report_path_for(root: &Path, stem: &str) -> String {
     (1..)
         .map(|n| match n {
-            1 => format!("docs/split-{name}.md"),
-            n => format!("docs/split-{name}-{n}.md"),
+            1 => format!("docs/{stem}.md"),
+            n => format!("docs/{stem}-{n}.md"),
         })
         .find(|p| fs_entry_missing(&root.join(p)))
-        .unwrap_or_else(|| format!("docs/split-{name}.md"))
+        .unwrap_or_else(|| format!("docs/{stem}.md"))
 }
 
 /// Nothing at all is at `path`: no file, directory or symbolic link.
@@ -970,7 +975,7 @@ fn tables_of_adopted_services(
 }
 
 /// The `.rs` files of the services split out of the monolith earlier.
-fn sources_of_adopted_services(
+pub(super) fn sources_of_adopted_services(
     root: &Path,
     project: &Project,
 ) -> Result<Vec<(ServiceName, String, String)>> {
@@ -993,7 +998,7 @@ fn sources_of_adopted_services(
 }
 
 /// Reads what `split --from` looks at: Cargo.toml, `src/**/*.rs`, `migrations/*.sql`.
-fn read_monolith(dir: &Path) -> Result<adopt::Source> {
+pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
     let manifest_path = dir.join("Cargo.toml");
     let manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!(

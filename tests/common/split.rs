@@ -101,8 +101,21 @@ impl SplitSystem {
         services: &[&str],
     ) -> Self {
         let db = fresh_database(monolith);
+        Self::start_on(root, bin, monolith, addr_env, services, db)
+    }
+
+    /// Like [`SplitSystem::start`], on the monolith's database `db` as it is; a
+    /// service with a database of its own gets `<db>_<service>`, made if missing.
+    pub fn start_on(
+        root: &Path,
+        bin: &Path,
+        monolith: &str,
+        addr_env: &str,
+        services: &[&str],
+        db: String,
+    ) -> Self {
         let readme = fs::read_to_string(root.join("README.md")).unwrap();
-        // The README's DATABASE_URL for a process, on the fresh database.
+        // The README's DATABASE_URL for a process, on this run's databases.
         let url = |run: &str| {
             let line = readme
                 .lines()
@@ -110,14 +123,27 @@ impl SplitSystem {
                 .unwrap_or_else(|| {
                     panic!("no `{run}` line with DATABASE_URL in README.md:\n{readme}")
                 });
-            let query = line
-                .split("DATABASE_URL='")
+            let value = line
+                .split("DATABASE_URL=")
                 .nth(1)
-                .and_then(|u| u.split('\'').next())
-                .and_then(|u| u.split_once('?'))
-                .map(|(_, q)| q)
-                .unwrap_or_else(|| panic!("no search path in {line}"));
-            format!("postgres://postgres@127.0.0.1:5432/{db}?{query}")
+                .and_then(|u| u.trim_start_matches('\'').split(['\'', ' ']).next())
+                .unwrap_or_default();
+            match value.split_once('?') {
+                // A schema of the monolith's database, with its search path.
+                Some((_, query)) => format!("postgres://postgres@127.0.0.1:5432/{db}?{query}"),
+                // A database of its own.
+                None => {
+                    let crate_name = run.rsplit(' ').next().unwrap_or_default();
+                    let service = crate_name.trim_end_matches("-service");
+                    let name = format!("{db}_{}", service.replace('-', "_"));
+                    let known =
+                        format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'");
+                    if sql("postgres", &known) == "0" {
+                        create_database(&name);
+                    }
+                    format!("postgres://postgres@127.0.0.1:5432/{name}")
+                }
+            }
         };
         // The monolith first: its migrations make the services' schemas.
         let (mono, mono_url) = start_monolith(bin, monolith, addr_env, &url("(cd legacy &&"));
