@@ -51,6 +51,9 @@ pub struct Source {
     pub earlier_services: Vec<(ServiceName, String, String)>,
     /// sqlx's offline query data (`.sqlx/query-*.json`), by file name.
     pub offline_queries: BTreeMap<String, String>,
+    /// The prefixes and routes the project's services serve already (services
+    /// split out earlier): a prefix shared with one of them is routed by route.
+    pub service_routes: Vec<String>,
 }
 
 /// A problem that stops the split; nothing has been written.
@@ -468,13 +471,13 @@ pub fn plan(
     // A nested module's prefix is its own (every path below it, read or not);
     // other mounts are known by their routes' fixed beginnings.
     let mut paths: BTreeSet<String> = BTreeSet::new();
+    let mut nested: BTreeSet<String> = BTreeSet::new();
     for m in &target_mounts {
         match (m.method.as_str(), &m.own) {
             ("nest", Some(own)) => {
-                paths.insert(static_prefix(&join_paths(
-                    std::slice::from_ref(&m.nest_prefix),
-                    own,
-                )));
+                let p = static_prefix(&join_paths(std::slice::from_ref(&m.nest_prefix), own));
+                nested.insert(p.clone());
+                paths.insert(p);
             }
             _ => paths.extend(routes_of(m).iter().map(|(r, _)| static_prefix(r))),
         }
@@ -489,7 +492,11 @@ pub fn plan(
     // routes instead (`/api/things/{id}/children` while `/api/things/{id}` stays).
     let mut exact: BTreeSet<String> = BTreeSet::new();
     for p in paths.clone() {
-        if p.is_empty() || !theirs.iter().any(|(_, o)| under(o, &p)) {
+        // A service split earlier is routed most specific first, so it shares
+        // only a prefix read off routes, never the module's own nest prefix.
+        let shared = theirs.iter().any(|(_, o)| under(o, &p))
+            || (!nested.contains(&p) && src.service_routes.iter().any(|o| under(o, &p)));
+        if p.is_empty() || !shared {
             continue;
         }
         paths.remove(&p);
@@ -609,7 +616,7 @@ pub fn plan(
     }
     for r in &kept_uses {
         report.human.push(format!(
-            "{}:{}: uses `{}` of module `{module}`, kept in process on the monolith's copy (against the tables the `{service}` service owns now): make it a call to the service's API",
+            "{}:{}: uses `{}` of module `{module}`, kept on the monolith's copy (whose code runs against the tables the `{service}` service owns now): make it a call to the service's API",
             r.file, r.line, r.path
         ));
     }
@@ -628,6 +635,19 @@ pub fn plan(
         if unmounted_others.contains(m) {
             report.human.push(format!(
                 "{reason}: a call across the cut into `{m}`, kept in process on a copy of `{m}`; make it an HTTP call to the monolith if `{m}` reads its own tables"
+            ));
+        }
+        // A module an earlier split made a service, still in the monolith for
+        // the code that uses it.
+        if let Some((svc, _, _)) = src
+            .earlier_services
+            .iter()
+            .find(|(s, _, _)| s.snake() == *m)
+        {
+            report.human.push(format!(
+                "{reason}: a call into `{m}`, which is service `{}` since an earlier split, kept in process on a copy (against that service's tables); make it a call to its API ({}_SERVICE_URL)",
+                svc.as_str(),
+                svc.upper()
             ));
         }
     }
@@ -1149,10 +1169,11 @@ impl Scan<'_> {
                     line: span.start().line,
                     at: offset(&self.file.text, span.start()),
                     module,
-                    // `use` trees mark a module named alone with `*`.
+                    // `use` trees mark a module named alone with `*`, or
+                    // name it `self` (`use crate::m::{self, T}`).
                     path: segments
                         .iter()
-                        .filter(|s| *s != "*")
+                        .filter(|s| *s != "*" && *s != "self")
                         .cloned()
                         .collect::<Vec<_>>()
                         .join("::"),

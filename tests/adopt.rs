@@ -272,7 +272,7 @@ fn a_module_whose_items_the_rest_uses_stays_in_the_monolith_unmounted() {
     let report = fs::read_to_string(root.join("docs/split-posts.md")).unwrap();
     for expected in [
         "module `posts` stays in the monolith too, unmounted",
-        "src/auth/handlers.rs:27: uses `crate::posts::Post` of module `posts`, kept in process on the monolith's copy",
+        "src/auth/handlers.rs:27: uses `crate::posts::Post` of module `posts`, kept on the monolith's copy",
     ] {
         assert!(report.contains(expected), "{expected:?} not in:\n{report}");
     }
@@ -931,4 +931,27 @@ fn a_service_moves_to_a_database_of_its_own_with_its_rows() {
     let (status, body) = call("GET", &format!("{gw}/api/things/2/notes"), None, None);
     assert_eq!((status, body[0]["body"].clone()), (200, json!("oak")));
     system.stop();
+}
+
+/// A module whose routes lie under the routes of a service split out earlier
+/// (entries at `/api/accounts/{id}/entries`, after accounts) gets its exact
+/// routes, not the prefix the earlier service serves.
+#[test]
+fn a_module_under_an_earlier_services_routes_gets_its_exact_routes() {
+    let (_d, root) = adopt("ledger");
+    assert_ok(&msgen(&root, &["split", "accounts", "--from", "legacy"]));
+    assert_ok(&msgen(&root, &["split", "entries", "--from", "legacy"]));
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        config.contains("routes = [\"/api/accounts/{id}/entries\"]")
+            && !config.contains("paths = [\"/api/accounts\"]"),
+        "{config}"
+    );
+    // The accounts module stays in the monolith for the code that uses it, and
+    // the entries service, which copies it along, is told it is a service now.
+    let report = fs::read_to_string(root.join("docs/split-entries.md")).unwrap();
+    assert!(
+        report.contains("src/entries.rs:9 uses `crate::accounts`: a call into `accounts`, which is service `accounts` since an earlier split"),
+        "{report}"
+    );
 }

@@ -757,6 +757,11 @@ fn run_from(
             }
         }
         src.earlier_services = sources_of_adopted_services(root, project)?;
+        src.service_routes = project
+            .services
+            .iter()
+            .flat_map(|s| s.route_prefixes().into_iter().chain(s.routes.clone()))
+            .collect();
     }
 
     // The monolith's own port is known only after reading its listener.
@@ -1042,6 +1047,7 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         owned_elsewhere: std::collections::BTreeMap::new(),
         earlier_services: Vec::new(),
         offline_queries,
+        service_routes: Vec::new(),
     })
 }
 
