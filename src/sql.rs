@@ -385,6 +385,15 @@ fn string_body(lit: &str) -> &str {
     lit.trim_matches('\'')
 }
 
+/// Every table the migrations create (`CREATE TABLE`).
+pub fn created_tables<'a>(migrations: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+    migrations
+        .into_iter()
+        .flat_map(|sql| statements(sql))
+        .filter_map(|s| created_table(&s))
+        .collect()
+}
+
 /// The table a `CREATE TABLE` statement creates.
 pub fn created_table(stmt: &str) -> Option<String> {
     let words = words(stmt);

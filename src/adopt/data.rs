@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{sql_literals, CutReport, Parsed};
 use crate::model::ServiceName;
 use crate::sql::{
-    created_table, moved_table, statements, strip_foreign_keys, tables_in, written_tables,
+    created_tables, moved_table, statements, strip_foreign_keys, tables_in, written_tables,
 };
 
 /// The inputs of the data cut, gathered by [`super::plan`].
@@ -68,12 +68,7 @@ fn sites(f: &Parsed, rel: &str, known: &dyn Fn(&String) -> bool) -> Vec<Site> {
 
 impl DataCut<'_> {
     pub(super) fn run(&self, report: &mut CutReport) -> DataChanges {
-        let created: BTreeSet<String> = self
-            .migrations
-            .values()
-            .flat_map(|sql| statements(sql))
-            .filter_map(|s| created_table(&s))
-            .collect();
+        let created = created_tables(self.migrations.values());
         let known = |t: &String| created.is_empty() || created.contains(t);
         let by_module: Vec<(Option<&str>, Vec<Site>)> = self
             .parsed

@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{sql_literals, Refusal};
-use crate::sql::{created_table, moved_table, object, statements, tables_in, Object};
+use crate::sql::{
+    created_table, created_tables, moved_table, object, statements, tables_in, Object,
+};
 
 /// What the step reads.
 pub struct Input<'a> {
@@ -73,12 +75,7 @@ pub fn plan(input: &Input) -> Result<OwnDb, Refusal> {
         .filter(|(_, s)| s.as_str() == input.schema)
         .map(|(t, _)| t)
         .collect();
-    let known: BTreeSet<String> = input
-        .migrations
-        .values()
-        .flat_map(|sql| statements(sql))
-        .filter_map(|s| created_table(&s))
-        .collect();
+    let known = created_tables(input.migrations.values());
     let owner = |t: &String| match input.moved.get(t) {
         Some(schema) => match input.owners.get(schema) {
             Some(s) => format!("service `{s}`"),

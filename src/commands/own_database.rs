@@ -11,9 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::generate::{render_into, Mode};
-use super::split::{read_monolith, report_path_for, sources_of_adopted_services, with_report};
-use super::{edit, files_under, load, Printer, SchemaArgs, CONFIG_FILE};
+use super::split::{
+    apply_with_report, read_monolith, report_path_for, sources_of_adopted_services,
+};
+use super::{edit, files_under, load, Printer, CONFIG_FILE};
 use crate::adopt;
 use crate::apply::{ConfigEdit, Staged};
 use crate::model::Project;
@@ -134,17 +135,15 @@ pub fn run(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitC
     ] {
         out.line(format!("  {:<14} {p}", "create"));
     }
-    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-    let code = render_into(
+    apply_with_report(
         root,
         &new_project,
-        Some(&config),
+        &config,
         &staged,
-        mode,
-        &SchemaArgs::default(),
+        dry_run,
+        (&report, &report_path),
         out,
-    );
-    with_report(root, code, &report, &report_path, out)
+    )
 }
 
 fn render_report(

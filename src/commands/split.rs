@@ -202,7 +202,7 @@ pub fn run(
 
 /// Prints the report after the render, whether it went through or stopped on a
 /// file it would not overwrite, and passes the render's result on.
-pub(super) fn with_report(
+fn with_report(
     root: &Path,
     rendered: Result<ExitCode>,
     report: &str,
@@ -910,19 +910,41 @@ fn run_from(
     for p in &cut.monolith_removals {
         out.line(format!("  {:<14} {rel}/{p}", "remove"));
     }
-    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     // One transaction: the service, the monolith's changes, services.toml, the
     // report and the render land together, or nothing does.
-    let code = render_into(
+    apply_with_report(
         root,
         &new_project,
-        Some(&config),
+        &config,
         &staged,
+        dry_run,
+        (&report, &report_path),
+        out,
+    )
+}
+
+/// Renders `project` with `config` and the `staged` files in one transaction
+/// (or as a dry run), then prints the report (text, path).
+pub(super) fn apply_with_report(
+    root: &Path,
+    project: &Project,
+    config: &ConfigEdit,
+    staged: &Staged,
+    dry_run: bool,
+    (report, report_path): (&str, &str),
+    out: Printer,
+) -> Result<ExitCode> {
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    let code = render_into(
+        root,
+        project,
+        Some(config),
+        staged,
         mode,
         &SchemaArgs::default(),
         out,
     );
-    with_report(root, code, &report, &report_path, out)
+    with_report(root, code, report, report_path, out)
 }
 
 /// `env = ["NAME", "NAME=default"]` as services.toml writes it.
@@ -1020,25 +1042,9 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
             files.insert(format!("src/{rel}"), text);
         }
     }
-    let mut migrations = std::collections::BTreeMap::new();
-    for rel in files_under(&dir.join("migrations")) {
-        if rel.ends_with(".sql") && !rel.contains('/') {
-            let path = dir.join("migrations").join(&rel);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
-            migrations.insert(rel, text);
-        }
-    }
+    let migrations = read_flat(&dir.join("migrations"), ".sql")?;
     // sqlx's offline data, for the service's compile-time checked queries.
-    let mut offline_queries = std::collections::BTreeMap::new();
-    for rel in files_under(&dir.join(".sqlx")) {
-        if rel.ends_with(".json") && !rel.contains('/') {
-            let path = dir.join(".sqlx").join(&rel);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
-            offline_queries.insert(rel, text);
-        }
-    }
+    let offline_queries = read_flat(&dir.join(".sqlx"), ".json")?;
     Ok(adopt::Source {
         manifest,
         files,
@@ -1049,6 +1055,20 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         offline_queries,
         service_routes: Vec::new(),
     })
+}
+
+/// The files directly in `dir` whose names end with `ext`, by name.
+fn read_flat(dir: &Path, ext: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for rel in files_under(dir) {
+        if rel.ends_with(ext) && !rel.contains('/') {
+            let path = dir.join(&rel);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {} as UTF-8", path.display()))?;
+            out.insert(rel, text);
+        }
+    }
+    Ok(out)
 }
 
 /// `services.toml` of a project adopting the monolith at `rel`.

@@ -18,21 +18,9 @@ pub fn create_database(name: &str) {
     assert!(status.success(), "cannot create database {name}");
 }
 
-/// Runs `sql` on `database`; it must succeed.
+/// Runs `sql` on `database`; it must succeed. Returns the rows, unaligned.
 pub fn sql(database: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-Atc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
+    let out = super::psql(database, &["-Atc", sql]);
     assert!(
         out.status.success(),
         "{sql}: {}",
