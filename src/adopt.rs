@@ -43,6 +43,10 @@ pub struct Source {
     /// `migrations/*.sql`, by file name.
     pub migrations: BTreeMap<String, String>,
     pub has_build_script: bool,
+    /// The monolith has a `Dockerfile` (compose builds it from its directory).
+    pub has_dockerfile: bool,
+    /// The monolith has a `Cargo.lock`.
+    pub has_lock: bool,
     /// Tables that services split out earlier own (table → service): they stay
     /// with those services, never copied into this one.
     pub owned_elsewhere: BTreeMap<String, ServiceName>,
@@ -872,6 +876,18 @@ pub fn plan(
         );
     }
     service_files.insert("build.rs".into(), MIGRATIONS_BUILD_SCRIPT.into());
+    // compose builds the monolith from its directory: one that has no Dockerfile
+    // gets one, written once and the team's from then on.
+    if !src.has_dockerfile && !edited.contains_key("Dockerfile") {
+        edited.insert(
+            "Dockerfile".into(),
+            monolith_dockerfile(&manifest.package, monolith_port, src.has_lock),
+        );
+        report.human.push(format!(
+            "the monolith had no Dockerfile: msgen wrote one (`Dockerfile` in its directory, which compose builds; `cargo build --release --bin {}`); it is yours to change",
+            manifest.package
+        ));
+    }
     for m in &target_mounts {
         report
             .unmounted
@@ -895,6 +911,31 @@ pub fn plan(
         routes,
         report,
     })
+}
+
+/// A Dockerfile for a monolith that has none: its own workspace, built whole.
+fn monolith_dockerfile(package: &str, port: u16, locked: bool) -> String {
+    format!(
+        "# syntax=docker/dockerfile:1
+# The monolith `{package}`, as `msgen split --from` found it without a Dockerfile:
+# compose builds it from this directory. Written once by msgen; yours to change.
+
+# Its dependencies decide the Rust it needs: the latest stable 1.x builds it.
+FROM rust:1-slim-bookworm AS builder
+WORKDIR /app
+COPY . .
+RUN cargo build --release{locked} --bin {package}
+
+FROM debian:bookworm-slim AS runtime
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY --from=builder /app/target/release/{package} /usr/local/bin/{package}
+USER 10001:10001
+EXPOSE {port}
+ENTRYPOINT [\"/usr/local/bin/{package}\"]
+",
+        locked = if locked { " --locked" } else { "" }
+    )
 }
 
 /// The service's `build.rs`: `sqlx::migrate!()` embeds the migrations when the

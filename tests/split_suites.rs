@@ -122,8 +122,31 @@ fn suite(fixture: &str, binary: &str, addr_env: &str, modules: &[&str], script: 
     check_deployment(&root);
 }
 
-/// The deployment files of the finished project are valid (compose resolves).
+/// The deployment files of the finished project are valid: compose resolves, and
+/// every Dockerfile (the one msgen wrote for the monolith included) passes hadolint.
 fn check_deployment(root: &Path) {
+    let hadolint = common::require_tool("hadolint");
+    let mut dockerfiles = vec![
+        "legacy/Dockerfile".to_string(),
+        "gateway/Dockerfile".to_string(),
+    ];
+    for e in std::fs::read_dir(root.join("services")).unwrap() {
+        dockerfiles.push(format!(
+            "services/{}/Dockerfile",
+            e.unwrap().file_name().to_string_lossy()
+        ));
+    }
+    let out = std::process::Command::new(hadolint)
+        .args(["--no-color", "--failure-threshold", "style"])
+        .args(&dockerfiles)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hadolint: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let tool = common::require_tool("docker-compose");
     let out = std::process::Command::new(tool)
         .args(["-f", "compose.yaml", "config", "-q"])

@@ -1050,6 +1050,8 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         files,
         migrations,
         has_build_script: dir.join("build.rs").is_file(),
+        has_dockerfile: std::fs::symlink_metadata(dir.join("Dockerfile")).is_ok(),
+        has_lock: dir.join("Cargo.lock").is_file(),
         owned_elsewhere: std::collections::BTreeMap::new(),
         earlier_services: Vec::new(),
         offline_queries,
@@ -1191,7 +1193,7 @@ fn adopted_report(
         served.join(", ")
     ));
     human.push(format!(
-        "compose builds the monolith from `{rel}/` (give it a Dockerfile there); the Kubernetes files do not deploy it: point the gateway's MONOLITH_URL at it"
+        "compose builds the monolith from `{rel}/` (its Dockerfile); the Kubernetes files do not deploy it: point the gateway's MONOLITH_URL at it"
     ));
     list(&mut s, "Needs a human", &human);
     s
