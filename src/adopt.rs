@@ -47,6 +47,8 @@ pub struct Source {
     pub has_dockerfile: bool,
     /// The monolith has a `Cargo.lock`.
     pub has_lock: bool,
+    /// The monolith has a `.dockerignore`.
+    pub has_dockerignore: bool,
     /// Tables that services split out earlier own (table → service): they stay
     /// with those services, never copied into this one.
     pub owned_elsewhere: BTreeMap<String, ServiceName>,
@@ -883,6 +885,10 @@ pub fn plan(
             "Dockerfile".into(),
             monolith_dockerfile(&manifest.package, monolith_port, src.has_lock),
         );
+        if !src.has_dockerignore {
+            // The build context is the monolith's directory: not its local builds.
+            edited.insert(".dockerignore".into(), "target\n.git\n.env\n".into());
+        }
         report.human.push(format!(
             "the monolith had no Dockerfile: msgen wrote one (`Dockerfile` in its directory, which compose builds; `cargo build --release --bin {}`); it is yours to change",
             manifest.package

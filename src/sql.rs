@@ -197,23 +197,43 @@ pub fn word_ranges(sql: &str) -> Vec<(Range<usize>, String)> {
         .collect()
 }
 
-/// The statements of a migration, split on `;` outside strings and comments.
+/// The statements of a migration, split on `;` outside strings and comments, and
+/// outside the `BEGIN .. END` body of a `CREATE TRIGGER` (SQLite) or of a
+/// `CREATE FUNCTION|PROCEDURE .. BEGIN ATOMIC` (PostgreSQL), whose own statements
+/// end with `;` too (a `CASE .. END` inside counts as nesting).
 pub fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut start = 0;
-    let mut has_code = false;
+    let mut words: Vec<String> = Vec::new();
+    let mut depth = 0usize;
     for t in tokens(sql) {
         if t.kind == Kind::Punct(';') {
-            if has_code {
+            if depth > 0 {
+                continue;
+            }
+            if !words.is_empty() {
                 out.push(sql[start..t.range.start].trim().to_string());
             }
             start = t.range.end;
-            has_code = false;
-        } else {
-            has_code = true;
+            words.clear();
+            continue;
         }
+        let w = word(&t).unwrap_or_default().to_string();
+        let has_body = words.first().is_some_and(|f| f == "create")
+            && words
+                .iter()
+                .take(6)
+                .any(|w| matches!(w.as_str(), "trigger" | "function" | "procedure"));
+        if has_body {
+            match w.as_str() {
+                "begin" | "case" => depth += 1,
+                "end" => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        words.push(if t.kind == Kind::Str { "'".into() } else { w });
     }
-    if has_code {
+    if !words.is_empty() {
         out.push(sql[start..].trim().to_string());
     }
     out
@@ -540,6 +560,24 @@ pub fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trigger_and_atomic_bodies_are_one_statement() {
+        let sqlite = "CREATE TABLE a (id INTEGER);\nCREATE TRIGGER a_log AFTER INSERT ON a BEGIN\n  INSERT INTO log VALUES (CASE WHEN new.id > 0 THEN 'p' ELSE 'n' END);\n  UPDATE b SET n = n + 1;\nEND;\nCREATE INDEX a_id ON a (id);";
+        let got = statements(sqlite);
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(
+            got[1].starts_with("CREATE TRIGGER") && got[1].ends_with("END"),
+            "{got:#?}"
+        );
+        let atomic = "CREATE FUNCTION two() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\nSELECT two();";
+        assert_eq!(statements(atomic).len(), 2);
+        // A transaction in a migration is statements of its own.
+        assert_eq!(
+            statements("BEGIN; CREATE TABLE x (id int); COMMIT;").len(),
+            3
+        );
+    }
 
     #[test]
     fn functions_and_triggers_say_what_they_touch() {

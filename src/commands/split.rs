@@ -1052,6 +1052,7 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         has_build_script: dir.join("build.rs").is_file(),
         has_dockerfile: std::fs::symlink_metadata(dir.join("Dockerfile")).is_ok(),
         has_lock: dir.join("Cargo.lock").is_file(),
+        has_dockerignore: std::fs::symlink_metadata(dir.join(".dockerignore")).is_ok(),
         owned_elsewhere: std::collections::BTreeMap::new(),
         earlier_services: Vec::new(),
         offline_queries,
