@@ -60,6 +60,8 @@ pub struct Source {
     /// The prefixes and routes the project's services serve already (services
     /// split out earlier): a prefix shared with one of them is routed by route.
     pub service_routes: Vec<String>,
+    /// The schemas of the services split out earlier, in `services.toml`'s order.
+    pub schemas: Vec<String>,
 }
 
 /// A problem that stops the split; nothing has been written.
@@ -669,6 +671,7 @@ pub fn plan(
     // Listener, health check: the service must not take the monolith's port.
     let mut listener = None;
     let mut serve = None;
+    let mut migrate_run = None;
     // Root files first: main's listener is the one that serves.
     let mut kept_files: Vec<&Parsed> = parsed
         .iter()
@@ -686,6 +689,9 @@ pub fn plan(
         }
         if let Some(arg) = v.serve_app {
             serve.get_or_insert((f.rel.clone(), arg));
+        }
+        if let Some(arg) = v.migrate_run {
+            migrate_run.get_or_insert((f.rel.clone(), span_range(&f.text, arg)));
         }
     }
     // A `/health` the service already serves (a second one would make axum panic):
@@ -749,6 +755,29 @@ pub fn plan(
             range: text.len()..text.len(),
             with: HEALTH_FN.into(),
         });
+    }
+
+    // The service's schema exists before sqlx looks for its migration history
+    // there (the first schema of its search path), whichever starts first.
+    if let (Some(schema), Some((file, range))) = (schema, migrate_run) {
+        let text = &parsed.iter().find(|f| f.rel == file).expect("scanned").text;
+        let arg = text[range.clone()].to_string();
+        if arg.trim_start().starts_with("&mut") {
+            report.human.push(format!(
+                "{file}: the migrations run on a connection msgen cannot pass on: create schema `{schema}` before they run (`CREATE SCHEMA IF NOT EXISTS \"{schema}\"`), or the service's migration history lands in another schema"
+            ));
+        } else {
+            let end = text.len();
+            let edits = svc_edits.entry(file).or_default();
+            edits.push(Edit {
+                range,
+                with: format!("msgen_schema({arg}).await"),
+            });
+            edits.push(Edit {
+                range: end..end,
+                with: SCHEMA_FN.replace("@SCHEMA@", &schema.replace('"', "")),
+            });
+        }
     }
 
     let mut service_files = BTreeMap::new();
@@ -822,6 +851,7 @@ pub fn plan(
         module,
         service,
         schema,
+        earlier_schemas: &src.schemas,
         routes: &module_routes,
     }
     .run(&mut report);
@@ -883,7 +913,7 @@ pub fn plan(
     if !src.has_dockerfile && !edited.contains_key("Dockerfile") {
         edited.insert(
             "Dockerfile".into(),
-            monolith_dockerfile(&manifest.package, monolith_port, src.has_lock),
+            monolith_dockerfile(&manifest.bin_name, monolith_port, src.has_lock),
         );
         if !src.has_dockerignore {
             // The build context is the monolith's directory: not its local builds.
@@ -891,7 +921,7 @@ pub fn plan(
         }
         report.human.push(format!(
             "the monolith had no Dockerfile: msgen wrote one (`Dockerfile` in its directory, which compose builds; `cargo build --release --bin {}`); it is yours to change",
-            manifest.package
+            manifest.bin_name
         ));
     }
     for m in &target_mounts {
@@ -919,26 +949,42 @@ pub fn plan(
     })
 }
 
+const SCHEMA_FN: &str = r##"
+/// Added by `msgen split --from`: the service's tables and migration history live
+/// in schema `@SCHEMA@` of the monolith's database, the first of its search path;
+/// sqlx looks for its history there only if the schema exists when it starts.
+async fn msgen_schema<'a, E>(db: E) -> E
+where
+    E: sqlx::Executor<'a, Database = sqlx::Postgres> + Copy,
+{
+    let create = r#"CREATE SCHEMA IF NOT EXISTS "@SCHEMA@""#;
+    if let Err(e) = sqlx::query(create).execute(db).await {
+        eprintln!("cannot create schema @SCHEMA@: {e}");
+    }
+    db
+}
+"##;
+
 /// A Dockerfile for a monolith that has none: its own workspace, built whole.
-fn monolith_dockerfile(package: &str, port: u16, locked: bool) -> String {
+fn monolith_dockerfile(bin: &str, port: u16, locked: bool) -> String {
     format!(
         "# syntax=docker/dockerfile:1
-# The monolith `{package}`, as `msgen split --from` found it without a Dockerfile:
+# The monolith (binary `{bin}`), as `msgen split --from` found it without a Dockerfile:
 # compose builds it from this directory. Written once by msgen; yours to change.
 
 # Its dependencies decide the Rust it needs: the latest stable 1.x builds it.
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /app
 COPY . .
-RUN cargo build --release{locked} --bin {package}
+RUN cargo build --release{locked} --bin {bin}
 
 FROM debian:bookworm-slim AS runtime
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 WORKDIR /app
-COPY --from=builder /app/target/release/{package} /usr/local/bin/{package}
+COPY --from=builder /app/target/release/{bin} /usr/local/bin/{bin}
 USER 10001:10001
 EXPOSE {port}
-ENTRYPOINT [\"/usr/local/bin/{package}\"]
+ENTRYPOINT [\"/usr/local/bin/{bin}\"]
 ",
         locked = if locked { " --locked" } else { "" }
     )
@@ -1445,6 +1491,8 @@ struct Listen {
     /// The app argument of `axum::serve`, and the receiver of its
     /// `.into_make_service*()` call when there is one.
     serve_app: Option<(proc_macro2::Span, Option<proc_macro2::Span>)>,
+    /// The argument of `sqlx::migrate!(..).run(ARG)`.
+    migrate_run: Option<proc_macro2::Span>,
 }
 
 /// `#[test]`, `#[tokio::test]`, `#[cfg(test)]`: code that never serves.
@@ -1499,6 +1547,15 @@ impl<'ast> Visit<'ast> for Listen {
             }
         }
         syn::visit::visit_expr_call(self, call);
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        let migrator = matches!(&*call.receiver, syn::Expr::Macro(m)
+            if m.mac.path.segments.last().is_some_and(|s| s.ident == "migrate"));
+        if migrator && call.method == "run" && call.args.len() == 1 && self.migrate_run.is_none() {
+            self.migrate_run = Some(call.args[0].span());
+        }
+        syn::visit::visit_expr_method_call(self, call);
     }
 }
 
@@ -1713,6 +1770,8 @@ struct Manifest {
     package: String,
     /// The library's crate name (`[lib] name`, or the package's).
     lib_name: String,
+    /// The binary built from `src/main.rs` (a `[[bin]]` naming it, or the package).
+    bin_name: String,
     database: Option<Db>,
 }
 
@@ -1788,10 +1847,25 @@ impl Manifest {
             .and_then(|l| l.get("name"))
             .and_then(|n| n.as_str())
             .map_or_else(|| package.replace('-', "_"), str::to_string);
+        let bin_name = doc
+            .get("bin")
+            .and_then(|b| b.as_array_of_tables())
+            .and_then(|bins| {
+                bins.iter().find(|b| {
+                    b.get("path")
+                        .and_then(|p| p.as_str())
+                        .unwrap_or("src/main.rs")
+                        == "src/main.rs"
+                })
+            })
+            .and_then(|b| b.get("name"))
+            .and_then(|n| n.as_str())
+            .map_or_else(|| package.clone(), str::to_string);
         Ok(Self {
             doc,
             package,
             lib_name,
+            bin_name,
             database,
         })
     }

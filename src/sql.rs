@@ -202,11 +202,17 @@ pub fn word_ranges(sql: &str) -> Vec<(Range<usize>, String)> {
 /// `CREATE FUNCTION|PROCEDURE .. BEGIN ATOMIC` (PostgreSQL), whose own statements
 /// end with `;` too (a `CASE .. END` inside counts as nesting).
 pub fn statements(sql: &str) -> Vec<String> {
+    let toks = tokens(sql);
+    // A keyword is a bare word: `"end"` is a column's name.
+    let keyword = |t: &Tok| -> Option<String> {
+        let w = word(t)?;
+        (!sql[t.range.clone()].starts_with('"')).then(|| w.to_string())
+    };
     let mut out = Vec::new();
     let mut start = 0;
     let mut words: Vec<String> = Vec::new();
     let mut depth = 0usize;
-    for t in tokens(sql) {
+    for (i, t) in toks.iter().enumerate() {
         if t.kind == Kind::Punct(';') {
             if depth > 0 {
                 continue;
@@ -218,18 +224,21 @@ pub fn statements(sql: &str) -> Vec<String> {
             words.clear();
             continue;
         }
-        let w = word(&t).unwrap_or_default().to_string();
-        let has_body = words.first().is_some_and(|f| f == "create")
-            && words
-                .iter()
-                .take(6)
-                .any(|w| matches!(w.as_str(), "trigger" | "function" | "procedure"));
-        if has_body {
-            match w.as_str() {
-                "begin" | "case" => depth += 1,
-                "end" => depth = depth.saturating_sub(1),
-                _ => {}
-            }
+        let w = keyword(t).unwrap_or_default();
+        let created = |kinds: &[&str]| {
+            words.first().is_some_and(|f| f == "create")
+                && words.iter().take(6).any(|w| kinds.contains(&w.as_str()))
+        };
+        // SQLite's trigger body, or PostgreSQL's `BEGIN ATOMIC` (a parameter may
+        // be called `begin`; only these open a body).
+        let opens = w == "begin"
+            && (created(&["trigger"])
+                || (created(&["function", "procedure"])
+                    && toks.get(i + 1).and_then(keyword).as_deref() == Some("atomic")));
+        if opens || (depth > 0 && w == "case") {
+            depth += 1;
+        } else if depth > 0 && w == "end" {
+            depth -= 1;
         }
         words.push(if t.kind == Kind::Str { "'".into() } else { w });
     }
@@ -572,6 +581,11 @@ mod tests {
         );
         let atomic = "CREATE FUNCTION two() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\nSELECT two();";
         assert_eq!(statements(atomic).len(), 2);
+        // A quoted column named `end`, a parameter named `begin`: not a body.
+        let quoted = "CREATE TRIGGER t AFTER INSERT ON spans BEGIN UPDATE spans SET \"end\" = NEW.\"end\"; INSERT INTO log VALUES (1); END;\nSELECT 1;";
+        assert_eq!(statements(quoted).len(), 2, "{:#?}", statements(quoted));
+        let param = "CREATE FUNCTION in_period(begin date, finish date) RETURNS bool AS $$ SELECT true $$ LANGUAGE sql;\nCREATE TABLE x (id int);";
+        assert_eq!(statements(param).len(), 2);
         // A transaction in a migration is statements of its own.
         assert_eq!(
             statements("BEGIN; CREATE TABLE x (id int); COMMIT;").len(),

@@ -947,6 +947,13 @@ fn a_module_under_an_earlier_services_routes_gets_its_exact_routes() {
             && !config.contains("paths = [\"/api/accounts\"]"),
         "{config}"
     );
+    // The service makes its schema before sqlx looks for its history there.
+    let main = fs::read_to_string(root.join("services/accounts/src/main.rs")).unwrap();
+    assert!(
+        main.contains("sqlx::migrate!().run(msgen_schema(&db).await).await?;")
+            && main.contains("CREATE SCHEMA IF NOT EXISTS \"accounts\""),
+        "{main}"
+    );
     // The accounts module stays in the monolith for the code that uses it, and
     // the entries service, which copies it along, is told it is a service now.
     let report = fs::read_to_string(root.join("docs/split-entries.md")).unwrap();

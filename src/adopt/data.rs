@@ -30,6 +30,8 @@ pub(super) struct DataCut<'a> {
     pub service: &'a str,
     /// The service's schema in the monolith's database; `None`: a database of its own.
     pub schema: Option<&'a str>,
+    /// The schemas of the services split out earlier, in `services.toml`'s order.
+    pub earlier_schemas: &'a [String],
     /// Each module's routes, to point a read across the cut at the API that
     /// should replace it.
     pub routes: &'a BTreeMap<String, Vec<String>>,
@@ -226,6 +228,24 @@ impl DataCut<'_> {
                 q(schema)
             ));
         }
+        // The monolith reads the moved tables where they are wherever it runs,
+        // whatever its DATABASE_URL says: the database's own default search path
+        // (new sessions), and this session's (sqlx migrates on a connection of
+        // the pool it then serves with).
+        let path: Vec<String> = ["public".to_string()]
+            .into_iter()
+            .chain(self.earlier_schemas.iter().map(|s| q(s)))
+            .chain([q(schema)])
+            .collect();
+        let path = path.join(", ");
+        up.push_str(&format!(
+            "DO $msgen$\nBEGIN\n    EXECUTE format('ALTER DATABASE %I SET search_path = %s', current_database(), '{}');\n\
+             EXCEPTION WHEN insufficient_privilege THEN\n    RAISE WARNING 'msgen: not allowed to set the database''s search path; give the monolith''s DATABASE_URL options=-c search_path={}';\n\
+             END\n$msgen$;\n\
+             SET search_path = {path};\n",
+            path.replace('\'', "''"),
+            path.replace(['"', ' '], "").replace('\'', "''"),
+        ));
         if reversible {
             let mut down = String::from("-- Moves the tables back into the monolith's schema.\n");
             for t in target {
@@ -444,6 +464,7 @@ mod tests {
             module: "posts",
             service: "posts",
             schema,
+            earlier_schemas: &[],
             routes: &routes,
         }
         .run(&mut report);
@@ -456,7 +477,13 @@ mod tests {
         assert_eq!(report.tables, ["posts"]);
         let moves = &changes.monolith_files["migrations/0002_msgen_split_posts.sql"];
         assert!(
-            moves.ends_with("CREATE SCHEMA IF NOT EXISTS \"posts\";\nALTER TABLE IF EXISTS \"posts\" SET SCHEMA \"posts\";\n"),
+            moves.contains("CREATE SCHEMA IF NOT EXISTS \"posts\";\nALTER TABLE IF EXISTS \"posts\" SET SCHEMA \"posts\";\n"),
+            "{moves}"
+        );
+        assert!(
+            moves.contains(
+                "ALTER DATABASE %I SET search_path = %s', current_database(), 'public, \"posts\"')"
+            ) && moves.ends_with("SET search_path = public, \"posts\";\n"),
             "{moves}"
         );
         assert!(changes.service_files.contains_key("migrations/README.md"));

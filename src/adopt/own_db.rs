@@ -311,37 +311,39 @@ fn copy_script(
     tables: &[String],
     migrations: &BTreeMap<String, String>,
 ) -> String {
-    let q = |s: &str| s.replace('"', "\"\"");
-    let mut s = format!(
-        "#!/bin/sh\n\
-         # Written by `msgen split {service} --own-database`: copies the rows of the\n\
-         # {service} service's tables, and the positions of their sequences, from schema\n\
-         # `{schema}` of the monolith's database into the service's own database.\n\
-         # Run it once, after the service has started on its new database (its\n\
-         # migrations create the tables) and before anything writes there; stop the\n\
-         # writers of the old tables first. Needs psql.\n\
-         #   MONOLITH_DATABASE_URL=postgres://...   SERVICE_DATABASE_URL=postgres://... \\\n\
-         #   sh services/{service}/db/copy-rows.sh\n\
-         set -eu\n\
-         from=\"${{MONOLITH_DATABASE_URL:?set MONOLITH_DATABASE_URL (the monolith's database)}}\"\n\
-         to=\"${{SERVICE_DATABASE_URL:?set SERVICE_DATABASE_URL (the service's own database)}}\"\n"
-    );
-    for t in creation_order(tables, migrations) {
-        s.push_str(&format!(
-            "psql \"$from\" -X -q -v ON_ERROR_STOP=1 -c '\\copy (SELECT * FROM \"{}\".\"{}\") TO STDOUT' \\\n  | psql \"$to\" -X -q -v ON_ERROR_STOP=1 -c '\\copy \"{}\" FROM STDIN'\n",
-            q(schema),
-            q(&t),
-            q(&t)
-        ));
-    }
-    s.push_str(&format!(
-        "# Each sequence continues where it stood.\n\
-         psql \"$from\" -X -A -t -v ON_ERROR_STOP=1 -c \"SELECT format('SELECT setval(%L, %s, %s);', quote_ident(sequencename), last_value, 'true') FROM pg_sequences WHERE schemaname = '{}' AND last_value IS NOT NULL\" \\\n  | psql \"$to\" -X -q -v ON_ERROR_STOP=1\n\
-         echo \"copied {} table(s) of {service}\"\n",
-        schema.replace('\'', "''"),
-        tables.len()
-    ));
-    s
+    let order: Vec<String> = creation_order(tables, migrations);
+    let lit = |s: &str| s.replace('\'', "''");
+    format!(
+        r#"#!/bin/sh
+# Written by `msgen split {service} --own-database`: copies the rows of the
+# {service} service's tables, and the positions of their sequences, from schema
+# `{schema}` of the monolith's database into the service's own database. Every
+# table of the schema is copied: the ones the monolith made first (parents before
+# children), then those the service's own migrations added; generated columns are
+# left to the database. Run it once, after the service's migrations have made the
+# tables on its new database and before anything writes there. Needs psql.
+#   MONOLITH_DATABASE_URL=postgres://...   SERVICE_DATABASE_URL=postgres://... #   sh services/{service}/db/copy-rows.sh
+set -eu
+from="${{MONOLITH_DATABASE_URL:?set MONOLITH_DATABASE_URL (the monolith's database)}}"
+to="${{SERVICE_DATABASE_URL:?set SERVICE_DATABASE_URL (the service's own database)}}"
+schema='{schema_lit}'
+tables='{order}'
+for t in $(psql "$from" -X -A -t -v ON_ERROR_STOP=1 -c "SELECT tablename FROM pg_tables WHERE schemaname = '$schema' AND tablename <> '_sqlx_migrations' ORDER BY tablename"); do
+    case " $tables " in *" $t "*) ;; *) tables="$tables $t" ;; esac
+done
+for t in $tables; do
+    cols=$(psql "$from" -X -A -t -v ON_ERROR_STOP=1 -c "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = format('%I.%I', '$schema', '$t')::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''")
+    psql "$from" -X -q -v ON_ERROR_STOP=1 -c "\copy (SELECT $cols FROM \"$schema\".\"$t\") TO STDOUT" \
+        | psql "$to" -X -q -v ON_ERROR_STOP=1 -c "\copy \"$t\" ($cols) FROM STDIN"
+    echo "copied $t"
+done
+# Each sequence continues where it stood.
+psql "$from" -X -A -t -v ON_ERROR_STOP=1 -c "SELECT format('SELECT setval(%L, %s, true);', quote_ident(sequencename), last_value) FROM pg_sequences WHERE schemaname = '$schema' AND last_value IS NOT NULL" \
+    | psql "$to" -X -q -v ON_ERROR_STOP=1
+"#,
+        schema_lit = lit(schema),
+        order = order.join(" "),
+    )
 }
 
 #[cfg(test)]
@@ -467,12 +469,12 @@ mod tests {
             "{behind}"
         );
         assert!(
-            own.copy_script.contains("FROM \"accounts\".\"accounts\""),
+            own.copy_script.contains("tables='accounts'\n"),
             "{}",
             own.copy_script
         );
         assert!(
-            own.copy_script.contains("schemaname = 'accounts'"),
+            own.copy_script.contains("schema='accounts'"),
             "{}",
             own.copy_script
         );

@@ -58,10 +58,10 @@ pub fn run(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitC
         }
     }
     let migrations_dir = root.join("services").join(name).join("migrations");
-    if let Some(taken) = files_under(&migrations_dir)
-        .into_iter()
-        .find(|f| f.ends_with(".sql") && f.split('_').next() == Some("0"))
-    {
+    if let Some(taken) = files_under(&migrations_dir).into_iter().find(|f| {
+        let digits: String = f.chars().take_while(char::is_ascii_digit).collect();
+        f.ends_with(".sql") && digits.parse::<u128>() == Ok(0)
+    }) {
         bail!(
             "services/{name}/migrations/{taken} has version 0, which the service's first migration on its own database needs; renumber it first"
         );
@@ -165,7 +165,7 @@ fn render_report(
     let _ = writeln!(s, "\n## Steps\n");
     let _ = writeln!(
         s,
-        "1. Stop what writes the service's tables (the service), and start it on its new database: its first migration, `services/{name}/migrations/{FIRST}`, creates {} as the monolith's migrations made them; its later migrations follow.",
+        "1. Stop the service (what writes its tables), make its new database and apply its migrations there without serving traffic (`sqlx migrate run --source services/{name}/migrations`, or start it once where the gateway does not reach it): the first, `services/{name}/migrations/{FIRST}`, creates {} as the monolith's migrations made them; its later migrations follow.",
         if own.tables.is_empty() {
             "nothing (it had no table)".to_string()
         } else {
@@ -174,7 +174,7 @@ fn render_report(
     );
     let _ = writeln!(
         s,
-        "2. Copy the rows and the sequences' positions: `MONOLITH_DATABASE_URL=... SERVICE_DATABASE_URL=... sh services/{name}/db/copy-rows.sh`."
+        "2. Copy the rows and the sequences' positions: `MONOLITH_DATABASE_URL=... SERVICE_DATABASE_URL=... sh services/{name}/db/copy-rows.sh`. Then start the service on its new database (its DATABASE_URL as compose, Kubernetes and the README now give it)."
     );
     let _ = writeln!(
         s,

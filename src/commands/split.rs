@@ -757,6 +757,11 @@ fn run_from(
             }
         }
         src.earlier_services = sources_of_adopted_services(root, project)?;
+        src.schemas = project
+            .services
+            .iter()
+            .filter_map(|s| s.schema.clone())
+            .collect();
         src.service_routes = project
             .services
             .iter()
@@ -1057,6 +1062,7 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         earlier_services: Vec::new(),
         offline_queries,
         service_routes: Vec::new(),
+        schemas: Vec::new(),
     })
 }
 
