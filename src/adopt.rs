@@ -40,8 +40,11 @@ pub struct Source {
     pub manifest: String,
     /// Every `.rs` file under `src/`.
     pub files: BTreeMap<String, String>,
-    /// `migrations/*.sql`, by file name.
+    /// `<migrations_dir>/*.sql`, by file name.
     pub migrations: BTreeMap<String, String>,
+    /// Where the migrations are, relative to the crate: `migrations`, or the
+    /// directory `sqlx::migrate!("..")` names.
+    pub migrations_dir: String,
     pub has_build_script: bool,
     /// The monolith has a `Dockerfile` (compose builds it from its directory).
     pub has_dockerfile: bool,
@@ -845,6 +848,7 @@ pub fn plan(
         .collect();
     let data = data::DataCut {
         migrations: &src.migrations,
+        dir: &src.migrations_dir,
         owned_elsewhere: &src.owned_elsewhere,
         earlier: &earlier,
         parsed: &parsed,
@@ -907,7 +911,10 @@ pub fn plan(
             "the monolith has a build script (build.rs): the service was not given a copy, but one of msgen's that rebuilds it when its migrations change; merge what it needs of the monolith's".into(),
         );
     }
-    service_files.insert("build.rs".into(), MIGRATIONS_BUILD_SCRIPT.into());
+    service_files.insert(
+        "build.rs".into(),
+        migrations_build_script(&src.migrations_dir),
+    );
     // compose builds the monolith from its directory: one that has no Dockerfile
     // gets one, written once and the team's from then on.
     if !src.has_dockerfile && !edited.contains_key("Dockerfile") {
@@ -993,14 +1000,18 @@ ENTRYPOINT [\"/usr/local/bin/{bin}\"]
 /// The service's `build.rs`: `sqlx::migrate!()` embeds the migrations when the
 /// crate compiles, and cargo does not know to compile it again when one is added
 /// (`split --own-database` adds one to a crate whose code did not change).
-pub const MIGRATIONS_BUILD_SCRIPT: &str =
-    "//! Added by `msgen split --from`: `sqlx::migrate!()` embeds the migrations at
+pub fn migrations_build_script(dir: &str) -> String {
+    format!(
+        "//! Added by `msgen split --from`: `sqlx::migrate!()` embeds the migrations at
 //! compile time, so the crate is rebuilt whenever one is added or changed.
 
-fn main() {
-    println!(\"cargo:rerun-if-changed=migrations\");
+fn main() {{
+    println!(\"cargo:rerun-if-changed={}\");
+}}
+",
+        dir.replace(['\\', '"'], "")
+    )
 }
-";
 
 const LISTEN_FN: &str = "
 /// Added by `msgen split --from`: the service listens on HOST (default 0.0.0.0) and

@@ -962,3 +962,32 @@ fn a_module_under_an_earlier_services_routes_gets_its_exact_routes() {
         "{report}"
     );
 }
+
+/// Migrations where `sqlx::migrate!("./db/migrations")` says: read there, the
+/// move written there, the service's directory at the same place.
+#[test]
+fn migrations_in_another_directory_are_found_where_the_code_says() {
+    let (_d, root) = adopt("shelf");
+    fs::create_dir_all(root.join("legacy/db")).unwrap();
+    fs::rename(
+        root.join("legacy/migrations"),
+        root.join("legacy/db/migrations"),
+    )
+    .unwrap();
+    change(
+        &root,
+        "src/main.rs",
+        "sqlx::migrate!()",
+        "sqlx::migrate!(\"./db/migrations\")",
+    );
+    assert_ok(&msgen(&root, &["split", "notes", "--from", "legacy"]));
+    let moves =
+        fs::read_to_string(root.join("legacy/db/migrations/0002_msgen_split_notes.sql")).unwrap();
+    assert!(moves.contains("SET SCHEMA \"notes\""), "{moves}");
+    assert!(!root.join("legacy/migrations").exists());
+    assert!(root
+        .join("services/notes/db/migrations/README.md")
+        .is_file());
+    let build = fs::read_to_string(root.join("services/notes/build.rs")).unwrap();
+    assert!(build.contains("rerun-if-changed=db/migrations"), "{build}");
+}

@@ -21,6 +21,9 @@ use crate::sql::{
 /// The inputs of the data cut, gathered by [`super::plan`].
 pub(super) struct DataCut<'a> {
     pub migrations: &'a BTreeMap<String, String>,
+    /// Where they are, relative to the crate (`migrations`, or what
+    /// `sqlx::migrate!("..")` names); the service keeps the same place.
+    pub dir: &'a str,
     /// Tables services split out earlier own, with the service.
     pub owned_elsewhere: &'a BTreeMap<String, ServiceName>,
     /// Files of the services split out earlier (`services/<s>/src/..` → parsed).
@@ -256,12 +259,12 @@ impl DataCut<'_> {
                 ));
             }
             out.monolith_files
-                .insert(format!("migrations/{name}.up.sql"), up);
+                .insert(format!("{}/{name}.up.sql", self.dir), up);
             out.monolith_files
-                .insert(format!("migrations/{name}.down.sql"), down);
+                .insert(format!("{}/{name}.down.sql", self.dir), down);
         } else {
             out.monolith_files
-                .insert(format!("migrations/{name}.sql"), up);
+                .insert(format!("{}/{name}.sql", self.dir), up);
         }
         let file = if reversible {
             format!("{name}.up.sql")
@@ -269,7 +272,8 @@ impl DataCut<'_> {
             format!("{name}.sql")
         };
         report.migrations.push(format!(
-            "the monolith's `migrations/{file}` (new) creates schema `{schema}` and moves {} into it",
+            "the monolith's `{}/{file}` (new) creates schema `{schema}` and moves {} into it",
+            self.dir,
             if target.is_empty() {
                 "no table (the module has none yet)".to_string()
             } else {
@@ -281,7 +285,7 @@ impl DataCut<'_> {
             }
         ));
         out.service_files.insert(
-            "migrations/README.md".into(),
+            format!("{}/README.md", self.dir),
             format!(
                 "# Migrations of the {service} service\n\n\
                  Its tables live in schema `{schema}` of the monolith's database; the monolith's\n\
@@ -369,13 +373,14 @@ impl DataCut<'_> {
                     "-- Copied from the monolith's migrations/{name} by `msgen split --from`:\n-- only the statements about this service's tables.\n\n{};\n",
                     kept.join(";\n\n")
                 );
-                out.service_files.insert(format!("migrations/{name}"), body);
+                out.service_files
+                    .insert(format!("{}/{name}", self.dir), body);
             }
         }
         if !self.migrations.is_empty() && out.service_files.is_empty() {
             // `sqlx::migrate!()` needs the directory even when nothing moves.
             out.service_files
-                .insert("migrations/.gitkeep".into(), String::new());
+                .insert(format!("{}/.gitkeep", self.dir), String::new());
         }
         out
     }
@@ -463,6 +468,7 @@ mod tests {
             parsed: &parsed,
             module: "posts",
             service: "posts",
+            dir: "migrations",
             schema,
             earlier_schemas: &[],
             routes: &routes,

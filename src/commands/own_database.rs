@@ -57,13 +57,14 @@ pub fn run(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitC
             other_files.insert(path, text);
         }
     }
-    let migrations_dir = root.join("services").join(name).join("migrations");
+    let dir = src.migrations_dir.clone();
+    let migrations_dir = root.join("services").join(name).join(&dir);
     if let Some(taken) = files_under(&migrations_dir).into_iter().find(|f| {
         let digits: String = f.chars().take_while(char::is_ascii_digit).collect();
         f.ends_with(".sql") && digits.parse::<u128>() == Ok(0)
     }) {
         bail!(
-            "services/{name}/migrations/{taken} has version 0, which the service's first migration on its own database needs; renumber it first"
+            "services/{name}/{dir}/{taken} has version 0, which the service's first migration on its own database needs; renumber it first"
         );
     }
     let own = adopt::own_db::plan(&adopt::own_db::Input {
@@ -105,7 +106,7 @@ pub fn run(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitC
     let report_path = report_path_for(root, &format!("own-database-{name}"));
     let mut staged = Staged::default();
     staged.write(
-        format!("services/{name}/migrations/{FIRST}"),
+        format!("services/{name}/{dir}/{FIRST}"),
         own.migration.clone().into_bytes(),
         None,
     );
@@ -121,7 +122,7 @@ pub fn run(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitC
     if !root.join(&build_script).exists() {
         staged.write(
             build_script,
-            adopt::MIGRATIONS_BUILD_SCRIPT.as_bytes().to_vec(),
+            adopt::migrations_build_script(&dir).into_bytes(),
             None,
         );
     }
@@ -130,7 +131,7 @@ pub fn run(root: &Path, name: &str, dry_run: bool, out: Printer) -> Result<ExitC
         if dry_run { "Would give" } else { "Giving" }
     ));
     for p in [
-        format!("services/{name}/migrations/{FIRST}"),
+        format!("services/{name}/{dir}/{FIRST}"),
         format!("services/{name}/db/copy-rows.sh"),
     ] {
         out.line(format!("  {:<14} {p}", "create"));

@@ -745,7 +745,7 @@ fn run_from(
         bail!("{service_dir}/ already exists; move it away first");
     }
     if let Some(project) = &existing {
-        src.owned_elsewhere = tables_of_adopted_services(root, project)?;
+        src.owned_elsewhere = tables_of_adopted_services(root, project, &src.migrations_dir)?;
         // Tables earlier splits moved into a schema belong to its service.
         for (table, schema) in adopt::moved_tables(&src.migrations) {
             if let Some(s) = project
@@ -980,13 +980,14 @@ fn refusal(module: &str, rel: &str, r: &adopt::Refusal) -> anyhow::Error {
 fn tables_of_adopted_services(
     root: &Path,
     project: &Project,
+    migrations_dir: &str,
 ) -> Result<std::collections::BTreeMap<String, ServiceName>> {
     let mut owned = std::collections::BTreeMap::new();
     for s in project.services.iter().filter(|s| s.adopted) {
         let dir = root
             .join("services")
             .join(s.name.as_str())
-            .join("migrations");
+            .join(migrations_dir);
         for rel in files_under(&dir) {
             if !rel.ends_with(".sql") {
                 continue;
@@ -1047,7 +1048,8 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
             files.insert(format!("src/{rel}"), text);
         }
     }
-    let migrations = read_flat(&dir.join("migrations"), ".sql")?;
+    let migrations_dir = migrations_dir(&files);
+    let migrations = read_flat(&dir.join(&migrations_dir), ".sql")?;
     // sqlx's offline data, for the service's compile-time checked queries.
     let offline_queries = read_flat(&dir.join(".sqlx"), ".json")?;
     Ok(adopt::Source {
@@ -1061,9 +1063,32 @@ pub(super) fn read_monolith(dir: &Path) -> Result<adopt::Source> {
         owned_elsewhere: std::collections::BTreeMap::new(),
         earlier_services: Vec::new(),
         offline_queries,
+        migrations_dir,
         service_routes: Vec::new(),
         schemas: Vec::new(),
     })
+}
+
+/// The directory `sqlx::migrate!("..")` names in the monolith's code, relative to
+/// its crate (`migrations` when it names none).
+fn migrations_dir(files: &std::collections::BTreeMap<String, String>) -> String {
+    for text in files.values() {
+        for (at, _) in text.match_indices("migrate!(") {
+            let rest = text[at + "migrate!(".len()..].trim_start();
+            if let Some(lit) = rest.strip_prefix('"') {
+                if let Some(end) = lit.find('"') {
+                    let dir = lit[..end].trim_start_matches("./").trim_end_matches('/');
+                    let plain = !dir.is_empty()
+                        && !dir.starts_with('/')
+                        && !dir.split('/').any(|p| p == ".." || p.is_empty());
+                    if plain {
+                        return dir.to_string();
+                    }
+                }
+            }
+        }
+    }
+    "migrations".into()
 }
 
 /// The files directly in `dir` whose names end with `ext`, by name.
