@@ -233,9 +233,11 @@ pub fn plan(input: &Input) -> Result<OwnDb, Refusal> {
         .flat_map(|s| crate::sql::word_ranges(s).into_iter().map(|(_, w)| w))
         .collect();
     let mut prelude = Vec::new();
+    // Sequences the tables use by name only (`DEFAULT nextval('numbers')`).
+    let mut sequences = Vec::new();
     for (file, stmt) in untabled {
         let defined = match object(stmt) {
-            Object::Function { name, .. } => Some(name),
+            Object::Function { name, .. } => Some(("function".to_string(), name)),
             _ => {
                 let words: Vec<String> = crate::sql::word_ranges(stmt)
                     .into_iter()
@@ -245,16 +247,25 @@ pub fn plan(input: &Input) -> Result<OwnDb, Refusal> {
                 match words.as_slice() {
                     [c, kind, name, ..]
                         if c == "create"
-                            && matches!(kind.as_str(), "type" | "domain" | "extension") =>
+                            && matches!(
+                                kind.as_str(),
+                                "type" | "domain" | "extension" | "sequence"
+                            ) =>
                     {
-                        Some(name.clone())
+                        Some((kind.clone(), name.clone()))
                     }
                     _ => None,
                 }
             }
         };
+        let named = |name: &str| copied.iter().any(|c| c.contains(&format!("'{name}'")));
         match defined {
-            Some(name) if used_functions.contains(&name) || words_used.contains(&name) => {
+            Some((kind, name))
+                if used_functions.contains(&name) || words_used.contains(&name) || named(&name) =>
+            {
+                if kind == "sequence" {
+                    sequences.push(name);
+                }
                 prelude.push(stmt.clone())
             }
             _ => left_behind.push(format!(
@@ -278,7 +289,13 @@ pub fn plan(input: &Input) -> Result<OwnDb, Refusal> {
         svc = input.service
     );
     Ok(OwnDb {
-        copy_script: copy_script(input.service, input.schema, &tables, input.migrations),
+        copy_script: copy_script(
+            input.service,
+            input.schema,
+            &tables,
+            &sequences,
+            input.migrations,
+        ),
         migration,
         tables,
         left_behind,
@@ -309,6 +326,7 @@ fn copy_script(
     service: &str,
     schema: &str,
     tables: &[String],
+    sequences: &[String],
     migrations: &BTreeMap<String, String>,
 ) -> String {
     let order: Vec<String> = creation_order(tables, migrations);
@@ -339,10 +357,15 @@ for t in $tables; do
 done
 # Each sequence continues where it stood.
 psql "$from" -X -A -t -v ON_ERROR_STOP=1 -c "SELECT format('SELECT setval(%L, %s, true);', quote_ident(sequencename), last_value) FROM pg_sequences WHERE schemaname = '$schema' AND last_value IS NOT NULL" \
-    | psql "$to" -X -q -v ON_ERROR_STOP=1
+    | psql "$to" -X -q -v ON_ERROR_STOP=1 >/dev/null
+for s in {sequences}; do
+    v=$(psql "$from" -X -A -t -v ON_ERROR_STOP=1 -c "SELECT last_value FROM \"$s\"")
+    psql "$to" -X -q -v ON_ERROR_STOP=1 -c "SELECT setval('\"$s\"', $v, true)" >/dev/null
+done
 "#,
         schema_lit = lit(schema),
         order = order.join(" "),
+        sequences = sequences.join(" "),
     )
 }
 
@@ -441,7 +464,9 @@ mod tests {
             "0002_entries.sql".into(),
             "CREATE FUNCTION stamp() RETURNS trigger AS $$ BEGIN RETURN NEW; END $$ LANGUAGE plpgsql;\n\
              CREATE TRIGGER accounts_stamp BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION stamp();\n\
-             CREATE EXTENSION IF NOT EXISTS pgcrypto;\n"
+             CREATE EXTENSION IF NOT EXISTS pgcrypto;\n\
+             CREATE SEQUENCE account_numbers;\n\
+             ALTER TABLE accounts ADD COLUMN number BIGINT DEFAULT nextval('account_numbers');\n"
                 .into(),
         );
         let own = run(&m, "accounts", &[("accounts", "accounts")], &[]).unwrap();
@@ -453,6 +478,13 @@ mod tests {
         };
         assert!(at("CREATE TYPE kind") < at("CREATE TABLE accounts"));
         assert!(at("CREATE FUNCTION stamp()") < at("CREATE TRIGGER accounts_stamp"));
+        // A sequence used by name only comes first, and the script sets it.
+        assert!(at("CREATE SEQUENCE account_numbers") < at("nextval('account_numbers')"));
+        assert!(
+            own.copy_script.contains("for s in account_numbers; do"),
+            "{}",
+            own.copy_script
+        );
         assert!(
             !body.contains("INSERT") && !body.contains("SET SCHEMA") && !body.contains("pgcrypto"),
             "{body}"
