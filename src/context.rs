@@ -543,13 +543,9 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         Some(_) => search_path_query(&p.search_path(Some(s))),
         None => String::new(),
     };
-    let local_database_url = match s.database {
-        DatabaseKind::Postgres if s.schema.is_some() => {
-            with_query(&monolith_local_url(p), &db_query)
-        }
-        DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-        DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
-        DatabaseKind::None => String::new(),
+    let local_database_url = match &s.schema {
+        Some(_) => with_query(&monolith_local_url(p), &db_query),
+        None => local_url(s.database, &db_name),
     };
     let database_url = match s.database {
         DatabaseKind::Postgres => format!(
@@ -844,6 +840,15 @@ fn monolith_db_name(p: &Project) -> String {
     format!("{}_monolith", p.name.snake())
 }
 
+/// DATABASE_URL of a database of its own on this machine (README).
+fn local_url(kind: DatabaseKind, db_name: &str) -> String {
+    match kind {
+        DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+        DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
+        DatabaseKind::None => String::new(),
+    }
+}
+
 /// The adopted monolith's database on this machine: the default its code gives
 /// DATABASE_URL (services.toml `[monolith] env`), else `<project>_monolith`.
 fn monolith_local_url(p: &Project) -> String {
@@ -852,7 +857,7 @@ fn monolith_local_url(p: &Project) -> String {
         .and_then(|m| m.external.as_ref())
         .and_then(|e| e.env.iter().find(|v| v.name == "DATABASE_URL"))
         .and_then(|v| v.default.clone())
-        .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{}", monolith_db_name(p)))
+        .unwrap_or_else(|| local_url(DatabaseKind::Postgres, &monolith_db_name(p)))
 }
 
 /// `url` with the query `query` (`?..`) added to any it has.
@@ -938,11 +943,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         own_db: kind == DatabaseKind::Postgres,
         db_host: "monolith-db".into(),
         db_query: String::new(),
-        local_database_url: match kind {
-            DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            DatabaseKind::Sqlite => format!("sqlite://data/{db_name}.db"),
-            DatabaseKind::None => String::new(),
-        },
+        local_database_url: local_url(kind, &db_name),
         db_name,
         database_url,
         client_modules: sorted(depends_on.iter().map(|d| d.snake.clone())),

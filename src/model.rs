@@ -659,21 +659,22 @@ impl Project {
     /// `public`. Table names are unique across them (they all come from the
     /// monolith's one schema), so a table another context owns is read where it is.
     pub fn search_path(&self, s: Option<&Service>) -> Vec<String> {
-        let own = s.and_then(|s| s.schema.clone());
-        let mut path: Vec<String> = own.iter().cloned().collect();
-        if s.is_none() {
-            path.push("public".into());
+        let own = s.and_then(|s| s.schema.as_deref());
+        let others = self
+            .services
+            .iter()
+            .filter_map(|o| o.schema.clone())
+            .filter(|o| Some(o.as_str()) != own);
+        let public = std::iter::once("public".to_string());
+        match s {
+            None => monolith_search_path(others),
+            Some(_) => own
+                .map(str::to_string)
+                .into_iter()
+                .chain(others)
+                .chain(public)
+                .collect(),
         }
-        path.extend(
-            self.services
-                .iter()
-                .filter_map(|o| o.schema.clone())
-                .filter(|o| Some(o) != own.as_ref()),
-        );
-        if s.is_some() {
-            path.push("public".into());
-        }
-        path
     }
 
     pub fn database_kinds(&self) -> BTreeSet<DatabaseKind> {
@@ -691,6 +692,14 @@ impl Project {
             .collect();
         Port::first_free(|p| used.contains(&p)).map_or(FIRST_SERVICE_PORT, Port::get)
     }
+}
+
+/// The monolith's search path given the schemas of the services split out of it:
+/// its own `public` first, then theirs.
+pub fn monolith_search_path(schemas: impl IntoIterator<Item = String>) -> Vec<String> {
+    std::iter::once("public".to_string())
+        .chain(schemas)
+        .collect()
 }
 
 /// `<project>_<service>`, in snake case.

@@ -414,6 +414,15 @@ fn string_body(lit: &str) -> &str {
     lit.trim_matches('\'')
 }
 
+/// The first line of a statement that is code (not blank, not a comment), for
+/// messages that point at it.
+pub fn first_line(stmt: &str) -> &str {
+    stmt.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with("/*"))
+        .unwrap_or_default()
+}
+
 /// Every table the migrations create (`CREATE TABLE`).
 pub fn created_tables<'a>(migrations: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
     migrations

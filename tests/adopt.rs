@@ -190,13 +190,7 @@ fn merged_routers_with_a_shared_error_type_and_extractor_build_after_the_split()
     let tool = common::require_tool("docker-compose");
     let compose_config = |env: &str| {
         fs::write(root.join(".env"), env).unwrap();
-        let out = Command::new(&tool)
-            .args(["-f", "compose.yaml", "config", "-q"])
-            .current_dir(&root)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap();
+        let out = common::compose_config(&tool, &root);
         fs::remove_file(root.join(".env")).unwrap();
         out
     };

@@ -10,7 +10,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_ok, copy_dir, example, examples, fixture_monolith, msgen, require_tool, tree};
+use common::{
+    assert_ok, compose_config, copy_dir, example, examples, fixture_monolith, msgen, require_tool,
+    tree,
+};
 
 fn text(o: &Output) -> String {
     format!(
@@ -80,21 +83,6 @@ fn write_dot_env(root: &Path, jwt: Option<&str>) {
         })
         .collect();
     std::fs::write(root.join(".env"), env).unwrap();
-}
-
-/// `docker-compose -f compose.yaml config -q` in the project, with nothing from this
-/// process's environment but PATH and HOME (so only `.env` sets the variables).
-fn compose_config(tool: &Path, root: &Path) -> Output {
-    let mut cmd = Command::new(tool);
-    cmd.args(["-f", "compose.yaml", "config", "-q"])
-        .current_dir(root)
-        .env_clear();
-    for var in ["PATH", "HOME"] {
-        if let Some(v) = std::env::var_os(var) {
-            cmd.env(var, v);
-        }
-    }
-    cmd.output().expect("docker-compose runs")
 }
 
 #[test]

@@ -147,14 +147,7 @@ fn check_deployment(root: &Path) {
         "hadolint: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let tool = common::require_tool("docker-compose");
-    let out = std::process::Command::new(tool)
-        .args(["-f", "compose.yaml", "config", "-q"])
-        .current_dir(root)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
+    let out = common::compose_config(&common::require_tool("docker-compose"), root);
     assert!(
         out.status.success(),
         "{}",

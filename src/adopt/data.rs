@@ -235,10 +235,14 @@ impl DataCut<'_> {
         // whatever its DATABASE_URL says: the database's own default search path
         // (new sessions), and this session's (sqlx migrates on a connection of
         // the pool it then serves with).
-        let path: Vec<String> = ["public".to_string()]
-            .into_iter()
-            .chain(self.earlier_schemas.iter().map(|s| q(s)))
-            .chain([q(schema)])
+        let schemas = self
+            .earlier_schemas
+            .iter()
+            .cloned()
+            .chain([schema.to_string()]);
+        let path: Vec<String> = crate::model::monolith_search_path(schemas)
+            .iter()
+            .map(|s| q(s))
             .collect();
         let path = path.join(", ");
         up.push_str(&format!(
@@ -317,13 +321,9 @@ impl DataCut<'_> {
                 let mine: Vec<&String> = tables.iter().filter(|t| target.contains(*t)).collect();
                 if tables.is_empty() && !target.is_empty() {
                     // Types, extensions, functions: the service's tables may need them.
-                    let first_line = stmt.lines().find(|l| {
-                        let l = l.trim();
-                        !l.is_empty() && !l.starts_with("--") && !l.starts_with("/*")
-                    });
                     report.human.push(format!(
                         "migrations/{name}: `{}` names no table; copied to the service too: remove it if the service does not need it",
-                        first_line.unwrap_or_default().trim()
+                        crate::sql::first_line(&stmt)
                     ));
                     kept.push(stmt);
                     continue;
@@ -488,8 +488,8 @@ mod tests {
         );
         assert!(
             moves.contains(
-                "ALTER DATABASE %I SET search_path = %s', current_database(), 'public, \"posts\"')"
-            ) && moves.ends_with("SET search_path = public, \"posts\";\n"),
+                "ALTER DATABASE %I SET search_path = %s', current_database(), '\"public\", \"posts\"')"
+            ) && moves.ends_with("SET search_path = \"public\", \"posts\";\n"),
             "{moves}"
         );
         assert!(changes.service_files.contains_key("migrations/README.md"));

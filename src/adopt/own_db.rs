@@ -56,11 +56,7 @@ fn in_order(migrations: &BTreeMap<String, String>) -> Vec<(&String, &String)> {
 
 /// The first line of a statement, for messages.
 fn head(stmt: &str) -> String {
-    let line = stmt
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("--"))
-        .unwrap_or_default();
+    let line = crate::sql::first_line(stmt);
     if line.chars().count() > 120 {
         format!("{}...", line.chars().take(117).collect::<String>())
     } else {

@@ -314,3 +314,18 @@ impl Drop for DropDb {
         let _ = psql("postgres", &["-c", &sql]);
     }
 }
+
+/// `docker-compose -f compose.yaml config -q` in the project, with nothing from this
+/// process's environment but PATH and HOME (so only `.env` sets the variables).
+pub fn compose_config(tool: &Path, root: &Path) -> Output {
+    let mut cmd = Command::new(tool);
+    cmd.args(["-f", "compose.yaml", "config", "-q"])
+        .current_dir(root)
+        .env_clear();
+    for var in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd.output().expect("docker-compose runs")
+}
