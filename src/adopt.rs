@@ -96,6 +96,9 @@ pub struct Cut {
     /// Cargo package name of the monolith.
     pub package: String,
     pub database: Option<Db>,
+    /// Majors of the monolith's axum and sqlx (`0.7`), as its Cargo.toml asks.
+    pub axum_major: Option<String>,
+    pub sqlx_major: Option<String>,
     /// The monolith's port, as its listener shows it (or 3000).
     pub monolith_port: u16,
     /// Monolith files rewritten in place (relative path → new text).
@@ -124,6 +127,9 @@ pub struct CutReport {
     pub tables: Vec<String>,
     /// Every query site that reads a table across the cut, with its owner.
     pub cross_reads: Vec<String>,
+    /// The same, for each service split out earlier that reads a table that moves
+    /// now: added to that service's own report.
+    pub earlier_reads: BTreeMap<String, Vec<String>>,
     /// How the service's compile-time checked queries build without a database.
     pub offline: Vec<String>,
     /// Migration statements the service got, by file.
@@ -940,6 +946,8 @@ pub fn plan(
     Ok(Cut {
         package: manifest.package.clone(),
         database: manifest.database,
+        axum_major: manifest.major("axum"),
+        sqlx_major: manifest.major("sqlx"),
         monolith_port,
         monolith_edits: edited,
         service_env,
@@ -1787,6 +1795,15 @@ struct Manifest {
 }
 
 impl Manifest {
+    /// The major of a dependency's version requirement (`0.7`), if it has one.
+    fn major(&self, name: &str) -> Option<String> {
+        let dep = self.doc.get("dependencies")?.get(name)?;
+        let req = dep
+            .as_str()
+            .or_else(|| dep.get("version").and_then(|v| v.as_str()))?;
+        crate::model::requirement_major(req)
+    }
+
     fn read(text: &str) -> Result<Self, Refusal> {
         let doc: toml_edit::DocumentMut = text
             .parse()

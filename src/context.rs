@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::model::{
-    DatabaseKind, Field, FieldType, Project, RefTarget, Resource, Service, Template,
+    AxumMajor, DatabaseKind, Field, FieldType, Project, RefTarget, Resource, Service, Template,
 };
 use crate::schema::ddl::q;
 
@@ -37,6 +37,13 @@ pub struct ProjectCtx {
     pub has_events: bool,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
+    /// The axum line generated code is written against (`project.axum`).
+    pub axum: &'static str,
+    /// axum 0.7: `:param` routes, and `common` serves connections itself.
+    pub axum07: bool,
+    pub utoipa_axum: &'static str,
+    /// The sqlx line generated code is written against (`project.sqlx`).
+    pub sqlx: &'static str,
     /// Services deployed on their own (not modules of the monolith).
     pub services: Vec<ServiceCtx>,
     /// Modules of the monolith, rendered into `monolith/src/<module>/`.
@@ -497,6 +504,10 @@ impl ProjectCtx {
                 .services
                 .iter()
                 .any(|s| s.depends_on.iter().any(|d| !in_process(p, s, d.as_str()))),
+            axum: p.majors.axum.as_str(),
+            axum07: p.majors.axum == AxumMajor::V07,
+            utoipa_axum: p.majors.axum.utoipa_axum(),
+            sqlx: p.majors.sqlx.as_str(),
             sqlx_features: features
                 .iter()
                 .map(|f| format!("\"{f}\""))

@@ -215,6 +215,88 @@ impl DatabaseKind {
     }
 }
 
+/// Major versions of the crates whose types generated code is written against.
+/// An adopted monolith brings its own, and one workspace should build one of each:
+/// `split --from` sets these from the monolith's Cargo.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Majors {
+    pub axum: AxumMajor,
+    pub sqlx: SqlxMajor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AxumMajor {
+    /// `:param` routes, no `serve::Listener`.
+    V07,
+    #[default]
+    V08,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqlxMajor {
+    #[default]
+    V08,
+    /// Dynamic SQL must be asserted safe; otherwise as 0.8 for what msgen writes.
+    V09,
+}
+
+pub const AXUM_MAJORS: &[&str] = &["0.7", "0.8"];
+pub const SQLX_MAJORS: &[&str] = &["0.8", "0.9"];
+
+impl AxumMajor {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "0.7" => Some(Self::V07),
+            "0.8" => Some(Self::V08),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V07 => "0.7",
+            Self::V08 => "0.8",
+        }
+    }
+    /// utoipa-axum's line for this axum.
+    pub fn utoipa_axum(self) -> &'static str {
+        match self {
+            Self::V07 => "0.1",
+            Self::V08 => "0.2",
+        }
+    }
+}
+
+impl SqlxMajor {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "0.8" => Some(Self::V08),
+            "0.9" => Some(Self::V09),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V08 => "0.8",
+            Self::V09 => "0.9",
+        }
+    }
+}
+
+/// The major (`0.7`, `1`) of a Cargo version requirement such as `^0.7.4` or `1.2`.
+pub fn requirement_major(req: &str) -> Option<String> {
+    let v = req.trim().trim_start_matches(['^', '=', '~', ' ']);
+    let mut parts = v.split('.');
+    let first = parts.next()?.trim();
+    first.parse::<u64>().ok()?;
+    if first == "0" {
+        let second = parts.next()?.trim();
+        second.parse::<u64>().ok()?;
+        Some(format!("0.{second}"))
+    } else {
+        Some(first.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Template {
@@ -535,6 +617,7 @@ pub struct Gateway {
 pub struct Project {
     pub name: ProjectName,
     pub default_database: DatabaseKind,
+    pub majors: Majors,
     pub gateway: Gateway,
     pub monolith: Option<Monolith>,
     pub services: Vec<Service>,
@@ -1305,6 +1388,32 @@ impl Validator<'_> {
         kind
     }
 
+    /// `project.axum` / `project.sqlx`: `None` when unset or (reported) invalid.
+    fn major<T>(
+        &mut self,
+        raw: &Option<Spanned<String>>,
+        key: &str,
+        accepted: &[&str],
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let v = raw.as_ref()?;
+        let parsed = parse(v.get_ref());
+        if parsed.is_none() {
+            let list: Vec<String> = accepted.iter().map(|a| format!("\"{a}\"")).collect();
+            self.err(
+                v,
+                key,
+                format!(
+                    "{:?} is not a supported major version; accepted: {}",
+                    v.get_ref(),
+                    list.join(", ")
+                ),
+                None,
+            );
+        }
+        parsed
+    }
+
     fn project(&mut self, raw: RawConfig) -> Option<Project> {
         let rp = raw.project.into_inner();
         let name = match ProjectName::parse(rp.name.get_ref()) {
@@ -1322,6 +1431,15 @@ impl Validator<'_> {
                 .database(d, "project.database")
                 .unwrap_or(DatabaseKind::Postgres),
             None => DatabaseKind::Postgres,
+        };
+
+        let majors = Majors {
+            axum: self
+                .major(&rp.axum, "project.axum", AXUM_MAJORS, AxumMajor::parse)
+                .unwrap_or_default(),
+            sqlx: self
+                .major(&rp.sqlx, "project.sqlx", SQLX_MAJORS, SqlxMajor::parse)
+                .unwrap_or_default(),
         };
 
         let (gateway_port, timeout_secs) = match raw.gateway {
@@ -1487,6 +1605,7 @@ impl Validator<'_> {
         Some(Project {
             name: name?,
             default_database,
+            majors,
             gateway: Gateway {
                 port: gateway_port?,
                 timeout_secs,
@@ -2118,6 +2237,22 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn majors_of_version_requirements() {
+        for (req, major) in [
+            ("0.7", Some("0.7")),
+            ("^0.7.4", Some("0.7")),
+            ("=0.8.1", Some("0.8")),
+            ("~0.9", Some("0.9")),
+            ("1.2", Some("1")),
+            ("*", None),
+            ("", None),
+            ("0", None),
+        ] {
+            assert_eq!(requirement_major(req).as_deref(), major, "{req}");
+        }
+    }
 
     #[test]
     fn sections_are_named_as_key_paths() {

@@ -47,6 +47,12 @@ pub struct RawProject {
     /// Database kind of every service that does not name one.
     #[serde(default)]
     pub database: Option<Spanned<String>>,
+    /// Major version of axum the generated crates use ("0.7" or "0.8").
+    #[serde(default)]
+    pub axum: Option<Spanned<String>>,
+    /// Major version of sqlx the generated crates use ("0.8" or "0.9").
+    #[serde(default)]
+    pub sqlx: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

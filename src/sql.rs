@@ -289,6 +289,23 @@ pub fn tables_in(sql: &str) -> Vec<String> {
     out
 }
 
+/// Names written with the `public.` schema (`public.posts` → `posts`): a search
+/// path does not follow such a name when its table moves to another schema.
+pub fn public_names(sql: &str) -> Vec<String> {
+    let toks = tokens(sql);
+    let mut out: Vec<String> = Vec::new();
+    for w in toks.windows(3) {
+        if let (Kind::Word(schema), Kind::Punct('.'), Kind::Word(name)) =
+            (&w[0].kind, &w[1].kind, &w[2].kind)
+        {
+            if schema == "public" && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Tables a statement writes: INSERT INTO, UPDATE, DELETE FROM, TRUNCATE, DDL.
 pub fn written_tables(sql: &str) -> Vec<String> {
     let words = words(sql);
@@ -697,6 +714,17 @@ mod tests {
             vec!["posts"]
         );
         assert!(written_tables("SELECT * FROM posts").is_empty());
+    }
+
+    #[test]
+    fn names_pinned_to_the_public_schema() {
+        assert_eq!(
+            public_names(
+                "SELECT p.id FROM public.posts p JOIN \"public\".\"Tags\" t ON true -- public.no"
+            ),
+            ["posts", "Tags"]
+        );
+        assert!(public_names("SELECT 'public.posts' FROM posts").is_empty());
     }
 
     #[test]

@@ -739,6 +739,21 @@ fn modules_sharing_a_prefix_split_one_at_a_time() {
         config.contains("routes = [\"/api/things\", \"/api/things/{id}\"]"),
         "{config}"
     );
+    // shelf is on axum 0.7: what msgen generates follows it, and says so.
+    assert!(
+        config.contains("axum = \"0.7\"") && !config.contains("sqlx ="),
+        "{config}"
+    );
+    let workspace = fs::read_to_string(first.join("Cargo.toml")).unwrap();
+    assert!(
+        workspace.contains("axum = { version = \"0.7\""),
+        "{workspace}"
+    );
+    let report = fs::read_to_string(first.join("docs/split-things.md")).unwrap();
+    assert!(
+        report.contains("now use the monolith's axum 0.7 (`[project] axum` in services.toml)"),
+        "{report}"
+    );
 
     let (dir, root) = adopt("shelf");
     let out = msgen(&root, &["split", "notes", "--from", "legacy"]);
@@ -954,6 +969,52 @@ fn a_module_under_an_earlier_services_routes_gets_its_exact_routes() {
     assert!(
         report.contains("src/entries.rs:9 uses `crate::accounts`: a call into `accounts`, which is service `accounts` since an earlier split"),
         "{report}"
+    );
+}
+
+/// `generate` says when services.toml's majors and the monolith's part ways (a
+/// project split before msgen followed them, or a hand edit).
+#[test]
+fn generate_warns_when_the_monolith_is_on_another_axum() {
+    let (_d, root) = adopt("shelf");
+    assert_ok(&msgen(&root, &["split", "notes", "--from", "legacy"]));
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    fs::write(
+        root.join("services.toml"),
+        config.replace("axum = \"0.7\"\n", ""),
+    )
+    .unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("warning: legacy/Cargo.toml asks for axum 0.7, the generated crates use axum 0.8: the workspace builds both (set `axum = \"0.7\"` under [project] in services.toml)"),
+        "{said}"
+    );
+}
+
+/// A later split that moves a table an earlier service reads (orders joins
+/// products; catalog leaves after orders) tells that service, in its own report
+/// too, and puts the new schema on its search path.
+#[test]
+fn a_later_split_tells_the_earlier_service_whose_reads_it_moves() {
+    let (_d, root) = adopt("joined");
+    assert_ok(&msgen(&root, &["split", "orders", "--from", "legacy"]));
+    let before = fs::read_to_string(root.join("docs/split-orders.md")).unwrap();
+    assert_ok(&msgen(&root, &["split", "catalog", "--from", "legacy"]));
+    let report = fs::read_to_string(root.join("docs/split-orders.md")).unwrap();
+    assert!(report.starts_with(&before), "{report}");
+    let added = &report[before.len()..];
+    assert!(
+        added.contains("## Since `msgen split catalog --from legacy`")
+            && added
+                .contains("service `orders` reads `products`, which moves to service `catalog`"),
+        "{added}"
+    );
+    let compose = fs::read_to_string(root.join("compose.yaml")).unwrap();
+    assert!(
+        compose.contains("search_path%3Dorders%2Ccatalog%2Cpublic"),
+        "{compose}"
     );
 }
 

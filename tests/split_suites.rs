@@ -119,7 +119,22 @@ fn suite(fixture: &str, binary: &str, addr_env: &str, modules: &[&str], script: 
         }
     }
     assert_ok(&msgen(&root, &["generate", "--check"]));
+    one_of_each(&root);
     check_deployment(&root);
+}
+
+/// The workspace builds one axum and one sqlx: what msgen generates follows the
+/// monolith's majors (shelf is on axum 0.7, the ledger on sqlx 0.9).
+fn one_of_each(root: &Path) {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    for name in ["axum", "sqlx"] {
+        let versions: Vec<&str> = lock
+            .split("[[package]]")
+            .filter(|p| p.contains(&format!("\nname = \"{name}\"\n")))
+            .filter_map(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+            .collect();
+        assert_eq!(versions.len(), 1, "{name}: {versions:?} in the workspace");
+    }
 }
 
 /// The deployment files of the finished project are valid: compose resolves, and

@@ -707,3 +707,28 @@ fn nul_bytes_and_huge_numbers_are_named() {
         ],
     );
 }
+
+#[test]
+fn the_majors_of_generated_code_are_checked() {
+    let text = GOOD.replace(
+        "name = \"shop\"\n",
+        "name = \"shop\"\naxum = \"0.6\"\nsqlx = \"1\"\n",
+    );
+    fails_with(
+        &text,
+        &[
+            "services.toml:3:8",
+            "`project.axum`",
+            "\"0.6\" is not a supported major version; accepted: \"0.7\", \"0.8\"",
+            "services.toml:4:8",
+            "`project.sqlx`",
+            "accepted: \"0.8\", \"0.9\"",
+        ],
+    );
+    let text = GOOD.replace(
+        "name = \"shop\"\n",
+        "name = \"shop\"\naxum = \"0.7\"\nsqlx = \"0.9\"\n",
+    );
+    let (code, err, _dir) = validate(text.as_bytes());
+    assert_eq!(code, 0, "{err}");
+}

@@ -7,10 +7,18 @@ mod common;
 use common::{assert_ok, cargo, example, examples, msgen, require_postgres, CARGO_LOCK};
 
 fn check_example(name: &str) {
+    check_example_with(name, "");
+}
+
+/// `project` holds more `[project]` keys for the example, e.g. its majors.
+fn check_example_with(name: &str, project: &str) {
     require_postgres();
     common::require_nats();
     let dir = tempfile::tempdir().unwrap();
-    let config = example(name);
+    let text = std::fs::read_to_string(example(name)).unwrap();
+    let text = text.replacen("[project]\n", &format!("[project]\n{project}"), 1);
+    let config = dir.path().join("services.toml");
+    std::fs::write(&config, text).unwrap();
     assert_ok(&msgen(
         dir.path(),
         &["new", name, "--yes", "--config", config.to_str().unwrap()],
@@ -48,4 +56,17 @@ fn monolith_workspace_builds_and_passes_its_tests() {
 #[test]
 fn platform_workspace_builds_and_passes_its_tests() {
     check_example("platform");
+}
+
+/// The crates msgen generates follow an adopted monolith's majors: axum 0.7 (its
+/// route syntax; `common` serves connections itself) and sqlx 0.9. The monolith's
+/// modules and the PostgreSQL, SQLite and database-less services, built and tested.
+#[test]
+fn monolith_workspace_on_axum_0_7_and_sqlx_0_9_builds_and_passes_its_tests() {
+    check_example_with("monolith", "axum = \"0.7\"\nsqlx = \"0.9\"\n");
+}
+
+#[test]
+fn mixed_workspace_on_axum_0_7_and_sqlx_0_9_builds_and_passes_its_tests() {
+    check_example_with("mixed", "axum = \"0.7\"\nsqlx = \"0.9\"\n");
 }

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{sql_literals, CutReport, Parsed};
 use crate::model::ServiceName;
 use crate::sql::{
-    created_tables, moved_table, statements, strip_foreign_keys, tables_in, written_tables,
+    created_tables, moved_table, public_names, statements, strip_foreign_keys, tables_in,
+    written_tables,
 };
 
 /// The inputs of the data cut, gathered by [`super::plan`].
@@ -54,6 +55,8 @@ struct Site {
     at: String,
     reads: Vec<String>,
     writes: Vec<String>,
+    /// Tables it names as `public.<table>`.
+    pinned: Vec<String>,
 }
 
 fn sites(f: &Parsed, rel: &str, known: &dyn Fn(&String) -> bool) -> Vec<Site> {
@@ -63,6 +66,10 @@ fn sites(f: &Parsed, rel: &str, known: &dyn Fn(&String) -> bool) -> Vec<Site> {
             at: format!("{rel}:{line}"),
             reads: tables_in(&sql).into_iter().filter(|t| known(t)).collect(),
             writes: written_tables(&sql)
+                .into_iter()
+                .filter(|t| known(t))
+                .collect(),
+            pinned: public_names(&sql)
                 .into_iter()
                 .filter(|t| known(t))
                 .collect(),
@@ -177,21 +184,45 @@ impl DataCut<'_> {
                 ));
             }
         }
+        // A name pinned to `public.` is not found through the search path once its
+        // table moves into the schema.
+        let pin = |s: &Site, report: &mut CutReport| {
+            let Some(schema) = self.schema else { return };
+            for t in s.pinned.iter().filter(|t| target.contains(*t)) {
+                report.human.push(format!(
+                    "{}: names `public.{t}`, but `{t}` moves to schema `{schema}`, where that name no longer finds it: write `{t}` (the search path finds it) or `{schema}.{t}`",
+                    s.at
+                ));
+            }
+        };
+        for s in &mine {
+            pin(s, report);
+        }
+        for (_, s) in &theirs {
+            pin(s, report);
+        }
         // Services split out earlier that read a table that moves now.
         for (svc, f) in self.earlier {
             for s in sites(f, &format!("services/{}/{}", svc.as_str(), f.rel), &known) {
+                pin(&s, report);
                 for t in s.reads.iter().filter(|t| target.contains(*t)) {
                     let how = match self.schema {
                         Some(schema) => format!("its search path lists schema `{schema}` now (compose, Kubernetes, README), so it keeps reading it; add `{schema}` where you set its DATABASE_URL yourself"),
                         None => "its database has no copy".into(),
                     };
-                    report.cross_reads.push(format!(
+                    let line = format!(
                         "{}: service `{}` reads `{t}`, which moves to service `{}`: {how}; call `{}`'s API instead{my_routes}",
                         s.at,
                         svc.as_str(),
                         self.service,
                         self.service
-                    ));
+                    );
+                    report
+                        .earlier_reads
+                        .entry(svc.as_str().to_string())
+                        .or_default()
+                        .push(line.clone());
+                    report.cross_reads.push(line);
                 }
             }
         }
@@ -447,7 +478,7 @@ mod tests {
             file(
                 "src/auth.rs",
                 "auth",
-                "fn q() {\n    let _ = \"INSERT INTO accounts DEFAULT VALUES\";\n    let _ = \"SELECT count(*) FROM posts\";\n}",
+                "fn q() {\n    let _ = \"INSERT INTO accounts DEFAULT VALUES\";\n    let _ = \"SELECT count(*) FROM public.posts\";\n}",
             ),
         ];
         (migrations, parsed)
@@ -499,6 +530,11 @@ mod tests {
                 "src/posts.rs:1: the module reads `accounts`, owned by the monolith's module `auth`: call its API instead: /api/login; read in place for now through the search path (`accounts` stays in the monolith's schema)",
                 "src/auth.rs:3: the monolith reads `posts`, which moves to schema `posts`; it is read there through the search path for now: call service `posts`'s API instead: /api/posts",
             ]
+        );
+        // A name pinned to `public.` would not follow its table.
+        assert_eq!(
+            report.human,
+            ["src/auth.rs:3: names `public.posts`, but `posts` moves to schema `posts`, where that name no longer finds it: write `posts` (the search path finds it) or `posts.posts`"]
         );
     }
 

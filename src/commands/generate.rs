@@ -25,6 +25,9 @@ pub fn run(
     out: Printer,
 ) -> Result<ExitCode> {
     let project = load(root)?;
+    for w in majors_drift(root, &project) {
+        crate::emit(&format!("warning: {w}\n"));
+    }
     let mode = if check {
         Mode::Check
     } else if dry_run {
@@ -33,6 +36,56 @@ pub fn run(
         Mode::Apply
     };
     render_into(root, &project, None, &Staged::default(), mode, schema, out)
+}
+
+/// Where an adopted monolith's axum or sqlx major is not the one generated code
+/// is written for (`[project] axum`, `sqlx`): the workspace would build two.
+fn majors_drift(root: &Path, project: &Project) -> Vec<String> {
+    use crate::model::{requirement_major, AxumMajor, SqlxMajor};
+    let Some(ext) = project.monolith.as_ref().and_then(|m| m.external.as_ref()) else {
+        return Vec::new();
+    };
+    let manifest = format!("{}/Cargo.toml", ext.path);
+    let Ok(doc) = std::fs::read_to_string(root.join(&manifest))
+        .unwrap_or_default()
+        .parse::<toml_edit::DocumentMut>()
+    else {
+        return Vec::new();
+    };
+    let major = |name: &str| {
+        let dep = doc.get("dependencies")?.get(name)?;
+        let req = dep
+            .as_str()
+            .or_else(|| dep.get("version").and_then(|v| v.as_str()))?;
+        requirement_major(req)
+    };
+    let mut out = Vec::new();
+    let mut drift = |name: &str, theirs: Option<String>, ours: &str, supported: bool| {
+        if let Some(theirs) = theirs.filter(|t| t != ours) {
+            let fix = if supported {
+                format!("set `{name} = \"{theirs}\"` under [project] in {CONFIG_FILE}")
+            } else {
+                format!("msgen generates for other majors only; upgrade the monolith's {name}")
+            };
+            out.push(format!(
+                "{manifest} asks for {name} {theirs}, the generated crates use {name} {ours}: the workspace builds both ({fix})"
+            ));
+        }
+    };
+    let axum = major("axum");
+    let supported = axum.as_deref().and_then(AxumMajor::parse).is_some();
+    drift("axum", axum, project.majors.axum.as_str(), supported);
+    // sqlx matters only where generated code uses it beside the monolith's.
+    if project
+        .services
+        .iter()
+        .any(|s| !s.adopted && s.database != crate::model::DatabaseKind::None)
+    {
+        let sqlx = major("sqlx");
+        let supported = sqlx.as_deref().and_then(SqlxMajor::parse).is_some();
+        drift("sqlx", sqlx, project.majors.sqlx.as_str(), supported);
+    }
+    out
 }
 
 /// Renders `project` into `root`. `config`, when given, is the command's edit of

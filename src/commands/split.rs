@@ -856,10 +856,17 @@ fn run_from(
             m.insert("env", toml_edit::value(env_array(&cut.monolith_env)));
         }
     }
+    let versions = follow_majors(&mut doc, &cut);
     config.text = doc.to_string();
     let new_project = Project::parse(&config.text, &config_path)?;
 
-    let report = adopted_report(module, &service, &rel, port, schema.as_deref(), &cut);
+    let mut report = adopted_report(module, &service, &rel, port, schema.as_deref(), &cut);
+    if !versions.is_empty() {
+        report.push_str("\n## Versions\n\n");
+        for v in &versions {
+            let _ = writeln!(report, "- {v}");
+        }
+    }
     let report_path = report_path(root, &service);
     let mut staged = Staged::default();
     for (p, text) in &cut.service_files {
@@ -896,6 +903,20 @@ fn run_from(
         }
     }
     staged.write(report_path.clone(), report.clone().into_bytes(), None);
+    // A service split earlier that reads a table this split moves hears of it in
+    // its own report too.
+    for (earlier, lines) in &cut.report.earlier_reads {
+        let path = format!("docs/split-{earlier}.md");
+        let mut text = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let _ = writeln!(text, "\n## Since `msgen split {module} --from {rel}`\n");
+        for l in lines {
+            let _ = writeln!(text, "- {l}");
+        }
+        staged.write(path, text.into_bytes(), None);
+    }
 
     out.line(format!(
         "{} module `{module}` out of {rel}/ into {service_dir}/:",
@@ -953,6 +974,53 @@ pub(super) fn apply_with_report(
 }
 
 /// `env = ["NAME", "NAME=default"]` as services.toml writes it.
+/// Sets `[project] axum` and `sqlx` to the monolith's majors, so that the crates
+/// msgen generates build against the same axum and sqlx as the adopted code: one
+/// version of each in the workspace. Says what it did, and what it could not.
+fn follow_majors(doc: &mut toml_edit::DocumentMut, cut: &adopt::Cut) -> Vec<String> {
+    use crate::model::{AxumMajor, SqlxMajor, SQLX_MAJORS};
+    let mut notes = Vec::new();
+    let Some(project) = doc.get_mut("project").and_then(|p| p.as_table_like_mut()) else {
+        return notes;
+    };
+    let mut follow = |key: &str, want: Option<&'static str>, default: &str| {
+        let had = project
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let Some(want) = want else { return };
+        if want == default {
+            project.remove(key);
+        } else {
+            project.insert(key, toml_edit::value(want));
+        }
+        if had.as_deref().unwrap_or(default) != want {
+            notes.push(format!(
+                "the crates msgen generates (gateway, common, and any service you add) now use the monolith's {key} {want} (`[project] {key}` in services.toml), so the workspace builds one {key}"
+            ));
+        }
+    };
+    let axum = cut.axum_major.as_deref().and_then(AxumMajor::parse);
+    follow(
+        "axum",
+        axum.map(AxumMajor::as_str),
+        AxumMajor::default().as_str(),
+    );
+    let sqlx = cut.sqlx_major.as_deref().and_then(SqlxMajor::parse);
+    follow(
+        "sqlx",
+        sqlx.map(SqlxMajor::as_str),
+        SqlxMajor::default().as_str(),
+    );
+    if let (Some(m), None) = (&cut.sqlx_major, sqlx) {
+        notes.push(format!(
+            "the monolith uses sqlx {m}; msgen generates code for sqlx {} only, so a service you add with a database brings a second sqlx into the workspace (upgrading the monolith's sqlx avoids it)",
+            SQLX_MAJORS.join(" or ")
+        ));
+    }
+    notes
+}
+
 fn env_array(vars: &[crate::model::EnvVar]) -> toml_edit::Array {
     let mut a = toml_edit::Array::new();
     for v in vars {
