@@ -32,6 +32,71 @@ fn msgen_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("msgen runs")
 }
 
+/// `msgen new` writes `.env` with a fresh secret, so that the printed next step
+/// (`docker compose up --build`) works as printed: compose resolves with it. The
+/// secret is the user's: owner-only, never printed, not in msgen's records, new
+/// each time, and an existing `.env` is kept.
+#[test]
+fn new_writes_a_dot_env_with_a_fresh_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = msgen(dir.path(), &["new", "app", "--yes"]);
+    assert_ok(&out);
+    let root = dir.path().join("app");
+    let env = fs::read_to_string(root.join(".env")).unwrap();
+    let secret = env
+        .lines()
+        .find_map(|l| l.strip_prefix("JWT_SECRET="))
+        .expect("a JWT_SECRET line");
+    assert!(
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{secret}"
+    );
+    let example = fs::read_to_string(root.join(".env.example")).unwrap();
+    assert_eq!(env, example.replace("JWT_SECRET=\n", &format!("JWT_SECRET={secret}\n")));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(root.join(".env")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    assert!(!stdout(&out).contains(secret) && !stderr(&out).contains(secret));
+    let ignored = fs::read_to_string(root.join(".gitignore")).unwrap();
+    assert!(ignored.lines().any(|l| l == ".env"), "{ignored}");
+    for entry in walk(&root.join(".msgen")) {
+        let bytes = fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    // Regeneration leaves it alone.
+    assert_ok(&msgen(&root, &["generate"]));
+    assert_eq!(fs::read_to_string(root.join(".env")).unwrap(), env);
+    // Another project, another secret.
+    assert_ok(&msgen(dir.path(), &["new", "other", "--yes", "--quiet"]));
+    let other = fs::read_to_string(dir.path().join("other/.env")).unwrap();
+    assert!(!other.contains(secret));
+    // The next step works as printed: compose resolves with this .env.
+    let tool = common::require_tool("docker-compose");
+    let config = common::compose_config(&tool, &root);
+    assert!(config.status.success(), "{}", stderr(&config));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn new_prints_a_summary_and_the_next_steps() {
     let dir = tempfile::tempdir().unwrap();

@@ -135,10 +135,59 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
             ));
         }
     }
-    if mode == Mode::Apply {
+    if mode == Mode::Apply && code == ExitCode::SUCCESS {
+        write_env(&root)?;
         out.next_steps(&args.name.display().to_string(), &project);
     }
     Ok(code)
+}
+
+/// Writes `.env` (git-ignored, owner-only) from the `.env.example` just rendered,
+/// with a fresh random `JWT_SECRET`, so that `docker compose up` works as the next
+/// steps say. Never printed, and outside msgen's records: the secret is the
+/// user's alone. An existing `.env` is left as it is.
+fn write_env(root: &Path) -> Result<()> {
+    let path = root.join(".env");
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Ok(());
+    }
+    let example = std::fs::read_to_string(root.join(".env.example"))
+        .with_context(|| format!("cannot read {}", root.join(".env.example").display()))?;
+    let text = with_secret(&example, &fresh_secret()?);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// 32 bytes from the operating system's random source, in hex.
+fn fresh_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no random source for JWT_SECRET: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `.env.example` with its empty `JWT_SECRET=` line filled in.
+fn with_secret(example: &str, secret: &str) -> String {
+    example
+        .split_inclusive('\n')
+        .map(|line| {
+            if line.trim_end() == "JWT_SECRET=" {
+                format!("JWT_SECRET={secret}\n")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The answers to `msgen new`'s questions; `None` keeps what the file says.

@@ -195,8 +195,13 @@ impl Printer {
         } else {
             String::new()
         };
+        let env = if project.auth_service().is_some() {
+            "with .env, which holds a fresh JWT_SECRET"
+        } else {
+            "with .env"
+        };
         self.line(format!(
-            "\n{BOLD}Next steps:{BOLD:#}\n  cd {dir}\n  cargo build\n  cargo test{test_note}\n  cp .env.example .env && docker compose up --build   {DIM}# or without Docker: README.md, \"Develop\"{DIM:#}"
+            "\n{BOLD}Next steps:{BOLD:#}\n  cd {dir}\n  cargo build\n  cargo test{test_note}\n  docker compose up --build   {DIM}# {env}; or without Docker: README.md, \"Develop\"{DIM:#}"
         ));
     }
 }
