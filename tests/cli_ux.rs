@@ -52,11 +52,17 @@ fn new_writes_a_dot_env_with_a_fresh_secret() {
         "{secret}"
     );
     let example = fs::read_to_string(root.join(".env.example")).unwrap();
-    assert_eq!(env, example.replace("JWT_SECRET=\n", &format!("JWT_SECRET={secret}\n")));
+    assert_eq!(
+        env,
+        example.replace("JWT_SECRET=\n", &format!("JWT_SECRET={secret}\n"))
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = fs::metadata(root.join(".env")).unwrap().permissions().mode();
+        let mode = fs::metadata(root.join(".env"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
     assert!(!stdout(&out).contains(secret) && !stderr(&out).contains(secret));
