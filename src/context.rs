@@ -185,6 +185,17 @@ pub struct ServiceCtx {
     pub is_postgres: bool,
     pub is_sqlite: bool,
     pub is_auth: bool,
+    /// Its API routes check the caller's token themselves (`common::auth`): the
+    /// project has an auth service and this service is not public.
+    pub protected: bool,
+    /// Reads `JWT_SECRET`: it issues tokens, checks them, or signs its calls to a
+    /// protected service.
+    pub needs_jwt: bool,
+    /// Some service it calls over HTTP is protected: its calls carry a token.
+    pub signs_calls: bool,
+    /// A resource path the service protects, for the generated 401 test; empty
+    /// when nothing is protected.
+    pub protected_probe: String,
     /// What an adopted service's code reads from the environment.
     pub env: Vec<EnvCtx>,
     /// Some of it has no default: the service's Kubernetes Secret holds it.
@@ -264,6 +275,8 @@ pub struct DepCtx {
     pub host: String,
     /// Called in process: both sides are modules of the monolith.
     pub in_process: bool,
+    /// Called over HTTP and protected: the calls carry the caller's service token.
+    pub protected: bool,
     pub resources: Vec<ResourceCtx>,
     /// `<snake>_service_url: "<url>".into(),` in `Config::defaults`, laid out as
     /// rustfmt does.
@@ -591,6 +604,16 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         is_postgres: s.database == DatabaseKind::Postgres,
         is_sqlite: s.database == DatabaseKind::Sqlite,
         is_auth: s.template == Template::Auth,
+        protected: protects(p, s) && !resources.is_empty(),
+        needs_jwt: p.auth_service().is_some()
+            && (s.template == Template::Auth
+                || (protects(p, s) && !resources.is_empty())
+                || depends_on.iter().any(|d| d.protected)),
+        signs_calls: depends_on.iter().any(|d| d.protected),
+        protected_probe: match (protects(p, s), resources.first()) {
+            (true, Some(r)) => r.path.clone(),
+            _ => String::new(),
+        },
         env: s
             .env
             .iter()
@@ -748,6 +771,12 @@ fn in_process(p: &Project, s: &Service, dep: &str) -> bool {
     s.in_monolith && p.service(dep).is_some_and(|d| d.in_monolith)
 }
 
+/// Whether a service's API routes need a token: there is an auth service to issue
+/// one, and the service is neither public, the auth service, nor adopted code.
+fn protects(p: &Project, s: &Service) -> bool {
+    p.auth_service().is_some() && !s.public && s.template != Template::Auth && !s.adopted
+}
+
 fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
     let (host, port) = match (&p.monolith, d.in_monolith) {
         (Some(m), true) => ("monolith".to_string(), m.port.get()),
@@ -779,6 +808,7 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
         url,
         host,
         in_process: in_process(p, s, d.name.as_str()),
+        protected: !in_process(p, s, d.name.as_str()) && protects(p, d),
         resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
     }
 }
@@ -936,6 +966,14 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         is_postgres: kind == DatabaseKind::Postgres,
         is_sqlite: kind == DatabaseKind::Sqlite,
         is_auth: modules.iter().any(|m| m.is_auth),
+        protected: modules.iter().any(|m| m.protected),
+        needs_jwt: modules.iter().any(|m| m.needs_jwt) || depends_on.iter().any(|d| d.protected),
+        signs_calls: depends_on.iter().any(|d| d.protected),
+        protected_probe: modules
+            .iter()
+            .map(|m| m.protected_probe.clone())
+            .find(|p| !p.is_empty())
+            .unwrap_or_default(),
         env: Vec::new(),
         secret_env: false,
         public: false,
