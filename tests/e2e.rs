@@ -95,10 +95,11 @@ fn service_env(
             format!("e2e{run_id}{database}"),
         ),
     ];
-    match s {
-        "auth" => env.push(("JWT_SECRET".into(), JWT_SECRET.into())),
-        "blog" => env.push(("USER_SERVICE_URL".into(), user_url.into())),
-        _ => {}
+    // The auth service signs tokens, user and blog check them (and blog signs its
+    // calls to user).
+    env.push(("JWT_SECRET".into(), JWT_SECRET.into()));
+    if s == "blog" {
+        env.push(("USER_SERVICE_URL".into(), user_url.into()));
     }
     env
 }
@@ -183,6 +184,24 @@ fn run_system(database: &str) {
         None,
     );
     assert_eq!(status, 401);
+    // The services check tokens themselves: the gateway is not the only door.
+    for (s, resources) in [("user", "users"), ("blog", "posts")] {
+        let direct = format!("{}/api/v1/{resources}", url_of(s));
+        let (status, body) = call("GET", &direct, None, None);
+        assert_eq!(
+            (status, &body["success"]),
+            (401, &json!(false)),
+            "{direct}: {body}"
+        );
+        let (status, _) = call("POST", &direct, None, Some(json!({})));
+        assert_eq!(status, 401, "{direct}");
+        let (status, _) = call("GET", &direct, Some("forged.token.here"), None);
+        assert_eq!(status, 401, "{direct}");
+        let (status, body) = call("GET", &direct, t, None);
+        assert_eq!(status, 200, "{direct}: {body}");
+        let (status, _) = call("GET", &format!("{}/health/ready", url_of(s)), None, None);
+        assert_eq!(status, 200);
+    }
 
     // Users: create, read, update, list.
     let user = json!({"email": "ada@example.com", "display_name": "Ada", "age": 36});
@@ -522,6 +541,7 @@ fn a_split_monolith_answers_clients_as_before() {
             format!("postgres://postgres@127.0.0.1:5432/e2e_{run_id}_blog"),
         ),
         ("USER_SERVICE_URL".to_string(), mono_url.clone()),
+        ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
     ];
     let mut blog = Proc::start(&after_bin, "blog-service", &blog_env);
     wait_healthy(&blog_url, &mut blog);
