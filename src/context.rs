@@ -196,6 +196,8 @@ pub struct ServiceCtx {
     /// A resource path the service protects, for the generated 401 test; empty
     /// when nothing is protected.
     pub protected_probe: String,
+    /// `const PROTECTED_PATH: &str = ..;` of that path, laid out as rustfmt does.
+    pub protected_probe_const: String,
     /// What an adopted service's code reads from the environment.
     pub env: Vec<EnvCtx>,
     /// Some of it has no default: the service's Kubernetes Secret holds it.
@@ -614,6 +616,10 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
             (true, Some(r)) => r.path.clone(),
             _ => String::new(),
         },
+        protected_probe_const: match (protects(p, s), resources.first()) {
+            (true, Some(r)) => rust_str_const("", "PROTECTED_PATH", &r.path),
+            _ => String::new(),
+        },
         env: s
             .env
             .iter()
@@ -972,6 +978,11 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         protected_probe: modules
             .iter()
             .map(|m| m.protected_probe.clone())
+            .find(|p| !p.is_empty())
+            .unwrap_or_default(),
+        protected_probe_const: modules
+            .iter()
+            .map(|m| m.protected_probe_const.clone())
             .find(|p| !p.is_empty())
             .unwrap_or_default(),
         env: Vec::new(),
