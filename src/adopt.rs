@@ -1797,11 +1797,7 @@ struct Manifest {
 impl Manifest {
     /// The major of a dependency's version requirement (`0.7`), if it has one.
     fn major(&self, name: &str) -> Option<String> {
-        let dep = self.doc.get("dependencies")?.get(name)?;
-        let req = dep
-            .as_str()
-            .or_else(|| dep.get("version").and_then(|v| v.as_str()))?;
-        crate::model::requirement_major(req)
+        crate::model::dependency_major(&self.doc, name)
     }
 
     fn read(text: &str) -> Result<Self, Refusal> {

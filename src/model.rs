@@ -282,6 +282,15 @@ impl SqlxMajor {
     }
 }
 
+/// The major of a Cargo manifest's `[dependencies] <name>` requirement, if any.
+pub fn dependency_major(manifest: &toml_edit::DocumentMut, name: &str) -> Option<String> {
+    let dep = manifest.get("dependencies")?.get(name)?;
+    let req = dep
+        .as_str()
+        .or_else(|| dep.get("version").and_then(|v| v.as_str()))?;
+    requirement_major(req)
+}
+
 /// The major (`0.7`, `1`) of a Cargo version requirement such as `^0.7.4` or `1.2`.
 pub fn requirement_major(req: &str) -> Option<String> {
     let v = req.trim().trim_start_matches(['^', '=', '~', ' ']);

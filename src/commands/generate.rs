@@ -41,7 +41,7 @@ pub fn run(
 /// Where an adopted monolith's axum or sqlx major is not the one generated code
 /// is written for (`[project] axum`, `sqlx`): the workspace would build two.
 fn majors_drift(root: &Path, project: &Project) -> Vec<String> {
-    use crate::model::{requirement_major, AxumMajor, SqlxMajor};
+    use crate::model::{dependency_major, AxumMajor, SqlxMajor};
     let Some(ext) = project.monolith.as_ref().and_then(|m| m.external.as_ref()) else {
         return Vec::new();
     };
@@ -52,13 +52,7 @@ fn majors_drift(root: &Path, project: &Project) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let major = |name: &str| {
-        let dep = doc.get("dependencies")?.get(name)?;
-        let req = dep
-            .as_str()
-            .or_else(|| dep.get("version").and_then(|v| v.as_str()))?;
-        requirement_major(req)
-    };
+    let major = |name: &str| dependency_major(&doc, name);
     let mut out = Vec::new();
     let mut drift = |name: &str, theirs: Option<String>, ours: &str, supported: bool| {
         if let Some(theirs) = theirs.filter(|t| t != ours) {
