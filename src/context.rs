@@ -814,7 +814,8 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
         url,
         host,
         in_process: in_process(p, s, d.name.as_str()),
-        protected: !in_process(p, s, d.name.as_str()) && protects(p, d),
+        // As the other side decides: a service without resources checks nothing.
+        protected: !in_process(p, s, d.name.as_str()) && protects(p, d) && !d.resources.is_empty(),
         resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
     }
 }

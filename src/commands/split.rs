@@ -223,6 +223,21 @@ fn report_path(root: &Path, name: &str) -> String {
     report_path_for(root, &format!("split-{name}"))
 }
 
+/// The newest report named `docs/<stem>.md` or `docs/<stem>-<n>.md` (what
+/// [`report_path_for`] chose last), or `docs/<stem>.md` when there is none.
+fn latest_report(root: &Path, stem: &str) -> String {
+    let first = report_path_for(root, stem);
+    let n: usize = match first.strip_prefix(&format!("docs/{stem}-")) {
+        Some(rest) => rest.trim_end_matches(".md").parse().unwrap_or(2),
+        None => 1,
+    };
+    match n {
+        // No report yet, or only `docs/<stem>.md`.
+        1 | 2 => format!("docs/{stem}.md"),
+        n => format!("docs/{stem}-{}.md", n - 1),
+    }
+}
+
 /// `docs/<stem>.md`, or `docs/<stem>-<n>.md` when that file exists.
 pub(super) fn report_path_for(root: &Path, stem: &str) -> String {
     (1..)
@@ -906,8 +921,9 @@ fn run_from(
     // A service split earlier that reads a table this split moves hears of it in
     // its own report too.
     for (earlier, lines) in &cut.report.earlier_reads {
-        let path = format!("docs/split-{earlier}.md");
-        let mut text = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+        let path = latest_report(root, &format!("split-{earlier}"));
+        let read = std::fs::read(root.join(&path)).ok();
+        let mut text = String::from_utf8_lossy(read.as_deref().unwrap_or_default()).into_owned();
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
@@ -915,7 +931,11 @@ fn run_from(
         for l in lines {
             let _ = writeln!(text, "- {l}");
         }
-        staged.write(path, text.into_bytes(), None);
+        match read {
+            // Never over an edit made while this split ran.
+            Some(read) => staged.write_over(path, text.into_bytes(), read),
+            None => staged.write(path, text.into_bytes(), None),
+        }
     }
 
     out.line(format!(
