@@ -714,13 +714,20 @@ proptest::proptest! {
 fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, args: &[&str]) {
     use std::collections::BTreeMap;
     use std::process::{Command, Stdio};
+    // Every file but `.env`, whose secret each `msgen new` draws afresh.
+    let files = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        tree(root)
+            .into_iter()
+            .filter(|(p, _)| p != ".env")
+            .collect()
+    };
     let dir = tempfile::tempdir().unwrap();
     let reference = make(&dir.path().join("reference"));
-    let old: BTreeMap<String, Vec<u8>> = tree(&reference).into_iter().collect();
+    let old: BTreeMap<String, Vec<u8>> = files(&reference);
     let started = std::time::Instant::now();
     assert_ok(&msgen(&reference, args));
     let took = started.elapsed();
-    let new: BTreeMap<String, Vec<u8>> = tree(&reference).into_iter().collect();
+    let new: BTreeMap<String, Vec<u8>> = files(&reference);
     assert_ne!(old, new);
     // SIGKILL at moments spread over a whole run (most land before the commit,
     // where the work is), then stops right after the commit and after a few of
@@ -749,7 +756,7 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
             let _ = child.kill();
         }
         let _ = child.wait();
-        let now: BTreeMap<String, Vec<u8>> = tree(&root).into_iter().collect();
+        let now: BTreeMap<String, Vec<u8>> = files(&root);
         if root.join(".msgen/journal").exists() {
             // Committed: the next command finishes it before it does anything.
             assert_ok(&msgen(&root, &["generate"]));
@@ -769,7 +776,7 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
                 "killed at {delay_ms} ms, {args:?} left the project neither old nor new (differs from old in {differ:?})"
             );
         }
-        let got: BTreeMap<String, Vec<u8>> = tree(&root).into_iter().collect();
+        let got: BTreeMap<String, Vec<u8>> = files(&root);
         let differ: Vec<&String> = got
             .keys()
             .chain(new.keys())
