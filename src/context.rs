@@ -193,10 +193,9 @@ pub struct ServiceCtx {
     pub needs_jwt: bool,
     /// Some service it calls over HTTP is protected: its calls carry a token.
     pub signs_calls: bool,
-    /// A resource path the service protects, for the generated 401 test; empty
-    /// when nothing is protected.
-    pub protected_probe: String,
-    /// `const PROTECTED_PATH: &str = ..;` of that path, laid out as rustfmt does.
+    /// `const PROTECTED_PATH: &str = ..;` of a resource path the service protects
+    /// (laid out as rustfmt does), for the generated 401 test; empty when nothing
+    /// is protected.
     pub protected_probe_const: String,
     /// What an adopted service's code reads from the environment.
     pub env: Vec<EnvCtx>,
@@ -606,16 +605,12 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         is_postgres: s.database == DatabaseKind::Postgres,
         is_sqlite: s.database == DatabaseKind::Sqlite,
         is_auth: s.template == Template::Auth,
-        protected: protects(p, s) && !resources.is_empty(),
+        protected: protects(p, s),
         needs_jwt: p.auth_service().is_some()
             && (s.template == Template::Auth
-                || (protects(p, s) && !resources.is_empty())
+                || protects(p, s)
                 || depends_on.iter().any(|d| d.protected)),
         signs_calls: depends_on.iter().any(|d| d.protected),
-        protected_probe: match (protects(p, s), resources.first()) {
-            (true, Some(r)) => r.path.clone(),
-            _ => String::new(),
-        },
         protected_probe_const: match (protects(p, s), resources.first()) {
             (true, Some(r)) => rust_str_const("", "PROTECTED_PATH", &r.path),
             _ => String::new(),
@@ -778,9 +773,14 @@ fn in_process(p: &Project, s: &Service, dep: &str) -> bool {
 }
 
 /// Whether a service's API routes need a token: there is an auth service to issue
-/// one, and the service is neither public, the auth service, nor adopted code.
+/// one, the service has resources to protect, and it is neither public, the auth
+/// service, nor adopted code. Both sides of a call decide by this one rule.
 fn protects(p: &Project, s: &Service) -> bool {
-    p.auth_service().is_some() && !s.public && s.template != Template::Auth && !s.adopted
+    p.auth_service().is_some()
+        && !s.public
+        && s.template != Template::Auth
+        && !s.adopted
+        && !s.resources.is_empty()
 }
 
 fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
@@ -815,7 +815,7 @@ fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
         host,
         in_process: in_process(p, s, d.name.as_str()),
         // As the other side decides: a service without resources checks nothing.
-        protected: !in_process(p, s, d.name.as_str()) && protects(p, d) && !d.resources.is_empty(),
+        protected: !in_process(p, s, d.name.as_str()) && protects(p, d),
         resources: d.resources.iter().map(|r| resource_ctx(p, d, r)).collect(),
     }
 }
@@ -976,11 +976,6 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         protected: modules.iter().any(|m| m.protected),
         needs_jwt: modules.iter().any(|m| m.needs_jwt) || depends_on.iter().any(|d| d.protected),
         signs_calls: depends_on.iter().any(|d| d.protected),
-        protected_probe: modules
-            .iter()
-            .map(|m| m.protected_probe.clone())
-            .find(|p| !p.is_empty())
-            .unwrap_or_default(),
         protected_probe_const: modules
             .iter()
             .map(|m| m.protected_probe_const.clone())
