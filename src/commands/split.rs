@@ -223,28 +223,25 @@ fn report_path(root: &Path, name: &str) -> String {
     report_path_for(root, &format!("split-{name}"))
 }
 
-/// The newest report named `docs/<stem>.md` or `docs/<stem>-<n>.md` (what
-/// [`report_path_for`] chose last), or `docs/<stem>.md` when there is none.
+/// The names a report takes in turn: `docs/<stem>.md`, `docs/<stem>-2.md`, ...
+fn report_names(stem: &str) -> impl Iterator<Item = String> + '_ {
+    (1..).map(move |n| match n {
+        1 => format!("docs/{stem}.md"),
+        n => format!("docs/{stem}-{n}.md"),
+    })
+}
+
+/// The newest report of `stem` (the last name taken), or `docs/<stem>.md`.
 fn latest_report(root: &Path, stem: &str) -> String {
-    let first = report_path_for(root, stem);
-    let n: usize = match first.strip_prefix(&format!("docs/{stem}-")) {
-        Some(rest) => rest.trim_end_matches(".md").parse().unwrap_or(2),
-        None => 1,
-    };
-    match n {
-        // No report yet, or only `docs/<stem>.md`.
-        1 | 2 => format!("docs/{stem}.md"),
-        n => format!("docs/{stem}-{}.md", n - 1),
-    }
+    report_names(stem)
+        .take_while(|p| !fs_entry_missing(&root.join(p)))
+        .last()
+        .unwrap_or_else(|| format!("docs/{stem}.md"))
 }
 
 /// `docs/<stem>.md`, or `docs/<stem>-<n>.md` when that file exists.
 pub(super) fn report_path_for(root: &Path, stem: &str) -> String {
-    (1..)
-        .map(|n| match n {
-            1 => format!("docs/{stem}.md"),
-            n => format!("docs/{stem}-{n}.md"),
-        })
+    report_names(stem)
         .find(|p| fs_entry_missing(&root.join(p)))
         .unwrap_or_else(|| format!("docs/{stem}.md"))
 }
@@ -993,7 +990,6 @@ pub(super) fn apply_with_report(
     with_report(root, code, report, report_path, out)
 }
 
-/// `env = ["NAME", "NAME=default"]` as services.toml writes it.
 /// Sets `[project] axum` and `sqlx` to the monolith's majors, so that the crates
 /// msgen generates build against the same axum and sqlx as the adopted code: one
 /// version of each in the workspace. Says what it did, and what it could not.
@@ -1041,6 +1037,7 @@ fn follow_majors(doc: &mut toml_edit::DocumentMut, cut: &adopt::Cut) -> Vec<Stri
     notes
 }
 
+/// `env = ["NAME", "NAME=default"]` as services.toml writes it.
 fn env_array(vars: &[crate::model::EnvVar]) -> toml_edit::Array {
     let mut a = toml_edit::Array::new();
     for v in vars {
