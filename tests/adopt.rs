@@ -986,7 +986,7 @@ fn generate_warns_when_the_monolith_is_on_another_axum() {
     .unwrap();
     let out = msgen(&root, &["generate"]);
     assert_ok(&out);
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = stdout(&out);
     assert!(
         said.contains("warning: legacy/Cargo.toml asks for axum 0.7, the generated crates use axum 0.8: the workspace builds both (set `axum = \"0.7\"` under [project] in services.toml)"),
         "{said}"
