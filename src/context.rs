@@ -7,7 +7,8 @@
 use serde::Serialize;
 
 use crate::model::{
-    AxumMajor, DatabaseKind, Field, FieldType, Project, RefTarget, Resource, Service, Template,
+    AxumMajor, DatabaseKind, Field, FieldType, Operation, Project, RefTarget, Resource, Role,
+    Service, Template, OWNER_COLUMN,
 };
 use crate::schema::ddl::q;
 
@@ -197,6 +198,9 @@ pub struct ServiceCtx {
     /// (laid out as rustfmt does), for the generated 401 test; empty when nothing
     /// is protected.
     pub protected_probe_const: String,
+    /// Its generated tests act as an admin somewhere (an operation needs the
+    /// role, or an owned resource's test has an admin override it).
+    pub tests_admin: bool,
     /// What an adopted service's code reads from the environment.
     pub env: Vec<EnvCtx>,
     /// Some of it has no default: the service's Kubernetes Secret holds it.
@@ -261,6 +265,10 @@ pub struct ServiceCtx {
     pub client_modules: Vec<String>,
     /// SQL of the auth template's users table, as Rust `const` items.
     pub auth_sql_consts: String,
+    /// Path of the auth template's `users` module from the binary
+    /// (`<lib>::users`, or `<lib>::<module>::users` in the monolith); empty
+    /// without one.
+    pub users_module: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -322,6 +330,23 @@ pub struct ResourceCtx {
     pub sql_consts: String,
     /// `VALID` and `INVALID` request bodies as Rust `const` items, for generated tests.
     pub sample_consts: String,
+    /// `PATCH` body of the generated test: the first field, with its valid value.
+    pub patch_sample: String,
+    /// Rows carry their creator's user id: see [`crate::model::Resource::owned`].
+    pub owned: bool,
+    /// The handlers take the caller (`CurrentUser`): owned, or an operation needs
+    /// a role.
+    pub guarded: bool,
+    /// Operations that need the `admin` role.
+    pub admin_read: bool,
+    pub admin_create: bool,
+    pub admin_update: bool,
+    pub admin_delete: bool,
+    /// Any operation needs the `admin` role.
+    pub admin_any: bool,
+    /// The OpenAPI description of a 403 answer to an update, and to a delete.
+    pub update_denied: &'static str,
+    pub delete_denied: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -356,6 +381,9 @@ pub struct SqlCtx {
     pub count: String,
     pub update: String,
     pub delete: String,
+    /// A page and the count of one owner's rows (owned resources only).
+    pub select_page_owned: Option<String>,
+    pub count_owned: Option<String>,
 }
 
 impl ProjectCtx {
@@ -611,6 +639,9 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
                 || protects(p, s)
                 || depends_on.iter().any(|d| d.protected)),
         signs_calls: depends_on.iter().any(|d| d.protected),
+        tests_admin: resources
+            .iter()
+            .any(|r| r.admin_any || (r.owned && !r.has_refs)),
         protected_probe_const: match (protects(p, s), resources.first()) {
             (true, Some(r)) => rust_str_const("", "PROTECTED_PATH", &r.path),
             _ => String::new(),
@@ -648,6 +679,11 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         expected_routes: expected_routes(&s.info_path(), s.template == Template::Auth, &resources),
         info_path: s.info_path(),
         auth_sql_consts: auth_sql_consts(s.database),
+        users_module: if s.template == Template::Auth {
+            format!("{}::users", s.name.crate_name().replace('-', "_"))
+        } else {
+            String::new()
+        },
         in_monolith: s.in_monolith,
         adopted: s.adopted,
         crate_root: if s.in_monolith {
@@ -976,6 +1012,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         protected: modules.iter().any(|m| m.protected),
         needs_jwt: modules.iter().any(|m| m.needs_jwt) || depends_on.iter().any(|d| d.protected),
         signs_calls: depends_on.iter().any(|d| d.protected),
+        tests_admin: false,
         protected_probe_const: modules
             .iter()
             .map(|m| m.protected_probe_const.clone())
@@ -1019,6 +1056,11 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
                 .collect::<Vec<_>>(),
         ),
         auth_sql_consts: auth_sql_consts(kind),
+        users_module: p
+            .modules()
+            .find(|m| m.template == Template::Auth)
+            .map(|m| format!("monolith::{}::users", m.name.snake()))
+            .unwrap_or_default(),
         in_monolith: false,
         adopted: false,
         crate_root: "crate".into(),
@@ -1172,7 +1214,7 @@ fn expected_routes(info_path: &str, is_auth: bool, resources: &[ResourceCtx]) ->
         for m in ["get", "post"] {
             routes.push(format!("{m} {}", r.path));
         }
-        for m in ["get", "put", "delete"] {
+        for m in ["get", "put", "patch", "delete"] {
             routes.push(format!("{m} {}/{{id}}", r.path));
         }
     }
@@ -1221,6 +1263,7 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         _ => false,
     });
     let publishes = |action: &str| s.publishes.contains(&format!("{}.{action}", r.name));
+    let admin = |op: Operation| r.role(op) == Role::Admin;
     let getter = |error: &str| {
         fn_head(
             4,
@@ -1233,11 +1276,14 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         list_route: list_route(&r.path_segment(), &r.name),
         http_getter: getter("common::client::ClientError"),
         inproc_getter: getter("common::ApiError"),
-        routes_calls: [&["list", "create"][..], &["get", "update", "delete"]]
-            .iter()
-            .map(|ops| routes_call(&r.name, ops))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        routes_calls: [
+            &["list", "create"][..],
+            &["get", "update", "patch", "delete"],
+        ]
+        .iter()
+        .map(|ops| routes_call(&r.name, ops))
+        .collect::<Vec<_>>()
+        .join("\n"),
         http_refs,
         publish_created: publishes("created"),
         publish_updated: publishes("updated"),
@@ -1259,6 +1305,33 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
             rust_str_const("    ", "INVALID", &sample_json(r, true)),
         ]
         .join("\n"),
+        patch_sample: patch_sample(r),
+        owned: r.owned,
+        guarded: r.guarded(),
+        admin_read: admin(Operation::Read),
+        admin_create: admin(Operation::Create),
+        admin_update: admin(Operation::Update),
+        admin_delete: admin(Operation::Delete),
+        admin_any: Operation::ALL.into_iter().any(admin),
+        update_denied: denied(r.owned, admin(Operation::Update)),
+        delete_denied: denied(r.owned, admin(Operation::Delete)),
+    }
+}
+
+/// Why a change is refused (403), as the OpenAPI document says it.
+fn denied(owned: bool, admin_only: bool) -> &'static str {
+    if owned && !admin_only {
+        "Neither its owner nor an admin"
+    } else {
+        "Needs the admin role"
+    }
+}
+
+/// `json!({ "<first field>": <valid value> })` for the generated PATCH test.
+fn patch_sample(r: &Resource) -> String {
+    match r.fields.first() {
+        Some(f) => format!("json!({{ {:?}: {} }})", f.name, sample_value(f, false)),
+        None => "json!({})".into(),
     }
 }
 
@@ -1317,8 +1390,10 @@ fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
     let pg = kind == DatabaseKind::Postgres;
     let ph = |i: usize| if pg { format!("${i}") } else { "?".to_string() };
     let table = q(&r.plural);
+    let owner = r.owned.then(|| OWNER_COLUMN.to_string());
     let all_cols: Vec<String> = std::iter::once("id".to_string())
         .chain(r.fields.iter().map(|f| f.name.clone()))
+        .chain(owner.clone())
         .chain(["created_at".to_string(), "updated_at".to_string()])
         .map(|c| q(&c))
         .collect();
@@ -1328,9 +1403,10 @@ fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
         .fields
         .iter()
         .map(|f| q(&f.name))
+        .chain(owner.as_deref().map(q))
         .chain([q("created_at"), q("updated_at")])
         .collect();
-    let insert_vals: Vec<String> = (1..=n + 2).map(ph).collect();
+    let insert_vals: Vec<String> = (1..=insert_cols.len()).map(ph).collect();
     let insert = format!(
         "INSERT INTO {table} ({}) VALUES ({}) RETURNING {select_list}",
         insert_cols.join(", "),
@@ -1360,30 +1436,51 @@ fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
         count: format!("SELECT COUNT(*) FROM {table}"),
         update,
         delete: format!("DELETE FROM {table} WHERE \"id\" = {}", ph(1)),
+        select_page_owned: r.owned.then(|| {
+            format!(
+                "SELECT {select_list} FROM {table} WHERE {} = {} ORDER BY \"id\" LIMIT {} OFFSET {}",
+                q(OWNER_COLUMN),
+                ph(1),
+                ph(2),
+                ph(3)
+            )
+        }),
+        count_owned: r.owned.then(|| {
+            format!(
+                "SELECT COUNT(*) FROM {table} WHERE {} = {}",
+                q(OWNER_COLUMN),
+                ph(1)
+            )
+        }),
     }
 }
 
 /// A JSON object for tests: valid values, or (`invalid`) values the checks reject.
 fn sample_json(r: &Resource, invalid: bool) -> String {
-    let mut parts = Vec::new();
-    for f in &r.fields {
-        let value = match (&f.ty, invalid) {
-            (FieldType::String, false) => format!("\"sample {}\"", f.name),
-            (FieldType::String, true) => "\"  \"".into(),
-            (FieldType::Text, false) => format!("\"sample {} text\"", f.name),
-            (FieldType::Text, true) => "\"\"".into(),
-            (FieldType::Email, false) => "\"someone@example.com\"".into(),
-            (FieldType::Email, true) => "\"not-an-email\"".into(),
-            (FieldType::I32 | FieldType::I64, _) => "7".into(),
-            (FieldType::F64, _) => "1.5".into(),
-            (FieldType::Bool, _) => "true".into(),
-            (FieldType::DateTime, _) => "\"2024-01-02T03:04:05Z\"".into(),
-            (FieldType::Ref(_), false) => "1".into(),
-            (FieldType::Ref(_), true) => "0".into(),
-        };
-        parts.push(format!("\"{}\": {value}", f.name));
-    }
+    let parts: Vec<String> = r
+        .fields
+        .iter()
+        .map(|f| format!("\"{}\": {}", f.name, sample_value(f, invalid)))
+        .collect();
     format!("{{{}}}", parts.join(", "))
+}
+
+/// A value of `f` as JSON: a valid one, or (`invalid`) one its check rejects.
+fn sample_value(f: &Field, invalid: bool) -> String {
+    match (&f.ty, invalid) {
+        (FieldType::String, false) => format!("\"sample {}\"", f.name),
+        (FieldType::String, true) => "\"  \"".into(),
+        (FieldType::Text, false) => format!("\"sample {} text\"", f.name),
+        (FieldType::Text, true) => "\"\"".into(),
+        (FieldType::Email, false) => "\"someone@example.com\"".into(),
+        (FieldType::Email, true) => "\"not-an-email\"".into(),
+        (FieldType::I32 | FieldType::I64, _) => "7".into(),
+        (FieldType::F64, _) => "1.5".into(),
+        (FieldType::Bool, _) => "true".into(),
+        (FieldType::DateTime, _) => "\"2024-01-02T03:04:05Z\"".into(),
+        (FieldType::Ref(_), false) => "1".into(),
+        (FieldType::Ref(_), true) => "0".into(),
+    }
 }
 
 /// `const NAME: &str = r#"..."#;`, broken after `=` when longer than rustfmt's 100
@@ -1436,7 +1533,7 @@ fn auth_sql_consts(kind: DatabaseKind) -> String {
             format!("${i}")
         }
     };
-    let cols = r#""id", "email", "password_hash", "created_at""#;
+    let cols = r#""id", "email", "password_hash", "created_at", "role""#;
     let insert = format!(
         r#"INSERT INTO "auth_users" ("email", "password_hash", "created_at") VALUES ({}, {}, {}) RETURNING {cols}"#,
         ph(1),
@@ -1447,9 +1544,14 @@ fn auth_sql_consts(kind: DatabaseKind) -> String {
         r#"SELECT {cols} FROM "auth_users" WHERE "email" = {}"#,
         ph(1)
     );
+    let grant = format!(
+        r#"UPDATE "auth_users" SET "role" = 'admin' WHERE "email" = {}"#,
+        ph(1)
+    );
     [
         rust_str_const("", "INSERT", &insert),
         rust_str_const("", "BY_EMAIL", &by_email),
+        rust_str_const("", "GRANT_ADMIN", &grant),
     ]
     .join("\n")
 }
@@ -1463,7 +1565,13 @@ fn sql_consts(sql: &SqlCtx) -> String {
         ("UPDATE", &sql.update),
         ("DELETE", &sql.delete),
     ]
-    .iter()
+    .into_iter()
+    .chain(
+        sql.select_page_owned
+            .iter()
+            .map(|v| ("SELECT_PAGE_OWNED", v)),
+    )
+    .chain(sql.count_owned.iter().map(|v| ("COUNT_OWNED", v)))
     .map(|(n, v)| rust_str_const("", n, v))
     .collect::<Vec<_>>()
     .join("\n")

@@ -13,6 +13,8 @@ use serde::Serialize;
 use toml::Spanned;
 
 use crate::diagnostic::{did_you_mean, utf8_error, ConfigError, Diagnostic, LineIndex};
+use indexmap::IndexMap;
+
 use crate::raw::{RawConfig, RawMonolith, RawResource, RawService};
 
 pub const DEFAULT_GATEWAY_PORT: u16 = 8080;
@@ -486,9 +488,70 @@ pub struct Resource {
     /// snake_case plural, the URL segment and the table name, e.g. `blog_posts`.
     pub plural: String,
     pub fields: Vec<Field>,
+    /// Rows carry their creator's user id (`owner_id`, from the token): only they
+    /// or an admin update or delete them.
+    pub owned: bool,
+    /// The role each operation needs beyond a valid token (`user`, the default).
+    pub roles: BTreeMap<Operation, Role>,
 }
 
+/// What a caller does to a resource, as `roles` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    /// List and get.
+    Read,
+    Create,
+    /// PUT and PATCH.
+    Update,
+    Delete,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [Self::Read, Self::Create, Self::Update, Self::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// A role a token carries: every signed-in user has `user`; `admin` is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Self::User, Self::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// The column of an owned resource's rows that holds their creator's user id.
+pub const OWNER_COLUMN: &str = "owner_id";
+
 impl Resource {
+    /// The role `op` needs.
+    pub fn role(&self, op: Operation) -> Role {
+        self.roles.get(&op).copied().unwrap_or(Role::User)
+    }
+
+    /// Whether the handlers need to know who calls: to record or check an owner,
+    /// or to check a role.
+    pub fn guarded(&self) -> bool {
+        self.owned || self.roles.values().any(|r| *r == Role::Admin)
+    }
+
     pub fn pascal(&self) -> String {
         pascal(&self.name)
     }
@@ -706,6 +769,7 @@ impl Project {
             project: None,
             subject_names: BTreeMap::new(),
             schemas: BTreeMap::new(),
+            guarded: BTreeMap::new(),
         };
         let project = v.project(raw);
         match project {
@@ -1082,6 +1146,9 @@ struct Validator<'a> {
     subject_names: BTreeMap<String, String>,
     /// Adopted services' schemas, with the service that has each.
     schemas: BTreeMap<String, String>,
+    /// Resources that declare `owned` or `roles`, with where: they need a service
+    /// that checks tokens, known only once every service is read.
+    guarded: BTreeMap<String, (String, Spanned<()>)>,
 }
 
 impl Validator<'_> {
@@ -1605,6 +1672,7 @@ impl Validator<'_> {
         // its resources would be reported again, wrongly.
         let all_valid = services.len() == declared_services;
         self.cross_checks(&services, &seen_names, all_valid);
+        self.guarded_checks(&services);
         self.diags.sort_by_key(|d| d.location);
 
         let monolith = match monolith {
@@ -2068,7 +2136,7 @@ impl Validator<'_> {
         }
         if fields.len() > MAX_FIELDS {
             self.err(
-                &Spanned::new(at, ()),
+                &Spanned::new(at.clone(), ()),
                 &format!("{key}.fields"),
                 format!(
                     "{} fields; accepted: at most {MAX_FIELDS} (the schema code generated for a wider resource overflows a 2 MiB thread stack in a debug build; PostgreSQL's own limit is {MAX_COLUMNS} columns)",
@@ -2077,11 +2145,108 @@ impl Validator<'_> {
                 Some("split the resource in two, joined by a `ref:` field".into()),
             );
         }
+        if let Some(o) = &rr.owned {
+            if *o.get_ref() && fields.iter().any(|f| f.name == OWNER_COLUMN) {
+                self.err(
+                    o,
+                    &format!("{key}.owned"),
+                    format!("an owned resource's rows get a column `{OWNER_COLUMN}` (the creator's user id, from the token), and a field has that name"),
+                    Some(format!("rename the field, or drop it: `owned` fills `{OWNER_COLUMN}` itself")),
+                );
+            }
+        }
+        let roles = self.roles(key, rr.roles.as_ref());
+        let owned = rr.owned.as_ref().is_some_and(|o| *o.get_ref());
+        let name = name?;
+        if owned || !roles.is_empty() {
+            let (which, at) = match (&rr.owned, &rr.roles) {
+                (Some(o), _) if owned => ("owned", o.span()),
+                (_, Some(r)) => ("roles", r.span()),
+                _ => ("owned", at),
+            };
+            let at = Spanned::new(at, ());
+            self.guarded
+                .insert(name.clone(), (format!("{key}.{which}"), at));
+        }
         Some(Resource {
-            name: name?,
+            name,
             plural: plural?,
             fields,
+            owned,
+            roles,
         })
+    }
+
+    /// `roles = { delete = "admin" }`: each key an operation, each value a role.
+    fn roles(
+        &mut self,
+        key: &str,
+        raw: Option<&Spanned<IndexMap<String, Spanned<String>>>>,
+    ) -> BTreeMap<Operation, Role> {
+        let mut out = BTreeMap::new();
+        for (op, role) in raw.map(|r| r.get_ref().iter()).into_iter().flatten() {
+            let rkey = format!("{key}.roles.{op}");
+            let names = |all: &[&str]| all.join(", ");
+            let Some(o) = Operation::ALL.into_iter().find(|o| o.as_str() == op) else {
+                let all: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+                self.err(
+                    role,
+                    &rkey,
+                    format!("unknown operation {op:?}; accepted: {}", names(&all)),
+                    did_you_mean(op, &all).map(|c| format!("did you mean `{c}`?")),
+                );
+                continue;
+            };
+            let Some(r) = Role::ALL.into_iter().find(|r| r.as_str() == role.get_ref()) else {
+                let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                self.err(
+                    role,
+                    &rkey,
+                    format!("unknown role {:?}; accepted: {}", role.get_ref(), names(&all)),
+                    Some("every signed-in user has `user`; `admin` is granted (see the auth service's `grant-admin`)".into()),
+                );
+                continue;
+            };
+            out.insert(o, r);
+        }
+        out
+    }
+
+    /// `owned` and `roles` mean something only where the service checks tokens:
+    /// the project has an auth service, and the service is not public.
+    fn guarded_checks(&mut self, services: &[Service]) {
+        let has_auth = services.iter().any(|s| s.template == Template::Auth);
+        for s in services {
+            for r in &s.resources {
+                let Some((key, at)) = self.guarded.get(&r.name).cloned() else {
+                    continue;
+                };
+                let problem = if !has_auth {
+                    Some((
+                        "no service of the project issues tokens".to_string(),
+                        "add one first: `msgen add-service auth`",
+                    ))
+                } else if s.public {
+                    Some((
+                        format!(
+                            "service `{}` is public: no token is checked there",
+                            s.name.as_str()
+                        ),
+                        "remove `public = true`, or drop `owned` and `roles`",
+                    ))
+                } else {
+                    None
+                };
+                if let Some((why, help)) = problem {
+                    self.err(
+                        &at,
+                        &key,
+                        format!("`owned` and `roles` need a caller's token, and {why}"),
+                        Some(help.into()),
+                    );
+                }
+            }
+        }
     }
 
     /// Checks across services: dependencies, references, routes, cycles.

@@ -125,6 +125,13 @@ pub struct RawResource {
     /// in declaration order.
     #[serde(default)]
     pub fields: IndexMap<String, Spanned<RawField>>,
+    /// Rows carry the id of the user who created them; only they or an admin
+    /// change them.
+    #[serde(default)]
+    pub owned: Option<Spanned<bool>>,
+    /// Operation (`read`, `create`, `update`, `delete`) → the role it needs.
+    #[serde(default)]
+    pub roles: Option<Spanned<IndexMap<String, Spanned<String>>>>,
 }
 
 /// A field: its type alone, or a table with what a schema change needs.

@@ -732,3 +732,48 @@ fn the_majors_of_generated_code_are_checked() {
     let (code, err, _dir) = validate(text.as_bytes());
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn ownership_and_roles_are_checked() {
+    let auth = "\n[[services]]\nname = \"auth\"\nport = 3001\ntemplate = \"auth\"\n";
+    let owned = GOOD.replace(
+        "fields = { email = \"email\" }",
+        "fields = { email = \"email\" }\n  owned = true\n  roles = { delete = \"admin\" }",
+    );
+    let (code, err, _dir) = validate(format!("{owned}{auth}").as_bytes());
+    assert_eq!(code, 0, "{err}");
+
+    // No auth service: nobody's token to read an owner or a role from.
+    fails_with(
+        &owned,
+        &[
+            "services.toml:11:11",
+            "`services[0].resources[0].owned`",
+            "no service of the project issues tokens",
+            "msgen add-service auth",
+        ],
+    );
+    // A public service checks no token.
+    let public = owned.replace("port = 3002", "port = 3002\npublic = true");
+    fails_with(
+        &format!("{public}{auth}"),
+        &["service `user` is public", "remove `public = true`"],
+    );
+    // Unknown operations and roles list what is accepted; a field may not take
+    // the owner's column.
+    let bad = owned
+        .replace("delete = \"admin\"", "remove = \"admin\", read = \"root\"")
+        .replace(
+            "{ email = \"email\" }",
+            "{ email = \"email\", owner_id = \"string\" }",
+        );
+    fails_with(
+        &format!("{bad}{auth}"),
+        &[
+            "unknown operation \"remove\"; accepted: read, create, update, delete",
+            "unknown role \"root\"; accepted: user, admin",
+            "`services[0].resources[0].owned`",
+            "a field has that name",
+        ],
+    );
+}

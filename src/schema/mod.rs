@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::context::ref_target;
-use crate::model::{DatabaseKind, FieldType, Project, RefTarget, Service, Template};
+use crate::model::{DatabaseKind, FieldType, Project, RefTarget, Service, Template, OWNER_COLUMN};
 
 pub use diff::{evolve, Evolution, Options, Problem};
 pub use record::Record;
@@ -337,6 +337,13 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
                 }
                 columns.push(c);
             }
+            if r.owned {
+                // Nullable: rows made before the resource was owned have no owner,
+                // and only an admin changes them.
+                let mut owner = Column::new(OWNER_COLUMN, ColType::String);
+                owner.nullable = true;
+                columns.push(owner);
+            }
             columns.push(Column::new("created_at", ColType::Datetime));
             columns.push(Column::new("updated_at", ColType::Datetime));
             out.push(Wanted {
@@ -376,6 +383,7 @@ fn auth_table() -> Table {
             email,
             Column::new("password_hash", ColType::String),
             Column::new("created_at", ColType::Datetime),
+            role_column(),
         ],
         by_hand: false,
         indexes: Vec::new(),
@@ -383,6 +391,14 @@ fn auth_table() -> Table {
         triggers: Vec::new(),
         unread: Vec::new(),
     }
+}
+
+/// `admin` or `user`: what the auth service puts in its tokens. Every account
+/// starts as `user`; `grant-admin` makes an admin.
+fn role_column() -> Column {
+    let mut role = Column::new("role", ColType::String);
+    role.default = Some("'user'".into());
+    role
 }
 
 fn events_table() -> Table {
