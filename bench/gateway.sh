@@ -41,7 +41,8 @@ auth_port=$(free_port); user_port=$(free_port); gw_port=$(free_port); nginx_port
 common_env=(HOST=127.0.0.1 RUST_LOG=error NATS_URL=nats://127.0.0.1:4222 NATS_SUBJECT_PREFIX="bench$run")
 env "${common_env[@]}" PORT="$auth_port" JWT_SECRET="$secret" \
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/bench_${run}_auth" "$bin/auth-service" & pids+=($!)
-env "${common_env[@]}" PORT="$user_port" \
+# The user service checks tokens itself too (bench/verify.sh measures what that costs).
+env "${common_env[@]}" PORT="$user_port" JWT_SECRET="$secret" \
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/bench_${run}_user" "$bin/user-service" & pids+=($!)
 user_pid=$!
 wait_up "http://127.0.0.1:$auth_port"
@@ -87,7 +88,7 @@ curl -fs -X POST "$gw/api/v1/auth/register" -H 'content-type: application/json' 
 token=$(curl -fs -X POST "$gw/api/v1/auth/login" -H 'content-type: application/json' \
     -d '{"email":"bench@example.com","password":"bench password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["token"])')
 curl -fs -X POST "http://127.0.0.1:$user_port/api/v1/users" -H 'content-type: application/json' \
-    -d '{"email":"ada@example.com","display_name":"Ada"}' >/dev/null
+    -H "Authorization: Bearer $token" -d '{"email":"ada@example.com","display_name":"Ada"}' >/dev/null
 
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -130,11 +131,11 @@ for round in $(seq 1 "$rounds"); do
     bench "gateway → /health (user)" "$gw/health/user" "$gateway_pid" | tee -a "$results"
     bench "nginx → /health (user)" "http://127.0.0.1:$nginx_port/health" "$nginx_pids" | tee -a "$results"
     bench "gateway → GET /api/v1/users/1" "$gw/api/v1/users/1" "$gateway_pid" -H "Authorization: Bearer $token" | tee -a "$results"
-    bench "nginx → GET /api/v1/users/1" "http://127.0.0.1:$nginx_port/api/v1/users/1" "$nginx_pids" | tee -a "$results"
+    bench "nginx → GET /api/v1/users/1" "http://127.0.0.1:$nginx_port/api/v1/users/1" "$nginx_pids" -H "Authorization: Bearer $token" | tee -a "$results"
 done
 # Here cpu/req is the service's own.
-bench "service GET /api/v1/users/1" "http://127.0.0.1:$user_port/api/v1/users/1" "$user_pid"
-bench "service POST /api/v1/users" "http://127.0.0.1:$user_port/api/v1/users" "$user_pid" -s "$work/post.lua"
+bench "service GET /api/v1/users/1" "http://127.0.0.1:$user_port/api/v1/users/1" "$user_pid" -H "Authorization: Bearer $token"
+bench "service POST /api/v1/users" "http://127.0.0.1:$user_port/api/v1/users" "$user_pid" -s "$work/post.lua" -H "Authorization: Bearer $token"
 
 # Medians over the rounds, and the gateway's share of nginx's throughput.
 echo "-- medians over $rounds rounds"
@@ -192,7 +193,7 @@ if command -v valgrind >/dev/null; then
         cg_env=("${gw_env[@]}" PORT="$cg_gw_port" METRICS_PORT="$(free_port)")
         g=$(per_request gw "http://127.0.0.1:$cg_gw_port$gw_path" -H "Authorization: Bearer $token" -- "$bin/gateway")
         cg_env=(PATH="$PATH")
-        n=$(per_request nginx "http://127.0.0.1:$cg_nginx_port$nginx_path" -- "${nginx_cmd[@]}")
+        n=$(per_request nginx "http://127.0.0.1:$cg_nginx_port$nginx_path" -H "Authorization: Bearer $token" -- "${nginx_cmd[@]}")
         printf '%-34s %12d %12d %7.2fx\n' "$label" "$g" "$n" "$(python3 -c "print($g / $n)")"
     done
 fi

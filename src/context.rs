@@ -28,6 +28,8 @@ pub struct ProjectCtx {
     /// The gateway checks tokens on some route (an auth service and a service that
     /// is not public).
     pub has_protected: bool,
+    /// Some resource is `owned`.
+    pub has_owned: bool,
     /// Some gateway route is exact or has `{param}` segments (an adopted service's
     /// `routes`).
     pub has_patterns: bool,
@@ -265,6 +267,9 @@ pub struct ServiceCtx {
     pub client_modules: Vec<String>,
     /// SQL of the auth template's users table, as Rust `const` items.
     pub auth_sql_consts: String,
+    /// Deployables (crate names) that call it over HTTP, and every adopted one
+    /// (whose calls msgen cannot see): its Kubernetes NetworkPolicy lets them in.
+    pub callers: Vec<String>,
     /// Path of the auth template's `users` module from the binary
     /// (`<lib>::users`, or `<lib>::<module>::users` in the monolith); empty
     /// without one.
@@ -407,13 +412,14 @@ impl ProjectCtx {
             features.push("sqlite");
         }
         let has_auth = p.auth_service().is_some();
-        let services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
+        let mut services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
         let modules: Vec<ServiceCtx> = p.modules().map(|s| service_ctx(p, s)).collect();
-        let monolith = p
+        let mut monolith = p
             .monolith
             .as_ref()
             .filter(|m| !m.is_external())
             .map(|m| monolith_ctx(p, m.port.get(), &modules));
+        set_callers(services.iter_mut().chain(monolith.as_mut()).collect());
         let external_monolith = p.monolith.as_ref().and_then(|m| {
             let is_postgres = p.default_database == DatabaseKind::Postgres;
             let db_name = monolith_db_name(p);
@@ -534,6 +540,11 @@ impl ProjectCtx {
                 || generated.contains(&DatabaseKind::Sqlite),
             has_auth,
             has_protected: routes.iter().any(|r| r.protected),
+            has_owned: p
+                .services
+                .iter()
+                .flat_map(|s| &s.resources)
+                .any(|r| r.owned),
             has_patterns: routes.iter().any(|r| r.pattern || r.exact),
             has_plain_prefix: routes
                 .iter()
@@ -679,6 +690,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         expected_routes: expected_routes(&s.info_path(), s.template == Template::Auth, &resources),
         info_path: s.info_path(),
         auth_sql_consts: auth_sql_consts(s.database),
+        callers: Vec::new(),
         users_module: if s.template == Template::Auth {
             format!("{}::users", s.name.crate_name().replace('-', "_"))
         } else {
@@ -1012,7 +1024,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         protected: modules.iter().any(|m| m.protected),
         needs_jwt: modules.iter().any(|m| m.needs_jwt) || depends_on.iter().any(|d| d.protected),
         signs_calls: depends_on.iter().any(|d| d.protected),
-        tests_admin: false,
+        tests_admin: modules.iter().any(|m| m.tests_admin),
         protected_probe_const: modules
             .iter()
             .map(|m| m.protected_probe_const.clone())
@@ -1056,6 +1068,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
                 .collect::<Vec<_>>(),
         ),
         auth_sql_consts: auth_sql_consts(kind),
+        callers: Vec::new(),
         users_module: p
             .modules()
             .find(|m| m.template == Template::Auth)
@@ -1315,6 +1328,35 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         admin_any: Operation::ALL.into_iter().any(admin),
         update_denied: denied(r.owned, admin(Operation::Update)),
         delete_denied: denied(r.owned, admin(Operation::Delete)),
+    }
+}
+
+/// Fills each deployable's `callers`: who calls it over HTTP (by the host its
+/// callers reach it at), and every adopted deployable but itself.
+fn set_callers(mut deployables: Vec<&mut ServiceCtx>) {
+    let calls: Vec<(String, Vec<String>)> = deployables
+        .iter()
+        .map(|d| {
+            let hosts = d.http_deps.iter().map(|dep| dep.host.clone()).collect();
+            (d.crate_name.clone(), hosts)
+        })
+        .collect();
+    let adopted: Vec<String> = deployables
+        .iter()
+        .filter(|d| d.adopted)
+        .map(|d| d.crate_name.clone())
+        .collect();
+    for d in deployables.iter_mut() {
+        let mut callers: Vec<String> = calls
+            .iter()
+            .filter(|(_, hosts)| hosts.contains(&d.crate_name))
+            .map(|(caller, _)| caller.clone())
+            .chain(adopted.iter().cloned())
+            .filter(|c| *c != d.crate_name)
+            .collect();
+        callers.sort();
+        callers.dedup();
+        d.callers = callers;
     }
 }
 

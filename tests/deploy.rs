@@ -192,6 +192,80 @@ fn kubernetes_manifests_pass_strict_validation() {
     }
 }
 
+/// `(kind, name, document)` of every object in a multi-document YAML stream.
+fn objects(yaml: &str) -> Vec<(String, String, String)> {
+    yaml.split("\n---\n")
+        .filter_map(|doc| {
+            let kind = doc.lines().find_map(|l| l.strip_prefix("kind: "))?;
+            let mut in_metadata = false;
+            let name = doc.lines().find_map(|l| {
+                if l == "metadata:" {
+                    in_metadata = true;
+                } else if !l.starts_with(' ') {
+                    in_metadata = false;
+                }
+                l.strip_prefix("  name: ").filter(|_| in_metadata)
+            })?;
+            Some((kind.to_string(), name.to_string(), doc.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_kustomize_base_renders_with_policies_budgets_and_autoscalers() {
+    let kubectl = require_tool("kubectl");
+    for (name, _dir, root) in projects() {
+        let out = Command::new(&kubectl)
+            .args(["kustomize", "deploy/k8s"])
+            .current_dir(&root)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "{name}: kubectl kustomize:\n{}",
+            text(&out)
+        );
+        let objects = objects(&String::from_utf8_lossy(&out.stdout));
+        let has = |kind: &str, n: &str| objects.iter().any(|(k, o, _)| k == kind && o == n);
+        let mut deployments = 0;
+        for (kind, object, doc) in &objects {
+            match kind.as_str() {
+                "Deployment" => {
+                    deployments += 1;
+                    // Only the gateway and the callers reach a pod's HTTP port.
+                    assert!(
+                        has("NetworkPolicy", object) || object == "gateway",
+                        "{name}: {object} has no NetworkPolicy"
+                    );
+                    // A SQLite service is one pod on its volume: never autoscaled.
+                    let single = doc.contains("\n  replicas: 1\n");
+                    for k in ["PodDisruptionBudget", "HorizontalPodAutoscaler"] {
+                        assert_eq!(has(k, object), !single, "{name}: {k} of {object}");
+                    }
+                }
+                "StatefulSet" => {
+                    // A database (or NATS) is reached only by who uses it.
+                    assert!(
+                        has("NetworkPolicy", object),
+                        "{name}: {object} has no NetworkPolicy"
+                    );
+                    assert!(!has("HorizontalPodAutoscaler", object), "{name}: {object}");
+                }
+                "NetworkPolicy" => {
+                    assert!(
+                        doc.contains("app.kubernetes.io/name: gateway")
+                            || object.ends_with("-db")
+                            || object == "nats",
+                        "{name}: {object} does not let the gateway in:\n{doc}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert!(deployments >= 2, "{name}: {deployments} Deployments");
+    }
+}
+
 /// The `resources:` and `images:` names of a kustomization.yaml msgen wrote: list
 /// items (`  - x` / `  - name: x`) under those keys.
 fn kustomization_lists(text: &str) -> (Vec<String>, Vec<String>) {

@@ -244,6 +244,22 @@ fn run_system(database: &str) {
     let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(post.clone()));
     assert_eq!(status, 201, "{body}");
     let post_id = body["data"]["id"].as_i64().unwrap();
+    let ada_id = body["data"]["owner_id"].clone();
+    assert!(ada_id.as_str().is_some_and(|id| !id.is_empty()), "{body}");
+    let admin = authorization(
+        &gw,
+        &bin,
+        &service_env("auth", 0),
+        &url_of,
+        AuthzFixture {
+            t: token.as_str(),
+            post_id,
+            user_id,
+            post: &post,
+            owner_id: &ada_id,
+        },
+    );
+    let admin = Some(admin.as_str());
     let orphan = json!({"title": "Orphan", "body": "", "author_id": 999_999, "published": false});
     let (status, body) = call("POST", &format!("{gw}/api/v1/posts"), t, Some(orphan));
     assert_eq!(status, 422, "{body}");
@@ -365,14 +381,153 @@ fn run_system(database: &str) {
     assert_eq!(handled("billing"), 5, "an event was handled twice");
     procs.push(billing);
 
-    let (status, _) = call("DELETE", &format!("{gw}/api/v1/users/{user_id}"), t, None);
-    assert_eq!(status, 200);
+    // Only an admin deletes a profile, even its owner's.
+    let profile = format!("{gw}/api/v1/users/{user_id}");
+    assert_eq!(call("DELETE", &profile, t, None).0, 403);
+    let (status, body) = call("DELETE", &profile, admin, None);
+    assert_eq!(status, 200, "{body}");
 
     // SIGTERM: every binary exits cleanly.
     gateway.terminate();
     for p in procs {
         p.terminate();
     }
+}
+
+/// What the authorization walk needs of the run so far: Ada's token, her
+/// profile and her post (as created).
+struct AuthzFixture<'a> {
+    t: &'a str,
+    post_id: i64,
+    user_id: i64,
+    post: &'a Value,
+    /// Ada's user id, as her post's `owner_id`.
+    owner_id: &'a Value,
+}
+
+/// Two users and an admin, through the gateway and on the services' own ports:
+/// ownership of posts and profiles, the admin's override, `owner=me`, PATCH,
+/// unknown parameters, `alg=none`, and the login limit. Returns the admin's token.
+fn authorization(
+    gw: &str,
+    bin: &Path,
+    auth_env: &[(String, String)],
+    url_of: &dyn Fn(&str) -> String,
+    ada: AuthzFixture<'_>,
+) -> String {
+    let t = Some(ada.t);
+    let bob = register_and_login(gw, "bob@example.com");
+    let b = Some(bob.as_str());
+
+    // The first admin: an account registered as usual, granted the role by the
+    // auth binary against its database (no default password, no HTTP route).
+    register_and_login(gw, "root@example.com");
+    let out = Command::new(bin.join("auth-service"))
+        .args(["grant-admin", "Root@Example.com"])
+        .envs(auth_env.iter().cloned())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin.join("auth-service"))
+        .args(["grant-admin", "nobody@example.com"])
+        .envs(auth_env.iter().cloned())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "granted to an account that does not exist"
+    );
+    let creds = json!({"email": "root@example.com", "password": "correct horse battery"});
+    let (_, body) = call(
+        "POST",
+        &format!("{gw}/api/v1/auth/login"),
+        None,
+        Some(creds),
+    );
+    let admin = body["data"]["token"].as_str().expect("a token").to_string();
+    let a = Some(admin.as_str());
+    let (_, me) = call("GET", &format!("{gw}/api/v1/auth/me"), a, None);
+    assert_eq!(me["data"]["roles"], json!(["user", "admin"]), "{me}");
+    let (_, me) = call("GET", &format!("{gw}/api/v1/auth/me"), b, None);
+    assert_eq!(me["data"]["roles"], json!(["user"]), "{me}");
+
+    // Bob reads Ada's post and profile but changes neither: 403 in the envelope,
+    // from the gateway's route and from each service on its own port.
+    for (base, post_of) in [(gw.to_string(), "posts"), (url_of("blog"), "posts")] {
+        let path = format!("{base}/api/v1/{post_of}/{}", ada.post_id);
+        assert_eq!(call("GET", &path, b, None).0, 200, "{path}");
+        let (status, body) = call("PUT", &path, b, Some(ada.post.clone()));
+        assert_eq!(
+            (status, &body["success"]),
+            (403, &json!(false)),
+            "{path}: {body}"
+        );
+        let patch = Some(json!({"title": "Bob's now"}));
+        assert_eq!(call("PATCH", &path, b, patch).0, 403, "{path}");
+        assert_eq!(call("DELETE", &path, b, None).0, 403, "{path}");
+    }
+    for base in [gw.to_string(), url_of("user")] {
+        let path = format!("{base}/api/v1/users/{}", ada.user_id);
+        let patch = Some(json!({"display_name": "Bob"}));
+        assert_eq!(call("PATCH", &path, b, patch).0, 403, "{path}");
+    }
+
+    // `owner=me` keeps one's own; any other parameter is refused, naming these.
+    let mine = format!("{gw}/api/v1/posts?owner=me");
+    assert_eq!(call("GET", &mine, b, None).1["data"]["total"], json!(0));
+    assert_eq!(call("GET", &mine, t, None).1["data"]["total"], json!(1));
+    let (status, body) = call("GET", &format!("{gw}/api/v1/posts?limit=5"), t, None);
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("limit") && error.contains("owner"), "{body}");
+
+    // PATCH changes what it is given, for the author and for an admin, who
+    // does not become the owner.
+    let path = format!("{gw}/api/v1/posts/{}", ada.post_id);
+    let (status, body) = call("PATCH", &path, t, Some(json!({"published": false})));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["published"], json!(false));
+    assert_eq!(body["data"]["title"], ada.post["title"]);
+    let (status, body) = call("PATCH", &path, a, Some(json!({"published": true})));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(&body["data"]["owner_id"], ada.owner_id);
+    let (status, body) = call("PATCH", &path, t, Some(json!({"title": null})));
+    assert_eq!(status, 422, "a required field cannot be cleared: {body}");
+
+    // `alg=none`: Ada's claims, unsigned, refused at the edge and by the service.
+    let claims = ada.t.split('.').nth(1).unwrap();
+    let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{claims}.");
+    for base in [gw.to_string(), url_of("blog")] {
+        let (status, _) = call("GET", &format!("{base}/api/v1/posts"), Some(&none), None);
+        assert_eq!(status, 401, "{base}");
+    }
+
+    // The login limit: past five failures an account waits, even with its
+    // password; 429 in the envelope with Retry-After.
+    let login = format!("{gw}/api/v1/auth/login");
+    let wrong = json!({"email": "bob@example.com", "password": "not the password"});
+    for _ in 0..5 {
+        assert_eq!(call("POST", &login, None, Some(wrong.clone())).0, 401);
+    }
+    let right = json!({"email": "bob@example.com", "password": "correct horse battery"});
+    match ureq::post(&login).send_json(right) {
+        Err(ureq::Error::Status(429, response)) => {
+            let wait: u64 = response
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .expect("a Retry-After in seconds");
+            assert!(wait > 0);
+            let body: Value = response.into_json().unwrap();
+            assert_eq!(body["success"], json!(false), "{body}");
+        }
+        other => panic!("the sixth login was not refused: {other:?}"),
+    }
+    admin
 }
 
 #[test]
@@ -467,6 +622,37 @@ fn api_suite(gw: &str, tag: &str) -> Vec<(String, u16)> {
         "read user",
         call("GET", &format!("{gw}/api/users/{user_id}"), t, None),
     );
+    let other =
+        json!({"email": format!("{tag}-other@example.com"), "password": "correct horse battery"});
+    call(
+        "POST",
+        &format!("{gw}/api/auth/register"),
+        None,
+        Some(other.clone()),
+    );
+    let (_, body) = call("POST", &format!("{gw}/api/auth/login"), None, Some(other));
+    let other = body["data"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    record(
+        "another user patches the post",
+        call(
+            "PATCH",
+            &format!("{gw}/api/posts/{post_id}"),
+            Some(other.as_str()),
+            Some(json!({"title": "Mine"})),
+        ),
+    );
+    record(
+        "the author patches the post",
+        call(
+            "PATCH",
+            &format!("{gw}/api/posts/{post_id}"),
+            t,
+            Some(json!({"title": "Mine"})),
+        ),
+    );
     record(
         "delete post",
         call("DELETE", &format!("{gw}/api/posts/{post_id}"), t, None),
@@ -520,6 +706,12 @@ fn a_split_monolith_answers_clients_as_before() {
     mono.terminate();
     assert!(
         before.iter().any(|(w, s)| w == "create post" && *s == 201),
+        "{before:?}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|(w, s)| w == "another user patches the post" && *s == 403),
         "{before:?}"
     );
 

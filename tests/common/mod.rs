@@ -203,6 +203,7 @@ fn install_hint(tool: &str) -> &'static str {
         "kubernetes-validate" => "pip install kubernetes-validate",
         "openapi-spec-validator" => "pip install openapi-spec-validator",
         "wrk" => "apt-get install -y wrk",
+        "kubectl" => "a kubectl binary on PATH (the machine image has one; .ci/run checks it)",
         _ => "see .ci/run",
     }
 }
