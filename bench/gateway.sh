@@ -10,6 +10,8 @@
 # machine one run moves by ~10 points, so the medians and their ratios are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/wrk.sh
+. bench/wrk.sh
 secs=${1:-10}
 conns=${2:-64}
 rounds=${3:-3}
@@ -98,7 +100,6 @@ LUA
 
 # CPU time (user + system, clock ticks) the processes PIDS have used so far.
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-hz=$(getconf CLK_TCK)
 
 # name url pids [wrk args...] → "name rps p50 p99 cpu non2xx", where cpu is the CPU
 # time the proxy (PIDS) spent per request, in µs: on a machine whose cores wrk, the
@@ -111,14 +112,7 @@ bench() {
     out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url")
     # shellcheck disable=SC2086
     after=$(ticks $measured)
-    awk -v name="$name" -v ticks=$((after - before)) -v hz="$hz" -v secs="$secs" '
-        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-        /Requests\/sec/ { rps = $2 }
-        /^ +50%/ { p50 = ms($2) }
-        /^ +99%/ { p99 = ms($2) }
-        /Non-2xx/ { bad = $NF }
-        END { cpu = rps > 0 ? ticks * 1e6 / hz / (rps * secs) : 0
-              printf "%-34s %12.0f %9.2fms %9.2fms %9.1fus %8s\n", name, rps, p50, p99, cpu, (bad == "" ? 0 : bad) }' <<<"$out"
+    wrk_row "$name" $((after - before)) "$secs" 34 <<<"$out"
 }
 
 header() { printf '%-34s %12s %11s %11s %11s %8s\n' "$1" "req/s" p50 p99 "cpu/req" non-2xx; }
@@ -140,21 +134,8 @@ bench "service POST /api/v1/users" "http://127.0.0.1:$user_port/api/v1/users" "$
 # Medians over the rounds, and the gateway's share of nginx's throughput.
 echo "-- medians over $rounds rounds"
 header "target"
-python3 - "$results" <<'PY'
-import re, statistics, sys
-rows = {}
-for line in open(sys.argv[1], encoding="utf-8"):
-    m = re.match(r"(.+?)\s+(\d+)\s+([\d.]+)ms\s+([\d.]+)ms\s+([\d.]+)us\s+(\d+)\s*$", line)
-    if m:
-        rows.setdefault(m.group(1).strip(), []).append(tuple(float(x) for x in m.group(2, 3, 4, 5)))
-med = {k: tuple(statistics.median(v[i] for v in vals) for i in range(4)) for k, vals in rows.items()}
-for k, (rps, p50, p99, cpu) in med.items():
-    print(f"{k:<34} {rps:12.0f} {p50:9.2f}ms {p99:9.2f}ms {cpu:9.1f}us")
-for what in ("/health (user)", "GET /api/v1/users/1"):
-    g, n = med.get(f"gateway → {what}"), med.get(f"nginx → {what}")
-    if g and n and n[0] and n[2] and n[3]:
-        print(f"gateway/nginx {what}: throughput {g[0] / n[0]:.0%}, p99 {g[2] / n[2]:.2f}x, CPU per request {g[3] / n[3]:.2f}x")
-PY
+wrk_medians "$results" "gateway → /health (user)|nginx → /health (user)" \
+    "gateway → GET /api/v1/users/1|nginx → GET /api/v1/users/1"
 # User-space instructions per proxied request, counted by callgrind (valgrind): the
 # same binary gives the same count run after run, where time on two shared cores moves
 # by ±10%. Two runs of different lengths; their difference cancels start-up and exit.

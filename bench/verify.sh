@@ -9,6 +9,8 @@
 # Usage: bash bench/verify.sh [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/wrk.sh
+. bench/wrk.sh
 secs=${1:-10}
 conns=${2:-64}
 rounds=${3:-5}
@@ -86,7 +88,6 @@ direct=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$user_port/api
 stop_user
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
 # name → "name rps p50 p99 cpu non2xx" through the gateway, cpu being the service's
 # CPU time per request in µs.
 bench() {
@@ -94,19 +95,12 @@ bench() {
     before=$(ticks "$user_pid")
     out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$gw/api/v1/users/1")
     after=$(ticks "$user_pid")
-    awk -v name="$name" -v ticks=$((after - before)) -v hz="$hz" -v secs="$secs" '
-        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-        /Requests\/sec/ { rps = $2 }
-        /^ +50%/ { p50 = ms($2) }
-        /^ +99%/ { p99 = ms($2) }
-        /Non-2xx/ { bad = $NF }
-        END { cpu = rps > 0 ? ticks * 1e6 / hz / (rps * secs) : 0
-              printf "%-30s %12.0f %9.2fms %9.2fms %9.1fus %8s\n", name, rps, p50, p99, cpu, (bad == "" ? 0 : bad) }' <<<"$out"
+    wrk_row "$name" $((after - before)) "$secs" 34 <<<"$out"
 }
 
 results="$work/results"
 : >"$results"
-printf '%-30s %12s %11s %11s %11s %8s\n' "GET /api/v1/users/1 via gateway" "req/s" p50 p99 "svc cpu/req" non-2xx
+printf '%-34s %12s %11s %11s %11s %8s\n' "GET /api/v1/users/1 via gateway" "req/s" p50 p99 "svc cpu/req" non-2xx
 for round in $(seq 1 "$rounds"); do
     echo "-- round $round/$rounds"
     for build in trusts checks; do
@@ -119,18 +113,5 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 echo "-- medians over $rounds rounds"
-python3 - "$results" <<'PY'
-import re, statistics, sys
-rows = {}
-for line in open(sys.argv[1], encoding="utf-8"):
-    m = re.match(r"(.+?)\s+(\d+)\s+([\d.]+)ms\s+([\d.]+)ms\s+([\d.]+)us\s+(\d+)\s*$", line)
-    if m:
-        rows.setdefault(m.group(1).strip(), []).append(tuple(float(x) for x in m.group(2, 3, 4, 5)))
-med = {k: tuple(statistics.median(v[i] for v in vals) for i in range(4)) for k, vals in rows.items()}
-for k, (rps, p50, p99, cpu) in med.items():
-    print(f"{k:<30} {rps:12.0f} {p50:9.2f}ms {p99:9.2f}ms {cpu:9.1f}us")
-t, c = med["service trusts the gateway"], med["service checks tokens itself"]
-print(f"checking tokens in the service: throughput {c[0] / t[0]:.1%} of trusting, "
-      f"cost {1 - c[0] / t[0]:.1%}; service CPU per request {c[3] / t[3]:.2f}x")
-PY
+wrk_medians "$results" "service checks tokens itself|service trusts the gateway"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; msgen $(git rev-parse --short HEAD)"
