@@ -2224,7 +2224,7 @@ impl Validator<'_> {
                 let problem = if !has_auth {
                     Some((
                         "no service of the project issues tokens".to_string(),
-                        "add one first: `msgen add-service auth`",
+                        "add an auth service (`msgen add-service auth`), or drop `owned` and `roles`",
                     ))
                 } else if s.public {
                     Some((

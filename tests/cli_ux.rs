@@ -568,15 +568,28 @@ fn options_that_break_the_file_are_named_as_such() {
     );
 
     // A file of the user's own in a removed service's directory is named.
-    fs::write(root.join("services/auth/src/mine.rs"), "// mine\n").unwrap();
-    let out = msgen(&root, &["remove-service", "auth"]);
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    fs::write(root.join("services/billing/src/mine.rs"), "// mine\n").unwrap();
+    let out = msgen(&root, &["remove-service", "billing"]);
     assert_ok(&out);
     let text = stdout(&out);
     assert!(
-        text.contains("services/auth/ keeps 1 file(s) msgen did not generate: src/mine.rs"),
+        text.contains("services/billing/ keeps 1 file(s) msgen did not generate: src/mine.rs"),
         "{text}"
     );
-    assert!(root.join("services/auth/src/mine.rs").is_file());
+    assert!(root.join("services/billing/src/mine.rs").is_file());
+
+    // The auth service cannot go while resources are owned: who would own them?
+    let err = refused_option(
+        msgen(&root, &["remove-service", "auth"]),
+        "removing `auth`",
+        "services.toml",
+    );
+    assert!(
+        err.contains("no service of the project issues tokens"),
+        "{err}"
+    );
+    assert!(root.join("services/auth/src/main.rs").is_file());
 }
 
 #[test]
