@@ -337,6 +337,9 @@ pub struct ResourceCtx {
     pub sample_consts: String,
     /// `PATCH` body of the generated test: the first field, with its valid value.
     pub patch_sample: String,
+    /// `pub fn apply(self, record) -> Input {` and the `Input { .. }` it returns,
+    /// laid out as rustfmt does.
+    pub patch_apply: String,
     /// Rows carry their creator's user id: see [`crate::model::Resource::owned`].
     pub owned: bool,
     /// The handlers take the caller (`CurrentUser`): owned, or an operation needs
@@ -1319,6 +1322,7 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         ]
         .join("\n"),
         patch_sample: patch_sample(r),
+        patch_apply: patch_apply(r),
         owned: r.owned,
         guarded: r.guarded(),
         admin_read: admin(Operation::Read),
@@ -1367,6 +1371,34 @@ fn denied(owned: bool, admin_only: bool) -> &'static str {
     } else {
         "Needs the admin role"
     }
+}
+
+/// `Patch::apply`'s head and body, as rustfmt lays them out: a field's
+/// `self.f.unwrap_or(record.f)` is a chain, broken one call per line past
+/// rustfmt's 60-column `chain_width`.
+fn patch_apply(r: &Resource) -> String {
+    let pascal = r.pascal();
+    let record = format!("record: {pascal}");
+    let mut out = fn_head(
+        4,
+        "pub fn apply",
+        &["self", &record],
+        &format!("{pascal}Input"),
+    );
+    out.push_str(&format!("\n        {pascal}Input {{\n"));
+    for f in &r.fields {
+        let n = &f.name;
+        let chain = format!("self.{n}.unwrap_or(record.{n})");
+        if chain.len() <= 60 && 12 + n.len() + 2 + chain.len() < 100 {
+            out.push_str(&format!("            {n}: {chain},\n"));
+        } else {
+            out.push_str(&format!(
+                "            {n}: self\n                .{n}\n                .unwrap_or(record.{n}),\n"
+            ));
+        }
+    }
+    out.push_str("        }");
+    out
 }
 
 /// `json!({ "<first field>": <valid value> })` for the generated PATCH test.

@@ -81,13 +81,39 @@ fn answers_give_the_same_file_as_the_equivalent_commands() {
     assert!(rest.contains("Next steps"), "{rest}");
     let got = read(asked.path().join("app/services.toml"));
 
-    // The same project through flags and commands.
+    // The same project through flags and commands. Without the auth service, `new`
+    // leaves out ownership and roles (no token would say who calls); on an existing
+    // project `remove-service auth` refuses while they are declared.
     let flags = tempfile::tempdir().unwrap();
+    let builtin = read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/blogsys.toml"
+    ));
+    let open: String = builtin
+        .lines()
+        .filter(|l| !l.starts_with("  owned = ") && !l.starts_with("  roles = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(open, builtin);
+    let config = flags.path().join("open.toml");
+    fs::write(&config, open).unwrap();
     assert_ok(&msgen(
         flags.path(),
-        &["new", "app", "--yes", "--database", "sqlite"],
+        &[
+            "new",
+            "app",
+            "--yes",
+            "--database",
+            "sqlite",
+            "--config",
+            config.to_str().unwrap(),
+        ],
     ));
     let root = flags.path().join("app");
+    let refused = msgen(flags.path(), &["new", "guarded", "--yes"]);
+    assert_ok(&refused);
+    let refused = msgen(&flags.path().join("guarded"), &["remove-service", "auth"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert_ok(&msgen(&root, &["remove-service", "auth"]));
     assert_ok(&msgen(&root, &["add-service", "billing"]));
     let want = read(root.join("services.toml")).replace("port = 8080", "port = 8090");

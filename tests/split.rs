@@ -221,8 +221,8 @@ fn edited_glue_is_kept_and_migration_versions_are_not_reused() {
     // database already recorded for the posts table that moved away.
     let toml = fs::read_to_string(root.join("services.toml")).unwrap();
     let more = toml.replace(
-        "  fields = { email = \"email\", display_name = \"string\", age = \"i32?\" }\n",
-        "  fields = { email = \"email\", display_name = \"string\", age = \"i32?\" }\n\n  [[services.resources]]\n  name = \"badge\"\n  fields = { label = \"string\" }\n",
+        "  roles = { delete = \"admin\" }  # and only an admin deletes a profile\n",
+        "  roles = { delete = \"admin\" }  # and only an admin deletes a profile\n\n  [[services.resources]]\n  name = \"badge\"\n  fields = { label = \"string\" }\n",
     );
     assert_ne!(toml, more);
     fs::write(root.join("services.toml"), more).unwrap();

@@ -207,6 +207,41 @@ fn inline_resources(s: &NewService<'_>) -> Value {
 }
 
 /// Removes the service named `name`, whichever form `services` takes.
+/// Whether a service of `doc` has `template = "auth"`.
+pub fn has_auth_service(doc: &DocumentMut) -> bool {
+    match doc.get("services") {
+        Some(Item::ArrayOfTables(services)) => services
+            .iter()
+            .any(|t| t.get("template").and_then(Item::as_str) == Some("auth")),
+        Some(Item::Value(Value::Array(services))) => services.iter().any(|v| {
+            v.as_inline_table()
+                .and_then(|t| t.get("template"))
+                .and_then(Value::as_str)
+                == Some("auth")
+        }),
+        _ => false,
+    }
+}
+
+/// Removes `owned` and `roles` from every resource: what a project without an
+/// auth service cannot have (no token says who calls). True when one was there.
+pub fn drop_access_rules(doc: &mut DocumentMut) -> bool {
+    let mut dropped = false;
+    let Some(Item::ArrayOfTables(services)) = doc.get_mut("services") else {
+        return false;
+    };
+    for service in services.iter_mut() {
+        if let Some(Item::ArrayOfTables(resources)) = service.get_mut("resources") {
+            for resource in resources.iter_mut() {
+                for key in ["owned", "roles"] {
+                    dropped |= resource.remove(key).is_some();
+                }
+            }
+        }
+    }
+    dropped
+}
+
 pub fn remove_service(doc: &mut DocumentMut, name: &str) -> Result<bool> {
     match doc.get_mut("services") {
         Some(Item::ArrayOfTables(services)) => {
