@@ -42,7 +42,12 @@ pub fn set_gateway_port(doc: &mut DocumentMut, port: u16) -> Result<()> {
 /// Every service entry, whichever TOML form `services` takes: `[[services]]`
 /// tables or an array of inline tables (`services = [{ name = "a" }, ..]`).
 fn services_mut(doc: &mut DocumentMut) -> Vec<&mut dyn TableLike> {
-    match doc.get_mut("services") {
+    tables_mut(doc.get_mut("services"))
+}
+
+/// The tables of `item`: `[[x]]` tables or an array of inline tables.
+fn tables_mut(item: Option<&mut Item>) -> Vec<&mut dyn TableLike> {
+    match item {
         Some(Item::ArrayOfTables(a)) => a.iter_mut().map(|t| t as &mut dyn TableLike).collect(),
         Some(Item::Value(Value::Array(a))) => a
             .iter_mut()
@@ -206,42 +211,27 @@ fn inline_resources(s: &NewService<'_>) -> Value {
     Value::Array(arr)
 }
 
-/// Removes the service named `name`, whichever form `services` takes.
 /// Whether a service of `doc` has `template = "auth"`.
-pub fn has_auth_service(doc: &DocumentMut) -> bool {
-    match doc.get("services") {
-        Some(Item::ArrayOfTables(services)) => services
-            .iter()
-            .any(|t| t.get("template").and_then(Item::as_str) == Some("auth")),
-        Some(Item::Value(Value::Array(services))) => services.iter().any(|v| {
-            v.as_inline_table()
-                .and_then(|t| t.get("template"))
-                .and_then(Value::as_str)
-                == Some("auth")
-        }),
-        _ => false,
-    }
+pub fn has_auth_service(doc: &mut DocumentMut) -> bool {
+    services_mut(doc)
+        .iter()
+        .any(|t| t.get("template").and_then(Item::as_str) == Some("auth"))
 }
 
-/// Removes `owned` and `roles` from every resource: what a project without an
-/// auth service cannot have (no token says who calls). True when one was there.
-pub fn drop_access_rules(doc: &mut DocumentMut) -> bool {
-    let mut dropped = false;
-    let Some(Item::ArrayOfTables(services)) = doc.get_mut("services") else {
-        return false;
-    };
-    for service in services.iter_mut() {
-        if let Some(Item::ArrayOfTables(resources)) = service.get_mut("resources") {
-            for resource in resources.iter_mut() {
-                for key in ["owned", "roles"] {
-                    dropped |= resource.remove(key).is_some();
-                }
-            }
+/// Removes `owned` and `roles` from every resource, whichever TOML form the
+/// services and their resources take: what a project without an auth service
+/// cannot have (no token says who calls).
+pub fn drop_access_rules(doc: &mut DocumentMut) {
+    for service in services_mut(doc) {
+        let resources = tables_mut(service.get_mut("resources"));
+        for resource in resources {
+            resource.remove("owned");
+            resource.remove("roles");
         }
     }
-    dropped
 }
 
+/// Removes the service named `name`, whichever form `services` takes.
 pub fn remove_service(doc: &mut DocumentMut, name: &str) -> Result<bool> {
     match doc.get_mut("services") {
         Some(Item::ArrayOfTables(services)) => {

@@ -245,7 +245,7 @@ fn build(base: &DocumentMut, a: &Answers) -> Result<DocumentMut> {
     for name in &a.removed {
         edit::remove_service(&mut doc, name)?;
     }
-    if !edit::has_auth_service(&doc) {
+    if !edit::has_auth_service(&mut doc) {
         // A new project without the auth service: nobody's token to own a row.
         edit::drop_access_rules(&mut doc);
     }
