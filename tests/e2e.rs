@@ -53,21 +53,21 @@ fn build(dir: &Path, database: &str) -> PathBuf {
 
 /// Registers `email` through the gateway and logs in: the bearer token.
 fn register_and_login(gw: &str, email: &str) -> String {
+    register_and_login_at(gw, "/api/v1/auth", email)
+}
+
+/// As [`register_and_login`], under `auth` (`/api/auth`: the monolith's old paths).
+fn register_and_login_at(gw: &str, auth: &str, email: &str) -> String {
     let creds = json!({"email": email, "password": "correct horse battery"});
     let (status, body) = call(
         "POST",
-        &format!("{gw}/api/v1/auth/register"),
+        &format!("{gw}{auth}/register"),
         None,
         Some(creds.clone()),
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["success"], json!(true));
-    let (status, body) = call(
-        "POST",
-        &format!("{gw}/api/v1/auth/login"),
-        None,
-        Some(creds),
-    );
+    let (status, body) = call("POST", &format!("{gw}{auth}/login"), None, Some(creds));
     assert_eq!(status, 200, "{body}");
     body["data"]["token"].as_str().expect("a token").to_string()
 }
@@ -622,19 +622,7 @@ fn api_suite(gw: &str, tag: &str) -> Vec<(String, u16)> {
         "read user",
         call("GET", &format!("{gw}/api/users/{user_id}"), t, None),
     );
-    let other =
-        json!({"email": format!("{tag}-other@example.com"), "password": "correct horse battery"});
-    call(
-        "POST",
-        &format!("{gw}/api/auth/register"),
-        None,
-        Some(other.clone()),
-    );
-    let (_, body) = call("POST", &format!("{gw}/api/auth/login"), None, Some(other));
-    let other = body["data"]["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let other = register_and_login_at(gw, "/api/auth", &format!("{tag}-other@example.com"));
     record(
         "another user patches the post",
         call(
@@ -750,15 +738,7 @@ fn a_split_monolith_answers_clients_as_before() {
     assert_eq!(before, after);
 
     // But the posts now live in the blog service and its own database...
-    let creds = json!({"email": "check@example.com", "password": "correct horse battery"});
-    call(
-        "POST",
-        &format!("{gw}/api/auth/register"),
-        None,
-        Some(creds.clone()),
-    );
-    let (_, body) = call("POST", &format!("{gw}/api/auth/login"), None, Some(creds));
-    let token = body["data"]["token"].as_str().unwrap().to_string();
+    let token = register_and_login_at(&gw, "/api/auth", "check@example.com");
     let t = Some(token.as_str());
     let (_, body) = call(
         "POST",
