@@ -300,6 +300,56 @@ pub fn recorded(root: &Path) -> Result<BTreeSet<String>> {
     Ok(out)
 }
 
+/// A generated file that is not what msgen last wrote: edited by hand, or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandEdit {
+    pub path: String,
+    /// What msgen last wrote (its base record).
+    pub record: Vec<u8>,
+    /// The file now; `None` once removed.
+    pub current: Option<Vec<u8>>,
+}
+
+/// The files msgen generated whose bytes differ from its record of them, in path
+/// order.
+pub fn hand_edits(root: &Path) -> Result<Vec<HandEdit>> {
+    let mut out = Vec::new();
+    for path in recorded(root)? {
+        let record = read_bytes(&root.join(BASE_DIR).join(&path))?.unwrap_or_default();
+        let current = read_bytes(&root.join(&path))?;
+        if current.as_deref() != Some(record.as_slice()) {
+            out.push(HandEdit {
+                path,
+                record,
+                current,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The files msgen left with conflict markers that still hold them, each with the
+/// lines (1-based) where a conflicting hunk starts.
+pub fn unresolved_conflicts(root: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    let mut out = Vec::new();
+    for path in read_conflicts(root)?.unwrap_or_default().into_keys() {
+        let Some(bytes) = read_bytes(&root.join(&path))? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if has_conflict_markers(&text) {
+            let starts = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.starts_with("<<<<<<< "))
+                .map(|(i, _)| i + 1)
+                .collect();
+            out.push((path, starts));
+        }
+    }
+    Ok(out)
+}
+
 /// Every path with a file under `.msgen/base/`.
 fn base_records(root: &Path) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();

@@ -110,6 +110,16 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Show where the project stands: hand edits, open conflicts, what `generate`
+    /// would change, schema changes waiting for a migration.
+    #[command(
+        after_help = "Reads only. Exit status: 0 when `msgen generate` has nothing to do (hand edits\nare yours and fine), 1 when it has (files to write, a migration to add), when a\nconflict is not resolved or a schema change waits for a flag.\n\nExamples:\n  msgen status\n  msgen status --diff    each hand edit against what msgen last wrote\n  msgen status --quiet   the exit status only (CI)"
+    )]
+    Status {
+        /// Print each hand edit as a unified diff against what msgen last wrote.
+        #[arg(long)]
+        diff: bool,
+    },
     /// Check services.toml and report every problem at once.
     #[command(after_help = "Examples:\n  msgen validate\n  msgen -C blogsys validate")]
     Validate,

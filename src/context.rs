@@ -66,6 +66,10 @@ pub struct ProjectCtx {
     /// Gateway routing table, longest prefix first.
     pub routes: Vec<RouteCtx>,
     pub mermaid: String,
+    /// What the gateway stands in front of, for the README's first sentence.
+    pub fronted: String,
+    /// The msgen that rendered the project.
+    pub msgen_version: &'static str,
 }
 
 /// One event subject, as a publisher or a consumer sees it.
@@ -531,6 +535,11 @@ impl ProjectCtx {
             });
         }
         routes.sort_by_key(route_order);
+        let fronted = fronted(
+            &names(&services),
+            &names(&modules),
+            external_monolith.as_ref().map(|m| m.path.as_str()),
+        );
         ProjectCtx {
             name: p.name.as_str().to_string(),
             name_snake: p.name.snake(),
@@ -578,7 +587,53 @@ impl ProjectCtx {
             upstreams,
             routes,
             mermaid: crate::graph::mermaid(p),
+            fronted,
+            msgen_version: env!("CARGO_PKG_VERSION"),
         }
+    }
+}
+
+fn names(services: &[ServiceCtx]) -> Vec<String> {
+    services.iter().map(|s| s.name.clone()).collect()
+}
+
+/// What the gateway stands in front of: "the auth, user and blog services, each
+/// with its own database", the monolith's modules, the adopted monolith.
+pub(crate) fn fronted(services: &[String], modules: &[String], adopted: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    match services {
+        [] => {}
+        [one] => parts.push(format!("the {one} service, with a database of its own")),
+        many => parts.push(format!(
+            "the {} services, each with a database of its own",
+            english_list(many)
+        )),
+    }
+    match modules {
+        [] if adopted.is_none() && services.is_empty() => {
+            parts.push("no service yet (`msgen add-service NAME` adds one)".to_string())
+        }
+        [] => {}
+        [one] => parts.push(format!("a modular monolith with one module ({one})")),
+        many => parts.push(format!(
+            "a modular monolith whose modules ({}) share its database",
+            english_list(many)
+        )),
+    }
+    if let Some(path) = adopted {
+        parts.push(format!(
+            "the adopted monolith in `{path}/`, which serves every path no service claims"
+        ));
+    }
+    parts.join("; and ")
+}
+
+/// "a", "a and b", "a, b and c".
+fn english_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -594,6 +649,7 @@ impl ProjectCtx {
             upstreams: Vec::new(),
             routes: Vec::new(),
             mermaid: String::new(),
+            fronted: String::new(),
             ..self.clone()
         }
     }
@@ -1653,6 +1709,24 @@ fn sql_consts(sql: &SqlCtx) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_readme_says_what_the_gateway_fronts() {
+        let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            super::fronted(&v(&["auth", "user", "blog"]), &[], None),
+            "the auth, user and blog services, each with a database of its own"
+        );
+        assert_eq!(
+            super::fronted(&v(&["auth"]), &v(&["user", "blog"]), None),
+            "the auth service, with a database of its own; and a modular monolith whose modules (user and blog) share its database"
+        );
+        assert_eq!(
+            super::fronted(&[], &[], Some("legacy")),
+            "the adopted monolith in `legacy/`, which serves every path no service claims"
+        );
+        assert!(super::fronted(&[], &[], None).starts_with("no service yet"));
+    }
+
     use super::*;
 
     // The expected layouts are rustfmt's own output (edition 2021, default config).

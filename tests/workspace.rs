@@ -6,12 +6,13 @@ mod common;
 
 use common::{assert_ok, cargo, example, examples, msgen, require_postgres, CARGO_LOCK};
 
-fn check_example(name: &str) {
-    check_example_with(name, "");
+fn check_example(name: &str) -> tempfile::TempDir {
+    check_example_with(name, "")
 }
 
 /// `project` holds more `[project]` keys for the example, e.g. its majors.
-fn check_example_with(name: &str, project: &str) {
+/// Returns the directory holding the project (`<dir>/<name>`).
+fn check_example_with(name: &str, project: &str) -> tempfile::TempDir {
     require_postgres();
     common::require_nats();
     let dir = tempfile::tempdir().unwrap();
@@ -30,6 +31,7 @@ fn check_example_with(name: &str, project: &str) {
     cargo(&root, &["build"]);
     // The generated workspace's own tests really ran.
     common::cargo_test_ran(&root, 10);
+    dir
 }
 
 #[test]
@@ -40,7 +42,56 @@ fn examples_are_all_covered() {
 
 #[test]
 fn blogsys_workspace_builds_and_passes_its_tests() {
-    check_example("blogsys");
+    let root = check_example("blogsys");
+    the_openapi_test_names_routes(&root.path().join("blogsys"));
+}
+
+/// The generated OpenAPI test lets a documented route of the user's own through
+/// (and lists it), and names a declared route that is no longer documented.
+fn the_openapi_test_names_routes(root: &std::path::Path) {
+    let _lock = common::CARGO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let handlers = root.join("services/user/src/handlers/user.rs");
+    let mut text = std::fs::read_to_string(&handlers).unwrap();
+    text.push_str(
+        "\n/// How many profiles there are (a route of the user's own).\n#[utoipa::path(get, path = \"/api/v1/users/count\", tag = \"users\", responses((status = 200, description = \"count\")))]\npub async fn count() -> &'static str {\n    \"0\"\n}\n",
+    );
+    std::fs::write(&handlers, text).unwrap();
+    let routes = root.join("services/user/src/routes.rs");
+    let table = std::fs::read_to_string(&routes).unwrap();
+    let own = table.replacen(
+        "        .routes(routes!(handlers::user::list, handlers::user::create))\n",
+        "        .routes(routes!(handlers::user::list, handlers::user::create))\n        .routes(routes!(handlers::user::count))\n",
+        1,
+    );
+    assert_ne!(own, table, "{table}");
+    std::fs::write(&routes, &own).unwrap();
+    let args = [
+        "test",
+        "-p",
+        "user-service",
+        "--test",
+        "api",
+        "the_openapi",
+        "--",
+        "--nocapture",
+    ];
+    let out = cargo(root, &args);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("documented beyond services.toml: [\"get /api/v1/users/count\"]"),
+        "{said}"
+    );
+    let without_patch = own.replacen("            handlers::user::patch,\n", "", 1);
+    assert_ne!(without_patch, own, "{own}");
+    std::fs::write(&routes, without_patch).unwrap();
+    let out = common::cargo_output(root, &args);
+    assert!(!out.status.success());
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("declared in services.toml but not in the OpenAPI document: [\"patch /api/v1/users/{id}\"]"),
+        "{said}"
+    );
 }
 
 #[test]

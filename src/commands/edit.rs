@@ -39,6 +39,20 @@ pub fn set_gateway_port(doc: &mut DocumentMut, port: u16) -> Result<()> {
     Ok(())
 }
 
+/// Puts `comment` (`# ...` lines, then a blank one) at the top of the file in
+/// place of the comment that was there: the decor before its first table.
+pub fn set_header(doc: &mut DocumentMut, comment: &str) {
+    let first = doc
+        .iter()
+        .filter_map(|(key, item)| Some((item.as_table()?.position()?, key.to_string())))
+        .min();
+    if let Some(table) = first.and_then(|(_, key)| doc.get_mut(&key)?.as_table_mut()) {
+        table
+            .decor_mut()
+            .set_prefix(format!("{}\n\n", comment.trim_end()));
+    }
+}
+
 /// Every service entry, whichever TOML form `services` takes: `[[services]]`
 /// tables or an array of inline tables (`services = [{ name = "a" }, ..]`).
 fn services_mut(doc: &mut DocumentMut) -> Vec<&mut dyn TableLike> {

@@ -8,6 +8,7 @@ mod output;
 mod own_database;
 mod service;
 mod split;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,6 +119,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             name,
             dry_run,
         } => migration::add(&cwd, &service, &name, dry_run, out),
+        Command::Status { diff } => status::run(&cwd, diff, out),
         Command::Validate => {
             let project = load(&cwd)?;
             // The schema changes services.toml asks for must be ones msgen makes

@@ -82,13 +82,18 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
     } else {
         Answers::from_flags(&args)
     };
-    let config = build(&base, &answers)?.to_string();
+    let mut doc = build(&base, &answers)?;
     let choices = answers.describe();
     let project = if choices.is_empty() {
-        Project::parse(&config, &source)?
+        Project::parse(&doc.to_string(), &source)?
     } else {
-        super::parse_edited(&config, &source, &choices)?
+        super::parse_edited(&doc.to_string(), &source, &choices)?
     };
+    if args.config.is_none() && !choices.is_empty() {
+        // The built-in example's opening comment describes the example, not this.
+        edit::set_header(&mut doc, &header(&project));
+    }
+    let config = doc.to_string();
 
     let mode = if args.dry_run {
         Mode::DryRun
@@ -275,6 +280,31 @@ fn build(base: &DocumentMut, a: &Answers) -> Result<DocumentMut> {
         edit::make_monolith(&mut doc, crate::model::DEFAULT_MONOLITH_PORT)?;
     }
     Ok(doc)
+}
+
+/// The opening comment of a `services.toml` made from the built-in example with
+/// other choices: what this project is.
+fn header(project: &Project) -> String {
+    let names = |services: &mut dyn Iterator<Item = &crate::model::Service>| {
+        services
+            .map(|s| s.name.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let fronted = crate::context::fronted(
+        &names(&mut project.standalone()),
+        &names(&mut project.modules()),
+        None,
+    );
+    let text = format!(
+        "{}: an API gateway in front of {fronted}.",
+        project.name.as_str()
+    );
+    let mut header: String = textwrap::wrap(&text, 84)
+        .iter()
+        .map(|line| format!("# {line}\n"))
+        .collect();
+    header.push_str("# Edit this file, then run `msgen generate`; `msgen validate` checks it.\n");
+    header
 }
 
 /// Builds and validates, giving a short message for a prompt.

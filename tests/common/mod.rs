@@ -142,8 +142,22 @@ fn claim_target(dir: &Path) {
 /// `cargo <args>` in a generated workspace; panics with the output on failure.
 /// Callers hold [`CARGO_LOCK`].
 pub fn cargo(dir: &Path, args: &[&str]) -> Output {
+    let out = cargo_output(dir, args);
+    assert!(
+        out.status.success(),
+        "cargo {} failed in {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`cargo`], success or not. Callers hold [`CARGO_LOCK`].
+pub fn cargo_output(dir: &Path, args: &[&str]) -> Output {
     claim_target(dir);
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", generated_target_dir())
@@ -156,16 +170,7 @@ pub fn cargo(dir: &Path, args: &[&str]) -> Output {
         .env_remove("DATABASE_URL")
         .env("SQLX_OFFLINE", "true")
         .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo {} failed in {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+        .expect("cargo runs")
 }
 
 /// `cargo test` in a generated workspace: every binary passed, and at least `min`
