@@ -110,6 +110,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the whole system here: build, start every service and the gateway,
+    /// rebuild and restart on every saved change.
+    #[command(
+        after_help = "Needs what the services need (PostgreSQL on 127.0.0.1:5432, NATS on 127.0.0.1:4222\nwhere events are declared), no Docker. Each process gets `.env`, PORT and the\naddresses of the others on 127.0.0.1; each creates its database and applies its\nmigrations. Logs are prefixed with the process's name. A change to services.toml\nruns `msgen generate` first; a change to code rebuilds, and only the binaries cargo\nrebuilt restart. A process that stops is named with its last lines; the others keep\nrunning. Ctrl-C stops them all.\n\nExamples:\n  msgen dev\n  msgen -C blogsys dev"
+    )]
+    Dev,
     /// Show where the project stands: hand edits, open conflicts, what `generate`
     /// would change, schema changes waiting for a migration.
     #[command(

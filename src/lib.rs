@@ -10,6 +10,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod dev;
 pub mod diagnostic;
 pub mod graph;
 pub mod lock;

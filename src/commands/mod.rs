@@ -1,5 +1,6 @@
 //! One module per command; each turns typed arguments into a plan and applies it.
 
+mod dev;
 mod edit;
 mod generate;
 mod migration;
@@ -120,6 +121,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => migration::add(&cwd, &service, &name, dry_run, out),
         Command::Status { diff } => status::run(&cwd, diff, out),
+        Command::Dev => dev::run(&cwd, out),
         Command::Validate => {
             let project = load(&cwd)?;
             // The schema changes services.toml asks for must be ones msgen makes

@@ -108,7 +108,7 @@ pub static CARGO_LOCK: Mutex<()> = Mutex::new(());
 /// to the workspace and by mtimes: two generated workspaces both have a `gateway`
 /// crate at `gateway/`, so without this the second build could reuse the first
 /// one's binary as "fresh" when its files were written before that build ran.
-fn claim_target(dir: &Path) {
+pub fn claim_target(dir: &Path) {
     let target = generated_target_dir();
     let marker = target.join(".msgen-last-workspace");
     let me = dir
