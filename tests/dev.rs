@@ -1,8 +1,8 @@
 //! `msgen dev` on a pseudo-terminal, against the machine's PostgreSQL and NATS:
 //! it builds the built-in example, starts its services and gateway, shows them
 //! ready, names a service that cannot start while the others run, rebuilds and
-//! restarts only what a saved change affects, and leaves no process behind on
-//! Ctrl-C.
+//! restarts only what a saved change affects (`generate` first when it is
+//! `services.toml`), and leaves no process behind on Ctrl-C.
 
 mod common;
 
@@ -107,6 +107,31 @@ fn dev_runs_the_system_and_restarts_what_changed() {
     assert!(
         listening(ports[2]),
         "blog does not answer after its restart"
+    );
+
+    // services.toml changes: generate runs first (a migration for the new
+    // field), then the services it touched are built and started again.
+    common::edit_config(&root, "age = \"i32?\"", "age = \"i32?\", bio = \"string?\"");
+    let (regenerated, _) = p
+        .exp_regex(r"user +\d+ +ready")
+        .expect("user ready after services.toml changed");
+    assert!(regenerated.contains("add column \"bio\""), "{regenerated}");
+    assert!(
+        regenerated.contains("Started user on port"),
+        "{regenerated}"
+    );
+    assert!(
+        !regenerated.contains("Started auth on port"),
+        "{regenerated}"
+    );
+    let profile = ureq::get(&format!("http://127.0.0.1:{}/openapi.json", ports[1]))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        profile.contains("\"bio\""),
+        "the restarted user service has no bio"
     );
 
     // Ctrl-C: every process stops, and msgen exits cleanly.
