@@ -117,7 +117,15 @@ fn answers_give_the_same_file_as_the_equivalent_commands() {
     assert_ok(&msgen(&root, &["remove-service", "auth"]));
     assert_ok(&msgen(&root, &["add-service", "billing"]));
     let want = read(root.join("services.toml")).replace("port = 8080", "port = 8090");
-    assert_eq!(got, want);
+    // The same file but its opening comment: the built-in example's words, taken
+    // through --config as a file of the user's own, against a description of the
+    // project the answers made.
+    let body = |text: &str| text.split_once("\n\n").unwrap().1.to_string();
+    assert_eq!(body(&got), body(&want));
+    assert!(
+        got.starts_with("# app: an API gateway in front of the user, blog and billing services, each with a\n# database of its own.\n"),
+        "{got}"
+    );
     // billing takes the port auth left.
     assert!(got.contains("name = \"billing\"\nport = 3001"), "{got}");
     assert!(!got.contains("name = \"auth\""), "{got}");
@@ -339,4 +347,44 @@ fn a_large_render_shows_its_progress_on_a_terminal_only() {
     );
     assert_ok(&out);
     assert!(!stderr(&out).contains("writing files"), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_restores_the_cursor_and_writes_nothing() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app"]);
+    expect(&mut p, "Services");
+    p.send_control('c').unwrap();
+    let (code, rest) = finish(p);
+    assert_eq!(code, 2, "{rest}");
+    assert!(rest.contains("cancelled; nothing was written"), "{rest}");
+    // The list hid the cursor; it is shown again before msgen ends.
+    assert!(rest.contains("\x1b[?25h"), "{rest:?}");
+    assert!(!asked.path().join("app").exists());
+}
+
+#[test]
+fn the_services_say_what_keeps_them_and_refusals_fit_the_terminal() {
+    let asked = tempfile::tempdir().unwrap();
+    let mut p = spawn(asked.path(), &["new", "app"]);
+    // Before any choice: who calls whom and who hears whose events.
+    expect(&mut p, "hears post.created from blog");
+    // Dropping user while blog calls it: refused, the reason in lines that fit.
+    keys(&mut p, "j \r");
+    let (said, _) = p.exp_regex("choose again").expect("a refusal");
+    let message: Vec<&str> = said
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with("  ") && !l.contains('\x1b'))
+        .collect();
+    assert!(
+        message.len() > 1,
+        "a long reason is broken into lines: {said:?}"
+    );
+    for line in &message {
+        assert!(line.chars().count() <= 120, "{line:?}");
+    }
+    p.send_control('c').unwrap();
+    let (code, _) = finish(p);
+    assert_eq!(code, 2);
 }

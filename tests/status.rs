@@ -151,6 +151,27 @@ fn documents_describe_the_project_new_made() {
         "{readme}"
     );
 
+    // The header msgen wrote follows the services; one of the user's own stays.
+    assert_ok(&msgen(&root, &["add-service", "billing"]));
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        config.starts_with("# mono: an API gateway in front of the billing service, with a database of its own;\n# and a modular monolith"),
+        "{config}"
+    );
+    let own = config.replacen("# mono: an API gateway", "# Our shop: an API gateway", 1);
+    let own = own.replacen(
+        "# Edit this file, then run `msgen generate`; `msgen validate` checks it.\n",
+        "",
+        1,
+    );
+    fs::write(root.join("services.toml"), &own).unwrap();
+    assert_ok(&msgen(&root, &["remove-service", "billing"]));
+    let config = fs::read_to_string(root.join("services.toml")).unwrap();
+    assert!(
+        config.starts_with("# Our shop: an API gateway in front of the billing"),
+        "{config}"
+    );
+
     // The built-in example as it is keeps its own words.
     assert_ok(&msgen(dir.path(), &["new", "plain", "--yes"]));
     let config = fs::read_to_string(dir.path().join("plain/services.toml")).unwrap();

@@ -53,6 +53,56 @@ pub fn set_header(doc: &mut DocumentMut, comment: &str) {
     }
 }
 
+/// The last line of the opening comment msgen writes: a file whose opening
+/// comment ends with it has msgen's, kept current by [`refresh_header`].
+const HEADER_END: &str =
+    "# Edit this file, then run `msgen generate`; `msgen validate` checks it.\n";
+
+/// The opening comment of a `services.toml` msgen wrote for a project: what it is.
+pub fn header(project: &crate::model::Project) -> String {
+    let names = |services: &mut dyn Iterator<Item = &crate::model::Service>| {
+        services
+            .map(|s| s.name.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let adopted = project
+        .monolith
+        .as_ref()
+        .and_then(|m| m.external.as_ref())
+        .map(|e| e.path.as_str());
+    let fronted = crate::context::fronted(
+        &names(&mut project.standalone()),
+        &names(&mut project.modules()),
+        adopted,
+    );
+    let text = format!(
+        "{}: an API gateway in front of {fronted}.",
+        project.name.as_str()
+    );
+    let mut header: String = textwrap::wrap(&text, 84)
+        .iter()
+        .map(|line| format!("# {line}\n"))
+        .collect();
+    header.push_str(HEADER_END);
+    header
+}
+
+/// Rewrites the opening comment for `project` if it is one msgen wrote (a
+/// comment of the user's own stays as it is).
+pub fn refresh_header(doc: &mut DocumentMut, project: &crate::model::Project) {
+    let first = doc
+        .iter()
+        .filter_map(|(key, item)| Some((item.as_table()?.position()?, key.to_string())))
+        .min();
+    let ours = first
+        .as_ref()
+        .and_then(|(_, key)| doc.get(key)?.as_table()?.decor().prefix()?.as_str())
+        .is_some_and(|p| p.trim_end().ends_with(HEADER_END.trim_end()));
+    if ours {
+        set_header(doc, &header(project));
+    }
+}
+
 /// Every service entry, whichever TOML form `services` takes: `[[services]]`
 /// tables or an array of inline tables (`services = [{ name = "a" }, ..]`).
 fn services_mut(doc: &mut DocumentMut) -> Vec<&mut dyn TableLike> {

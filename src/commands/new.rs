@@ -91,7 +91,7 @@ pub fn run(cwd: &Path, args: NewArgs, out: Printer) -> Result<ExitCode> {
     };
     if args.config.is_none() && !choices.is_empty() {
         // The built-in example's opening comment describes the example, not this.
-        edit::set_header(&mut doc, &header(&project));
+        edit::set_header(&mut doc, &edit::header(&project));
     }
     let config = doc.to_string();
 
@@ -282,31 +282,6 @@ fn build(base: &DocumentMut, a: &Answers) -> Result<DocumentMut> {
     Ok(doc)
 }
 
-/// The opening comment of a `services.toml` made from the built-in example with
-/// other choices: what this project is.
-fn header(project: &Project) -> String {
-    let names = |services: &mut dyn Iterator<Item = &crate::model::Service>| {
-        services
-            .map(|s| s.name.as_str().to_string())
-            .collect::<Vec<_>>()
-    };
-    let fronted = crate::context::fronted(
-        &names(&mut project.standalone()),
-        &names(&mut project.modules()),
-        None,
-    );
-    let text = format!(
-        "{}: an API gateway in front of {fronted}.",
-        project.name.as_str()
-    );
-    let mut header: String = textwrap::wrap(&text, 84)
-        .iter()
-        .map(|line| format!("# {line}\n"))
-        .collect();
-    header.push_str("# Edit this file, then run `msgen generate`; `msgen validate` checks it.\n");
-    header
-}
-
 /// Builds and validates, giving a short message for a prompt.
 fn check(base: &DocumentMut, a: &Answers) -> Result<Project, String> {
     let doc = build(base, a).map_err(|e| short_error(&e))?;
@@ -321,6 +296,36 @@ fn short_error(e: &anyhow::Error) -> String {
     }
 }
 
+/// An answer, or the end of the session: Esc or q (no answer) and Ctrl-C both
+/// cancel it, the cursor shown again (the lists hide it while they are up).
+fn answered<T>(answer: dialoguer::Result<Option<T>>) -> Result<T> {
+    match answer {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(cancelled()),
+        Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+            let term = dialoguer::console::Term::stderr();
+            let _ = term.show_cursor();
+            let _ = term.write_line("");
+            Err(cancelled())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("reading the answer")),
+    }
+}
+
+/// `msg` indented and broken into lines that fit the terminal: the prompts
+/// count the lines they clear, and a line the terminal wraps itself is counted
+/// as one.
+fn wrapped(msg: &str) -> String {
+    let (_, cols) = dialoguer::console::Term::stderr().size();
+    let width = usize::from(cols).clamp(40, 120) - 2;
+    textwrap::fill(
+        msg,
+        textwrap::Options::new(width)
+            .initial_indent("  ")
+            .subsequent_indent("  "),
+    )
+}
+
 fn cancelled() -> anyhow::Error {
     UsageError("cancelled; nothing was written".into()).into()
 }
@@ -331,6 +336,14 @@ fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         dialoguer::console::set_colors_enabled_stderr(false);
     }
+    // Ctrl-C between two reads (a read takes it as a key): the lists hide the
+    // cursor, so it is shown again; nothing has been written yet.
+    let _ = ctrlc::set_handler(|| {
+        let term = dialoguer::console::Term::stderr();
+        let _ = term.show_cursor();
+        eprintln!("\nerror: cancelled; nothing was written");
+        std::process::exit(2);
+    });
     let theme = ColorfulTheme::default();
     let example = Project::parse(&base.to_string(), source)?;
     let mut a = Answers::from_flags(args);
@@ -342,16 +355,21 @@ fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
             .iter()
             .map(|s| s.name.as_str().to_string())
             .collect();
-        let items: Vec<String> = example.services.iter().map(describe).collect();
+        let items: Vec<String> = example
+            .services
+            .iter()
+            .map(|s| describe(&example, s))
+            .collect();
         let mut picked = vec![true; names.len()];
         loop {
             let chosen = MultiSelect::with_theme(&theme)
-                .with_prompt("Services (space toggles, enter accepts)")
+                .with_prompt(
+                    "Services (space toggles, enter accepts; a service stays while another calls it or hears its events)",
+                )
                 .items(&items)
                 .defaults(&picked)
-                .interact_opt()
-                .context("reading the answer")?
-                .ok_or_else(cancelled)?;
+                .interact_opt();
+            let chosen = answered(chosen)?;
             picked = (0..names.len()).map(|i| chosen.contains(&i)).collect();
             a.removed = names
                 .iter()
@@ -361,20 +379,20 @@ fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
                 .collect();
             match check(base, &a) {
                 Ok(_) => break,
-                Err(msg) => eprintln!("  {msg}; choose again"),
+                Err(msg) => eprintln!("{}", wrapped(&format!("{msg}; choose again"))),
             }
         }
         let probe = a.clone();
-        let custom: String = Input::with_theme(&theme)
+        let custom = Input::<String>::with_theme(&theme)
             .with_prompt("Other services, comma separated (crud template), empty for none")
             .allow_empty(true)
             .validate_with(|text: &String| -> Result<(), String> {
                 let mut p = probe.clone();
                 p.custom = split_names(text);
-                check(base, &p).map(|_| ())
+                check(base, &p).map(|_| ()).map_err(|m| wrapped(&m))
             })
-            .interact_text()
-            .context("reading the answer")?;
+            .interact_text();
+        let custom = answered(custom.map(Some))?;
         a.custom = split_names(&custom);
     }
 
@@ -389,14 +407,13 @@ fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
                     "modular monolith: one crate, one database; `msgen split` extracts services later",
                 ])
                 .default(default)
-                .interact_opt()
-                .context("reading the answer")?
-                .ok_or_else(cancelled)?;
+                .interact_opt();
+            let layout = answered(layout)?;
             a.monolith = layout == 1;
             default = layout;
             match check(base, &a) {
                 Ok(_) => break,
-                Err(msg) => eprintln!("  {msg}; choose again"),
+                Err(msg) => eprintln!("{}", wrapped(&format!("{msg}; choose again"))),
             }
         }
     }
@@ -423,15 +440,14 @@ fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
                 .with_prompt(prompt)
                 .items(&["postgres", "sqlite (embedded, nothing to run)", "none"])
                 .default(default)
-                .interact_opt()
-                .context("reading the answer")?
-                .ok_or_else(cancelled)?;
+                .interact_opt();
+            let choice = answered(choice)?;
             // Choosing what the file already says leaves it untouched.
             a.database = Some(kinds[choice]).filter(|k| k.as_str() != current);
             default = choice;
             match check(base, &a) {
                 Ok(_) => break,
-                Err(msg) => eprintln!("  {msg}; choose again"),
+                Err(msg) => eprintln!("{}", wrapped(&format!("{msg}; choose again"))),
             }
         }
     }
@@ -439,33 +455,38 @@ fn ask(base: &DocumentMut, args: &NewArgs, source: &Path) -> Result<Answers> {
     if !from_file {
         let current = example.gateway.port.get();
         let probe = a.clone();
-        let answer: String = Input::with_theme(&theme)
+        let answer = Input::<String>::with_theme(&theme)
             .with_prompt("Gateway port")
             .default(current.to_string())
             .validate_with(|text: &String| -> Result<(), String> {
-                let port = parse_port(text)?;
-                // Services with a port of their own (not the ones still to be
-                // numbered) and the monolith cannot share the gateway's.
-                let fixed = Answers {
-                    custom: Vec::new(),
-                    gateway_port: None,
-                    ..probe.clone()
-                };
-                if let Some(owner) = check(base, &fixed).ok().and_then(|p| port_owner(&p, port)) {
-                    return Err(format!("port {port} is taken by {owner}"));
-                }
-                let with_port = Answers {
-                    gateway_port: Some(port),
-                    ..probe.clone()
-                };
-                check(base, &with_port).map(|_| ())
+                gateway_port_ok(base, &probe, text).map_err(|m| wrapped(&m))
             })
-            .interact_text()
-            .context("reading the answer")?;
+            .interact_text();
+        let answer = answered(answer.map(Some))?;
         let port = parse_port(&answer).map_err(|m| anyhow::anyhow!(m))?;
         a.gateway_port = Some(port).filter(|p| *p != current);
     }
     Ok(a)
+}
+
+/// Whether `text` is a port the gateway can take, given the other answers.
+fn gateway_port_ok(base: &DocumentMut, probe: &Answers, text: &str) -> Result<(), String> {
+    let port = parse_port(text)?;
+    // Services with a port of their own (not the ones still to be numbered) and
+    // the monolith cannot share the gateway's.
+    let fixed = Answers {
+        custom: Vec::new(),
+        gateway_port: None,
+        ..probe.clone()
+    };
+    if let Some(owner) = check(base, &fixed).ok().and_then(|p| port_owner(&p, port)) {
+        return Err(format!("port {port} is taken by {owner}"));
+    }
+    let with_port = Answers {
+        gateway_port: Some(port),
+        ..probe.clone()
+    };
+    check(base, &with_port).map(|_| ())
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -492,7 +513,7 @@ fn port_owner(project: &Project, port: u16) -> Option<String> {
 }
 
 /// `blog (resource post; calls user)`: what a service of the example brings.
-fn describe(s: &crate::model::Service) -> String {
+fn describe(project: &Project, s: &crate::model::Service) -> String {
     let mut parts = Vec::new();
     if s.template == crate::model::Template::Auth {
         parts.push("register, login, JWTs".to_string());
@@ -509,6 +530,15 @@ fn describe(s: &crate::model::Service) -> String {
     if !s.depends_on.is_empty() {
         let d: Vec<&str> = s.depends_on.iter().map(|d| d.as_str()).collect();
         parts.push(format!("calls {}", d.join(", ")));
+    }
+    for subject in &s.consumes {
+        let from: Vec<&str> = project
+            .services
+            .iter()
+            .filter(|p| p.publishes.contains(subject))
+            .map(|p| p.name.as_str())
+            .collect();
+        parts.push(format!("hears {subject} from {}", from.join(", ")));
     }
     if parts.is_empty() {
         s.name.as_str().to_string()

@@ -98,6 +98,8 @@ pub fn add(root: &Path, args: AddArgs, dry_run: bool, out: Printer) -> Result<Ex
     let new_text = doc.to_string();
     // The edited file must validate before anything is written.
     let project = parse_edited(&new_text, &path, &format!("adding `{}`", args.name))?;
+    edit::refresh_header(&mut doc, &project);
+    let new_text = doc.to_string();
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     out.header("Adding", &format!("service `{}` on port {port}", args.name));
     config.text = new_text;
@@ -151,6 +153,8 @@ pub fn remove(
     edit::remove_service(&mut doc, name)?;
     let new_text = doc.to_string();
     let project = parse_edited(&new_text, &path, &format!("removing `{name}`"))?;
+    edit::refresh_header(&mut doc, &project);
+    let new_text = doc.to_string();
     // Files in the service's directory that msgen never generated stay; say so.
     let dir = format!("services/{name}");
     let generated = crate::apply::recorded(root)?;
