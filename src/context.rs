@@ -337,6 +337,13 @@ pub struct ResourceCtx {
     pub sql: SqlCtx,
     /// The SQL as Rust `const` items, laid out as rustfmt would.
     pub sql_consts: String,
+    /// The sqlx database type of its service (`sqlx::Postgres`), for `QueryBuilder`.
+    pub sql_db: &'static str,
+    /// Fields a list can be filtered on (`?published=true`): equality on strings,
+    /// integers, booleans and references.
+    pub filters: Vec<FilterCtx>,
+    /// The orders a list can be asked for (`?sort=-created_at`).
+    pub sorts: Vec<SortCtx>,
     /// `VALID` and `INVALID` request bodies as Rust `const` items, for generated tests.
     pub sample_consts: String,
     /// `PATCH` body of the generated test: the first field, with its valid value.
@@ -376,6 +383,26 @@ pub struct FieldCtx {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct FilterCtx {
+    pub name: String,
+    /// The value's type in the query (`String`, `i64`, `bool`).
+    pub rust_type: &'static str,
+    /// How the value `v` (a reference) is handed to `push_bind`.
+    pub bind: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SortCtx {
+    /// The query value: `title`, `-title`.
+    pub value: String,
+    /// The enum variant: `AscTitle`, `DescTitle` (no two can meet: `Asc` and
+    /// `Desc` differ in their first letter).
+    pub variant: String,
+    /// What follows `ORDER BY`, the id last so that pages never overlap.
+    pub order_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct RemoteRefCtx {
     pub field: String,
     pub optional: bool,
@@ -389,13 +416,11 @@ pub struct RemoteRefCtx {
 pub struct SqlCtx {
     pub insert: String,
     pub select_one: String,
-    pub select_page: String,
+    /// Every row: the list's filters, order and page are added to it.
+    pub select_all: String,
     pub count: String,
     pub update: String,
     pub delete: String,
-    /// A page and the count of one owner's rows (owned resources only).
-    pub select_page_owned: Option<String>,
-    pub count_owned: Option<String>,
 }
 
 impl ProjectCtx {
@@ -1372,6 +1397,12 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         remote_refs,
         sql_consts: sql_consts(&sql),
         sql,
+        sql_db: match s.database {
+            DatabaseKind::Sqlite => "sqlx::Sqlite",
+            _ => "sqlx::Postgres",
+        },
+        filters: filters(r),
+        sorts: sorts(r),
         sample_consts: [
             rust_str_const("    ", "VALID", &sample_json(r, false)),
             rust_str_const("    ", "INVALID", &sample_json(r, true)),
@@ -1515,6 +1546,70 @@ fn field_ctx(f: &Field) -> FieldCtx {
     }
 }
 
+/// Parameters a list has besides the filters: a field of the same name cannot be
+/// one.
+const LIST_PARAMS: &[&str] = &["page", "per_page", "sort", "owner"];
+
+fn filters(r: &Resource) -> Vec<FilterCtx> {
+    r.fields
+        .iter()
+        .filter(|f| !LIST_PARAMS.contains(&f.name.as_str()))
+        .filter_map(|f| {
+            let (rust_type, bind) = match f.ty {
+                FieldType::String | FieldType::Email => ("String", "v.clone()"),
+                FieldType::I32 => ("i32", "*v"),
+                FieldType::I64 | FieldType::Ref(_) => ("i64", "*v"),
+                FieldType::Bool => ("bool", "*v"),
+                // Long text, floats and instants are not compared for equality.
+                FieldType::Text | FieldType::F64 | FieldType::DateTime => return None,
+            };
+            Some(FilterCtx {
+                name: f.name.clone(),
+                rust_type,
+                bind,
+            })
+        })
+        .collect()
+}
+
+fn sorts(r: &Resource) -> Vec<SortCtx> {
+    let columns = std::iter::once("id")
+        .chain(r.fields.iter().map(|f| f.name.as_str()))
+        .chain(["created_at", "updated_at"]);
+    columns
+        .flat_map(|c| {
+            let tie = |dir: &str| {
+                if c == "id" {
+                    String::new()
+                } else {
+                    format!(", \"id\"{dir}")
+                }
+            };
+            [
+                SortCtx {
+                    value: c.to_string(),
+                    variant: format!("Asc{}", crate::model::pascal(c)),
+                    order_by: format!("{}{}", q(c), tie("")),
+                },
+                SortCtx {
+                    value: format!("-{c}"),
+                    variant: format!("Desc{}", crate::model::pascal(c)),
+                    order_by: format!("{} DESC{}", q(c), tie(" DESC")),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// Columns one per line, for statements laid out one clause and one column per
+/// line: a hand edit to one of them then merges with any later field change.
+fn column_lines(cols: &[String]) -> String {
+    cols.iter()
+        .map(|c| format!("    {c}"))
+        .collect::<Vec<_>>()
+        .join(",\n")
+}
+
 fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
     let kind = s.database;
     let pg = kind == DatabaseKind::Postgres;
@@ -1527,7 +1622,7 @@ fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
         .chain(["created_at".to_string(), "updated_at".to_string()])
         .map(|c| q(&c))
         .collect();
-    let select_list = all_cols.join(", ");
+    let select_list = column_lines(&all_cols);
     let n = r.fields.len();
     let insert_cols: Vec<String> = r
         .fields
@@ -1538,8 +1633,8 @@ fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
         .collect();
     let insert_vals: Vec<String> = (1..=insert_cols.len()).map(ph).collect();
     let insert = format!(
-        "INSERT INTO {table} ({}) VALUES ({}) RETURNING {select_list}",
-        insert_cols.join(", "),
+        "INSERT INTO {table} (\n{}\n)\nVALUES ({})\nRETURNING\n{select_list}",
+        column_lines(&insert_cols),
         insert_vals.join(", ")
     );
     let sets: Vec<String> = r
@@ -1551,37 +1646,20 @@ fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
         .map(|(i, c)| format!("{} = {}", q(c), ph(i + 1)))
         .collect();
     let update = format!(
-        "UPDATE {table} SET {} WHERE \"id\" = {} RETURNING {select_list}",
-        sets.join(", "),
+        "UPDATE {table}\nSET\n{}\nWHERE \"id\" = {}\nRETURNING\n{select_list}",
+        column_lines(&sets),
         ph(n + 2)
     );
     SqlCtx {
         insert,
-        select_one: format!("SELECT {select_list} FROM {table} WHERE \"id\" = {}", ph(1)),
-        select_page: format!(
-            "SELECT {select_list} FROM {table} ORDER BY \"id\" LIMIT {} OFFSET {}",
-            ph(1),
-            ph(2)
+        select_one: format!(
+            "SELECT\n{select_list}\nFROM {table}\nWHERE \"id\" = {}",
+            ph(1)
         ),
-        count: format!("SELECT COUNT(*) FROM {table}"),
+        select_all: format!("SELECT\n{select_list}\nFROM {table}"),
+        count: format!("SELECT COUNT(*)\nFROM {table}"),
         update,
-        delete: format!("DELETE FROM {table} WHERE \"id\" = {}", ph(1)),
-        select_page_owned: r.owned.then(|| {
-            format!(
-                "SELECT {select_list} FROM {table} WHERE {} = {} ORDER BY \"id\" LIMIT {} OFFSET {}",
-                q(OWNER_COLUMN),
-                ph(1),
-                ph(2),
-                ph(3)
-            )
-        }),
-        count_owned: r.owned.then(|| {
-            format!(
-                "SELECT COUNT(*) FROM {table} WHERE {} = {}",
-                q(OWNER_COLUMN),
-                ph(1)
-            )
-        }),
+        delete: format!("DELETE FROM {table}\nWHERE \"id\" = {}", ph(1)),
     }
 }
 
@@ -1686,23 +1764,19 @@ fn auth_sql_consts(kind: DatabaseKind) -> String {
     .join("\n")
 }
 
+/// The resource's statements as `const` items, each one clause and one column
+/// per line inside its raw string.
 fn sql_consts(sql: &SqlCtx) -> String {
     [
         ("INSERT", &sql.insert),
         ("SELECT_ONE", &sql.select_one),
-        ("SELECT_PAGE", &sql.select_page),
+        ("SELECT_ALL", &sql.select_all),
         ("COUNT", &sql.count),
         ("UPDATE", &sql.update),
         ("DELETE", &sql.delete),
     ]
     .into_iter()
-    .chain(
-        sql.select_page_owned
-            .iter()
-            .map(|v| ("SELECT_PAGE_OWNED", v)),
-    )
-    .chain(sql.count_owned.iter().map(|v| ("COUNT_OWNED", v)))
-    .map(|(n, v)| rust_str_const("", n, v))
+    .map(|(n, v)| format!("const {n}: &str = r#\"\n{v}\n\"#;"))
     .collect::<Vec<_>>()
     .join("\n")
 }

@@ -1103,7 +1103,7 @@ fn check_snake(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn pascal(s: &str) -> String {
+pub(crate) fn pascal(s: &str) -> String {
     s.split(['-', '_'])
         .filter(|p| !p.is_empty())
         .map(|p| {

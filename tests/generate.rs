@@ -659,3 +659,52 @@ fn add_service_takes_a_resource_s_fields_and_add_migration_numbers_after_them() 
     }
     assert_eq!(tree(&root), before);
 }
+
+/// The SQL in `repo/` is laid out one clause and one column per line, and ends with
+/// a place of the user's own: hand edits to a statement, to the default order and
+/// to `filter_more` merge with a field added later, without a conflict.
+#[test]
+fn hand_edits_to_the_sql_merge_with_later_field_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let repo = root.join("services/blog/src/repo/post.rs");
+    let text = fs::read_to_string(&repo).unwrap();
+    assert!(text.contains("SELECT COUNT(*)\nFROM \"posts\"\n"), "{text}");
+    let edited = text
+        .replace(
+            "const DEFAULT_ORDER: &str = r#\"\"id\"\"#;",
+            "const DEFAULT_ORDER: &str = r#\"\"created_at\" DESC, \"id\" DESC\"#;",
+        )
+        .replace(
+            "    let _ = (query, params);\n",
+            "    let _ = params;\n    query.push(r#\" AND \"published\"\"#);\n",
+        )
+        .replacen(
+            "WHERE \"id\" = $1\n\"#;",
+            "WHERE \"id\" = $1\n  AND \"published\"\n\"#;",
+            1,
+        );
+    assert_ne!(edited, text);
+    fs::write(&repo, &edited).unwrap();
+    edit_config(
+        &root,
+        "published = \"bool\" }",
+        "published = \"bool\", subtitle = \"string?\" }",
+    );
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    let merged = fs::read_to_string(&repo).unwrap();
+    assert!(!merged.contains("<<<<<<<"), "{merged}");
+    assert!(merged.contains("    \"subtitle\",\n"), "{merged}");
+    assert!(
+        merged.contains("\"created_at\" DESC, \"id\" DESC"),
+        "{merged}"
+    );
+    assert!(
+        merged.contains("query.push(r#\" AND \"published\"\"#);"),
+        "{merged}"
+    );
+    assert!(merged.contains("  AND \"published\"\n"), "{merged}");
+    let model = fs::read_to_string(root.join("services/blog/src/models/post.rs")).unwrap();
+    assert!(model.contains("pub subtitle: Option<String>,"), "{model}");
+}
