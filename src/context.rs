@@ -1573,6 +1573,18 @@ fn filters(r: &Resource) -> Vec<FilterCtx> {
 }
 
 fn sorts(r: &Resource) -> Vec<SortCtx> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut sorts = every_sort(r);
+    for (i, s) in sorts.iter_mut().enumerate() {
+        // `ab1` and `ab_1` are both `Ab1`: the second gets its place as well.
+        if !seen.insert(s.variant.clone()) {
+            s.variant = format!("{}X{i}", s.variant);
+        }
+    }
+    sorts
+}
+
+fn every_sort(r: &Resource) -> Vec<SortCtx> {
     let columns = std::iter::once("id")
         .chain(r.fields.iter().map(|f| f.name.as_str()))
         .chain(["created_at", "updated_at"]);
@@ -1783,6 +1795,34 @@ fn sql_consts(sql: &SqlCtx) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_order_has_a_variant_of_its_own() {
+        let p = crate::model::Project::parse(
+            "[project]\nname = \"x\"\n[[services]]\nname = \"a\"\n[[services.resources]]\nname = \"r\"\nfields = { ab1 = \"i32\", ab_1 = \"bool\", body = \"text\", page = \"i32\" }\n",
+            std::path::Path::new("services.toml"),
+        )
+        .unwrap();
+        let r = &p.services[0].resources[0];
+        let sorts = super::sorts(r);
+        let variants: std::collections::BTreeSet<&str> =
+            sorts.iter().map(|s| s.variant.as_str()).collect();
+        assert_eq!(variants.len(), sorts.len(), "{sorts:?}");
+        assert_eq!(sorts.len(), 2 * 7);
+        let by = |v: &str| {
+            sorts
+                .iter()
+                .find(|s| s.value == v)
+                .unwrap()
+                .order_by
+                .clone()
+        };
+        assert_eq!(by("-created_at"), "\"created_at\" DESC, \"id\" DESC");
+        assert_eq!(by("id"), "\"id\"");
+        // Text is not compared for equality; `page` is the list's own parameter.
+        let filters: Vec<String> = super::filters(r).into_iter().map(|f| f.name).collect();
+        assert_eq!(filters, ["ab1", "ab_1"]);
+    }
+
     #[test]
     fn the_readme_says_what_the_gateway_fronts() {
         let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
