@@ -160,14 +160,17 @@ pub fn built_binaries(json_lines: &str) -> BTreeMap<String, Built> {
 }
 
 /// Whether a change to `rel` (a path relative to the project) can change what
-/// runs: sources, manifests, migrations and `services.toml`; not build output,
-/// msgen's records, version control or an editor's swap files.
+/// runs: sources, manifests, migrations, `.env` and `services.toml`; not build
+/// output, the lock file cargo writes, msgen's records, version control or an
+/// editor's swap files.
 pub fn matters(rel: &str) -> bool {
     let ignored_dir = rel
         .split('/')
         .any(|c| c == "target" || c == ".git" || c == ".msgen" || c == "node_modules");
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    let scratch = name.starts_with(".#")
+    // Cargo writes the lock file itself as it builds.
+    let scratch = rel == "Cargo.lock"
+        || name.starts_with(".#")
         || name.ends_with('~')
         || name.ends_with(".swp")
         || name.ends_with(".swx")
@@ -263,5 +266,6 @@ not json"#;
         assert!(!matters("services/blog/src/.post.rs.swp"));
         assert!(!matters("services/blog/src/post.rs~"));
         assert!(!matters(".git/index"));
+        assert!(!matters("Cargo.lock"));
     }
 }
