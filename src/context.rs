@@ -337,8 +337,11 @@ pub struct ResourceCtx {
     pub sql: SqlCtx,
     /// The SQL as Rust `const` items, laid out as rustfmt would.
     pub sql_consts: String,
-    /// The sqlx database type of its service (`sqlx::Postgres`), for `QueryBuilder`.
-    pub sql_db: &'static str,
+    /// `type Sql<'a> = QueryBuilder<'a, sqlx::Postgres>;`: the query builder of
+    /// lists, for the sqlx line and the database of its service (sqlx 0.9's has
+    /// no lifetime), and the type as parameters name it (`Sql<'_>`).
+    pub sql_alias: String,
+    pub sql_ty: &'static str,
     /// Fields a list can be filtered on (`?published=true`): equality on strings,
     /// integers, booleans and references.
     pub filters: Vec<FilterCtx>,
@@ -1397,9 +1400,19 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         remote_refs,
         sql_consts: sql_consts(&sql),
         sql,
-        sql_db: match s.database {
-            DatabaseKind::Sqlite => "sqlx::Sqlite",
-            _ => "sqlx::Postgres",
+        sql_alias: {
+            let db = match s.database {
+                DatabaseKind::Sqlite => "sqlx::Sqlite",
+                _ => "sqlx::Postgres",
+            };
+            match p.majors.sqlx {
+                crate::model::SqlxMajor::V08 => format!("type Sql<'a> = QueryBuilder<'a, {db}>;"),
+                crate::model::SqlxMajor::V09 => format!("type Sql = QueryBuilder<{db}>;"),
+            }
+        },
+        sql_ty: match p.majors.sqlx {
+            crate::model::SqlxMajor::V08 => "Sql<'_>",
+            crate::model::SqlxMajor::V09 => "Sql",
         },
         filters: filters(r),
         sorts: sorts(r),
