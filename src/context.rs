@@ -403,6 +403,8 @@ pub struct SortCtx {
     pub variant: String,
     /// What follows `ORDER BY`, the id last so that pages never overlap.
     pub order_by: String,
+    /// Its arm of `order_by()`'s `match`, at 12 spaces, laid out as rustfmt does.
+    pub arm: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1593,8 +1595,25 @@ fn sorts(r: &Resource) -> Vec<SortCtx> {
         if !seen.insert(s.variant.clone()) {
             s.variant = format!("{}X{i}", s.variant);
         }
+        s.arm = match_arm(
+            12,
+            &format!("Self::{}", s.variant),
+            &format!("r#\"{}\"#", s.order_by),
+        );
     }
     sorts
+}
+
+/// `pattern => value,` at `indent` spaces, or the value in a block of its own
+/// when the line would pass rustfmt's 100 columns.
+fn match_arm(indent: usize, pattern: &str, value: &str) -> String {
+    let pad = " ".repeat(indent);
+    let one_line = format!("{pad}{pattern} => {value},");
+    if one_line.chars().count() <= 100 {
+        one_line
+    } else {
+        format!("{pad}{pattern} => {{\n{pad}    {value}\n{pad}}}")
+    }
 }
 
 fn every_sort(r: &Resource) -> Vec<SortCtx> {
@@ -1615,11 +1634,13 @@ fn every_sort(r: &Resource) -> Vec<SortCtx> {
                     value: c.to_string(),
                     variant: format!("Asc{}", crate::model::pascal(c)),
                     order_by: format!("{}{}", q(c), tie("")),
+                    arm: String::new(),
                 },
                 SortCtx {
                     value: format!("-{c}"),
                     variant: format!("Desc{}", crate::model::pascal(c)),
                     order_by: format!("{} DESC{}", q(c), tie(" DESC")),
+                    arm: String::new(),
                 },
             ]
         })
@@ -1831,6 +1852,12 @@ mod tests {
         };
         assert_eq!(by("-created_at"), "\"created_at\" DESC, \"id\" DESC");
         assert_eq!(by("id"), "\"id\"");
+        assert_eq!(super::match_arm(4, "Self::A", "1"), "    Self::A => 1,");
+        let long = "x".repeat(90);
+        assert_eq!(
+            super::match_arm(4, "Self::A", &long),
+            format!("    Self::A => {{\n        {long}\n    }}")
+        );
         // Text is not compared for equality; `page` is the list's own parameter.
         let filters: Vec<String> = super::filters(r).into_iter().map(|f| f.name).collect();
         assert_eq!(filters, ["ab1", "ab_1"]);
