@@ -338,13 +338,7 @@ pub fn unresolved_conflicts(root: &Path) -> Result<Vec<(String, Vec<usize>)>> {
         };
         let text = String::from_utf8_lossy(&bytes);
         if has_conflict_markers(&text) {
-            let starts = text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| l.starts_with("<<<<<<< "))
-                .map(|(i, _)| i + 1)
-                .collect();
-            out.push((path, starts));
+            out.push((path, conflict_starts(&text)));
         }
     }
     Ok(out)
@@ -840,6 +834,15 @@ fn read_conflicts(root: &Path) -> Result<Option<Conflicts>> {
             .map(|(h, p)| (p.to_string(), h.to_string()))
             .collect()
     }))
+}
+
+/// The lines (1-based) where the conflicting hunks of `text` start.
+pub fn conflict_starts(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("<<<<<<<"))
+        .map(|(i, _)| i + 1)
+        .collect()
 }
 
 /// Whether `text` still holds the markers of a merge conflict.

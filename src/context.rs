@@ -565,11 +565,6 @@ impl ProjectCtx {
             });
         }
         routes.sort_by_key(route_order);
-        let fronted = fronted(
-            &names(&services),
-            &names(&modules),
-            external_monolith.as_ref().map(|m| m.path.as_str()),
-        );
         ProjectCtx {
             name: p.name.as_str().to_string(),
             name_snake: p.name.snake(),
@@ -617,19 +612,34 @@ impl ProjectCtx {
             upstreams,
             routes,
             mermaid: crate::graph::mermaid(p),
-            fronted,
+            fronted: fronted_of(p),
             msgen_version: env!("CARGO_PKG_VERSION"),
         }
     }
 }
 
-fn names(services: &[ServiceCtx]) -> Vec<String> {
-    services.iter().map(|s| s.name.clone()).collect()
+/// What the gateway of `p` stands in front of (see [`fronted`]).
+pub fn fronted_of(p: &Project) -> String {
+    let names = |services: &mut dyn Iterator<Item = &Service>| {
+        services
+            .map(|s| s.name.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let adopted = p
+        .monolith
+        .as_ref()
+        .and_then(|m| m.external.as_ref())
+        .map(|e| e.path.as_str());
+    fronted(
+        &names(&mut p.standalone()),
+        &names(&mut p.modules()),
+        adopted,
+    )
 }
 
 /// What the gateway stands in front of: "the auth, user and blog services, each
 /// with its own database", the monolith's modules, the adopted monolith.
-pub(crate) fn fronted(services: &[String], modules: &[String], adopted: Option<&str>) -> String {
+fn fronted(services: &[String], modules: &[String], adopted: Option<&str>) -> String {
     let mut parts = Vec::new();
     match services {
         [] => {}
@@ -1589,19 +1599,50 @@ fn filters(r: &Resource) -> Vec<FilterCtx> {
 
 fn sorts(r: &Resource) -> Vec<SortCtx> {
     let mut seen = std::collections::BTreeSet::new();
-    let mut sorts = every_sort(r);
-    for (i, s) in sorts.iter_mut().enumerate() {
-        // `ab1` and `ab_1` are both `Ab1`: the second gets its place as well.
-        if !seen.insert(s.variant.clone()) {
-            s.variant = format!("{}X{i}", s.variant);
-        }
-        s.arm = match_arm(
-            12,
-            &format!("Self::{}", s.variant),
-            &format!("r#\"{}\"#", s.order_by),
-        );
-    }
-    sorts
+    let columns = std::iter::once("id")
+        .chain(r.fields.iter().map(|f| f.name.as_str()))
+        .chain(["created_at", "updated_at"]);
+    let orders = columns.flat_map(|c| {
+        // The id breaks ties, so that pages never overlap.
+        let tie = |dir: &str| {
+            if c == "id" {
+                String::new()
+            } else {
+                format!(", \"id\"{dir}")
+            }
+        };
+        [
+            (c.to_string(), "Asc", format!("{}{}", q(c), tie(""))),
+            (
+                format!("-{c}"),
+                "Desc",
+                format!("{} DESC{}", q(c), tie(" DESC")),
+            ),
+        ]
+        .map(move |(value, dir, order_by)| {
+            (value, format!("{dir}{}", crate::model::pascal(c)), order_by)
+        })
+    });
+    orders
+        .enumerate()
+        .map(|(i, (value, mut variant, order_by))| {
+            // `ab1` and `ab_1` are both `Ab1`: the second gets its place as well.
+            if !seen.insert(variant.clone()) {
+                variant = format!("{variant}X{i}");
+            }
+            let arm = match_arm(
+                12,
+                &format!("Self::{variant}"),
+                &format!("r#\"{order_by}\"#"),
+            );
+            SortCtx {
+                value,
+                variant,
+                order_by,
+                arm,
+            }
+        })
+        .collect()
 }
 
 /// `pattern => value,` at `indent` spaces, or the value in a block of its own
@@ -1614,37 +1655,6 @@ fn match_arm(indent: usize, pattern: &str, value: &str) -> String {
     } else {
         format!("{pad}{pattern} => {{\n{pad}    {value}\n{pad}}}")
     }
-}
-
-fn every_sort(r: &Resource) -> Vec<SortCtx> {
-    let columns = std::iter::once("id")
-        .chain(r.fields.iter().map(|f| f.name.as_str()))
-        .chain(["created_at", "updated_at"]);
-    columns
-        .flat_map(|c| {
-            let tie = |dir: &str| {
-                if c == "id" {
-                    String::new()
-                } else {
-                    format!(", \"id\"{dir}")
-                }
-            };
-            [
-                SortCtx {
-                    value: c.to_string(),
-                    variant: format!("Asc{}", crate::model::pascal(c)),
-                    order_by: format!("{}{}", q(c), tie("")),
-                    arm: String::new(),
-                },
-                SortCtx {
-                    value: format!("-{c}"),
-                    variant: format!("Desc{}", crate::model::pascal(c)),
-                    order_by: format!("{} DESC{}", q(c), tie(" DESC")),
-                    arm: String::new(),
-                },
-            ]
-        })
-        .collect()
 }
 
 /// Columns one per line, for statements laid out one clause and one column per

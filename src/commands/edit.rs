@@ -42,15 +42,21 @@ pub fn set_gateway_port(doc: &mut DocumentMut, port: u16) -> Result<()> {
 /// Puts `comment` (`# ...` lines, then a blank one) at the top of the file in
 /// place of the comment that was there: the decor before its first table.
 pub fn set_header(doc: &mut DocumentMut, comment: &str) {
-    let first = doc
-        .iter()
-        .filter_map(|(key, item)| Some((item.as_table()?.position()?, key.to_string())))
-        .min();
-    if let Some(table) = first.and_then(|(_, key)| doc.get_mut(&key)?.as_table_mut()) {
+    let first = first_table(doc);
+    if let Some(table) = first.and_then(|key| doc.get_mut(&key)?.as_table_mut()) {
         table
             .decor_mut()
             .set_prefix(format!("{}\n\n", comment.trim_end()));
     }
+}
+
+/// The key of the table written first in the file: its decor holds the file's
+/// opening comment.
+fn first_table(doc: &DocumentMut) -> Option<String> {
+    doc.iter()
+        .filter_map(|(key, item)| Some((item.as_table()?.position()?, key.to_string())))
+        .min()
+        .map(|(_, key)| key)
 }
 
 /// The last line of the opening comment msgen writes: a file whose opening
@@ -60,21 +66,7 @@ const HEADER_END: &str =
 
 /// The opening comment of a `services.toml` msgen wrote for a project: what it is.
 pub fn header(project: &crate::model::Project) -> String {
-    let names = |services: &mut dyn Iterator<Item = &crate::model::Service>| {
-        services
-            .map(|s| s.name.as_str().to_string())
-            .collect::<Vec<_>>()
-    };
-    let adopted = project
-        .monolith
-        .as_ref()
-        .and_then(|m| m.external.as_ref())
-        .map(|e| e.path.as_str());
-    let fronted = crate::context::fronted(
-        &names(&mut project.standalone()),
-        &names(&mut project.modules()),
-        adopted,
-    );
+    let fronted = crate::context::fronted_of(project);
     let text = format!(
         "{}: an API gateway in front of {fronted}.",
         project.name.as_str()
@@ -90,13 +82,8 @@ pub fn header(project: &crate::model::Project) -> String {
 /// Rewrites the opening comment for `project` if it is one msgen wrote (a
 /// comment of the user's own stays as it is).
 pub fn refresh_header(doc: &mut DocumentMut, project: &crate::model::Project) {
-    let first = doc
-        .iter()
-        .filter_map(|(key, item)| Some((item.as_table()?.position()?, key.to_string())))
-        .min();
-    let ours = first
-        .as_ref()
-        .and_then(|(_, key)| doc.get(key)?.as_table()?.decor().prefix()?.as_str())
+    let ours = first_table(doc)
+        .and_then(|key| doc.get(&key)?.as_table()?.decor().prefix()?.as_str())
         .is_some_and(|p| p.trim_end().ends_with(HEADER_END.trim_end()));
     if ours {
         set_header(doc, &header(project));

@@ -219,11 +219,9 @@ pub fn render_into(
                 for c in &outcome.changes {
                     match &c.action {
                         Action::Conflict { marked, .. } => {
-                            let lines: Vec<String> = marked
-                                .lines()
-                                .enumerate()
-                                .filter(|(_, l)| l.starts_with("<<<<<<<"))
-                                .map(|(i, _)| (i + 1).to_string())
+                            let lines: Vec<String> = apply::conflict_starts(marked)
+                                .iter()
+                                .map(ToString::to_string)
                                 .collect();
                             msg.push_str(&format!(
                                 "\n  {}: {} conflicting hunk(s) at line(s) {}, marked with <<<<<<< / >>>>>>> (yours first, then the new render)",
