@@ -346,25 +346,21 @@ pub fn unresolved_conflicts(root: &Path) -> Result<Vec<(String, Vec<usize>)>> {
 
 /// Every path with a file under `.msgen/base/`.
 fn base_records(root: &Path) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
     let base = root.join(BASE_DIR);
-    let mut stack = vec![base.clone()];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
+    let mut out = BTreeSet::new();
+    for entry in walkdir::WalkDir::new(&base).min_depth(1) {
+        let entry = match entry {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+            Err(e)
+                if e.io_error().map(std::io::Error::kind) == Some(std::io::ErrorKind::NotFound) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", base.display())),
         };
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
-                if let Ok(rel) = path.strip_prefix(&base) {
-                    out.insert(rel.to_string_lossy().replace('\\', "/"));
-                }
+        if entry.file_type().is_file() {
+            if let Ok(rel) = entry.path().strip_prefix(&base) {
+                out.insert(rel.to_string_lossy().replace('\\', "/"));
             }
         }
     }

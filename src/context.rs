@@ -861,7 +861,7 @@ fn event_ctx(p: &Project, s: &Service, subject: &str) -> EventCtx {
         _ => ("json", Vec::new()),
     };
     let stream = snake.to_uppercase();
-    let pascal = pascal_of(&snake);
+    let pascal = crate::model::pascal(&snake);
     let durable = format!("{}-{}", s.name.as_str(), subject.replace(['.', '_'], "-"));
     let broken_after_eq = |head: String, value: String, indent: &str| {
         let line = format!("{head} {value};");
@@ -899,19 +899,6 @@ fn event_ctx(p: &Project, s: &Service, subject: &str) -> EventCtx {
         payload,
         fields,
     }
-}
-
-fn pascal_of(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// Whether `s` calls `dep` in process: both are modules of the monolith.

@@ -191,6 +191,12 @@ impl Port {
     }
 }
 
+/// The port a new service gets: [`Port::first_free`], or 3001 when every port is
+/// taken (validation then names the collision).
+pub fn free_port(taken: impl Fn(u16) -> bool) -> u16 {
+    Port::first_free(taken).map_or(FIRST_SERVICE_PORT, Port::get)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatabaseKind {
@@ -837,16 +843,24 @@ impl Project {
         self.services.iter().map(|s| s.database).collect()
     }
 
-    /// The first port from 3001 up that neither the gateway nor a service uses.
+    /// The first port from 3001 up that neither the gateway, the monolith nor a
+    /// service uses.
     pub fn next_free_port(&self) -> u16 {
+        self.next_free_port_besides(&[])
+    }
+
+    /// [`Project::next_free_port`], also clear of `others` (ports of processes the
+    /// file does not declare yet, e.g. a monolith being adopted).
+    pub fn next_free_port_besides(&self, others: &[u16]) -> u16 {
         let used: BTreeSet<u16> = self
             .services
             .iter()
             .map(|s| s.port.get())
             .chain([self.gateway.port.get()])
             .chain(self.monolith.as_ref().map(|m| m.port.get()))
+            .chain(others.iter().copied())
             .collect();
-        Port::first_free(|p| used.contains(&p)).map_or(FIRST_SERVICE_PORT, Port::get)
+        free_port(|p| used.contains(&p))
     }
 }
 
@@ -1103,17 +1117,9 @@ fn check_snake(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `user-profile` or `user_profile` → `UserProfile`.
 pub(crate) fn pascal(s: &str) -> String {
-    s.split(['-', '_'])
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect()
+    heck::ToUpperCamelCase::to_upper_camel_case(s)
 }
 
 /// English plural good enough for URL segments; `plural = "..."` overrides it.
@@ -1582,21 +1588,30 @@ impl Validator<'_> {
             None => None,
         };
         // Explicit ports first so that defaults fill the gaps around them.
+        let mut collisions = Vec::new();
         for (i, rs) in raw.services.iter().enumerate() {
             let rs = rs.get_ref();
             if let Some(p) = &rs.port {
                 if let Ok(port) = Port::parse(*p.get_ref()) {
-                    let key = format!("services[{i}].port");
-                    if let Some(owner) = ports.get(&port.get()) {
-                        let free = Port::first_free(|p| ports.contains_key(&p))
-                            .map_or(FIRST_SERVICE_PORT, Port::get);
-                        let msg = format!("port {} is already used by {owner}", port.get());
-                        self.err(p, &key, msg, Some(format!("the next free port is {free}")));
-                    } else {
-                        ports.insert(port.get(), format!("service `{}`", rs.name.get_ref()));
+                    match ports.get(&port.get()) {
+                        Some(owner) => collisions.push((i, p, owner.clone())),
+                        None => {
+                            ports.insert(port.get(), format!("service `{}`", rs.name.get_ref()));
+                        }
                     }
                 }
             }
+        }
+        // Each colliding service is offered a port of its own, clear of every
+        // explicit port (also those declared after it) and of the other offers.
+        let mut offered = BTreeSet::new();
+        for (i, p, owner) in collisions {
+            let free = Port::first_free(|p| ports.contains_key(&p) || offered.contains(&p))
+                .map_or(FIRST_SERVICE_PORT, Port::get);
+            offered.insert(free);
+            let msg = format!("port {} is already used by {owner}", p.get_ref());
+            let key = format!("services[{i}].port");
+            self.err(p, &key, msg, Some(format!("the next free port is {free}")));
         }
 
         let mut services = Vec::new();

@@ -345,27 +345,19 @@ pub fn problems(e: &crate::diagnostic::ConfigError) -> Vec<String> {
     lines
 }
 
-/// Files under `dir`, relative to it, sorted.
+/// Files under `dir`, relative to it, sorted. Symbolic links are neither followed
+/// (they could lead outside the project) nor listed.
 pub fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            // Symbolic links are not followed: they could lead outside the project.
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(p);
-            } else if kind.is_symlink() {
-                continue;
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(dir).ok()?;
+            Some(rel.to_string_lossy().replace('\\', "/"))
+        })
+        .collect();
     out.sort();
     out
 }

@@ -794,12 +794,12 @@ fn run_from(
             s
         }
     });
-    let port = {
-        let base = existing.as_ref().map_or(3001, Project::next_free_port);
-        let gateway = existing.as_ref().map_or(8080, |p| p.gateway.port.get());
-        (base..=u16::MAX)
-            .find(|p| *p != first.monolith_port && *p != gateway)
-            .unwrap_or(base)
+    let port = match &existing {
+        Some(project) => project.next_free_port_besides(&[first.monolith_port]),
+        // A new services.toml: the gateway on its default port, and the monolith.
+        None => crate::model::free_port(|p| {
+            p == first.monolith_port || p == adopted_gateway_port(first.monolith_port)
+        }),
     };
     let cut = adopt::plan(&src, module, &service, port, schema.as_deref())
         .map_err(|r| refusal(module, &rel, &r))?;
@@ -1191,6 +1191,17 @@ fn read_flat(dir: &Path, ext: &str) -> Result<std::collections::BTreeMap<String,
 }
 
 /// `services.toml` of a project adopting the monolith at `rel`.
+/// The gateway's port in front of an adopted monolith: the usual one, unless the
+/// monolith listens there itself.
+fn adopted_gateway_port(monolith_port: u16) -> u16 {
+    let usual = crate::model::DEFAULT_GATEWAY_PORT;
+    if monolith_port == usual {
+        usual + 1
+    } else {
+        usual
+    }
+}
+
 fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_edit::DocumentMut {
     let mut name: String = package
         .to_ascii_lowercase()
@@ -1206,13 +1217,14 @@ fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_e
     } else {
         "system".to_string()
     };
+    let gateway = adopted_gateway_port(port);
     let text = format!(
         "# The system around the monolith in {rel}/, adopted by `msgen split --from`.\n\
          # msgen renders the gateway, the extracted services' deployment and this\n\
          # project's compose/Kubernetes files. Only `msgen split M --from {rel}` changes\n\
          # {rel}/ (to take a module out); `msgen generate` never touches it.\n\n\
          [project]\nname = \"{name}\"\ndatabase = \"{database}\"\n\n\
-         [gateway]\nport = 8080\n\n\
+         [gateway]\nport = {gateway}\n\n\
          # Every path no service claims goes here.\n\
          [monolith]\nport = {port}\npath = \"{rel}\"\npackage = \"{package}\"\n"
     );
