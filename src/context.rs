@@ -15,6 +15,8 @@ use crate::schema::ddl::q;
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectCtx {
     pub name: String,
+    /// The runtime version the project carries (`runtime/` of msgen's repository).
+    pub runtime: &'static str,
     pub name_snake: String,
     pub gateway_port: u16,
     pub gateway_timeout_secs: u64,
@@ -596,6 +598,7 @@ impl ProjectCtx {
                 .any(|s| s.depends_on.iter().any(|d| !in_process(p, s, d.as_str()))),
             axum: p.majors.axum.as_str(),
             axum07: p.majors.axum == AxumMajor::V07,
+            runtime: crate::render::runtime_version(),
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
             sqlx_features: features

@@ -39,6 +39,43 @@ use crate::schema::{self, owner};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
+/// The runtime: modules that are the same in every project, kept as real crates in
+/// msgen's workspace (`runtime/`) where they are compiled, linted and tested, and
+/// written into projects byte for byte, each `runtime/<crate>/src/<file>` as
+/// `<crate>/src/<file>`. Their `lib.rs` only gathers them for that build: a
+/// project's own comes from a template.
+static RUNTIME: &[(&str, Dir<'static>)] = &[
+    (
+        "common",
+        include_dir!("$CARGO_MANIFEST_DIR/runtime/common/src"),
+    ),
+    (
+        "gateway",
+        include_dir!("$CARGO_MANIFEST_DIR/runtime/gateway/src"),
+    ),
+];
+
+/// The version of the runtime a project is rendered with, as its workspace's
+/// `Cargo.toml` records it (`[workspace.metadata.msgen] runtime`).
+pub fn runtime_version() -> &'static str {
+    const MANIFEST: &str = include_str!("../runtime/common/Cargo.toml");
+    MANIFEST
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or("0.0.0")
+}
+
+/// The runtime's files, as `(path in the project, contents)`.
+fn runtime_files() -> impl Iterator<Item = (String, &'static str)> {
+    RUNTIME.iter().flat_map(|(krate, dir)| {
+        dir.files().filter_map(move |f| {
+            let name = f.path().to_str()?;
+            (name != "lib.rs").then(|| Some((format!("{krate}/src/{name}"), f.contents_utf8()?)))?
+        })
+    })
+}
+
 /// Service templates the monolith crate renders as its own.
 const MONOLITH_FROM_SERVICE: &[&str] = &[
     "service/Dockerfile.tera",
@@ -147,6 +184,9 @@ impl Renderer {
         let mut base = Context::new();
         base.insert("project", &pctx);
 
+        for (path, text) in runtime_files() {
+            plan.add(path, text.to_string(), Ownership::Managed);
+        }
         for folder in ["workspace", "common", "gateway"] {
             for (name, rel) in self.group(folder) {
                 let out = if folder == "workspace" {
@@ -373,5 +413,42 @@ fn plan_schema(
         Ok(())
     } else {
         Err(RenderError::Schema(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_version_is_its_crates_version() {
+        for manifest in [
+            include_str!("../runtime/common/Cargo.toml"),
+            include_str!("../runtime/gateway/Cargo.toml"),
+        ] {
+            let doc: toml::Table = manifest.parse().unwrap();
+            assert_eq!(doc["package"]["version"].as_str(), Some(runtime_version()));
+        }
+    }
+
+    #[test]
+    fn runtime_files_are_rendered_and_no_template_shadows_them() {
+        let files: Vec<(String, &str)> = runtime_files().collect();
+        assert!(files.iter().any(|(p, _)| p == "common/src/error.rs"));
+        assert!(files.iter().any(|(p, _)| p == "gateway/src/pool.rs"));
+        assert!(files.iter().all(|(p, _)| !p.ends_with("/lib.rs")));
+        let mut names = Vec::new();
+        collect(&TEMPLATES, &mut names);
+        for (path, text) in &files {
+            let template = format!("{}.tera", path);
+            assert!(
+                names.iter().all(|(n, _)| *n != template),
+                "{template} would render over the runtime's {path}"
+            );
+            assert!(
+                text.contains("//! Part of the msgen runtime"),
+                "{path} does not say it is runtime"
+            );
+        }
     }
 }

@@ -443,6 +443,11 @@ fn events_appear_only_where_declared() {
     let without = new_project(dir.path(), "mixed", Some(&example("mixed")));
     for (path, bytes) in tree(&without) {
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        // The runtime is the same in every project (otel.rs can trace a consumer):
+        // what the project builds on it, its manifests and deployment, has no events.
+        if text.contains("//! part of the msgen runtime") {
+            continue;
+        }
         assert!(
             !text.contains("nats"),
             "{path} mentions NATS in a system without events"
@@ -707,4 +712,87 @@ fn hand_edits_to_the_sql_merge_with_later_field_changes() {
     assert!(merged.contains("  AND \"published\"\n"), "{merged}");
     let model = fs::read_to_string(root.join("services/blog/src/models/post.rs")).unwrap();
     assert!(model.contains("pub subtitle: Option<String>,"), "{model}");
+}
+
+/// Every file of `runtime/<crate>/src/` but `lib.rs`, as `(<crate>/src/<file>, bytes)`.
+fn runtime_files() -> Vec<(String, Vec<u8>)> {
+    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime");
+    let mut out = Vec::new();
+    for krate in ["common", "gateway"] {
+        for (file, bytes) in tree(&runtime.join(krate).join("src")) {
+            if file != "lib.rs" {
+                out.push((format!("{krate}/src/{file}"), bytes));
+            }
+        }
+    }
+    assert!(out.len() > 5, "{out:?}");
+    out
+}
+
+#[test]
+fn the_runtime_is_rendered_byte_for_byte_and_its_version_recorded() {
+    for name in common::examples() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_project(dir.path(), &name, Some(&example(&name)));
+        for (path, bytes) in runtime_files() {
+            assert_eq!(
+                fs::read(root.join(&path)).ok(),
+                Some(bytes),
+                "{name}: {path} is not runtime/{path}"
+            );
+        }
+        let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let version = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/common/Cargo.toml"),
+        )
+        .unwrap()
+        .parse::<toml::Table>()
+        .unwrap()["package"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let recorded = manifest.parse::<toml::Table>().unwrap()["workspace"]["metadata"]["msgen"]
+            ["runtime"]
+            .as_str()
+            .map(str::to_string);
+        assert_eq!(recorded, Some(version), "{name}");
+    }
+}
+
+#[test]
+fn a_runtime_upgrade_merges_hand_edits_to_runtime_files() {
+    // The project as an older msgen left it: a runtime file without its last
+    // paragraph, that msgen recorded so, and a hand edit on top.
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "shop", None);
+    let path = "common/src/error.rs";
+    let current = fs::read_to_string(root.join(path)).unwrap();
+    let paragraph = "//!\n//! Part of the msgen runtime: the same in every msgen project, upgraded by\n//! `msgen generate` (your edits to it are merged, not lost).\n";
+    assert!(current.contains(paragraph));
+    let older = current.replace(paragraph, "");
+    fs::write(root.join(".msgen/base").join(path), &older).unwrap();
+    let manifest = fs::read_to_string(root.join(".msgen/manifest")).unwrap();
+    let manifest: String = manifest
+        .lines()
+        .map(|l| match l.strip_suffix(&format!(" {path}")) {
+            Some(_) => format!("{} {path}\n", msgen::txn::content_hash(older.as_bytes())),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(root.join(".msgen/manifest"), manifest).unwrap();
+    fs::write(root.join(path), format!("{older}\n// A hand edit.\n")).unwrap();
+
+    let out = msgen(&root, &["status"]);
+    assert!(
+        stdout(&out).contains(&format!("merge          {path}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = msgen(&root, &["generate"]);
+    assert_ok(&out);
+    assert_eq!(
+        fs::read_to_string(root.join(path)).unwrap(),
+        format!("{current}\n// A hand edit.\n")
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
 }

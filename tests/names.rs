@@ -831,3 +831,25 @@ fn event_subjects_of_every_length_are_laid_out_as_rustfmt_does() {
         }
     }
 }
+
+#[test]
+fn the_smallest_projects_are_laid_out_as_rustfmt_does() {
+    // One service, one route, one upstream: the lists rustfmt writes on one line
+    // when they hold one element.
+    let dir = workdir();
+    for (name, services) in [
+        ("lone", "[[services]]\nname = \"echo\"\ndatabase = \"none\"\n"),
+        (
+            "single",
+            "[[services]]\nname = \"notes\"\n  [[services.resources]]\n  name = \"note\"\n  fields = { text = \"string\" }\n",
+        ),
+        (
+            "onemodule",
+            "[monolith]\nport = 3000\n\n[[services]]\nname = \"notes\"\nmonolith = true\n  [[services.resources]]\n  name = \"note\"\n  fields = { text = \"string\" }\n",
+        ),
+    ] {
+        let text = format!("[project]\nname = \"{name}\"\n\n{services}");
+        let root = render(dir.path(), name, &text);
+        cargo(&root, &["fmt", "--all", "--", "--check"]);
+    }
+}

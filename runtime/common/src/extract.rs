@@ -1,5 +1,8 @@
 //! Drop-in replacements for axum's `Json`, `Path` and `Query` extractors whose
 //! rejections (bad JSON, wrong content type, bad ids) answer in the error envelope.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};

@@ -1,5 +1,8 @@
 //! The response envelope of every API: `{"success": true, "data": ...}` on success,
 //! `{"success": false, "error": "..."}` on failure (see [`crate::error`]).
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use axum::http::StatusCode;
 use axum::Json;

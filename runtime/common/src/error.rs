@@ -1,6 +1,9 @@
 //! [`ApiError`]: every failure a handler can return, rendered as the error envelope
 //! `{"success": false, "error": "..."}` with the right status code. Internal errors
 //! are logged in full and answered with a generic message, so nothing leaks.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -89,8 +92,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
-{%- if project.generated_db %}
 
+/// Database errors as the client sees them: a missing row is a 404, a duplicate a
+/// 409, a dangling reference a validation error; the rest are logged in full.
+#[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
@@ -108,4 +113,3 @@ impl From<sqlx::Error> for ApiError {
         }
     }
 }
-{%- endif %}

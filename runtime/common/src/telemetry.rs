@@ -1,6 +1,9 @@
 //! Structured logs with `tracing`: human-readable by default, one JSON object per
 //! line with `LOG_FORMAT=json`; the level comes from `RUST_LOG`. Colours only on a
 //! terminal (never in a container's or a file's log) and never with `NO_COLOR`.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::io::IsTerminal as _;
 

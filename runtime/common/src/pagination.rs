@@ -1,4 +1,7 @@
 //! `?page=N&per_page=M` query parameters and the page they select.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use serde::{Deserialize, Serialize};
 

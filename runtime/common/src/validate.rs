@@ -1,5 +1,8 @@
 //! Input checks shared by the generated resources. [`Errors`] collects every
 //! problem of a request body so the client sees them all in one answer.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use serde::{Deserialize, Deserializer};
 

@@ -11,6 +11,9 @@
 //! What is read follows RFC 9112: the response's length comes from `Content-Length`,
 //! chunked coding (decoded here; hyper's server frames the body anew for the client)
 //! or the end of the connection; interim (1xx) responses are skipped.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -330,8 +333,8 @@ impl Conn {
         }
     }
 
-    /// Reads the response's head, past any interim (1xx) responses, and how its body is
-    /// framed.
+    /// Reads the response's head, past any interim (1xx) responses, and how its
+    /// body is framed.
     async fn read_head(&mut self, head_only: bool) -> Result<Head, Failed> {
         let mut responded = false;
         loop {
@@ -507,11 +510,14 @@ fn bad_chunk() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "bad chunked coding")
 }
 
-/// A header name of a response. The request id every service responses with is a
+/// The request id every service sends back (`common::server::REQUEST_ID`).
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A header name of a response. The request id every service sends back is a
 /// custom name, which `HeaderName::from_bytes` would allocate anew each time.
 fn header_name(name: &[u8]) -> Result<HeaderName, Error> {
-    if name.eq_ignore_ascii_case(common::server::REQUEST_ID.as_str().as_bytes()) {
-        return Ok(common::server::REQUEST_ID);
+    if name.eq_ignore_ascii_case(REQUEST_ID.as_str().as_bytes()) {
+        return Ok(REQUEST_ID);
     }
     HeaderName::from_bytes(name).map_err(|_| Error::Protocol("bad header name"))
 }

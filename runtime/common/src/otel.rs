@@ -1,9 +1,7 @@
 //! OpenTelemetry export, switched on by the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) variable: every request a binary serves
-//! becomes one span, sent in batches over OTLP/HTTP (protobuf).
-{%- if project.has_events %}
-//! So does every event a consumer handles.
-{%- endif %}
+//! becomes one span, sent in batches over OTLP/HTTP (protobuf), and so does every
+//! event a consumer handles (where the project has events).
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,
 //! so a trace found in a log is the trace in the collector. The other standard
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
@@ -15,6 +13,9 @@
 //!
 //! When the endpoint is unset nothing is built: [`start`] is one atomic load that
 //! returns `None`, so an unobserved system pays nothing for this.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -238,8 +239,6 @@ pub fn finish_server(mut span: Span, response: &axum::response::Response) {
     span.finish(error);
 }
 
-{%- if project.has_events %}
-
 /// The span of handling one event (messaging semantic conventions), a child of the
 /// publisher's hop; `None` when export is off.
 pub fn consumer_span(subject: &str, event_id: &str, parent: Option<&TraceContext>) -> Option<Span> {
@@ -258,7 +257,6 @@ pub fn consumer_span(subject: &str, event_id: &str, parent: Option<&TraceContext
         attributes,
     )
 }
-{%- endif %}
 
 /// The SDK exports from a thread of its own, where no tokio runtime runs; the
 /// requests are handed to the binary's runtime, which hyper needs.

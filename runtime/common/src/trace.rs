@@ -2,6 +2,9 @@
 //! starts one, is logged with its trace id, and passes it on to the services it
 //! calls and the events it publishes, so one request can be followed through the
 //! whole system in the logs.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;

@@ -1,0 +1,20 @@
+//! msgen's runtime for a generated project's `common` crate, compiled on its own.
+//!
+//! Every other file of this directory is rendered into projects byte for byte as
+//! `common/src/<file>`; a project's own `common/src/lib.rs` is rendered from its
+//! `services.toml` and declares these modules among those it needs. This file only
+//! gathers them here, with the same paths (`crate::ApiError`, `crate::otel`, ...),
+//! so msgen's CI compiles, lints and tests exactly what projects receive.
+
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod otel;
+pub mod pagination;
+pub mod telemetry;
+pub mod trace;
+pub mod validate;
+
+pub use envelope::{created, ok, ApiResponse, ApiResult};
+pub use error::{ApiError, ErrorResponse};
