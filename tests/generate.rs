@@ -756,6 +756,53 @@ fn the_runtime_is_rendered_byte_for_byte_and_its_version_recorded() {
             .as_str()
             .map(str::to_string);
         assert_eq!(recorded, Some(version), "{name}");
+        runtime_dependencies_agree(&name, &manifest.parse().unwrap());
+    }
+}
+
+/// The runtime crates are built here on the versions (and at least the features)
+/// the generated workspace pins, so what msgen's CI tests is what projects build.
+fn runtime_dependencies_agree(name: &str, workspace: &toml::Table) {
+    let pinned = workspace["workspace"]["dependencies"].as_table().unwrap();
+    let version = |v: &toml::Value| match v {
+        toml::Value::String(s) => Some(s.clone()),
+        other => other.get("version")?.as_str().map(str::to_string),
+    };
+    let features = |v: &toml::Value| -> Vec<String> {
+        v.get("features")
+            .and_then(toml::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| Some(f.as_str()?.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for krate in ["common", "gateway"] {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("runtime/{krate}/Cargo.toml"));
+        let manifest: toml::Table = fs::read_to_string(path).unwrap().parse().unwrap();
+        for (dep, spec) in manifest["dependencies"].as_table().unwrap() {
+            // A dependency of a feature the example does not use is not pinned.
+            let Some(theirs) = pinned.get(dep) else {
+                assert!(
+                    spec.get("optional").is_some(),
+                    "{name}: the workspace does not pin runtime/{krate}'s {dep}"
+                );
+                continue;
+            };
+            assert_eq!(
+                version(spec),
+                version(theirs),
+                "{name}: {dep} of runtime/{krate}"
+            );
+            for f in features(spec) {
+                assert!(
+                    features(theirs).contains(&f),
+                    "{name}: runtime/{krate} builds {dep} with `{f}`, the workspace without"
+                );
+            }
+        }
     }
 }
 

@@ -9,8 +9,15 @@
 //! connection goes back to the pool as the response's last byte is read.
 //!
 //! What is read follows RFC 9112: the response's length comes from `Content-Length`,
-//! chunked coding (decoded here; hyper's server frames the body anew for the client)
-//! or the end of the connection; interim (1xx) responses are skipped.
+//! chunked coding (decoded here, trailer fields passed on; hyper's server frames the
+//! body anew for the client) or the end of the connection; interim (1xx) responses
+//! are skipped. What is written is framed by the pool: a request body is sent with
+//! the `Content-Length` it really has (checked against the header it came with) or
+//! chunked with its trailers, so the upstream never reads a request boundary other
+//! than the gateway's.
+//!
+//! The request body is written whole before the response is read, except that an
+//! upstream that responds early (and stops reading) has that response passed on.
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -24,7 +31,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{self, HeaderName, HeaderValue, InvalidHeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue};
 use axum::http::request::Parts;
 use axum::http::{Method, Request, Response, StatusCode};
 use bytes::{Buf, BytesMut};
@@ -84,6 +91,10 @@ pub enum Error {
     Protocol(&'static str),
     /// The client's request body could not be read.
     Body(axum::Error),
+    /// The request's body and its `Content-Length` disagree (or the header is not
+    /// one number): sending it would leave the upstream reading a different
+    /// request boundary than the gateway's, so it is not sent (or not finished).
+    Length(&'static str),
 }
 
 impl std::fmt::Display for Error {
@@ -93,6 +104,7 @@ impl std::fmt::Display for Error {
             Error::Io(err) => write!(f, "connection failed: {err}"),
             Error::Protocol(what) => write!(f, "bad response: {what}"),
             Error::Body(err) => write!(f, "request body: {err}"),
+            Error::Length(what) => write!(f, "request framing: {what}"),
         }
     }
 }
@@ -137,7 +149,7 @@ impl Pool {
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
         let (parts, mut body) = request.into_parts();
         let mut out = Vec::with_capacity(512);
-        let chunked = self.encode_head(&parts, &body, &mut out);
+        let sending = self.encode_head(&parts, &body, &mut out)?;
         // Sent again on a new connection if a pooled one turns out closed: safe only
         // when nothing of the body has been taken and the method is idempotent.
         let replayable = body.is_end_stream() && is_idempotent(&parts.method);
@@ -152,7 +164,7 @@ impl Pool {
             if pooled && !conn.is_quiet().await {
                 continue;
             }
-            let head = match conn.write_request(&mut out, &mut body, chunked).await {
+            let head = match conn.write_request(&mut out, &mut body, sending).await {
                 Ok(()) => conn.read_head(head_only).await,
                 // An upstream that responded early (a 413, say) and stopped reading
                 // broke the write: its response, if it came, is the one to pass on.
@@ -179,9 +191,11 @@ impl Pool {
         }
     }
 
-    /// Writes the request line and header fields, and returns whether the body goes
-    /// in chunked coding (its length unknown).
-    fn encode_head(&self, parts: &Parts, body: &Body, out: &mut Vec<u8>) -> bool {
+    /// Writes the request line and header fields, and returns how the body follows.
+    /// The framing is the pool's to decide: a `Content-Length` the request carries is
+    /// checked against the body's own length and written anew, and
+    /// `Transfer-Encoding` (hop-by-hop) is never passed on.
+    fn encode_head(&self, parts: &Parts, body: &Body, out: &mut Vec<u8>) -> Result<Sending, Error> {
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -191,23 +205,32 @@ impl Pool {
         out.extend_from_slice(b"\r\n");
         for (name, value) in &parts.headers {
             // The client's `Expect: 100-continue` was answered by the gateway's server.
-            if name == header::HOST || name == header::EXPECT {
+            if name == header::HOST
+                || name == header::EXPECT
+                || name == header::CONTENT_LENGTH
+                || name == header::TRANSFER_ENCODING
+            {
                 continue;
             }
             push_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
-        let chunked = if body.is_end_stream() || parts.headers.contains_key(header::CONTENT_LENGTH)
-        {
-            false
-        } else if let Some(length) = body.size_hint().exact() {
-            push_field(out, b"content-length", length.to_string().as_bytes());
-            false
-        } else {
-            push_field(out, b"transfer-encoding", b"chunked");
-            true
+        let declared = declared_length(&parts.headers)?;
+        let sending = match (declared, body.size_hint().exact()) {
+            (Some(declared), Some(exact)) if declared != exact => {
+                return Err(Error::Length("the body's length is not its Content-Length"));
+            }
+            (None, _) if body.is_end_stream() => Sending::Length(0),
+            (Some(length), _) | (None, Some(length)) => {
+                push_field(out, b"content-length", length.to_string().as_bytes());
+                Sending::Length(length)
+            }
+            (None, None) => {
+                push_field(out, b"transfer-encoding", b"chunked");
+                Sending::Chunked
+            }
         };
         out.extend_from_slice(b"\r\n");
-        chunked
+        Ok(sending)
     }
 
     /// The newest idle connection, after dropping those idle too long.
@@ -251,6 +274,32 @@ impl Pool {
     }
 }
 
+/// How a request's body follows its head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sending {
+    /// Exactly this many bytes (no header when the request has no body).
+    Length(u64),
+    /// Chunked coding, ended by a last chunk that carries the body's trailers.
+    Chunked,
+}
+
+/// The request's `Content-Length`, if it has one: one number, however many times
+/// it is repeated. Anything else is refused rather than guessed at.
+fn declared_length(headers: &axum::http::HeaderMap) -> Result<Option<u64>, Error> {
+    let mut declared = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let length = digits(part.trim_ascii(), 10)
+                .ok_or(Error::Length("Content-Length is not a number"))?;
+            if declared.is_some_and(|d| d != length) {
+                return Err(Error::Length("conflicting Content-Length values"));
+            }
+            declared = Some(length);
+        }
+    }
+    Ok(declared)
+}
+
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -285,13 +334,22 @@ impl Conn {
     }
 
     /// Writes `out` (the head) and the body after it, gathering what the body has
-    /// ready into as few writes as it allows.
+    /// ready into as few writes as it allows. A body longer than its
+    /// `Content-Length` is cut off with an error before the excess is written, and
+    /// one that ends short is an error too: the connection is then dropped, never
+    /// pooled, so no byte of one request is read as part of the next.
     async fn write_request(
         &mut self,
         out: &mut Vec<u8>,
         body: &mut Body,
-        chunked: bool,
+        sending: Sending,
     ) -> Result<(), Failed> {
+        let chunked = sending == Sending::Chunked;
+        let mut left = match sending {
+            Sending::Length(length) => length,
+            Sending::Chunked => 0,
+        };
+        let mut trailers: Option<HeaderMap> = None;
         // A body that has ended gives no frame: `out`, the head, is written whole and
         // kept, so a replayed request writes it again.
         loop {
@@ -304,18 +362,44 @@ impl Conn {
             let data = match next {
                 Next::Flush => Bytes::new(),
                 Next::Frame(None) => {
+                    if left > 0 {
+                        return Err(
+                            Error::Length("the body ended before its Content-Length").into()
+                        );
+                    }
                     if chunked {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                        out.extend_from_slice(b"0\r\n");
+                        for (name, value) in trailers.iter().flatten() {
+                            push_field(out, name.as_str().as_bytes(), value.as_bytes());
+                        }
+                        out.extend_from_slice(b"\r\n");
                     }
                     return self.stream.write_all(out).await.map_err(Failed::NoResponse);
                 }
                 Next::Frame(Some(Err(err))) => return Err(Error::Body(err).into()),
-                // Trailers are not forwarded.
-                Next::Frame(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+                Next::Frame(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data,
+                    // Sent after the last chunk; a body of known length has no place
+                    // for them (RFC 9110, 6.5: a recipient may drop trailers).
+                    Err(frame) => {
+                        if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
+                            trailers.get_or_insert_with(HeaderMap::new).extend(fields);
+                        }
+                        Bytes::new()
+                    }
+                },
             };
             if !data.is_empty() {
                 if chunked {
                     out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                } else {
+                    let length = data.len() as u64;
+                    if length > left {
+                        return Err(
+                            Error::Length("the body is longer than its Content-Length").into()
+                        );
+                    }
+                    left -= length;
                 }
                 out.extend_from_slice(&data);
                 if chunked {
@@ -405,6 +489,8 @@ enum Chunk {
 /// What the bytes read so far give.
 enum Step {
     Data(Bytes),
+    /// A trailer field's line, without its CRLF.
+    Trailer(Bytes),
     /// More must be read first.
     More,
     End,
@@ -463,14 +549,17 @@ impl Framing {
                         read.advance(2);
                         *at = Chunk::Size;
                     }
-                    // Trailer fields are not forwarded; the empty line ends the body.
+                    // Each trailer field is passed on; the empty line ends the body.
                     Chunk::Trailers => {
                         let Some(end) = line_end(read)? else {
                             return Ok(Step::More);
                         };
-                        read.advance(end + 2);
+                        let line = read.split_to(end).freeze();
+                        read.advance(2);
                         if end == 0 {
                             *at = Chunk::End;
+                        } else {
+                            return Ok(Step::Trailer(line));
                         }
                     }
                     Chunk::End => return Ok(Step::End),
@@ -504,6 +593,14 @@ fn digits(bytes: &[u8], radix: u32) -> Option<u64> {
     only_digits
         .then(|| u64::from_str_radix(text, radix).ok())
         .flatten()
+}
+
+/// A trailer field's line as a name and a value (RFC 9112, 5: `name: OWS value OWS`).
+fn trailer_field(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+    let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
+    Some((name, value))
 }
 
 fn bad_chunk() -> io::Error {
@@ -615,6 +712,8 @@ struct ResponseBody {
     framing: Framing,
     reuse: bool,
     pool: Pool,
+    /// The trailer fields of a chunked body, read so far.
+    trailers: Option<HeaderMap>,
 }
 
 impl ResponseBody {
@@ -624,6 +723,7 @@ impl ResponseBody {
             framing,
             reuse,
             pool,
+            trailers: None,
         };
         // No body at all (HEAD, 204, 304): hyper's server will not ask for one, so
         // the connection goes back now.
@@ -664,9 +764,18 @@ impl hyper::body::Body for ResponseBody {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
+                Ok(Step::Trailer(line)) => match trailer_field(&line) {
+                    Some((name, value)) => {
+                        this.trailers
+                            .get_or_insert_with(HeaderMap::new)
+                            .append(name, value);
+                        continue;
+                    }
+                    None => bad_chunk(),
+                },
                 Ok(Step::End) => {
                     this.end();
-                    return Poll::Ready(None);
+                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
                 }
                 Ok(Step::More) => match ready!(conn.poll_read(cx)) {
                     Ok(0) if this.framing == Framing::UntilClose => {
@@ -914,7 +1023,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_framing_of_an_response_is_read() {
+    async fn every_framing_of_a_response_is_read() {
         // (response, body read, whether the connection serves again)
         let cases: [(&[u8], &str, bool); 6] = [
             (
