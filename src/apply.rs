@@ -1178,11 +1178,11 @@ pub fn render_diff(c: &Change) -> Option<String> {
 
 /// A unified diff of `path` from `old` to `new`, labelled `a/path` and `b/path`.
 pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
-    // diffy labels both sides "original"/"modified"; name the file instead.
-    diffy::create_patch(old, new)
+    diffy::DiffOptions::new()
+        .set_original_filename(format!("a/{path}"))
+        .set_modified_filename(format!("b/{path}"))
+        .create_patch(old, new)
         .to_string()
-        .replacen("--- original", &format!("--- a/{path}"), 1)
-        .replacen("+++ modified", &format!("+++ b/{path}"), 1)
 }
 
 pub fn verb(a: &Action) -> &'static str {

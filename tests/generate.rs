@@ -829,7 +829,25 @@ fn a_runtime_upgrade_merges_hand_edits_to_runtime_files() {
     fs::write(root.join(".msgen/manifest"), manifest).unwrap();
     fs::write(root.join(path), format!("{older}\n// A hand edit.\n")).unwrap();
 
+    assert!(!stdout(&msgen(&root, &["status"])).contains("carries"));
+    // ... and its workspace says so.
+    let cargo_toml = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let recorded = format!("runtime = \"{}\"", msgen::render::runtime_version());
+    assert!(cargo_toml.contains(&recorded));
+    fs::write(
+        root.join("Cargo.toml"),
+        cargo_toml.replace(&recorded, "runtime = \"0.0.1\""),
+    )
+    .unwrap();
     let out = msgen(&root, &["status"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "The project carries runtime 0.0.1; this msgen renders runtime {}",
+            msgen::render::runtime_version()
+        )),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stdout(&out).contains(&format!("merge          {path}")),
         "{}",

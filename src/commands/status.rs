@@ -27,6 +27,21 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// An interrupted msgen run is waiting to be finished.
     pub interrupted: bool,
+    /// The runtime the project carries (`None`: not recorded), when it is not the
+    /// one this msgen renders.
+    pub runtime: Option<Option<String>>,
+}
+
+/// The runtime version the workspace's `Cargo.toml` records, if any.
+fn carried_runtime(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    let doc: toml::Table = text.parse().ok()?;
+    doc.get("workspace")?
+        .get("metadata")?
+        .get("msgen")?
+        .get("runtime")?
+        .as_str()
+        .map(str::to_string)
 }
 
 impl Status {
@@ -58,6 +73,8 @@ impl Status {
                 .collect(),
             warnings: plan.schema_warnings.clone(),
             interrupted: crate::txn::pending(root),
+            runtime: Some(carried_runtime(root))
+                .filter(|v| v.as_deref() != Some(crate::render::runtime_version())),
         })
     }
 
@@ -77,6 +94,16 @@ impl Status {
             out.push_str(
                 "An interrupted msgen run has not finished (`msgen generate` finishes it).\n",
             );
+        }
+        if let Some(carried) = &self.runtime {
+            let carried = carried.as_deref().map_or_else(
+                || "a runtime from before msgen recorded its version".to_string(),
+                |v| format!("runtime {v}"),
+            );
+            out.push_str(&format!(
+                "The project carries {carried}; this msgen renders runtime {} (`msgen generate` upgrades it, your edits to it merged).\n",
+                crate::render::runtime_version()
+            ));
         }
         let section = |out: &mut String, title: &str, lines: Vec<String>| {
             if lines.is_empty() {
