@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Build cost of the generated workspace (issue 8): a cold `cargo build` of the
-# built-in example in an empty target directory, timed, with the number of crates
-# compiled and the dependencies present in more than one version.
+# Build cost of the generated workspace, against a floor, in one run:
+#  - the floor: a minimal axum + sqlx (PostgreSQL) + tokio "hello world" on the same
+#    dependency versions the generated workspace pins, cold, in its own empty target
+#    directory;
+#  - a cold `cargo build` of the built-in example in an empty target directory, with
+#    the number of crates compiled and the dependencies present in more than one
+#    version; the ratio to the floor is printed;
+#  - an incremental rebuild after a one-line edit of a handler.
+# Both cold builds run after `cargo fetch`, so the timings are builds alone.
 # Usage: bash bench/build.sh [debug|release]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,22 +15,77 @@ profile=${1:-debug}
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-target/release/msgen -q -C "$work" new blogsys --yes
-cd "$work/blogsys"
-# Resolve (and download) first, so that the timing is the build alone.
-cargo fetch --quiet
 flags=()
 [ "$profile" = release ] && flags+=(--release)
-start=$(date +%s.%N)
+now() { date +%s.%N; }
+
+# The floor.
+mkdir -p "$work/floor/src"
+cat > "$work/floor/Cargo.toml" <<'TOML'
+[package]
+name = "floor"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+axum = "0.8"
+serde = { version = "1", features = ["derive"] }
+sqlx = { version = "0.8", default-features = false, features = ["runtime-tokio", "macros", "migrate", "chrono", "postgres"] }
+tokio = { version = "1", features = ["macros", "rt-multi-thread", "signal", "net", "time", "sync"] }
+TOML
+cat > "$work/floor/src/main.rs" <<'RUST'
+use axum::{extract::State, routing::get, Json, Router};
+use sqlx::postgres::PgPoolOptions;
+
+#[derive(serde::Serialize, sqlx::FromRow)]
+struct Row {
+    id: i64,
+}
+
+async fn one(State(db): State<sqlx::PgPool>) -> Json<Vec<Row>> {
+    Json(sqlx::query_as("SELECT 1::bigint AS id").fetch_all(&db).await.unwrap_or_default())
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("DATABASE_URL").unwrap_or_default();
+    let db = PgPoolOptions::new().connect_lazy(&url).expect("a database URL");
+    let app = Router::new().route("/", get(one)).with_state(db);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+RUST
+(cd "$work/floor" && cargo fetch --quiet)
+start=$(now)
+(cd "$work/floor" && CARGO_TARGET_DIR="$work/floor-target" cargo build "${flags[@]}" 2>"$work/floor.log")
+floor=$(echo "$(now) - $start" | bc)
+floor_crates=$(grep -c '^ *Compiling ' "$work/floor.log" || true)
+
+# The built-in example.
+target/release/msgen -q -C "$work" new blogsys --yes
+cd "$work/blogsys"
+cargo fetch --quiet
+start=$(now)
 CARGO_TARGET_DIR="$work/target" cargo build "${flags[@]}" 2>"$work/build.log"
-end=$(date +%s.%N)
+cold=$(echo "$(now) - $start" | bc)
 crates=$(grep -c '^ *Compiling ' "$work/build.log" || true)
 members=$(grep -c '^ *Compiling .* (/' "$work/build.log" || true)
 # Crates present in more than one *version* (`cargo tree -d` also repeats a crate
 # built with two feature sets).
 dups=$(cargo tree -e normal -d --depth 0 2>/dev/null | grep -E '^[a-z0-9_-]+ v' | sort -u \
     | awk '{n[$1]++; v[$1]=v[$1] " " $2} END {for (k in n) if (n[k] > 1) printf "%s (%s) ", k, substr(v[k], 2)}')
-printf 'cold cargo build (%s) of the built-in example: %.1f s, %s crates compiled (%s of them the workspace'"'"'s)\n' \
-    "$profile" "$(echo "$end - $start" | bc)" "$crates" "$members"
+
+# One line of a handler changed, as a developer's edit does.
+echo '// edited' >> services/blog/src/handlers/post.rs
+start=$(now)
+CARGO_TARGET_DIR="$work/target" cargo build "${flags[@]}" 2>"$work/incremental.log"
+incremental=$(echo "$(now) - $start" | bc)
+rebuilt=$(grep -c '^ *Compiling ' "$work/incremental.log" || true)
+
+printf 'floor (axum + sqlx/PostgreSQL hello world), cold %s build: %.1f s, %s crates\n' "$profile" "$floor" "$floor_crates"
+printf 'cold cargo build (%s) of the built-in example: %.1f s, %s crates compiled (%s of them the workspace'"'"'s): %.2fx the floor\n' \
+    "$profile" "$cold" "$crates" "$members" "$(echo "$cold / $floor" | bc -l)"
+printf 'incremental rebuild after a one-line handler edit: %.1f s (%s crate(s) recompiled)\n' "$incremental" "$rebuilt"
 printf 'dependencies in more than one version: %s\n' "${dups:-none}"
 printf 'machine: %s cores, %s; msgen %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(git -C "$OLDPWD" rev-parse --short HEAD 2>/dev/null || echo '?')"

@@ -27,7 +27,7 @@ fn snapshot_dir(example: &str) -> PathBuf {
 fn updating() -> bool {
     matches!(
         std::env::var("INSTA_UPDATE").as_deref(),
-        Ok("always") | Ok("unseen")
+        Ok("always" | "unseen" | "1" | "force")
     )
 }
 

@@ -1190,7 +1190,6 @@ fn read_flat(dir: &Path, ext: &str) -> Result<std::collections::BTreeMap<String,
     Ok(out)
 }
 
-/// `services.toml` of a project adopting the monolith at `rel`.
 /// The gateway's port in front of an adopted monolith: the usual one, unless the
 /// monolith listens there itself.
 fn adopted_gateway_port(monolith_port: u16) -> u16 {
@@ -1202,6 +1201,7 @@ fn adopted_gateway_port(monolith_port: u16) -> u16 {
     }
 }
 
+/// `services.toml` of a project adopting the monolith at `rel`.
 fn adopted_config(package: &str, rel: &str, port: u16, database: &str) -> toml_edit::DocumentMut {
     let mut name: String = package
         .to_ascii_lowercase()

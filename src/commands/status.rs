@@ -101,7 +101,7 @@ impl Status {
                 |v| format!("runtime {v}"),
             );
             out.push_str(&format!(
-                "The project carries {carried}; this msgen renders runtime {} (`msgen generate` upgrades it, your edits to it merged).\n",
+                "The project carries {carried}; this msgen renders runtime {} (`msgen generate` moves it there, your edits to it merged).\n",
                 crate::render::runtime_version()
             ));
         }

@@ -274,6 +274,30 @@ impl Pool {
     }
 }
 
+/// Whether a field may travel as a trailer: not one that frames, routes,
+/// authenticates or controls the message (RFC 9110, 6.5.1), which a recipient
+/// could otherwise take from the end of a body where no check saw it.
+fn may_trail(name: &HeaderName) -> bool {
+    ![
+        header::AUTHORIZATION,
+        header::CONNECTION,
+        header::CONTENT_ENCODING,
+        header::CONTENT_LENGTH,
+        header::CONTENT_RANGE,
+        header::CONTENT_TYPE,
+        header::COOKIE,
+        header::EXPECT,
+        header::HOST,
+        header::PROXY_AUTHORIZATION,
+        header::SET_COOKIE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ]
+    .contains(name)
+}
+
 /// How a request's body follows its head.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Sending {
@@ -383,7 +407,10 @@ impl Conn {
                     // for them (RFC 9110, 6.5: a recipient may drop trailers).
                     Err(frame) => {
                         if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
-                            trailers.get_or_insert_with(HeaderMap::new).extend(fields);
+                            let kept = fields.into_iter().filter_map(|(name, value)| {
+                                name.filter(may_trail).map(|n| (n, value))
+                            });
+                            trailers.get_or_insert_with(HeaderMap::new).extend(kept);
                         }
                         Bytes::new()
                     }
@@ -764,18 +791,25 @@ impl hyper::body::Body for ResponseBody {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Ok(Step::Trailer(line)) => match trailer_field(&line) {
-                    Some((name, value)) => {
-                        this.trailers
-                            .get_or_insert_with(HeaderMap::new)
-                            .append(name, value);
+                Ok(Step::Trailer(line)) => {
+                    let trailers = this.trailers.get_or_insert_with(HeaderMap::new);
+                    if trailers.len() >= MAX_HEADERS {
+                        bad_chunk()
+                    } else {
+                        // A field that cannot be one, or may not trail, is dropped
+                        // (RFC 9110, 6.5): the body itself is whole.
+                        if let Some((name, value)) = trailer_field(&line) {
+                            if may_trail(&name) {
+                                trailers.append(name, value);
+                            }
+                        }
                         continue;
                     }
-                    None => bad_chunk(),
-                },
+                }
                 Ok(Step::End) => {
                     this.end();
-                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                    let trailers = this.trailers.take().filter(|t| !t.is_empty());
+                    return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
                 }
                 Ok(Step::More) => match ready!(conn.poll_read(cx)) {
                     Ok(0) if this.framing == Framing::UntilClose => {

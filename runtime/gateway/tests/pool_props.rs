@@ -473,3 +473,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn trailers_that_may_not_trail_or_cannot_be_fields_are_dropped_not_fatal() {
+    let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\ncontent-length: 5\r\nnot a field\r\nauthorization: x\r\nx-checksum: 7\r\n\r\n".to_vec();
+    runtime().block_on(async {
+        let pool = pool(raw_upstream(raw, Vec::new(), false).await);
+        for _ in 0..2 {
+            let (body, trailers) = read(pool.send(get()).await.unwrap()).await.unwrap();
+            assert_eq!(body.as_ref(), b"ok");
+            let trailers = trailers.expect("x-checksum trails");
+            assert_eq!(trailers.len(), 1, "{trailers:?}");
+            assert_eq!(trailers["x-checksum"], "7");
+        }
+    });
+}
+
+#[test]
+fn a_request_body_s_trailers_that_may_not_trail_are_not_sent() {
+    runtime().block_on(async {
+        let pool = pool(echo_server().await);
+        let mut fields = HeaderMap::new();
+        fields.insert("x-checksum", HeaderValue::from_static("7"));
+        fields.insert("host", HeaderValue::from_static("elsewhere"));
+        fields.insert("authorization", HeaderValue::from_static("Bearer forged"));
+        let response = pool
+            .send(post(body(&[b"ok".to_vec()], None, Some(fields))))
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-trailers"], "x-checksum=7");
+        assert_eq!(read(response).await.unwrap().0.as_ref(), b"ok");
+    });
+}
