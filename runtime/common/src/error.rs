@@ -95,7 +95,7 @@ impl IntoResponse for ApiError {
 
 /// Database errors as the client sees them: a missing row is a 404, a duplicate a
 /// 409, a dangling reference a validation error; the rest are logged in full.
-#[cfg(feature = "sqlx")]
+#[cfg(feature = "database")]
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
