@@ -1606,8 +1606,7 @@ impl Validator<'_> {
         // explicit port (also those declared after it) and of the other offers.
         let mut offered = BTreeSet::new();
         for (i, p, owner) in collisions {
-            let free = Port::first_free(|p| ports.contains_key(&p) || offered.contains(&p))
-                .map_or(FIRST_SERVICE_PORT, Port::get);
+            let free = free_port(|p| ports.contains_key(&p) || offered.contains(&p));
             offered.insert(free);
             let msg = format!("port {} is already used by {owner}", p.get_ref());
             let key = format!("services[{i}].port");

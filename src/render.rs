@@ -55,6 +55,9 @@ static RUNTIME: &[(&str, Dir<'static>)] = &[
     ),
 ];
 
+/// How every runtime file's module documentation says what it is.
+pub const RUNTIME_NOTICE: &str = "//! Part of the msgen runtime";
+
 /// The version of the runtime a project is rendered with, as its workspace's
 /// `Cargo.toml` records it (`[workspace.metadata.msgen] runtime`).
 pub fn runtime_version() -> &'static str {
@@ -446,7 +449,7 @@ mod tests {
                 "{template} would render over the runtime's {path}"
             );
             assert!(
-                text.contains("//! Part of the msgen runtime"),
+                text.contains(RUNTIME_NOTICE),
                 "{path} does not say it is runtime"
             );
         }

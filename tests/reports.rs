@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_ok, copy_dir, example, fixture_monolith, msgen, stderr, stdout};
+use common::{assert_ok, copy_dir, edit_config, example, fixture_monolith, msgen, stderr, stdout};
 
 /// What a run printed, with its exit code, and the temporary directory it ran
 /// in written as `[DIR]` so the snapshot is the same on every machine.
@@ -64,13 +64,6 @@ fn rendered(config: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::Path
     assert_ok(&msgen(dir.path(), &args));
     let root = dir.path().join("shop");
     (dir, root)
-}
-
-fn edit_config(root: &Path, from: &str, to: &str) {
-    let path = root.join("services.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{from:?} not in services.toml");
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
 #[test]

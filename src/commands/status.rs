@@ -27,9 +27,9 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// An interrupted msgen run is waiting to be finished.
     pub interrupted: bool,
-    /// The runtime the project carries (`None`: not recorded), when it is not the
-    /// one this msgen renders.
-    pub runtime: Option<Option<String>>,
+    /// The runtime the project carries ("runtime 0.1.0", or that none is recorded),
+    /// when it is not the one this msgen renders.
+    pub other_runtime: Option<String>,
 }
 
 /// The runtime version the workspace's `Cargo.toml` records, if any.
@@ -73,8 +73,11 @@ impl Status {
                 .collect(),
             warnings: plan.schema_warnings.clone(),
             interrupted: crate::txn::pending(root),
-            runtime: Some(carried_runtime(root))
-                .filter(|v| v.as_deref() != Some(crate::render::runtime_version())),
+            other_runtime: match carried_runtime(root) {
+                Some(v) if v == crate::render::runtime_version() => None,
+                Some(v) => Some(format!("runtime {v}")),
+                None => Some("a runtime from before msgen recorded its version".into()),
+            },
         })
     }
 
@@ -95,11 +98,7 @@ impl Status {
                 "An interrupted msgen run has not finished (`msgen generate` finishes it).\n",
             );
         }
-        if let Some(carried) = &self.runtime {
-            let carried = carried.as_deref().map_or_else(
-                || "a runtime from before msgen recorded its version".to_string(),
-                |v| format!("runtime {v}"),
-            );
+        if let Some(carried) = &self.other_runtime {
             out.push_str(&format!(
                 "The project carries {carried}; this msgen renders runtime {} (`msgen generate` moves it there, your edits to it merged).\n",
                 crate::render::runtime_version()

@@ -966,16 +966,19 @@ mod tests {
         }
     }
 
+    /// An upstream that closes a connection idle for 50 ms.
+    fn closing_upstream() -> (String, Arc<AtomicUsize>) {
+        let idle_close = Some(Duration::from_millis(50));
+        let how = Upstream {
+            idle_close,
+            ..Default::default()
+        };
+        upstream(WITH_LENGTH, how)
+    }
+
     #[tokio::test]
     async fn a_connection_the_upstream_closed_is_replaced() {
-        let idle_close = Some(Duration::from_millis(50));
-        let (address, accepted) = upstream(
-            WITH_LENGTH,
-            Upstream {
-                idle_close,
-                ..Default::default()
-            },
-        );
+        let (address, accepted) = closing_upstream();
         let pool = pool(&address);
         assert_eq!(text(pool.send(get()).await.unwrap()).await, "ok");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -986,14 +989,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_with_a_body_never_goes_on_a_connection_the_upstream_closed() {
         // It could not be sent again: the pool must see the close before sending.
-        let idle_close = Some(Duration::from_millis(50));
-        let (address, accepted) = upstream(
-            WITH_LENGTH,
-            Upstream {
-                idle_close,
-                ..Default::default()
-            },
-        );
+        let (address, accepted) = closing_upstream();
         let pool = pool(&address);
         let post = || Request::post("/").body(Body::from("body")).unwrap();
         assert_eq!(text(pool.send(post()).await.unwrap()).await, "ok");
