@@ -42,6 +42,9 @@ pub struct ProjectCtx {
     pub has_events: bool,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
+    /// The features `common` is built with, as a TOML list's items: what the project
+    /// has, for the runtime modules whose code depends on it.
+    pub common_features: String,
     /// The axum line generated code is written against (`project.axum`).
     pub axum: &'static str,
     /// axum 0.7: `:param` routes, and `common` serves connections itself.
@@ -451,6 +454,9 @@ impl ProjectCtx {
             features.push("sqlite");
         }
         let has_auth = p.auth_service().is_some();
+        let generated_db = generated.contains(&DatabaseKind::Postgres)
+            || generated.contains(&DatabaseKind::Sqlite);
+        let axum07 = p.majors.axum == AxumMajor::V07;
         let mut services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
         let modules: Vec<ServiceCtx> = p.modules().map(|s| service_ctx(p, s)).collect();
         let mut monolith = p
@@ -575,8 +581,7 @@ impl ProjectCtx {
             has_postgres,
             has_sqlite,
             has_db: has_postgres || has_sqlite,
-            generated_db: generated.contains(&DatabaseKind::Postgres)
-                || generated.contains(&DatabaseKind::Sqlite),
+            generated_db,
             has_auth,
             has_protected: routes.iter().any(|r| r.protected),
             has_owned: p
@@ -597,7 +602,7 @@ impl ProjectCtx {
                 .iter()
                 .any(|s| s.depends_on.iter().any(|d| !in_process(p, s, d.as_str()))),
             axum: p.majors.axum.as_str(),
-            axum07: p.majors.axum == AxumMajor::V07,
+            axum07,
             runtime: crate::render::runtime_version(),
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
@@ -606,6 +611,16 @@ impl ProjectCtx {
                 .map(|f| format!("\"{f}\""))
                 .collect::<Vec<_>>()
                 .join(", "),
+            common_features: [
+                ("database", generated_db),
+                ("auth", has_auth),
+                ("axum07", axum07),
+            ]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(f, _)| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
             services,
             modules,
             monolith,

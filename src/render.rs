@@ -69,6 +69,18 @@ pub fn runtime_version() -> &'static str {
         .unwrap_or("0.0.0")
 }
 
+/// Runtime files only some projects carry, with the condition: the rest of the
+/// runtime is in every project. The runtime crate's own `lib.rs` declares each
+/// of them under the feature of the same meaning.
+fn runtime_file_wanted(path: &str, project: &ProjectCtx) -> bool {
+    match path {
+        "common/src/auth.rs" | "common/src/jwt.rs" | "common/src/limit.rs" => project.has_auth,
+        "common/src/client.rs" => project.has_clients,
+        "common/src/events.rs" => project.has_events,
+        _ => true,
+    }
+}
+
 /// The runtime's files, as `(path in the project, contents)`.
 fn runtime_files() -> impl Iterator<Item = (String, &'static str)> {
     RUNTIME.iter().flat_map(|(krate, dir)| {
@@ -187,7 +199,7 @@ impl Renderer {
         let mut base = Context::new();
         base.insert("project", &pctx);
 
-        for (path, text) in runtime_files() {
+        for (path, text) in runtime_files().filter(|(p, _)| runtime_file_wanted(p, &pctx)) {
             plan.add(path, text.to_string(), Ownership::Managed);
         }
         for folder in ["workspace", "common", "gateway"] {

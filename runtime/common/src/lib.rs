@@ -6,12 +6,23 @@
 //! gathers them here, with the same paths (`crate::ApiError`, `crate::otel`, ...),
 //! so msgen's CI compiles, lints and tests exactly what projects receive.
 
+#[cfg(feature = "auth")]
+pub mod auth;
+#[cfg(feature = "clients")]
+pub mod client;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "events")]
+pub mod events;
 pub mod extract;
+#[cfg(feature = "auth")]
+pub mod jwt;
+#[cfg(feature = "auth")]
+pub mod limit;
 pub mod metrics;
 pub mod otel;
 pub mod pagination;
+pub mod server;
 pub mod telemetry;
 pub mod trace;
 pub mod validate;

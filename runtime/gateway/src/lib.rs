@@ -5,4 +5,5 @@
 //! to its routes and configuration. This file only gathers them here, so msgen's
 //! CI compiles, lints and tests exactly what projects receive.
 
+pub mod balance;
 pub mod pool;

@@ -1,9 +1,11 @@
----
-source: tests/snapshots.rs
----
 //! The HTTP client under every generated service client: base URL from
 //! `<NAME>_SERVICE_URL`, timeouts, the envelope decoded, failures mapped to
 //! [`ApiError`] (502 when the other service fails, 504 when it is too slow).
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
+
+#[cfg(feature = "auth")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +56,7 @@ pub struct ServiceClient {
     base_url: String,
     http: reqwest::Client,
     /// Sent with every call to a protected service: who is calling.
+    #[cfg(feature = "auth")]
     token: Option<Arc<crate::auth::ServiceToken>>,
 }
 
@@ -67,11 +70,13 @@ impl ServiceClient {
             service,
             base_url: base_url.trim_end_matches('/').to_string(),
             http,
+            #[cfg(feature = "auth")]
             token: None,
         })
     }
 
     /// Calls carry `token`: the other service checks it like a user's.
+    #[cfg(feature = "auth")]
     pub fn with_token(mut self, token: Arc<crate::auth::ServiceToken>) -> Self {
         self.token = Some(token);
         self
@@ -102,6 +107,7 @@ impl ServiceClient {
         if let Some(traceparent) = crate::trace::outgoing_header() {
             request = request.header(crate::trace::TRACEPARENT, traceparent);
         }
+        #[cfg(feature = "auth")]
         if let Some(token) = &self.token {
             let bearer = token.bearer().map_err(|e| ClientError::Status {
                 service: self.service,

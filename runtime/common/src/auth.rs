@@ -4,6 +4,9 @@
 //! verifies the bearer token again with the shared [`Verifier`](crate::jwt::Verifier)
 //! and hands the handler a [`CurrentUser`]. Calls between services carry a token of
 //! the calling service ([`ServiceToken`]), signed with the same secret.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::future::{ready, Ready};
 use std::sync::{Arc, Mutex};
@@ -88,9 +91,7 @@ impl CurrentUser {
 /// `sub` of the tokens services sign for their calls to each other.
 pub const SERVICE_PREFIX: &str = "service:";
 
-{% if project.axum07 -%}
-#[axum::async_trait]
-{% endif -%}
+#[cfg_attr(feature = "axum07", axum::async_trait)]
 impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = ApiError;
 

@@ -1,5 +1,8 @@
 //! JSON Web Tokens (HS256) issued by the auth service and checked by the gateway and
 //! by every protected service (`crate::auth`), all with the `JWT_SECRET` they share.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

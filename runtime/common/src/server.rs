@@ -2,6 +2,9 @@
 //! logging and metrics, a request timeout and a body limit answered in the envelope,
 //! fallbacks for unknown routes, graceful shutdown on SIGTERM or Ctrl-C, and the
 //! container health check.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -203,9 +206,9 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
 
-{% if project.axum07 -%}
 /// A source of connections for [`serve_until`]: axum 0.8's `serve::Listener`,
-/// which axum 0.7 (this project's major) does not have.
+/// which axum 0.7 (the major of a project with the `axum07` feature) does not have.
+#[cfg(feature = "axum07")]
 pub trait Listener: Send + 'static {
     type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
     type Addr: Send;
@@ -216,6 +219,7 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> std::io::Result<Self::Addr>;
 }
 
+#[cfg(feature = "axum07")]
 impl Listener for TcpListener {
     type Io = tokio::net::TcpStream;
     type Addr = SocketAddr;
@@ -253,6 +257,7 @@ impl Listener for TcpListener {
 /// (hyper's HTTP/1 and HTTP/2 on each connection) over any [`Listener`].
 ///
 /// Each request carries the peer's address as axum's `ConnectInfo`.
+#[cfg(feature = "axum07")]
 pub async fn serve_until<L, S, F>(mut listener: L, app: S, signal: F) -> std::io::Result<()>
 where
     L: Listener<Addr = SocketAddr>,
@@ -296,16 +301,19 @@ where
     graceful.shutdown().await;
     Ok(())
 }
-{% else -%}
+
 /// A source of connections for [`serve_until`].
+#[cfg(not(feature = "axum07"))]
 pub use axum::serve::Listener;
 
 /// What makes each connection's service for `axum::serve`: `app` with the
 /// connection's [`Peer`] (what axum's `into_make_service_with_connect_info` does
 /// for its own listener only).
+#[cfg(not(feature = "axum07"))]
 #[derive(Clone)]
 struct WithPeer<S>(S);
 
+#[cfg(not(feature = "axum07"))]
 impl<L, S> Service<axum::serve::IncomingStream<'_, L>> for WithPeer<S>
 where
     L: Listener<Addr = SocketAddr>,
@@ -328,6 +336,7 @@ where
 /// Serves `app` (a router, or any service of requests) until `signal` completes,
 /// then lets in-flight requests finish. `listener` is a socket, or any other source
 /// of connections. Each request carries the peer's address as axum's `ConnectInfo`.
+#[cfg(not(feature = "axum07"))]
 pub async fn serve_until<L, S, F>(listener: L, app: S, signal: F) -> std::io::Result<()>
 where
     L: Listener<Addr = SocketAddr>,
@@ -339,7 +348,7 @@ where
         .with_graceful_shutdown(signal)
         .await
 }
-{% endif %}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {

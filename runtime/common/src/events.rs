@@ -1,10 +1,12 @@
-{%- if project.has_events -%}
 //! Asynchronous events over NATS JetStream, only in systems that declare them.
 //!
 //! Every event travels in an [`Event`] envelope (id, subject, version, time, data).
 //! Each subject has a stream of its own, created by whichever side starts first with
 //! the same configuration. Consumers are durable pull consumers with explicit acks:
 //! delivery is at least once, so handlers skip event ids they have already handled.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::future::Future;
 use std::time::Duration;
@@ -110,11 +112,12 @@ impl Publisher {
             subject: subject.to_string(),
             version: EVENT_VERSION,
             occurred_at: Utc::now(),
-{%- if project.has_auth %}
+            // Who caused it: the caller of the request being handled, when the
+            // project authenticates callers.
+            #[cfg(feature = "auth")]
             actor: crate::auth::current_caller(),
-{%- else %}
+            #[cfg(not(feature = "auth"))]
             actor: None,
-{%- endif %}
             data,
         };
         let payload = serde_json::to_vec(&event)?;
@@ -225,4 +228,3 @@ where
     tracing::info!(subject, "consumer stopped");
     Ok(())
 }
-{%- endif %}

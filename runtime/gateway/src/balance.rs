@@ -7,6 +7,9 @@
 //!
 //! Shutdown runs in that order too: the acceptor stops, and each thread, once it has
 //! taken every connection handed to it, stops taking more and finishes its requests.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::net::SocketAddr;
 use std::time::Duration;

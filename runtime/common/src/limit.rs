@@ -1,6 +1,3 @@
----
-source: tests/snapshots.rs
----
 //! Brute-force limits of the login: failed attempts counted per account and per
 //! client address; past the limit, attempts are refused (429 with `Retry-After`)
 //! until the window that began with the first failure has passed, even with the
@@ -9,6 +6,9 @@ source: tests/snapshots.rs
 //!
 //! Failures are counted, not attempts (which a rate limiter such as `governor`
 //! counts): a user who signs in many times a minute is never refused.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -137,6 +137,7 @@ impl ClientAddr {
     }
 }
 
+#[cfg_attr(feature = "axum07", axum::async_trait)]
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
