@@ -107,6 +107,9 @@ impl ServiceClient {
         if let Some(traceparent) = crate::trace::outgoing_header() {
             request = request.header(crate::trace::TRACEPARENT, traceparent);
         }
+        if let Some(state) = crate::trace::outgoing_state() {
+            request = request.header(crate::trace::TRACESTATE, state.header_value().clone());
+        }
         #[cfg(feature = "auth")]
         if let Some(token) = &self.token {
             let bearer = token.bearer().map_err(|e| ClientError::Status {

@@ -126,6 +126,9 @@ impl Publisher {
         if let Some(traceparent) = crate::trace::outgoing_header() {
             headers.insert(crate::trace::TRACEPARENT.as_str(), traceparent.as_str());
         }
+        if let Some(state) = crate::trace::outgoing_state() {
+            headers.insert(crate::trace::TRACESTATE.as_str(), state.as_str());
+        }
         let ack = self
             .nats
             .js
@@ -196,17 +199,23 @@ where
             }
         };
         let id = event.id;
-        let parent = message
-            .headers
-            .as_ref()
+        let headers = message.headers.as_ref();
+        let parent = headers
             .and_then(|h| h.get(crate::trace::TRACEPARENT.as_str()))
             .and_then(|v| crate::trace::TraceContext::parse(v.as_str()));
+        let state = parent.and(headers).and_then(|h| {
+            let fields = h.get_all(crate::trace::TRACESTATE.as_str());
+            crate::trace::TraceState::parse(fields.map(|v| v.as_str()))
+        });
         let exported = crate::otel::consumer_span(subject, &id.to_string(), parent.as_ref());
         let ctx = crate::trace::TraceContext::hop(parent.as_ref(), exported.as_ref());
         let span =
             tracing::info_span!("event", subject, event_id = %id, trace_id = %ctx.trace_id_hex());
-        let handled =
-            crate::trace::scope(ctx, tracing::Instrument::instrument(handle(event), span)).await;
+        let handled = crate::trace::scope(
+            crate::trace::Hop { ctx, state },
+            tracing::Instrument::instrument(handle(event), span),
+        )
+        .await;
         if let Some(exported) = exported {
             let error = handled.as_ref().err().map(|e| format!("{e:#}"));
             exported.finish(error);

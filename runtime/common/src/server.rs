@@ -112,8 +112,8 @@ where
                 id
             }
         };
-        let (ctx, exported) = crate::trace::arrive(&mut req);
-        let span = request_span(&req, &request_id, &ctx);
+        let (hop, exported) = crate::trace::arrive(&mut req);
+        let span = request_span(&req, &request_id, &hop.ctx);
         let pending = span.in_scope(|| self.inner.call(req));
         let limit = self.limit;
         Box::pin(
@@ -125,7 +125,7 @@ where
                         None => Ok(pending.await),
                     }
                 };
-                let mut response = match crate::trace::scope(ctx, pending).await {
+                let mut response = match crate::trace::scope(hop, pending).await {
                     Ok(Ok(response)) => response,
                     Ok(Err(never)) => match never {},
                     Err(_) => ApiError::Rejected(

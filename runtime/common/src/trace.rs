@@ -1,7 +1,8 @@
-//! W3C trace context (`traceparent`): every request continues the caller's trace or
-//! starts one, is logged with its trace id, and passes it on to the services it
-//! calls and the events it publishes, so one request can be followed through the
-//! whole system in the logs.
+//! W3C trace context (`traceparent` and `tracestate`): every request continues the
+//! caller's trace or starts one, is logged with its trace id, and passes it on (with
+//! the caller's `tracestate` entries, unchanged) to the services it calls and the
+//! events it publishes, so one request can be followed through the whole system in
+//! the logs.
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -14,6 +15,10 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Most `tracestate` entries a trace carries (W3C Trace Context, section 3.3.1).
+pub const MAX_STATE_ENTRIES: usize = 32;
 
 /// One hop of a trace: the trace it belongs to, this hop's own span id, and whether
 /// the trace is recorded (the `sampled` flag, which every hop passes on unchanged).
@@ -25,13 +30,24 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// Parses a `traceparent` header (version 00); `None` when it is malformed.
+    /// Parses a `traceparent` header; `None` when it is malformed. Version 00 is
+    /// exactly four fields; a later version (not `ff`, which is invalid) is read by
+    /// its first four, whatever it appends after a `-` (W3C Trace Context, 4.3).
     pub fn parse(header: &str) -> Option<Self> {
-        let mut parts = header.trim().split('-');
+        let header = header.trim_matches(|c| c == ' ' || c == '\t');
+        let (fields, rest) = header.split_at_checked(55)?;
+        let mut parts = fields.split('-');
         let (version, trace, parent, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if version != "00" || !hex(trace, 32) || !hex(parent, 16) || !hex(flags, 2) {
+        if !hex(version, 2) || version.eq_ignore_ascii_case("ff") {
+            return None;
+        }
+        let rest_ok = match version {
+            "00" => rest.is_empty(),
+            _ => rest.is_empty() || rest.starts_with('-'),
+        };
+        if !rest_ok || !hex(trace, 32) || !hex(parent, 16) || !hex(flags, 2) {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok()?;
@@ -88,18 +104,100 @@ fn hex_into(out: &mut [u8], mut value: u128) {
     }
 }
 
+/// The vendors' entries of a trace (`tracestate`), passed on unchanged: a
+/// comma-separated list of at most [`MAX_STATE_ENTRIES`] `key=value` entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceState(HeaderValue);
+
+impl TraceState {
+    /// The entries of every `tracestate` field of a message, in order, as one list;
+    /// `None` when there are none, or when the list is malformed or too long (the
+    /// standard's choice is then to drop it whole, not to pass on part of it).
+    pub fn parse<'a>(fields: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut list = String::new();
+        let mut entries = 0;
+        for field in fields {
+            for entry in field.split(',').map(|e| e.trim_matches([' ', '\t'])) {
+                if entry.is_empty() {
+                    continue;
+                }
+                entries += 1;
+                if entries > MAX_STATE_ENTRIES || !valid_entry(entry) {
+                    return None;
+                }
+                if !list.is_empty() {
+                    list.push(',');
+                }
+                list.push_str(entry);
+            }
+        }
+        HeaderValue::from_str(&list)
+            .ok()
+            .filter(|_| entries > 0)
+            .map(Self)
+    }
+
+    /// The list of entries, as sent in `tracestate`.
+    pub fn as_str(&self) -> &str {
+        // Built from a `&str` of visible ASCII only.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+/// One `key=value` entry (W3C Trace Context, 3.3.1.3): a key of lowercase letters,
+/// digits and `_-*/` (with at most one `@` naming a tenant), starting with a letter
+/// or digit, at most 256 characters; a value of at most 256 printable characters
+/// other than `,` and `=`, not ending in a space.
+fn valid_entry(entry: &str) -> bool {
+    let Some((key, value)) = entry.split_once('=') else {
+        return false;
+    };
+    let key_char = |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
+    let key_part = |part: &str, max: usize| {
+        part.len() <= max
+            && part
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && part.bytes().all(key_char)
+    };
+    let key_ok = match key.split_once('@') {
+        None => key_part(key, 256),
+        Some((tenant, system)) => key_part(tenant, 241) && key_part(system, 14),
+    };
+    key_ok
+        && !value.is_empty()
+        && value.len() <= 256
+        && !value.ends_with(' ')
+        && value
+            .bytes()
+            .all(|b| matches!(b, b' '..=b'~') && b != b',' && b != b'=')
+}
+
+/// A hop of a trace with the entries that travel with it: what the handling of
+/// one request or event runs in.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub ctx: TraceContext,
+    pub state: Option<TraceState>,
+}
+
 tokio::task_local! {
-    static CURRENT: TraceContext;
+    static CURRENT: Hop;
 }
 
 /// The trace context of the request being handled, if any.
 pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(|c| *c).ok()
+    CURRENT.try_with(|hop| hop.ctx).ok()
 }
 
-/// Runs `f` as part of `ctx` (an event consumer handling one message, say).
-pub async fn scope<F: std::future::Future>(ctx: TraceContext, f: F) -> F::Output {
-    CURRENT.scope(ctx, f).await
+/// Runs `f` as part of `hop` (an event consumer handling one message, say).
+pub async fn scope<F: std::future::Future>(hop: Hop, f: F) -> F::Output {
+    CURRENT.scope(hop, f).await
 }
 
 /// The `traceparent` to send on a call made now: it names this hop as the caller,
@@ -108,22 +206,36 @@ pub fn outgoing_header() -> Option<String> {
     current().map(|c| c.header())
 }
 
+/// The `tracestate` to send on a call made now: the caller's, unchanged.
+pub fn outgoing_state() -> Option<TraceState> {
+    CURRENT.try_with(|hop| hop.state.clone()).ok().flatten()
+}
+
 /// Continues the caller's trace (or starts one) for an incoming request: replaces
-/// its `traceparent` with this hop's. When
-/// spans are exported, this hop is the exported span, returned to be finished with
-/// the answer. The caller runs the rest of the request in [`scope`].
-pub fn arrive(req: &mut Request) -> (TraceContext, Option<crate::otel::Span>) {
+/// its `traceparent` with this hop's, and keeps its `tracestate` when it continues a
+/// trace. When spans are exported, this hop is the exported span, returned to be
+/// finished with the answer. The caller runs the rest of the request in [`scope`].
+pub fn arrive(req: &mut Request) -> (Hop, Option<crate::otel::Span>) {
     let parent = req
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse);
+    // Entries without a valid parent belong to no trace (W3C Trace Context, 3.3).
+    let state = parent.and_then(|_| {
+        TraceState::parse(
+            req.headers()
+                .get_all(TRACESTATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    });
     let span = crate::otel::server_span(req, parent.as_ref());
     let ctx = TraceContext::hop(parent.as_ref(), span.as_ref());
     if let Ok(v) = HeaderValue::from_bytes(&ctx.header_bytes()) {
         req.headers_mut().insert(TRACEPARENT, v);
     }
-    (ctx, span)
+    (Hop { ctx, state }, span)
 }
 
 thread_local! {
@@ -183,13 +295,77 @@ mod tests {
     fn rejects_malformed_headers() {
         for bad in [
             "",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01extra",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-zzf067aa0ba902b7-01",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_later_version_is_read_by_its_first_four_fields() {
+        let later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next";
+        let parent = TraceContext::parse(later).unwrap();
+        assert_eq!(parent.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(parent.sampled);
+        // Passed on as the version this hop knows.
+        assert!(TraceContext::child_of(Some(&parent))
+            .header()
+            .starts_with("00-"));
+    }
+
+    #[test]
+    fn trace_state_is_kept_whole_or_dropped_whole() {
+        let state =
+            TraceState::parse(["rojo=00f067aa0ba902b7, congo=t61rcWkgMzE", "acme@tenant=x"]);
+        assert_eq!(
+            state.map(|s| s.as_str().to_string()).as_deref(),
+            Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,acme@tenant=x")
+        );
+        assert_eq!(TraceState::parse([" , "]), None);
+        for bad in [
+            "rojo",
+            "Rojo=1",
+            "rojo=a,b=",
+            "rojo=a=b",
+            "rojo=caf\u{e9}",
+            "@x=1",
+        ] {
+            assert_eq!(TraceState::parse([bad]), None, "{bad}");
+        }
+        let entries: Vec<String> = (0..=MAX_STATE_ENTRIES).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(TraceState::parse([entries.join(",").as_str()]), None);
+        assert!(TraceState::parse([entries[1..].join(",").as_str()]).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_callers_trace_state_goes_out_with_its_calls() {
+        let mut req = Request::new(axum::body::Body::empty());
+        req.headers_mut().insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        req.headers_mut()
+            .append(TRACESTATE, HeaderValue::from_static("rojo=1"));
+        req.headers_mut()
+            .append(TRACESTATE, HeaderValue::from_static("congo=2"));
+        let (hop, _) = arrive(&mut req);
+        let sent = scope(hop, async { outgoing_state() }).await;
+        assert_eq!(
+            sent.as_ref().map(TraceState::as_str),
+            Some("rojo=1,congo=2")
+        );
+        assert_eq!(outgoing_state(), None);
+
+        // Without a parent the entries belong to no trace.
+        let mut req = Request::new(axum::body::Body::empty());
+        req.headers_mut()
+            .insert(TRACESTATE, HeaderValue::from_static("rojo=1"));
+        assert_eq!(arrive(&mut req).0.state, None);
     }
 
     #[test]
