@@ -24,6 +24,10 @@ pub struct ProjectCtx {
     /// A crate msgen generates uses a database: the workspace (and `common`) depend
     /// on sqlx. Adopted services bring their own.
     pub generated_db: bool,
+    /// Services msgen generates use PostgreSQL (`common`'s `postgres` feature).
+    pub generated_postgres: bool,
+    /// Services msgen generates use SQLite (`common`'s `sqlite` feature).
+    pub generated_sqlite: bool,
     pub has_sqlite: bool,
     pub has_db: bool,
     pub has_auth: bool,
@@ -454,8 +458,9 @@ impl ProjectCtx {
             features.push("sqlite");
         }
         let has_auth = p.auth_service().is_some();
-        let generated_db = generated.contains(&DatabaseKind::Postgres)
-            || generated.contains(&DatabaseKind::Sqlite);
+        let generated_postgres = generated.contains(&DatabaseKind::Postgres);
+        let generated_sqlite = generated.contains(&DatabaseKind::Sqlite);
+        let generated_db = generated_postgres || generated_sqlite;
         let axum07 = p.majors.axum == AxumMajor::V07;
         let mut services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
         let modules: Vec<ServiceCtx> = p.modules().map(|s| service_ctx(p, s)).collect();
@@ -582,6 +587,8 @@ impl ProjectCtx {
             has_sqlite,
             has_db: has_postgres || has_sqlite,
             generated_db,
+            generated_postgres,
+            generated_sqlite,
             has_auth,
             has_protected: routes.iter().any(|r| r.protected),
             has_owned: p
@@ -613,6 +620,8 @@ impl ProjectCtx {
                 .join(", "),
             common_features: [
                 ("database", generated_db),
+                ("postgres", generated_postgres),
+                ("sqlite", generated_sqlite),
                 ("auth", has_auth),
                 ("axum07", axum07),
             ]

@@ -10,6 +10,8 @@
 pub mod auth;
 #[cfg(feature = "clients")]
 pub mod client;
+#[cfg(feature = "database")]
+pub mod db;
 pub mod envelope;
 pub mod error;
 #[cfg(feature = "events")]
