@@ -445,7 +445,7 @@ impl ProjectCtx {
         let generated: std::collections::BTreeSet<DatabaseKind> = p
             .services
             .iter()
-            .filter(|s| !s.adopted)
+            .filter(|s| !s.adopted())
             .map(|s| s.database)
             .collect();
         let has_postgres = kinds.contains(&DatabaseKind::Postgres);
@@ -519,12 +519,12 @@ impl ProjectCtx {
         for s in &p.services {
             // The auth service guards its own routes: login must be reachable.
             let protected = has_auth && !s.public && s.template != Template::Auth;
-            let upstream = if s.in_monolith {
+            let upstream = if s.in_monolith() {
                 "monolith".to_string()
             } else {
                 s.name.as_str().to_string()
             };
-            let upper = if s.in_monolith {
+            let upper = if s.in_monolith() {
                 "MONOLITH".to_string()
             } else {
                 s.name.upper()
@@ -548,7 +548,7 @@ impl ProjectCtx {
             }
             for (legacy, versioned) in s.legacy_prefixes().into_iter().zip(s.route_prefixes()) {
                 // Extracted services only serve the versioned path: the gateway rewrites.
-                let rewrite = if s.in_monolith {
+                let rewrite = if s.in_monolith() {
                     "None".to_string()
                 } else {
                     format!("Some(\"{versioned}\")")
@@ -822,9 +822,9 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         } else {
             String::new()
         },
-        in_monolith: s.in_monolith,
-        adopted: s.adopted,
-        crate_root: if s.in_monolith {
+        in_monolith: s.in_monolith(),
+        adopted: s.adopted(),
+        crate_root: if s.in_monolith() {
             format!("crate::{}", s.name.snake())
         } else {
             "crate".into()
@@ -864,7 +864,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         handler_modules: sorted(
             ["health".to_string()]
                 .into_iter()
-                .filter(|_| !s.in_monolith)
+                .filter(|_| !s.in_monolith())
                 .chain((!s.consumes.is_empty()).then(|| "events".to_string()))
                 .chain((s.template == Template::Auth).then(|| "auth".to_string()))
                 .chain(s.resources.iter().map(|r| r.name.clone())),
@@ -930,7 +930,7 @@ fn event_ctx(p: &Project, s: &Service, subject: &str) -> EventCtx {
 
 /// Whether `s` calls `dep` in process: both are modules of the monolith.
 fn in_process(p: &Project, s: &Service, dep: &str) -> bool {
-    s.in_monolith && p.service(dep).is_some_and(|d| d.in_monolith)
+    s.in_monolith() && p.service(dep).is_some_and(|d| d.in_monolith())
 }
 
 /// Whether a service's API routes need a token: there is an auth service to issue
@@ -940,12 +940,12 @@ fn protects(p: &Project, s: &Service) -> bool {
     p.auth_service().is_some()
         && !s.public
         && s.template != Template::Auth
-        && !s.adopted
+        && !s.adopted()
         && !s.resources.is_empty()
 }
 
 fn dep_ctx(p: &Project, s: &Service, d: &Service) -> DepCtx {
-    let (host, port) = match (&p.monolith, d.in_monolith) {
+    let (host, port) = match (&p.monolith, d.in_monolith()) {
         (Some(m), true) => ("monolith".to_string(), m.port.get()),
         _ => (d.name.crate_name(), d.port.get()),
     };

@@ -14,7 +14,7 @@ fn db_label(kind: DatabaseKind) -> Option<&'static str> {
 }
 
 fn service_label(s: &Service) -> String {
-    let adopted = if s.adopted { " (adopted)" } else { "" };
+    let adopted = if s.adopted() { " (adopted)" } else { "" };
     format!("{} service :{}{adopted}", s.name.pascal(), s.port.get())
 }
 
@@ -77,7 +77,8 @@ pub fn mermaid(p: &Project) -> String {
     }
     for s in &p.services {
         for d in &s.depends_on {
-            let in_process = s.in_monolith && p.service(d.as_str()).is_some_and(|d| d.in_monolith);
+            let in_process =
+                s.in_monolith() && p.service(d.as_str()).is_some_and(|d| d.in_monolith());
             let how = if in_process { "in process" } else { "REST" };
             out.push_str(&format!(
                 "    {} -. {how} .-> {}\n",
@@ -160,7 +161,8 @@ pub fn dot(p: &Project) -> String {
     }
     for s in &p.services {
         for d in &s.depends_on {
-            let in_process = s.in_monolith && p.service(d.as_str()).is_some_and(|d| d.in_monolith);
+            let in_process =
+                s.in_monolith() && p.service(d.as_str()).is_some_and(|d| d.in_monolith());
             let how = if in_process { "in process" } else { "REST" };
             out.push_str(&format!(
                 "    {} -> {} [style=dashed, label=\"{how}\"];\n",

@@ -576,12 +576,8 @@ pub struct Service {
     pub depends_on: Vec<ServiceName>,
     /// The gateway requires a valid JWT for this service's routes unless public.
     pub public: bool,
-    /// A module of the monolith, not a service of its own (yet).
-    pub in_monolith: bool,
-    /// Extracted from the monolith by `msgen split`: its old paths still work.
-    pub split_from_monolith: bool,
-    /// Moved out of a monolith msgen did not generate: its code is the user's.
-    pub adopted: bool,
+    /// What the service is to msgen: what it renders for it and how it is routed.
+    pub kind: ServiceKind,
     /// For adopted services: the path prefixes the gateway forwards unchanged.
     pub paths: Vec<String>,
     /// For adopted services: exact routes (`/api/things/{id}/children`) the
@@ -598,10 +594,37 @@ pub struct Service {
     pub resources: Vec<Resource>,
 }
 
+/// What a service is to msgen, from its `monolith`, `split_from` and `adopted` keys
+/// (which exclude each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// A service msgen generates, deployed on its own.
+    Service,
+    /// A module of the generated monolith (`monolith = true`): its code lives in the
+    /// monolith's crate until `msgen split` moves it out.
+    Module,
+    /// A service `msgen split` extracted from the generated monolith
+    /// (`split_from = "monolith"`): the monolith's old paths still reach it.
+    SplitFromMonolith,
+    /// Code moved out of a monolith msgen did not generate (`adopted = true`): msgen
+    /// renders its deployment and gateway routes, never its code.
+    Adopted,
+}
+
 impl Service {
+    /// A module of the monolith, not a service of its own (yet).
+    pub fn in_monolith(&self) -> bool {
+        self.kind == ServiceKind::Module
+    }
+
+    /// Moved out of a monolith msgen did not generate: its code is the user's.
+    pub fn adopted(&self) -> bool {
+        self.kind == ServiceKind::Adopted
+    }
+
     /// Path prefixes under which the gateway forwards to this service.
     pub fn route_prefixes(&self) -> Vec<String> {
-        if self.adopted {
+        if self.adopted() {
             return self.paths.clone();
         }
         self.route_segments()
@@ -641,7 +664,10 @@ impl Service {
     /// Prefixes the monolith serves it under, without the version (`/api/posts`):
     /// the paths of the article's monolith, kept working after a split.
     pub fn legacy_prefixes(&self) -> Vec<String> {
-        if self.adopted || !(self.in_monolith || self.split_from_monolith) {
+        if !matches!(
+            self.kind,
+            ServiceKind::Module | ServiceKind::SplitFromMonolith
+        ) {
             return Vec::new();
         }
         self.route_segments()
@@ -704,12 +730,12 @@ pub struct Project {
 impl Project {
     /// Services deployed on their own (everything but the monolith's modules).
     pub fn standalone(&self) -> impl Iterator<Item = &Service> {
-        self.services.iter().filter(|s| !s.in_monolith)
+        self.services.iter().filter(|s| !s.in_monolith())
     }
 
     /// The monolith's modules.
     pub fn modules(&self) -> impl Iterator<Item = &Service> {
-        self.services.iter().filter(|s| s.in_monolith)
+        self.services.iter().filter(|s| s.in_monolith())
     }
 
     /// Reads and validates a `services.toml` file.
@@ -1918,6 +1944,23 @@ impl Validator<'_> {
             None => false,
         };
 
+        if let (true, true, Some(split)) = (in_monolith, split_from_monolith, &rs.split_from) {
+            self.err(
+                split,
+                &key("split_from"),
+                "a module of the monolith (`monolith = true`) is not split from it yet".into(),
+                Some("keep `monolith = true` while it is a module, `split_from` once it is a service".into()),
+            );
+        }
+        let kind = if adopted {
+            ServiceKind::Adopted
+        } else if in_monolith {
+            ServiceKind::Module
+        } else if split_from_monolith {
+            ServiceKind::SplitFromMonolith
+        } else {
+            ServiceKind::Service
+        };
         Some(Service {
             name: name?,
             port: port?,
@@ -1925,9 +1968,7 @@ impl Validator<'_> {
             template: template?,
             depends_on: depends_on.into_iter().map(|(n, _)| n).collect(),
             public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
-            in_monolith,
-            split_from_monolith,
-            adopted,
+            kind,
             paths,
             routes,
             env,

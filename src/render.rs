@@ -284,7 +284,7 @@ impl Renderer {
             let mut ctx = per_service.clone();
             ctx.insert("service", sctx);
             let dir = &sctx.dir;
-            if svc.adopted {
+            if svc.adopted() {
                 // Its code is the user's (moved by `split --from`): msgen renders
                 // only what deploys it.
                 self.emit(

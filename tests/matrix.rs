@@ -297,7 +297,7 @@ fn check_case(dir: &Path, index: usize, case: &[usize], run: bool) -> Result<(),
 /// then stops them all with SIGTERM (each must exit cleanly).
 fn start_system(root: &Path, index: usize) {
     let project = Project::load(&root.join("services.toml")).unwrap();
-    let standalone: Vec<_> = project.standalone().filter(|s| !s.adopted).collect();
+    let standalone: Vec<_> = project.standalone().filter(|s| !s.adopted()).collect();
     let mut bins: Vec<String> = standalone.iter().map(|s| s.name.crate_name()).collect();
     if project.monolith.is_some() {
         bins.push("monolith".into());
@@ -383,7 +383,7 @@ fn start_system(root: &Path, index: usize) {
     let gateway = format!("http://127.0.0.1:{}", port("gateway"));
     for s in &project.services {
         // A module answers its resources' paths; a service its own as well.
-        let path = match (s.in_monolith, s.resources.first()) {
+        let path = match (s.in_monolith(), s.resources.first()) {
             (true, Some(r)) => format!("/api/v1/{}", r.path_segment()),
             _ => s.info_path(),
         };
@@ -391,7 +391,7 @@ fn start_system(root: &Path, index: usize) {
         let protected = project.auth_service().is_some()
             && !s.public
             && s.template != msgen::model::Template::Auth;
-        if s.in_monolith && s.resources.is_empty() {
+        if s.in_monolith() && s.resources.is_empty() {
             assert_ne!(status, 502, "{path}: {body}");
         } else if protected {
             assert_eq!(status, 401, "{path}: {body}");

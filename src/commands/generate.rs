@@ -73,7 +73,7 @@ fn majors_drift(root: &Path, project: &Project) -> Vec<String> {
     if project
         .services
         .iter()
-        .any(|s| !s.adopted && s.database != crate::model::DatabaseKind::None)
+        .any(|s| !s.adopted() && s.database != crate::model::DatabaseKind::None)
     {
         let sqlx = major("sqlx");
         let supported = sqlx.as_deref().and_then(SqlxMajor::parse).is_some();

@@ -623,7 +623,7 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         }
     }
     for d in &target.depends_on {
-        if new.service(d.as_str()).is_some_and(|s| s.in_monolith) {
+        if new.service(d.as_str()).is_some_and(|s| s.in_monolith()) {
             plan.report.remote_calls.push(format!(
                 "`{name}` → module `{}`: was in process, now HTTP to the monolith ({}_SERVICE_URL)",
                 d.as_str(),
@@ -1068,7 +1068,7 @@ fn tables_of_adopted_services(
     migrations_dir: &str,
 ) -> Result<std::collections::BTreeMap<String, ServiceName>> {
     let mut owned = std::collections::BTreeMap::new();
-    for s in project.services.iter().filter(|s| s.adopted) {
+    for s in project.services.iter().filter(|s| s.adopted()) {
         let dir = root
             .join("services")
             .join(s.name.as_str())
@@ -1098,7 +1098,7 @@ pub(super) fn sources_of_adopted_services(
     project: &Project,
 ) -> Result<Vec<(ServiceName, String, String)>> {
     let mut out = Vec::new();
-    for s in project.services.iter().filter(|s| s.adopted) {
+    for s in project.services.iter().filter(|s| s.adopted()) {
         let dir = root.join("services").join(s.name.as_str());
         for rel in files_under(&dir.join("src")) {
             if !rel.ends_with(".rs") {

@@ -268,7 +268,7 @@ pub fn owners(project: &Project) -> Vec<Owner> {
             });
         }
     }
-    for s in project.standalone().filter(|s| !s.adopted) {
+    for s in project.standalone().filter(|s| !s.adopted()) {
         if let Some(dialect) = Dialect::of(s.database) {
             out.push(Owner {
                 name: s.name.as_str().to_string(),
