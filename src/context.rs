@@ -24,10 +24,6 @@ pub struct ProjectCtx {
     /// A crate msgen generates uses a database: the workspace (and `common`) depend
     /// on sqlx. Adopted services bring their own.
     pub generated_db: bool,
-    /// Services msgen generates use PostgreSQL (`common`'s `postgres` feature).
-    pub generated_postgres: bool,
-    /// Services msgen generates use SQLite (`common`'s `sqlite` feature).
-    pub generated_sqlite: bool,
     pub has_sqlite: bool,
     pub has_db: bool,
     pub has_auth: bool,
@@ -49,6 +45,9 @@ pub struct ProjectCtx {
     /// The features `common` is built with, as a TOML list's items: what the project
     /// has, for the runtime modules whose code depends on it.
     pub common_features: String,
+    /// The runtime's features `common` does not declare (what the project cannot
+    /// have), as a TOML list's items, for its `check-cfg`.
+    pub common_undeclared: String,
     /// The axum line generated code is written against (`project.axum`).
     pub axum: &'static str,
     /// axum 0.7: `:param` routes, and `common` serves connections itself.
@@ -462,6 +461,16 @@ impl ProjectCtx {
         let generated_sqlite = generated.contains(&DatabaseKind::Sqlite);
         let generated_db = generated_postgres || generated_sqlite;
         let axum07 = p.majors.axum == AxumMajor::V07;
+        // `common`'s features: (name, on by default, declared). A feature the
+        // project cannot have is not declared, so `--all-features` cannot turn it
+        // on; the runtime's code for it is compiled out.
+        let common_features = [
+            ("database", generated_db, generated_db),
+            ("postgres", generated_postgres, generated_db),
+            ("sqlite", generated_sqlite, generated_db),
+            ("auth", has_auth, has_auth),
+            ("axum07", axum07, axum07),
+        ];
         let mut services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
         let modules: Vec<ServiceCtx> = p.modules().map(|s| service_ctx(p, s)).collect();
         let mut monolith = p
@@ -587,8 +596,6 @@ impl ProjectCtx {
             has_sqlite,
             has_db: has_postgres || has_sqlite,
             generated_db,
-            generated_postgres,
-            generated_sqlite,
             has_auth,
             has_protected: routes.iter().any(|r| r.protected),
             has_owned: p
@@ -618,18 +625,8 @@ impl ProjectCtx {
                 .map(|f| format!("\"{f}\""))
                 .collect::<Vec<_>>()
                 .join(", "),
-            common_features: [
-                ("database", generated_db),
-                ("postgres", generated_postgres),
-                ("sqlite", generated_sqlite),
-                ("auth", has_auth),
-                ("axum07", axum07),
-            ]
-            .iter()
-            .filter(|(_, on)| *on)
-            .map(|(f, _)| format!("\"{f}\""))
-            .collect::<Vec<_>>()
-            .join(", "),
+            common_features: toml_items(&common_features, |(_, on, _)| *on),
+            common_undeclared: toml_items(&common_features, |(_, _, declared)| !*declared),
             services,
             modules,
             monolith,
@@ -1849,6 +1846,19 @@ fn sql_consts(sql: &SqlCtx) -> String {
     .map(|(n, v)| format!("const {n}: &str = r#\"\n{v}\n\"#;"))
     .collect::<Vec<_>>()
     .join("\n")
+}
+
+/// The names of `features` that `pick` keeps, as the items of a TOML list.
+fn toml_items(
+    features: &[(&str, bool, bool)],
+    pick: impl Fn(&&(&str, bool, bool)) -> bool,
+) -> String {
+    features
+        .iter()
+        .filter(pick)
+        .map(|(name, _, _)| format!("\"{name}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

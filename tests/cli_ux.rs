@@ -610,3 +610,31 @@ fn a_monolith_says_which_events_it_leaves_out() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_config_of_split_services_makes_a_monolith_of_modules_again() {
+    // A project split all the way: each service says where it came from. As the
+    // base of a new monolith, each is a module again.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("split.toml");
+    std::fs::write(
+        &config,
+        "[project]\nname = \"shop\"\n\n[[services]]\nname = \"user\"\nport = 3001\nsplit_from = \"monolith\"\n\n[[services]]\nname = \"blog\"\nport = 3002\nsplit_from = \"monolith\"\n",
+    )
+    .unwrap();
+    let out = msgen(
+        dir.path(),
+        &[
+            "new",
+            "shop",
+            "--monolith",
+            "--yes",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&out);
+    let written = std::fs::read_to_string(dir.path().join("shop/services.toml")).unwrap();
+    assert!(!written.contains("split_from"), "{written}");
+    assert!(dir.path().join("shop/monolith/src/blog").is_dir());
+}

@@ -128,6 +128,8 @@ pub fn make_monolith(doc: &mut DocumentMut, port: u16) -> Result<()> {
         // (declare them again on the extracted service).
         s.remove("publishes");
         s.remove("consumes");
+        // A service split out earlier is a module again.
+        s.remove("split_from");
         s.insert("monolith", value(true));
     }
     Ok(())

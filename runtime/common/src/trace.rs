@@ -39,8 +39,11 @@ impl TraceContext {
         let mut parts = fields.split('-');
         let (version, trace, parent, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(version, 2) || version.eq_ignore_ascii_case("ff") {
+        // Lowercase hex only, as the standard writes it (HEXDIGLC).
+        let hex = |s: &str, len: usize| {
+            s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        if !hex(version, 2) || version == "ff" {
             return None;
         }
         let rest_ok = match version {
@@ -111,20 +114,22 @@ pub struct TraceState(HeaderValue);
 
 impl TraceState {
     /// The entries of every `tracestate` field of a message, in order, as one list;
-    /// `None` when there are none, or when the list is malformed or too long (the
-    /// standard's choice is then to drop it whole, not to pass on part of it).
+    /// `None` when there are none, or when the list is malformed, names a key twice
+    /// or is too long (the standard's choice is then to drop it whole, not to pass
+    /// on part of it).
     pub fn parse<'a>(fields: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let mut list = String::new();
-        let mut entries = 0;
+        let mut keys: Vec<&str> = Vec::new();
         for field in fields {
             for entry in field.split(',').map(|e| e.trim_matches([' ', '\t'])) {
                 if entry.is_empty() {
                     continue;
                 }
-                entries += 1;
-                if entries > MAX_STATE_ENTRIES || !valid_entry(entry) {
+                let key = valid_entry(entry)?;
+                if keys.len() == MAX_STATE_ENTRIES || keys.contains(&key) {
                     return None;
                 }
+                keys.push(key);
                 if !list.is_empty() {
                     list.push(',');
                 }
@@ -133,8 +138,19 @@ impl TraceState {
         }
         HeaderValue::from_str(&list)
             .ok()
-            .filter(|_| entries > 0)
+            .filter(|_| !keys.is_empty())
             .map(Self)
+    }
+
+    /// The `tracestate` fields of `headers` as one list, as [`parse`](Self::parse)
+    /// reads them; a field that is not even text spoils the list too.
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<Self> {
+        let fields: Option<Vec<&str>> = headers
+            .get_all(TRACESTATE)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect();
+        Self::parse(fields?)
     }
 
     /// The list of entries, as sent in `tracestate`.
@@ -148,34 +164,35 @@ impl TraceState {
     }
 }
 
-/// One `key=value` entry (W3C Trace Context, 3.3.1.3): a key of lowercase letters,
-/// digits and `_-*/` (with at most one `@` naming a tenant), starting with a letter
-/// or digit, at most 256 characters; a value of at most 256 printable characters
+/// The key of one `key=value` entry, `None` when the entry is malformed (W3C
+/// Trace Context, Level 1, 3.3.1.3). A key is lowercase letters, digits and `_-*/`:
+/// a simple key starts with a letter, at most 256 characters; a tenant's key is
+/// `tenant@system`, the tenant starting with a letter or digit (at most 241), the
+/// system with a letter (at most 14). A value is at most 256 printable characters
 /// other than `,` and `=`, not ending in a space.
-fn valid_entry(entry: &str) -> bool {
-    let Some((key, value)) = entry.split_once('=') else {
-        return false;
-    };
+fn valid_entry(entry: &str) -> Option<&str> {
+    let (key, value) = entry.split_once('=')?;
     let key_char = |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
-    let key_part = |part: &str, max: usize| {
+    let key_part = |part: &str, max: usize, digit_first: bool| {
         part.len() <= max
             && part
                 .bytes()
                 .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                .is_some_and(|b| b.is_ascii_lowercase() || (digit_first && b.is_ascii_digit()))
             && part.bytes().all(key_char)
     };
     let key_ok = match key.split_once('@') {
-        None => key_part(key, 256),
-        Some((tenant, system)) => key_part(tenant, 241) && key_part(system, 14),
+        None => key_part(key, 256, false),
+        Some((tenant, system)) => key_part(tenant, 241, true) && key_part(system, 14, false),
     };
-    key_ok
+    let valid = key_ok
         && !value.is_empty()
         && value.len() <= 256
         && !value.ends_with(' ')
         && value
             .bytes()
-            .all(|b| matches!(b, b' '..=b'~') && b != b',' && b != b'=')
+            .all(|b| matches!(b, b' '..=b'~') && b != b',' && b != b'=');
+    valid.then_some(key)
 }
 
 /// A hop of a trace with the entries that travel with it: what the handling of
@@ -212,9 +229,11 @@ pub fn outgoing_state() -> Option<TraceState> {
 }
 
 /// Continues the caller's trace (or starts one) for an incoming request: replaces
-/// its `traceparent` with this hop's, and keeps its `tracestate` when it continues a
-/// trace. When spans are exported, this hop is the exported span, returned to be
-/// finished with the answer. The caller runs the rest of the request in [`scope`].
+/// its `traceparent` with this hop's, and its `tracestate` with the caller's entries
+/// when they are valid and continue a trace, or with none (a gateway passes the
+/// request on as it leaves here). When spans are exported, this hop is the exported
+/// span, returned to be finished with the answer. The caller runs the rest of the
+/// request in [`scope`].
 pub fn arrive(req: &mut Request) -> (Hop, Option<crate::otel::Span>) {
     let parent = req
         .headers()
@@ -222,14 +241,17 @@ pub fn arrive(req: &mut Request) -> (Hop, Option<crate::otel::Span>) {
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse);
     // Entries without a valid parent belong to no trace (W3C Trace Context, 3.3).
-    let state = parent.and_then(|_| {
-        TraceState::parse(
-            req.headers()
-                .get_all(TRACESTATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        )
-    });
+    let state = parent.and_then(|_| TraceState::from_headers(req.headers()));
+    // One list, or none: never entries of no trace, or a list dropped in part.
+    match &state {
+        Some(state) => {
+            req.headers_mut()
+                .insert(TRACESTATE, state.header_value().clone());
+        }
+        None => {
+            req.headers_mut().remove(TRACESTATE);
+        }
+    }
     let span = crate::otel::server_span(req, parent.as_ref());
     let ctx = TraceContext::hop(parent.as_ref(), span.as_ref());
     if let Ok(v) = HeaderValue::from_bytes(&ctx.header_bytes()) {
@@ -296,6 +318,7 @@ mod tests {
         for bad in [
             "",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01extra",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
@@ -329,6 +352,9 @@ mod tests {
         assert_eq!(TraceState::parse([" , "]), None);
         for bad in [
             "rojo",
+            "1rojo=x",
+            "t@1sys=x",
+            "rojo=1,rojo=2",
             "Rojo=1",
             "rojo=a,b=",
             "rojo=a=b",
@@ -366,6 +392,8 @@ mod tests {
         req.headers_mut()
             .insert(TRACESTATE, HeaderValue::from_static("rojo=1"));
         assert_eq!(arrive(&mut req).0.state, None);
+        // ... and do not go on with the request (a gateway passes it on).
+        assert_eq!(req.headers().get(TRACESTATE), None);
     }
 
     #[test]
