@@ -48,6 +48,9 @@ pub struct ProjectCtx {
     /// The runtime's features `common` does not declare (what the project cannot
     /// have), as a TOML list's items, for its `check-cfg`.
     pub common_undeclared: String,
+    /// The runtime modules `common` carries (`auth` only with an auth service, ...),
+    /// which its `lib.rs` declares.
+    pub common_modules: Vec<String>,
     /// The axum line generated code is written against (`project.axum`).
     pub axum: &'static str,
     /// axum 0.7: `:param` routes, and `common` serves connections itself.
@@ -587,7 +590,7 @@ impl ProjectCtx {
             });
         }
         routes.sort_by_key(route_order);
-        ProjectCtx {
+        let mut ctx = ProjectCtx {
             name: p.name.as_str().to_string(),
             name_snake: p.name.snake(),
             gateway_port: p.gateway.port.get(),
@@ -620,13 +623,9 @@ impl ProjectCtx {
             runtime: crate::render::runtime_version(),
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
-            sqlx_features: features
-                .iter()
-                .map(|f| format!("\"{f}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            common_features: toml_items(&common_features, |(_, on, _)| *on),
-            common_undeclared: toml_items(&common_features, |(_, _, declared)| !*declared),
+            sqlx_features: toml_items(features),
+            common_features: toml_items(common_features.iter().filter(|f| f.1).map(|f| f.0)),
+            common_undeclared: toml_items(common_features.iter().filter(|f| !f.2).map(|f| f.0)),
             services,
             modules,
             monolith,
@@ -638,7 +637,10 @@ impl ProjectCtx {
             mermaid: crate::graph::mermaid(p),
             fronted: fronted_of(p),
             msgen_version: env!("CARGO_PKG_VERSION"),
-        }
+            common_modules: Vec::new(),
+        };
+        ctx.common_modules = crate::render::runtime_modules("common", &ctx);
+        ctx
     }
 }
 
@@ -1848,15 +1850,11 @@ fn sql_consts(sql: &SqlCtx) -> String {
     .join("\n")
 }
 
-/// The names of `features` that `pick` keeps, as the items of a TOML list.
-fn toml_items(
-    features: &[(&str, bool, bool)],
-    pick: impl Fn(&&(&str, bool, bool)) -> bool,
-) -> String {
-    features
-        .iter()
-        .filter(pick)
-        .map(|(name, _, _)| format!("\"{name}\""))
+/// `names` as the items of a TOML list of strings: `"a", "b"`.
+fn toml_items<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names
+        .into_iter()
+        .map(|name| format!("\"{name}\""))
         .collect::<Vec<_>>()
         .join(", ")
 }

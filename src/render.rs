@@ -82,6 +82,21 @@ fn runtime_file_wanted(path: &str, project: &ProjectCtx) -> bool {
     }
 }
 
+/// The runtime modules of `krate` that `project` carries, sorted: what the
+/// crate's `lib.rs` declares.
+pub fn runtime_modules(krate: &str, project: &ProjectCtx) -> Vec<String> {
+    let prefix = format!("{krate}/src/");
+    let mut modules: Vec<String> = runtime_files()
+        .filter(|(path, _)| runtime_file_wanted(path, project))
+        .filter_map(|(path, _)| {
+            let file = path.strip_prefix(&prefix)?;
+            Some(file.strip_suffix(".rs")?.to_string())
+        })
+        .collect();
+    modules.sort();
+    modules
+}
+
 /// The runtime's files, as `(path in the project, contents)`.
 fn runtime_files() -> impl Iterator<Item = (String, &'static str)> {
     RUNTIME.iter().flat_map(|(krate, dir)| {

@@ -62,7 +62,8 @@ async fn try_postgres(url: &str, max_connections: u32) -> anyhow::Result<sqlx::P
 }
 
 /// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
+#[cfg(feature = "postgres")]
+fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
@@ -169,7 +170,7 @@ pub fn register_metrics<DB: sqlx::Database>(db: &sqlx::Pool<DB>) {
     );
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
 
