@@ -407,10 +407,12 @@ impl Conn {
                     // for them (RFC 9110, 6.5: a recipient may drop trailers).
                     Err(frame) => {
                         if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
-                            let kept = fields.into_iter().filter_map(|(name, value)| {
-                                name.filter(may_trail).map(|n| (n, value))
-                            });
-                            trailers.get_or_insert_with(HeaderMap::new).extend(kept);
+                            // By reference: a map's owning iterator names a repeated
+                            // field only once, and every value of it is kept.
+                            let kept = trailers.get_or_insert_with(HeaderMap::new);
+                            for (name, value) in fields.iter().filter(|(n, _)| may_trail(n)) {
+                                kept.append(name.clone(), value.clone());
+                            }
                         }
                         Bytes::new()
                     }
