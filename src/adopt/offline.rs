@@ -122,6 +122,38 @@ pub fn for_queries(queries: &[(String, String)], data: &BTreeMap<String, String>
     out
 }
 
+/// The offline data the service gets for the checked queries of `kept` (its
+/// files), with what the report says of them.
+pub(super) fn copy_data<'a>(
+    kept: impl Iterator<Item = &'a super::Parsed>,
+    data: &BTreeMap<String, String>,
+    service: &str,
+    report: &mut super::CutReport,
+) -> BTreeMap<String, String> {
+    let queries: Vec<(String, String)> = kept
+        .flat_map(|f| {
+            checked_queries(&f.ast)
+                .into_iter()
+                .map(move |(line, sql)| (format!("{}:{line}", f.rel), sql))
+        })
+        .collect();
+    let offline = for_queries(&queries, data);
+    if offline.checked > 0 {
+        report.offline.push(format!(
+            "{} compile-time checked quer{} (sqlx's `query!` macros): the offline data of {} copied from the monolith's `.sqlx/` into `services/{service}/.sqlx/`, so the service builds without a database (as it would with `SQLX_OFFLINE=true`)",
+            offline.checked,
+            if offline.checked == 1 { "y" } else { "ies" },
+            offline.files.len()
+        ));
+    }
+    for at in &offline.missing {
+        report.offline.push(format!(
+            "{at}: a checked query the monolith's `.sqlx/` has no data for: the service builds only with DATABASE_URL set (the monolith's database, with the service's search path) until you run `cargo sqlx prepare` in services/{service} and commit its `.sqlx/`"
+        ));
+    }
+    offline.files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
