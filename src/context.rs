@@ -6,11 +6,12 @@
 
 use serde::Serialize;
 
+use crate::layout::{self, call, fn_head, match_arm, one_line_or_one_per_line, rust_str_const};
 use crate::model::{
     AxumMajor, DatabaseKind, Field, FieldType, Operation, Project, RefTarget, Resource, Role,
-    Service, Template, OWNER_COLUMN,
+    Service, Template,
 };
-use crate::schema::ddl::q;
+use crate::schema::{queries, Dialect};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectCtx {
@@ -345,7 +346,6 @@ pub struct ResourceCtx {
     pub publish_created: bool,
     pub publish_updated: bool,
     pub publish_deleted: bool,
-    pub sql: SqlCtx,
     /// The SQL as Rust `const` items, laid out as rustfmt would.
     pub sql_consts: String,
     /// `type Sql<'a> = QueryBuilder<'a, sqlx::Postgres>;`: the query builder of
@@ -426,17 +426,6 @@ pub struct RemoteRefCtx {
     pub service_name: String,
     pub resource: String,
     pub client_type: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SqlCtx {
-    pub insert: String,
-    pub select_one: String,
-    /// Every row: the list's filters, order and page are added to it.
-    pub select_all: String,
-    pub count: String,
-    pub update: String,
-    pub delete: String,
 }
 
 impl ProjectCtx {
@@ -814,7 +803,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         subjects_const: subjects_const(s),
         expected_routes: expected_routes(&s.info_path(), s.template == Template::Auth, &resources),
         info_path: s.info_path(),
-        auth_sql_consts: auth_sql_consts(s.database),
+        auth_sql_consts: layout::str_consts(&queries::auth(dialect(s.database))),
         callers: Vec::new(),
         users_module: if s.template == Template::Auth {
             format!("{}::users", s.name.crate_name().replace('-', "_"))
@@ -846,7 +835,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
                 .map(|e| event_ctx(p, s, e))
                 .collect()
         },
-        events_sql_consts: events_sql_consts(s.database),
+        events_sql_consts: layout::str_consts(&queries::events(dialect(s.database))),
         module_mods: sorted(
             ["handlers", "routes"]
                 .into_iter()
@@ -889,23 +878,15 @@ fn event_ctx(p: &Project, s: &Service, subject: &str) -> EventCtx {
     let stream = snake.to_uppercase();
     let pascal = crate::model::pascal(&snake);
     let durable = format!("{}-{}", s.name.as_str(), subject.replace(['.', '_'], "-"));
-    let broken_after_eq = |head: String, value: String, indent: &str| {
-        let line = format!("{head} {value};");
-        if line.len() <= 100 {
-            line
-        } else {
-            format!("{head}\n{indent}    {value};")
-        }
-    };
     EventCtx {
-        stream_const: broken_after_eq(
-            format!("pub const {stream}: &str ="),
-            format!("{subject:?}"),
+        stream_const: layout::broken_after_eq(
+            &format!("pub const {stream}: &str ="),
+            &format!("{subject:?}"),
             "",
         ),
-        durable_let: broken_after_eq(
-            "            let durable =".to_string(),
-            format!("{durable:?}"),
+        durable_let: layout::broken_after_eq(
+            "            let durable =",
+            &format!("{durable:?}"),
             "            ",
         ),
         handler_head: fn_head(
@@ -1179,7 +1160,7 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
                 .flat_map(|m| m.resources.clone())
                 .collect::<Vec<_>>(),
         ),
-        auth_sql_consts: auth_sql_consts(kind),
+        auth_sql_consts: layout::str_consts(&queries::auth(dialect(kind))),
         callers: Vec::new(),
         users_module: p
             .modules()
@@ -1224,37 +1205,6 @@ fn routes_call(resource: &str, ops: &[&str]) -> String {
     }
 }
 
-/// `open`, the items, then `close`, at `indent`, as rustfmt lays out a call, an
-/// array or a signature: on one line while it fits in 100 columns (and the items
-/// in `items_width`, rustfmt's 60 for calls and arrays), else one item per line.
-fn one_line_or_one_per_line(
-    indent: usize,
-    open: &str,
-    items: &[String],
-    close: &str,
-    items_width: Option<usize>,
-) -> String {
-    let pad = " ".repeat(indent);
-    let inline = items.join(", ");
-    let line = format!("{pad}{open}{inline}{close}");
-    if line.len() <= 100 && items_width.is_none_or(|w| inline.len() <= w) {
-        return line;
-    }
-    let items: String = items.iter().map(|i| format!("{pad}    {i},\n")).collect();
-    format!("{pad}{open}\n{items}{pad}{close}")
-}
-
-/// `callee(args)` and `tail`, as rustfmt lays calls out.
-fn call(indent: usize, callee: &str, args: &[String], tail: &str) -> String {
-    one_line_or_one_per_line(
-        indent,
-        &format!("{callee}("),
-        args,
-        &format!("){tail}"),
-        Some(60),
-    )
-}
-
 /// `.route("/<segment>", get(handlers::<r>::list).post(handlers::<r>::create))` at
 /// 8 spaces: on one line while the arguments fit rustfmt's 60 columns, else one
 /// argument per line, the chain itself broken when its line passes 100 columns.
@@ -1274,19 +1224,6 @@ fn list_route(segment: &str, name: &str) -> String {
         format!("            {get}\n                {post},")
     };
     format!("        .route(\n            {path},\n{chain}\n        )")
-}
-
-/// `head(params) -> ret {` at `indent`, as rustfmt lays out a function's
-/// signature (no 60-column rule for parameters).
-fn fn_head(indent: usize, head: &str, params: &[&str], ret: &str) -> String {
-    let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
-    one_line_or_one_per_line(
-        indent,
-        &format!("{head}("),
-        &params,
-        &format!(") -> {ret} {{"),
-        None,
-    )
 }
 
 /// `SUBJECTS`, every subject the service publishes or consumes, each once. Items
@@ -1380,7 +1317,7 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         })
         .collect();
     let fields: Vec<FieldCtx> = r.fields.iter().map(field_ctx).collect();
-    let sql = sql_ctx(s, r);
+    let sql = queries::resource(dialect(s.database), r);
     let http_refs = r.fields.iter().any(|f| match &f.ty {
         FieldType::Ref(t) => {
             matches!(ref_target(p, s, t), RefTarget::Remote(o) if !in_process(p, s, o.as_str()))
@@ -1423,8 +1360,7 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         table: r.plural.clone(),
         fields,
         remote_refs,
-        sql_consts: sql_consts(&sql),
-        sql,
+        sql_consts: layout::block_str_consts(&sql.named()),
         sql_alias: {
             let db = match s.database {
                 DatabaseKind::Sqlite => "sqlx::Sqlite",
@@ -1616,21 +1552,9 @@ fn sorts(r: &Resource) -> Vec<SortCtx> {
         .chain(r.fields.iter().map(|f| f.name.as_str()))
         .chain(["created_at", "updated_at"]);
     let orders = columns.flat_map(|c| {
-        // The id breaks ties, so that pages never overlap.
-        let tie = |dir: &str| {
-            if c == "id" {
-                String::new()
-            } else {
-                format!(", \"id\"{dir}")
-            }
-        };
         [
-            (c.to_string(), "Asc", format!("{}{}", q(c), tie(""))),
-            (
-                format!("-{c}"),
-                "Desc",
-                format!("{} DESC{}", q(c), tie(" DESC")),
-            ),
+            (c.to_string(), "Asc", queries::order_by(c, false)),
+            (format!("-{c}"), "Desc", queries::order_by(c, true)),
         ]
         .map(move |(value, dir, order_by)| {
             (value, format!("{dir}{}", crate::model::pascal(c)), order_by)
@@ -1656,80 +1580,6 @@ fn sorts(r: &Resource) -> Vec<SortCtx> {
             }
         })
         .collect()
-}
-
-/// `pattern => value,` at `indent` spaces, or the value in a block of its own
-/// when the line would pass rustfmt's 100 columns.
-fn match_arm(indent: usize, pattern: &str, value: &str) -> String {
-    let pad = " ".repeat(indent);
-    let one_line = format!("{pad}{pattern} => {value},");
-    if one_line.chars().count() <= 100 {
-        one_line
-    } else {
-        format!("{pad}{pattern} => {{\n{pad}    {value}\n{pad}}}")
-    }
-}
-
-/// Columns one per line, for statements laid out one clause and one column per
-/// line: a hand edit to one of them then merges with any later field change.
-fn column_lines(cols: &[String]) -> String {
-    cols.iter()
-        .map(|c| format!("    {c}"))
-        .collect::<Vec<_>>()
-        .join(",\n")
-}
-
-fn sql_ctx(s: &Service, r: &Resource) -> SqlCtx {
-    let kind = s.database;
-    let pg = kind == DatabaseKind::Postgres;
-    let ph = |i: usize| if pg { format!("${i}") } else { "?".to_string() };
-    let table = q(&r.plural);
-    let owner = r.owned.then(|| OWNER_COLUMN.to_string());
-    let all_cols: Vec<String> = std::iter::once("id".to_string())
-        .chain(r.fields.iter().map(|f| f.name.clone()))
-        .chain(owner.clone())
-        .chain(["created_at".to_string(), "updated_at".to_string()])
-        .map(|c| q(&c))
-        .collect();
-    let select_list = column_lines(&all_cols);
-    let n = r.fields.len();
-    let insert_cols: Vec<String> = r
-        .fields
-        .iter()
-        .map(|f| q(&f.name))
-        .chain(owner.as_deref().map(q))
-        .chain([q("created_at"), q("updated_at")])
-        .collect();
-    let insert_vals: Vec<String> = (1..=insert_cols.len()).map(ph).collect();
-    let insert = format!(
-        "INSERT INTO {table} (\n{}\n)\nVALUES ({})\nRETURNING\n{select_list}",
-        column_lines(&insert_cols),
-        insert_vals.join(", ")
-    );
-    let sets: Vec<String> = r
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .chain(["updated_at"])
-        .enumerate()
-        .map(|(i, c)| format!("{} = {}", q(c), ph(i + 1)))
-        .collect();
-    let update = format!(
-        "UPDATE {table}\nSET\n{}\nWHERE \"id\" = {}\nRETURNING\n{select_list}",
-        column_lines(&sets),
-        ph(n + 2)
-    );
-    SqlCtx {
-        insert,
-        select_one: format!(
-            "SELECT\n{select_list}\nFROM {table}\nWHERE \"id\" = {}",
-            ph(1)
-        ),
-        select_all: format!("SELECT\n{select_list}\nFROM {table}"),
-        count: format!("SELECT COUNT(*)\nFROM {table}"),
-        update,
-        delete: format!("DELETE FROM {table}\nWHERE \"id\" = {}", ph(1)),
-    }
 }
 
 /// A JSON object for tests: valid values, or (`invalid`) values the checks reject.
@@ -1760,96 +1610,6 @@ fn sample_value(f: &Field, invalid: bool) -> String {
     }
 }
 
-/// `const NAME: &str = r#"..."#;`, broken after `=` when longer than rustfmt's 100
-/// columns, exactly as `cargo fmt` lays it out.
-pub fn rust_str_const(indent: &str, name: &str, value: &str) -> String {
-    let one_line = format!("{indent}const {name}: &str = r#\"{value}\"#;");
-    let broken_tail = format!("{indent}    r#\"{value}\"#;");
-    if one_line.chars().count() <= 100 || broken_tail.chars().count() > 100 {
-        // rustfmt keeps a line it cannot bring under the limit either way.
-        one_line
-    } else {
-        format!("{indent}const {name}: &str =\n{broken_tail}")
-    }
-}
-
-fn events_sql_consts(kind: DatabaseKind) -> String {
-    let ph = |i: usize| {
-        if kind == DatabaseKind::Sqlite {
-            "?".to_string()
-        } else {
-            format!("${i}")
-        }
-    };
-    [
-        rust_str_const(
-            "",
-            "SEEN",
-            &format!(r#"SELECT COUNT(*) FROM "processed_events" WHERE "event_id" = {}"#, ph(1)),
-        ),
-        rust_str_const(
-            "",
-            "RECORD",
-            &format!(
-                r#"INSERT INTO "processed_events" ("event_id", "subject", "handled_at") VALUES ({}, {}, {}) ON CONFLICT ("event_id") DO NOTHING"#,
-                ph(1),
-                ph(2),
-                ph(3)
-            ),
-        ),
-        rust_str_const("", "HANDLED", r#"SELECT COUNT(*) FROM "processed_events""#),
-    ]
-    .join("\n")
-}
-
-fn auth_sql_consts(kind: DatabaseKind) -> String {
-    let ph = |i: usize| {
-        if kind == DatabaseKind::Sqlite {
-            "?".to_string()
-        } else {
-            format!("${i}")
-        }
-    };
-    let cols = r#""id", "email", "password_hash", "created_at", "role""#;
-    let insert = format!(
-        r#"INSERT INTO "auth_users" ("email", "password_hash", "created_at") VALUES ({}, {}, {}) RETURNING {cols}"#,
-        ph(1),
-        ph(2),
-        ph(3)
-    );
-    let by_email = format!(
-        r#"SELECT {cols} FROM "auth_users" WHERE "email" = {}"#,
-        ph(1)
-    );
-    let grant = format!(
-        r#"UPDATE "auth_users" SET "role" = 'admin' WHERE "email" = {}"#,
-        ph(1)
-    );
-    [
-        rust_str_const("", "INSERT", &insert),
-        rust_str_const("", "BY_EMAIL", &by_email),
-        rust_str_const("", "GRANT_ADMIN", &grant),
-    ]
-    .join("\n")
-}
-
-/// The resource's statements as `const` items, each one clause and one column
-/// per line inside its raw string.
-fn sql_consts(sql: &SqlCtx) -> String {
-    [
-        ("INSERT", &sql.insert),
-        ("SELECT_ONE", &sql.select_one),
-        ("SELECT_ALL", &sql.select_all),
-        ("COUNT", &sql.count),
-        ("UPDATE", &sql.update),
-        ("DELETE", &sql.delete),
-    ]
-    .into_iter()
-    .map(|(n, v)| format!("const {n}: &str = r#\"\n{v}\n\"#;"))
-    .collect::<Vec<_>>()
-    .join("\n")
-}
-
 /// `names` as the items of a TOML list of strings: `"a", "b"`.
 fn toml_items<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     names
@@ -1857,6 +1617,12 @@ fn toml_items<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
         .map(|name| format!("\"{name}\""))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The dialect of a service's statements (a service without a database has none
+/// to run; PostgreSQL's placeholders stand in).
+fn dialect(kind: DatabaseKind) -> Dialect {
+    Dialect::of(kind).unwrap_or(Dialect::Postgres)
 }
 
 #[cfg(test)]
@@ -1884,10 +1650,13 @@ mod tests {
         };
         assert_eq!(by("-created_at"), "\"created_at\" DESC, \"id\" DESC");
         assert_eq!(by("id"), "\"id\"");
-        assert_eq!(super::match_arm(4, "Self::A", "1"), "    Self::A => 1,");
+        assert_eq!(
+            crate::layout::match_arm(4, "Self::A", "1"),
+            "    Self::A => 1,"
+        );
         let long = "x".repeat(90);
         assert_eq!(
-            super::match_arm(4, "Self::A", &long),
+            crate::layout::match_arm(4, "Self::A", &long),
             format!("    Self::A => {{\n        {long}\n    }}")
         );
         // Text is not compared for equality; `page` is the list's own parameter.

@@ -13,6 +13,7 @@ pub mod context;
 pub mod dev;
 pub mod diagnostic;
 pub mod graph;
+pub mod layout;
 pub mod lock;
 pub mod model;
 pub mod plan;

@@ -15,6 +15,7 @@
 pub mod ddl;
 pub mod diff;
 pub mod owner;
+pub mod queries;
 pub mod read;
 pub mod record;
 #[cfg(test)]
