@@ -47,6 +47,7 @@ mod scan;
 mod testing;
 
 pub use data::moved_tables;
+pub use scan::module_uses;
 use scan::{parse, sql_literals, Parsed};
 
 /// The monolith as read from disk: paths relative to its directory, `/`-separated.

@@ -1,10 +1,6 @@
-//! Reading Rust with syn: where does code name another module of the crate?
-//!
-//! `msgen split` uses this to find every use of the extracted module by the rest of
-//! the monolith (and of the rest by the module) that generated clients do not cover,
-//! so it can report each one precisely instead of guessing.
-
-use syn::visit::Visit;
+//! Reading Rust with syn, safely: a parse that refuses what would overflow the
+//! stack, and the paths of a `use` tree. Which module a path leads into is
+//! `adopt::module_uses`'s question, answered by one resolver for both splits.
 
 /// One `crate::<module>::...` path in a source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,21 +71,6 @@ impl std::fmt::Display for RustError {
     }
 }
 
-/// Paths in `source` that start with `crate::<m>` for some `m` in `modules`.
-/// Returns an error message when the file does not parse.
-pub fn find_module_refs(source: &str, modules: &[String]) -> Result<Vec<ModuleRef>, String> {
-    let file = parse_rust(source).map_err(|e| e.to_string())?;
-    let mut v = Finder {
-        modules,
-        found: Vec::new(),
-    };
-    v.visit_file(&file);
-    v.found
-        .sort_by(|a, b| (a.line, &a.path).cmp(&(b.line, &b.path)));
-    v.found.dedup();
-    Ok(v.found)
-}
-
 /// Every path a `use` tree brings in, and whether it is a glob: `use a::{b, c::*}`
 /// gives `(["a", "b"], false)` and `(["a", "c"], true)`; renames keep the original.
 pub fn use_paths(tree: &syn::UseTree) -> Vec<(Vec<String>, bool)> {
@@ -123,65 +104,12 @@ pub fn use_paths(tree: &syn::UseTree) -> Vec<(Vec<String>, bool)> {
     out
 }
 
-struct Finder<'a> {
-    modules: &'a [String],
-    found: Vec<ModuleRef>,
-}
-
-impl Finder<'_> {
-    fn check(&mut self, segments: &[String], line: usize) {
-        if segments.len() >= 2 && segments[0] == "crate" && self.modules.contains(&segments[1]) {
-            self.found.push(ModuleRef {
-                line,
-                path: segments.join("::"),
-                module: segments[1].clone(),
-            });
-        }
-    }
-}
-
-impl<'ast> Visit<'ast> for Finder<'_> {
-    fn visit_path(&mut self, path: &'ast syn::Path) {
-        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        let line = path
-            .segments
-            .first()
-            .map(|s| s.ident.span().start().line)
-            .unwrap_or(0);
-        self.check(&segments, line);
-        syn::visit::visit_path(self, path);
-    }
-
-    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
-        let line = item.use_token.span.start().line;
-        for (path, _glob) in use_paths(&item.tree) {
-            self.check(&path, line);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn finds_uses_and_paths_with_lines() {
-        let src = "use crate::user::repo::user;\nuse crate::{state::AppState, blog::models};\n\nfn f() {\n    let _ = crate::user::repo::user::get;\n    let _ = crate::state::X;\n}\n";
-        let modules = vec!["user".to_string(), "blog".to_string()];
-        let refs = find_module_refs(src, &modules).unwrap();
-        let got: Vec<(usize, &str)> = refs.iter().map(|r| (r.line, r.path.as_str())).collect();
-        assert_eq!(
-            got,
-            vec![
-                (1, "crate::user::repo::user"),
-                (2, "crate::blog::models"),
-                (5, "crate::user::repo::user::get"),
-            ]
-        );
-    }
-
-    #[test]
     fn unparsable_files_are_an_error() {
-        assert!(find_module_refs("fn (", &[]).is_err());
+        assert!(parse_rust("fn (").is_err());
     }
 }

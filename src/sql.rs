@@ -459,6 +459,35 @@ pub fn created_table(stmt: &str) -> Option<String> {
     table_after(&words, t)
 }
 
+/// Every `REFERENCES <table>` in `sql` (a statement or a whole file): the byte
+/// offset of the keyword and the table, its schema dropped. Comments and strings
+/// are never taken for one.
+pub fn references(sql: &str) -> Vec<(usize, String)> {
+    let toks = tokens(sql);
+    reference_targets(&toks)
+        .into_iter()
+        .map(|(i, table)| (toks[i].range.start, table))
+        .collect()
+}
+
+/// The `REFERENCES` keywords of `toks` (by index) and the table each names, its
+/// `schema.` skipped.
+fn reference_targets(toks: &[Tok]) -> Vec<(usize, String)> {
+    toks.iter()
+        .enumerate()
+        .filter(|(_, t)| word(t) == Some("references"))
+        .filter_map(|(i, _)| {
+            let mut j = i + 1;
+            if matches!(toks.get(j + 1).map(|t| &t.kind), Some(Kind::Punct('.'))) {
+                j += 2;
+            }
+            toks.get(j)
+                .and_then(word)
+                .map(|table| (i, table.to_string()))
+        })
+        .collect()
+}
+
 /// Foreign-key actions and options that follow `REFERENCES t (cols)`.
 fn fk_tail_len(toks: &[Tok]) -> usize {
     let w = |i: usize| toks.get(i).and_then(word);
@@ -490,19 +519,8 @@ fn fk_tail_len(toks: &[Tok]) -> usize {
 /// (returned as an empty statement). Returns the statement and the tables.
 pub fn strip_foreign_keys(stmt: &str, keep: &BTreeSet<String>) -> (String, Vec<String>) {
     let toks = tokens(stmt);
-    let target_of = |i: usize| -> Option<String> {
-        // The word after REFERENCES, `schema.` skipped.
-        let mut j = i + 1;
-        if matches!(toks.get(j + 1).map(|t| &t.kind), Some(Kind::Punct('.'))) {
-            j += 2;
-        }
-        toks.get(j).and_then(word).map(str::to_string)
-    };
-    let refs: Vec<(usize, String)> = toks
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| word(t) == Some("references"))
-        .filter_map(|(i, _)| target_of(i).map(|t| (i, t)))
+    let refs: Vec<(usize, String)> = reference_targets(&toks)
+        .into_iter()
         .filter(|(_, t)| !keep.contains(t))
         .collect();
     if refs.is_empty() {
@@ -761,5 +779,15 @@ mod tests {
             &keep(&["posts"]),
         );
         assert_eq!((s.as_str(), d), ("", vec!["users".to_string()]));
+    }
+
+    #[test]
+    fn references_are_found_where_sql_has_them() {
+        let sql = "-- REFERENCES ghosts (id)\nCREATE TABLE a (\n    b_id BIGINT REFERENCES \"b\" (id),\n    note TEXT DEFAULT 'references c',\n    d_id BIGINT REFERENCES public.d\n);\n";
+        let got: Vec<(usize, String)> = references(sql)
+            .into_iter()
+            .map(|(at, t)| (sql[..at].matches('\n').count() + 1, t))
+            .collect();
+        assert_eq!(got, [(3, "b".to_string()), (5, "d".to_string())]);
     }
 }

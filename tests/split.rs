@@ -166,10 +166,43 @@ fn uses_across_the_cut_are_reported_precisely() {
     )
     .unwrap();
     let auth_line = text.lines().count() + 3;
+    // ...and the user module names it by a relative path, inside a macro.
+    let user = root.join("monolith/src/user/handlers/user.rs");
+    let text = fs::read_to_string(&user).unwrap();
+    fs::write(
+        &user,
+        format!("{text}\n#[allow(dead_code)]\nfn posts_table() {{\n    tracing::info!(\"{{}}\", super::super::super::blog::models::post::Post::TABLE);\n}}\n"),
+    )
+    .unwrap();
+    let user_line = text.lines().count() + 4;
+    // Hand-written migrations that stay: one uses the moving table (read as SQL,
+    // its line found), one only says its name in a comment and a string.
+    fs::write(
+        root.join("monolith/migrations/0004_notes.sql"),
+        "-- Keep the posts tidy: notes hang off them.\nCREATE TABLE notes (\n    id BIGINT PRIMARY KEY,\n    post_id BIGINT REFERENCES \"posts\" (id) ON DELETE CASCADE\n);\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("monolith/migrations/0005_tags.sql"),
+        "-- REFERENCES posts (id) is only a comment here\nCREATE TABLE tags (id BIGINT PRIMARY KEY, label TEXT DEFAULT ' posts ');\n",
+    )
+    .unwrap();
 
     let out = msgen(&root, &["split", "blog"]);
     assert_ok(&out);
     let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(report.contains(&format!("monolith/src/user/handlers/user.rs:{user_line}: `super::super::super::blog::models::post::Post::TABLE` uses the extracted module directly")), "{report}");
+    assert!(
+        report.contains("monolith/migrations/0004_notes.sql: mentions table `posts`"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "monolith/migrations/0004_notes.sql:4: a foreign key to table `posts` crosses the cut"
+        ),
+        "{report}"
+    );
+    assert!(!report.contains("0005_tags.sql"), "{report}");
     assert!(report.contains(&format!("services/blog/src/handlers/post.rs:{line}: `crate::user::repo::user::count` reaches into the `user` module")), "{report}");
     assert!(report.contains(&format!("monolith/src/auth/handlers/auth.rs:{auth_line}: `crate::blog::models::post::Post` uses the extracted module directly")), "{report}");
 }

@@ -148,6 +148,66 @@ pub(super) fn parse_earlier(
         .collect()
 }
 
+/// Every path in one file of a crate (`rel`, as `src/blog/repo.rs`) that leads
+/// into another of the crate's top-level `modules`, however it is written:
+/// `crate::`, `super::`, `self::`, a `use` tree, a macro's arguments. Both split
+/// paths ask this one question of the same resolver: `split --from` of every
+/// file of an adopted crate, `split` of the files a generated module moves.
+pub fn module_uses(
+    rel: &str,
+    text: &str,
+    modules: &[String],
+) -> Result<Vec<crate::rust_refs::ModuleRef>, String> {
+    let ast = crate::rust_refs::parse_rust(text).map_err(|e| e.to_string())?;
+    let (module_path, top) = place(rel, modules, &[]).unwrap_or_else(|| {
+        // A module of the crate that is not one of `modules` (`src/config.rs`):
+        // a plain path there names its own items, not a top-level module.
+        let inner = rel
+            .strip_prefix("src/")
+            .unwrap_or(rel)
+            .trim_end_matches(".rs");
+        let mut parts: Vec<String> = inner.split('/').map(str::to_string).collect();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        (parts, None)
+    });
+    let file = Parsed {
+        rel: rel.to_string(),
+        text: text.to_string(),
+        ast,
+        module_path,
+        top,
+    };
+    let mut v = Scan {
+        file: &file,
+        modules,
+        aliases: &[],
+        refs: Vec::new(),
+        mounts: Vec::new(),
+        nest_stack: Vec::new(),
+        routes: Vec::new(),
+        inline: Vec::new(),
+        root_glob: false,
+        current_fn: None,
+        nested_calls: Vec::new(),
+        problems: Vec::new(),
+    };
+    v.visit_file(&file.ast);
+    let mut out: Vec<crate::rust_refs::ModuleRef> = v
+        .refs
+        .into_iter()
+        .map(|r| crate::rust_refs::ModuleRef {
+            line: r.line,
+            path: r.path,
+            module: r.module,
+        })
+        .collect();
+    out.sort_by(|a, b| (a.line, &a.path).cmp(&(b.line, &b.path)));
+    out.dedup();
+    Ok(out)
+}
+
 /// What the scan found in every file of the crate.
 pub(super) struct Scanned {
     /// Every path that leads into a top-level module from outside it.
@@ -879,5 +939,32 @@ mod tests {
         let err = refused(scan(&read(&[("src/main.rs", &main)])));
         assert!(err.0[0].starts_with("src/main.rs:9:"), "{err}");
         assert!(err.0[0].contains("not a string literal"), "{err}");
+    }
+
+    #[test]
+    fn uses_of_other_modules_are_found_however_they_are_written() {
+        let modules: Vec<String> = ["blog", "user", "state"].map(String::from).into();
+        let src = "use crate::user::repo::user;\nuse crate::{state::AppState, blog::models};\nuse super::user::Profile;\n\nfn f() {\n    let _ = crate::user::repo::user::get;\n    let _ = self::models::X;\n    tracing::info!(\"{}\", super::super::user::NAME);\n}\n";
+        let uses = module_uses("src/blog/handlers/mod.rs", src, &modules).unwrap();
+        let got: Vec<(usize, &str, &str)> = uses
+            .iter()
+            .map(|r| (r.line, r.path.as_str(), r.module.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "crate::user::repo::user", "user"),
+                (2, "crate::state::AppState", "state"),
+                (6, "crate::user::repo::user::get", "user"),
+                (8, "super::super::user::NAME", "user"),
+            ]
+        );
+        // `super::user` from `blog::handlers` is `blog::user`: the module's own.
+        // In a root file a plain path names a module; in another module, its own.
+        let root = module_uses("src/main.rs", "fn f() { blog::run(); }", &modules).unwrap();
+        assert_eq!(root[0].path, "blog::run");
+        let config = module_uses("src/config.rs", "fn f() { blog::run(); }", &modules).unwrap();
+        assert!(config.is_empty(), "{config:?}");
+        assert!(module_uses("src/blog.rs", "fn (", &modules).is_err());
     }
 }

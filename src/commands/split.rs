@@ -22,7 +22,6 @@ use crate::adopt;
 use crate::apply::{ConfigEdit, Staged};
 use crate::model::{Project, ProjectName, Service, ServiceName, Template};
 use crate::render::Renderer;
-use crate::rust_refs::find_module_refs;
 use crate::schema::{self, AUTH_TABLE};
 use crate::UsageError;
 
@@ -417,15 +416,14 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     plan.report.tables = tables.clone();
 
     // Hand-written migrations left in the monolith that touch a moving table.
-    let mentions = |sql: &str, t: &str| {
-        [format!("\"{t}\""), format!(" {t} "), format!(" {t}(")]
-            .iter()
-            .any(|m| sql.contains(m.as_str()))
-    };
     for f in &staying {
         let file = format!("monolith/migrations/{f}");
         let sql = read_opt(&root.join(&file)).unwrap_or_default();
-        if let Some(t) = tables.iter().find(|t| mentions(&sql, t)) {
+        let named: std::collections::BTreeSet<String> = crate::sql::statements(&sql)
+            .iter()
+            .flat_map(|stmt| crate::sql::tables_in(stmt))
+            .collect();
+        if let Some(t) = tables.iter().find(|t| named.contains(*t)) {
             plan.report.human.push(format!(
                 "{file}: mentions table `{t}`, which moved to `{name}`'s database: apply that change there too (as a migration of services/{name})"
             ));
@@ -443,16 +441,12 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         for f in files {
             let file = format!("monolith/migrations/{f}");
             let sql = read_opt(&root.join(&file)).unwrap_or_default();
-            for (i, line) in sql.lines().enumerate() {
-                for t in other_tables {
-                    if line.contains(&format!("REFERENCES \"{t}\""))
-                        || line.contains(&format!("REFERENCES {t} "))
-                    {
-                        plan.report.human.push(format!(
-                        "{file}:{}: a foreign key to table `{t}` crosses the cut; the tables now live in different databases: drop the constraint and check the reference through the owning service's API",
-                        i + 1
+            for (at, t) in crate::sql::references(&sql) {
+                if other_tables.contains(&t) {
+                    let line = sql[..at].matches('\n').count() + 1;
+                    plan.report.human.push(format!(
+                        "{file}:{line}: a foreign key to table `{t}` crosses the cut; the tables now live in different databases: drop the constraint and check the reference through the owning service's API"
                     ));
-                    }
                 }
             }
         }
@@ -465,11 +459,8 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     plan.schema = inputs;
     let module_dir = format!("monolith/src/{snake}");
     let prefix = format!("crate::{snake}::");
-    let others: Vec<String> = old
-        .modules()
-        .filter(|m| m.name != target.name)
-        .map(|m| m.name.snake())
-        .collect();
+    // The monolith's modules: a moved file's use of another one is reported.
+    let crate_modules: Vec<String> = old.modules().map(|m| m.name.snake()).collect();
     for rel in files_under(&root.join(&module_dir)) {
         let from = format!("{module_dir}/{rel}");
         let current_bytes = read_bytes(&root.join(&from)).unwrap_or_default();
@@ -518,7 +509,9 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         let to = format!("services/{name}/src/{rel}");
         // Moved code uses other modules directly: it will not build as a service.
         if rel.ends_with(".rs") {
-            match find_module_refs(&current, &others) {
+            // The module's files are `src/<snake>/..` of the monolith's crate.
+            let in_crate = format!("src/{snake}/{rel}");
+            match crate::adopt::module_uses(&in_crate, &current, &crate_modules) {
                 Ok(refs) => {
                     for r in refs {
                         plan.report.human.push(format!(
@@ -586,7 +579,9 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
             continue;
         }
         let source = read_opt(&root.join(&path)).unwrap_or_default();
-        if let Ok(refs) = find_module_refs(&source, std::slice::from_ref(&snake)) {
+        if let Ok(refs) = crate::adopt::module_uses(&format!("src/{rel}"), &source, &crate_modules)
+            .map(|refs| refs.into_iter().filter(|r| r.module == snake))
+        {
             let generated = read_opt(&root.join(BASE).join(&path));
             let new_render = rendered.files.get(&path).map(|f| f.contents.as_str());
             // Lines msgen itself wrote and will rewrite are not the user's.
