@@ -790,4 +790,59 @@ mod tests {
             .collect();
         assert_eq!(got, [(3, "b".to_string()), (5, "d".to_string())]);
     }
+
+    /// SQL-ish text: keywords, names, quotes of every kind, comment openers and
+    /// closers, dollar tags, `;`, multi-byte characters, cut anywhere.
+    fn sqlish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("CREATE TABLE ".to_string()),
+            Just("REFERENCES ".to_string()),
+            Just("posts".to_string()),
+            Just("\"Posts\"".to_string()),
+            Just("'".to_string()),
+            Just("E'\\'".to_string()),
+            Just("E'\\".to_string()),
+            Just("$$".to_string()),
+            Just("$f$".to_string()),
+            Just("--".to_string()),
+            Just("/*".to_string()),
+            Just("*/".to_string()),
+            Just(";".to_string()),
+            Just("\n".to_string()),
+            Just("BEGIN ".to_string()),
+            Just("END".to_string()),
+            Just("é€".to_string()),
+            "[ -~]{0,6}",
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// The tokenizer reads any text, SQL or not (a string literal of Rust code,
+        /// a migration with psql's own commands), where a strict SQL tokenizer
+        /// stops at the first thing it does not know: every token lies on
+        /// character boundaries, in order, and every reader of it answers.
+        #[test]
+        fn any_text_is_read_without_a_panic(sql in sqlish()) {
+            let ranges = lexeme_ranges(&sql);
+            let mut at = 0;
+            for r in &ranges {
+                proptest::prop_assert!(r.start >= at && r.end > r.start && r.end <= sql.len(), "{r:?} in {sql:?}");
+                proptest::prop_assert!(sql.is_char_boundary(r.start) && sql.is_char_boundary(r.end));
+                at = r.end;
+            }
+            for stmt in statements(&sql) {
+                proptest::prop_assert!(sql.contains(stmt.as_str()));
+                let _ = (tables_in(&stmt), written_tables(&stmt), moved_table(&stmt), object(&stmt));
+                let (kept, _) = strip_foreign_keys(&stmt, &BTreeSet::new());
+                proptest::prop_assert!(kept.len() <= stmt.len());
+            }
+            for (at, _) in references(&sql) {
+                proptest::prop_assert!(sql[at..].to_ascii_lowercase().starts_with("references"));
+            }
+        }
+    }
 }
