@@ -6,4 +6,7 @@
 //! CI compiles, lints and tests exactly what projects receive.
 
 pub mod balance;
+pub mod cidr;
 pub mod pool;
+pub mod proxy;
+pub mod route;

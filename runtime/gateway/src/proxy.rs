@@ -1,5 +1,8 @@
 //! The reverse proxy: find the route, check the token where the route needs one,
 //! forward the request with its body streamed, and stream the answer back.
+//!
+//! With the `auth` feature (a project with an auth service) a protected route's
+//! token is checked here, at the edge; without it a protected route answers 401.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use common::server::Peer;
 use common::ApiError;
 
-use crate::config::Config;
+use crate::cidr::Cidrs;
 use crate::pool::Pool;
-use crate::routes;
+use crate::route::{self, Route};
 
 /// Set by the gateway from the token's subject; never trusted from clients.
 pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -62,20 +65,38 @@ pub struct Upstream {
     pub pool: Pool,
 }
 
+/// What the proxy needs of the gateway's configuration.
+pub struct Settings<'a> {
+    /// Service name → base URL.
+    pub upstreams: &'a BTreeMap<String, String>,
+    /// The routes of `services.toml`, most specific first.
+    pub routes: &'static [Route],
+    /// Then 502.
+    pub connect_timeout: Duration,
+    /// Then 504.
+    pub upstream_timeout: Duration,
+    /// Then 413.
+    pub max_body_bytes: u64,
+    pub trusted_proxies: Cidrs,
+    /// The auth service's secret, which tokens are checked with.
+    #[cfg(feature = "auth")]
+    pub jwt_secret: &'a str,
+}
+
 pub struct GatewayState {
     pub upstreams: BTreeMap<String, Upstream>,
+    pub routes: &'static [Route],
     pub upstream_timeout: Duration,
     pub max_body_bytes: u64,
-    pub trusted_proxies: crate::config::Cidrs,
-{%- if project.has_auth %}
+    pub trusted_proxies: Cidrs,
+    #[cfg(feature = "auth")]
     pub jwt: common::jwt::Verifier,
-{%- endif %}
 }
 
 impl GatewayState {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: Settings<'_>) -> anyhow::Result<Self> {
         let mut upstreams = BTreeMap::new();
-        for (name, url) in &config.upstreams {
+        for (name, url) in config.upstreams {
             let uri: Uri = url
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{name} service URL {url:?}: {e}"))?;
@@ -92,12 +113,12 @@ impl GatewayState {
         }
         Ok(Self {
             upstreams,
+            routes: config.routes,
             upstream_timeout: config.upstream_timeout,
             max_body_bytes: config.max_body_bytes,
-            trusted_proxies: config.trusted_proxies.clone(),
-{%- if project.has_auth %}
-            jwt: common::jwt::Verifier::new(&config.jwt_secret),
-{%- endif %}
+            trusted_proxies: config.trusted_proxies,
+            #[cfg(feature = "auth")]
+            jwt: common::jwt::Verifier::new(config.jwt_secret),
         })
     }
 }
@@ -108,7 +129,7 @@ impl GatewayState {
 pub async fn proxy(state: &GatewayState, request: Request) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let (route, mut response) = match routes::find(request.uri().path()) {
+    let (route, mut response) = match route::find(state.routes, request.uri().path()) {
         Some(route) => (route.prefix, pass(state, route, request).await),
         None => (
             "unmatched",
@@ -119,27 +140,28 @@ pub async fn proxy(state: &GatewayState, request: Request) -> Response {
     response
 }
 
-async fn pass(state: &GatewayState, route: &routes::Route, mut request: Request) -> Response {
+async fn pass(state: &GatewayState, route: &Route, mut request: Request) -> Response {
     if let Some(response) = too_large(state, request.headers()) {
         return response;
     }
     request.headers_mut().remove(USER_ID);
     if route.protected {
-{%- if project.has_auth %}
-        let claims = common::jwt::bearer(request.headers())
-            .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))
-            .and_then(|token| state.jwt.verify(token));
-        match claims {
-            Ok(claims) => {
-                if let Ok(v) = HeaderValue::from_str(&claims.sub) {
-                    request.headers_mut().insert(USER_ID, v);
+        #[cfg(feature = "auth")]
+        {
+            let claims = common::jwt::bearer(request.headers())
+                .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))
+                .and_then(|token| state.jwt.verify(token));
+            match claims {
+                Ok(claims) => {
+                    if let Ok(v) = HeaderValue::from_str(&claims.sub) {
+                        request.headers_mut().insert(USER_ID, v);
+                    }
                 }
+                Err(err) => return err.into_response(),
             }
-            Err(err) => return err.into_response(),
         }
-{%- else %}
+        #[cfg(not(feature = "auth"))]
         return ApiError::Unauthorized("this route needs a token".into()).into_response();
-{%- endif %}
     }
     let rewritten = match route.rewrite {
         Some(to) => {
