@@ -52,6 +52,10 @@ pub struct ProjectCtx {
     /// The runtime modules `common` carries (`auth` only with an auth service, ...),
     /// which its `lib.rs` declares.
     pub common_modules: Vec<String>,
+    /// The gateway's features, declared and on: `auth`, `axum07`, those it has.
+    pub gateway_features: String,
+    /// The gateway runtime's features it does not declare, for its `check-cfg`.
+    pub gateway_undeclared: String,
     /// The axum line generated code is written against (`project.axum`).
     pub axum: &'static str,
     /// axum 0.7: `:param` routes, and `common` serves connections itself.
@@ -463,6 +467,8 @@ impl ProjectCtx {
             ("auth", has_auth, has_auth),
             ("axum07", axum07, axum07),
         ];
+        // The gateway's: (name, declared and on).
+        let gateway_features = [("auth", has_auth), ("axum07", axum07)];
         let mut services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
         let modules: Vec<ServiceCtx> = p.modules().map(|s| service_ctx(p, s)).collect();
         let mut monolith = p
@@ -615,6 +621,8 @@ impl ProjectCtx {
             sqlx_features: toml_items(features),
             common_features: toml_items(common_features.iter().filter(|f| f.1).map(|f| f.0)),
             common_undeclared: toml_items(common_features.iter().filter(|f| !f.2).map(|f| f.0)),
+            gateway_features: toml_items(gateway_features.iter().filter(|f| f.1).map(|f| f.0)),
+            gateway_undeclared: toml_items(gateway_features.iter().filter(|f| !f.1).map(|f| f.0)),
             services,
             modules,
             monolith,

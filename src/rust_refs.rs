@@ -2,11 +2,14 @@
 //! stack, and the paths of a `use` tree. Which module a path leads into is
 //! `adopt::module_uses`'s question, answered by one resolver for both splits.
 
-/// One `crate::<module>::...` path in a source file.
+/// A path in a source file that leads into another top-level module of the crate
+/// (`crate::user::repo`, `super::super::user::Profile`, one in a macro's
+/// arguments), as `adopt::module_uses` finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleRef {
     pub line: usize,
-    /// The whole path as written, e.g. `crate::user::repo::user::get`.
+    /// The path as written, e.g. `crate::user::repo::user::get` (a `use` tree's
+    /// `self` and `*` left out).
     pub path: String,
     pub module: String,
 }

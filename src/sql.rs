@@ -250,7 +250,7 @@ pub fn statements(sql: &str) -> Vec<String> {
 
 const NOT_TABLES: &[&str] = &[
     "select", "where", "set", "values", "only", "lateral", "if", "not", "exists", "(", "'",
-    "cascade", "restrict", "no", "action", "default", "null",
+    "cascade", "restrict", "no", "action", "default", "null", "on",
 ];
 
 /// The table named after the keyword at `i`, past `IF NOT EXISTS`, `ONLY`, `TABLE`.
@@ -263,15 +263,22 @@ fn table_after(words: &[String], i: usize) -> Option<String> {
 }
 
 /// Tables a statement names after FROM, JOIN, INTO, UPDATE, TABLE, REFERENCES (and
-/// ON, in CREATE INDEX).
+/// ON, in CREATE INDEX, TRIGGER, POLICY or RULE, and in GRANT and REVOKE).
 pub fn tables_in(sql: &str) -> Vec<String> {
     let words = words(sql);
-    let index = words.first().is_some_and(|w| w == "create") && words.iter().any(|w| w == "index");
+    let created = |kinds: &[&str]| {
+        words.first().is_some_and(|w| w == "create")
+            && words.iter().take(6).any(|w| kinds.contains(&w.as_str()))
+    };
+    // GRANT .. ON t TO role, REVOKE .. ON t FROM role: roles are no tables.
+    let grant = words.first().is_some_and(|w| w == "grant" || w == "revoke");
+    let index = created(&["index", "trigger", "policy", "rule"]) || grant;
     let mut out: Vec<String> = Vec::new();
     for (i, w) in words.iter().enumerate() {
         let after_on = i > 0 && words[i - 1] == "on";
         let keyword = match w.as_str() {
-            "from" | "join" | "into" | "table" | "references" => true,
+            "from" => !grant,
+            "join" | "into" | "table" | "references" => true,
             // `ON UPDATE CASCADE` is a foreign key's action, not a statement.
             "update" => !after_on,
             "on" => index,
@@ -457,6 +464,32 @@ pub fn created_table(stmt: &str) -> Option<String> {
     }
     let t = words.iter().take(4).position(|w| w == "table")?;
     table_after(&words, t)
+}
+
+/// The bodies of the dollar-quoted strings of `sql` (`$$ .. $$`, `$fn$ .. $fn$`:
+/// a function's or a `DO` block's SQL), with the byte offset of each in `sql`,
+/// those nested inside them included.
+pub fn dollar_bodies(sql: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    for t in tokens(sql) {
+        let text = &sql[t.range.clone()];
+        if t.kind != Kind::Str || !text.starts_with('$') {
+            continue;
+        }
+        let Some(tag) = dollar_tag(text) else {
+            continue;
+        };
+        let end = if text.len() >= 2 * tag.len() && text.ends_with(tag) {
+            text.len() - tag.len()
+        } else {
+            text.len()
+        };
+        let at = t.range.start + tag.len();
+        let body = &sql[at..t.range.start + end];
+        out.push((at, body));
+        out.extend(dollar_bodies(body).into_iter().map(|(i, b)| (at + i, b)));
+    }
+    out
 }
 
 /// Every `REFERENCES <table>` in `sql` (a statement or a whole file): the byte
@@ -844,5 +877,40 @@ mod tests {
                 proptest::prop_assert!(sql[at..].to_ascii_lowercase().starts_with("references"));
             }
         }
+    }
+
+    #[test]
+    fn tables_in_triggers_policies_grants_and_dollar_quoted_bodies() {
+        assert_eq!(
+            tables_in("CREATE TRIGGER t AFTER INSERT ON posts FOR EACH ROW EXECUTE FUNCTION f()"),
+            ["posts"]
+        );
+        assert_eq!(
+            tables_in("CREATE TRIGGER t BEFORE UPDATE ON posts BEGIN SELECT 1; END"),
+            ["posts"]
+        );
+        assert_eq!(tables_in("GRANT SELECT ON posts TO reader"), ["posts"]);
+        assert_eq!(
+            tables_in("REVOKE ALL ON TABLE posts FROM reader"),
+            ["posts"]
+        );
+        assert_eq!(
+            tables_in("CREATE POLICY mine ON posts USING (true)"),
+            ["posts"]
+        );
+        assert_eq!(
+            tables_in("ALTER TABLE a ADD FOREIGN KEY (b) REFERENCES b (id) ON UPDATE CASCADE"),
+            ["a", "b"]
+        );
+        let sql = "DO $$ BEGIN\n  ALTER TABLE notes ADD CONSTRAINT fk FOREIGN KEY (post_id) REFERENCES posts (id);\nEXCEPTION WHEN duplicate_object THEN NULL; END $$;\nCREATE FUNCTION f() RETURNS void AS $fn$ UPDATE posts SET n = 1 $fn$ LANGUAGE sql;";
+        let bodies = dollar_bodies(sql);
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies.iter().all(|(at, b)| &sql[*at..*at + b.len()] == *b));
+        let (at, body) = bodies[0];
+        let refs = references(body);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(sql[..at + refs[0].0].matches('\n').count() + 1, 2);
+        assert_eq!(tables_in(bodies[1].1), ["posts"]);
+        assert!(dollar_bodies("SELECT $1, 'x'").is_empty());
     }
 }

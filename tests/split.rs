@@ -188,9 +188,22 @@ fn uses_across_the_cut_are_reported_precisely() {
     )
     .unwrap();
 
+    // ...and one adds its foreign key in a `DO` block, as idempotent migrations do.
+    fs::write(
+        root.join("monolith/migrations/0006_guard.sql"),
+        "DO $$\nBEGIN\n    ALTER TABLE tags ADD CONSTRAINT tags_post FOREIGN KEY (id) REFERENCES posts (id);\nEXCEPTION WHEN duplicate_object THEN NULL;\nEND $$;\n",
+    )
+    .unwrap();
+
     let out = msgen(&root, &["split", "blog"]);
     assert_ok(&out);
     let report = fs::read_to_string(root.join("docs/split-blog.md")).unwrap();
+    assert!(
+        report.contains(
+            "monolith/migrations/0006_guard.sql:3: a foreign key to table `posts` crosses the cut"
+        ),
+        "{report}"
+    );
     assert!(report.contains(&format!("monolith/src/user/handlers/user.rs:{user_line}: `super::super::super::blog::models::post::Post::TABLE` uses the extracted module directly")), "{report}");
     assert!(
         report.contains("monolith/migrations/0004_notes.sql: mentions table `posts`"),

@@ -179,20 +179,7 @@ pub fn module_uses(
         module_path,
         top,
     };
-    let mut v = Scan {
-        file: &file,
-        modules,
-        aliases: &[],
-        refs: Vec::new(),
-        mounts: Vec::new(),
-        nest_stack: Vec::new(),
-        routes: Vec::new(),
-        inline: Vec::new(),
-        root_glob: false,
-        current_fn: None,
-        nested_calls: Vec::new(),
-        problems: Vec::new(),
-    };
+    let mut v = Scan::new(&file, modules, &[]);
     v.visit_file(&file.ast);
     let mut out: Vec<crate::rust_refs::ModuleRef> = v
         .refs
@@ -243,20 +230,7 @@ pub(super) fn scan(c: &Crate) -> Result<Scanned, Refusal> {
         } else {
             &[]
         };
-        let mut v = Scan {
-            file: f,
-            modules: &c.modules,
-            aliases,
-            refs: Vec::new(),
-            mounts: Vec::new(),
-            nest_stack: Vec::new(),
-            routes: Vec::new(),
-            inline: Vec::new(),
-            root_glob: false,
-            current_fn: None,
-            nested_calls: Vec::new(),
-            problems: Vec::new(),
-        };
+        let mut v = Scan::new(f, &c.modules, aliases);
         v.visit_file(&f.ast);
         out.refs.extend(v.refs);
         out.mounts.extend(v.mounts);
@@ -500,6 +474,25 @@ struct Scan<'a> {
     /// `(function, prefix)`: a function called inside `.nest(prefix, ..)`.
     nested_calls: Vec<(String, String)>,
     problems: Vec<String>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(file: &'a Parsed, modules: &'a [String], aliases: &'a [String]) -> Self {
+        Scan {
+            file,
+            modules,
+            aliases,
+            refs: Vec::new(),
+            mounts: Vec::new(),
+            nest_stack: Vec::new(),
+            routes: Vec::new(),
+            inline: Vec::new(),
+            root_glob: false,
+            current_fn: None,
+            nested_calls: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
 }
 
 impl Scan<'_> {

@@ -419,9 +419,12 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
     for f in &staying {
         let file = format!("monolith/migrations/{f}");
         let sql = read_opt(&root.join(&file)).unwrap_or_default();
-        let named: std::collections::BTreeSet<String> = crate::sql::statements(&sql)
-            .iter()
-            .flat_map(|stmt| crate::sql::tables_in(stmt))
+        // A function's or a `DO` block's body is SQL too.
+        let texts = std::iter::once(sql.as_str())
+            .chain(crate::sql::dollar_bodies(&sql).into_iter().map(|(_, b)| b));
+        let named: std::collections::BTreeSet<String> = texts
+            .flat_map(crate::sql::statements)
+            .flat_map(|stmt| crate::sql::tables_in(&stmt))
             .collect();
         if let Some(t) = tables.iter().find(|t| named.contains(*t)) {
             plan.report.human.push(format!(
@@ -441,7 +444,14 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         for f in files {
             let file = format!("monolith/migrations/{f}");
             let sql = read_opt(&root.join(&file)).unwrap_or_default();
-            for (at, t) in crate::sql::references(&sql) {
+            let bodies = crate::sql::dollar_bodies(&sql).into_iter();
+            let references = crate::sql::references(&sql)
+                .into_iter()
+                .chain(bodies.flat_map(|(at, body)| {
+                    let found = crate::sql::references(body);
+                    found.into_iter().map(move |(i, t)| (at + i, t))
+                }));
+            for (at, t) in references {
                 if other_tables.contains(&t) {
                     let line = sql[..at].matches('\n').count() + 1;
                     plan.report.human.push(format!(

@@ -1,5 +1,8 @@
 //! `TRUSTED_PROXIES`: the address blocks of the proxies in front of the gateway
 //! (an ingress controller), and the client behind them that a request is from.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::net::IpAddr;
 use std::str::FromStr;

@@ -7,6 +7,8 @@
 
 pub mod balance;
 pub mod cidr;
+pub mod openapi;
 pub mod pool;
 pub mod proxy;
 pub mod route;
+pub mod startup;

@@ -3,6 +3,9 @@
 //!
 //! With the `auth` feature (a project with an auth service) a protected route's
 //! token is checked here, at the edge; without it a protected route answers 401.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -66,9 +69,10 @@ pub struct Upstream {
 }
 
 /// What the proxy needs of the gateway's configuration.
-pub struct Settings<'a> {
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// Service name → base URL.
-    pub upstreams: &'a BTreeMap<String, String>,
+    pub upstreams: BTreeMap<String, String>,
     /// The routes of `services.toml`, most specific first.
     pub routes: &'static [Route],
     /// Then 502.
@@ -78,9 +82,11 @@ pub struct Settings<'a> {
     /// Then 413.
     pub max_body_bytes: u64,
     pub trusted_proxies: Cidrs,
+    /// The title of the merged OpenAPI document (`GET /openapi.json`).
+    pub api_title: String,
     /// The auth service's secret, which tokens are checked with.
     #[cfg(feature = "auth")]
-    pub jwt_secret: &'a str,
+    pub jwt_secret: String,
 }
 
 pub struct GatewayState {
@@ -89,14 +95,15 @@ pub struct GatewayState {
     pub upstream_timeout: Duration,
     pub max_body_bytes: u64,
     pub trusted_proxies: Cidrs,
+    pub api_title: String,
     #[cfg(feature = "auth")]
     pub jwt: common::jwt::Verifier,
 }
 
 impl GatewayState {
-    pub fn new(config: Settings<'_>) -> anyhow::Result<Self> {
+    pub fn new(config: &Settings) -> anyhow::Result<Self> {
         let mut upstreams = BTreeMap::new();
-        for (name, url) in config.upstreams {
+        for (name, url) in &config.upstreams {
             let uri: Uri = url
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{name} service URL {url:?}: {e}"))?;
@@ -116,9 +123,10 @@ impl GatewayState {
             routes: config.routes,
             upstream_timeout: config.upstream_timeout,
             max_body_bytes: config.max_body_bytes,
-            trusted_proxies: config.trusted_proxies,
+            trusted_proxies: config.trusted_proxies.clone(),
+            api_title: config.api_title.clone(),
             #[cfg(feature = "auth")]
-            jwt: common::jwt::Verifier::new(config.jwt_secret),
+            jwt: common::jwt::Verifier::new(&config.jwt_secret),
         })
     }
 }

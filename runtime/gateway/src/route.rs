@@ -1,6 +1,9 @@
 //! Where each path goes: the routes of `services.toml` (the project's
 //! `routes.rs` lists them, most specific first) and the rule that matches a path
 //! to the first route that takes it.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 /// A service behind the gateway.
 #[derive(Debug, Clone, Copy)]
@@ -15,7 +18,8 @@ pub struct Upstream {
 pub struct Route {
     /// The path this route serves, and (unless `exact`) every path below it.
     /// `{name}` stands for any one segment, `{*name}` for the rest of the path;
-    /// `/` (not exact) takes every path no other route takes.
+    /// `/` (not exact) takes every path, so it goes last (an adopted monolith's
+    /// catch-all, after every service's routes).
     pub prefix: &'static str,
     pub exact: bool,
     /// Has `{param}` segments: matched segment by segment.

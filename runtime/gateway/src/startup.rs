@@ -5,9 +5,13 @@
 //! connections out to the threads in turn (`balance`). A request and its upstream
 //! call then stay on one thread, with no cross-thread wake-up, which serves a fifth
 //! more proxied requests per second than one work-stealing runtime.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -23,11 +27,30 @@ use tokio::net::TcpListener;
 use tower::{Layer as _, Service};
 
 use crate::balance;
-use crate::config::Config;
-use crate::proxy::{self, GatewayState};
+use crate::proxy::{self, GatewayState, Settings};
+
+/// Where the gateway listens.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub host: IpAddr,
+    /// The public port (0: any free one).
+    pub port: u16,
+    /// Port of `GET /metrics`: not the public one, so that the outside never sees it.
+    pub metrics_port: u16,
+    /// Threads serving the public port, each with its own runtime; 0: one per core.
+    pub threads: usize,
+}
+
+/// What the gateway is built from: the project's configuration turns into it
+/// (`impl From<Config> for Setup`, in `config.rs`).
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub listen: Listen,
+    pub proxy: Settings,
+}
 
 pub struct Gateway {
-    config: Config,
+    setup: Setup,
     port: u16,
     listener: TcpListener,
     app: App,
@@ -46,12 +69,11 @@ pub fn app(state: GatewayState) -> App {
     let local = Router::new()
         .route("/health", get(common::server::health))
         .route(
-{%- if project.axum07 %}
+            #[cfg(feature = "axum07")]
             // `proxy::SERVICE_HEALTH` in axum 0.7's syntax.
             "/health/:service",
-{%- else %}
+            #[cfg(not(feature = "axum07"))]
             proxy::SERVICE_HEALTH,
-{%- endif %}
             get(
                 |State(state): State<Arc<GatewayState>>,
                  Path(service): Path<String>,
@@ -114,8 +136,10 @@ impl Service<Request> for Dispatch {
 }
 
 impl Gateway {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let state = GatewayState::new(config.proxy())?;
+    pub async fn build(setup: impl Into<Setup>) -> anyhow::Result<Self> {
+        let setup: Setup = setup.into();
+        let state = GatewayState::new(&setup.proxy)?;
+        let config = &setup.listen;
         let address = (config.host, config.port);
         let listener = TcpListener::bind(address)
             .await
@@ -128,12 +152,12 @@ impl Gateway {
             )
         })?;
         Ok(Self {
-            config,
             port: listener.local_addr()?.port(),
             listener,
             app: app(state),
             metrics_port: metrics_listener.local_addr()?.port(),
             metrics_listener,
+            setup,
         })
     }
 
@@ -161,13 +185,15 @@ impl Gateway {
         let metrics = AbortOnDrop(tokio::spawn(async move {
             axum::serve(self.metrics_listener, metrics).await
         }));
-        let (senders, mut shares) =
-            balance::shares(threads(&self.config), self.listener.local_addr()?);
+        let (senders, mut shares) = balance::shares(
+            threads(self.setup.listen.threads),
+            self.listener.local_addr()?,
+        );
         let (own, own_drained) = shares.remove(0);
         let mut workers = Vec::new();
         for (i, (share, drained)) in shares.into_iter().enumerate() {
             // Everything that can fail happens here, before any thread serves.
-            let app = app(GatewayState::new(self.config.proxy())?);
+            let app = app(GatewayState::new(&self.setup.proxy)?);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -221,8 +247,8 @@ impl<T> Drop for AbortOnDrop<T> {
 const MAX_THREADS: usize = 256;
 
 /// Threads serving the public port: `GATEWAY_THREADS`, or one per core.
-fn threads(config: &Config) -> usize {
-    match config.threads {
+fn threads(asked: usize) -> usize {
+    match asked {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n.min(MAX_THREADS),
     }

@@ -2,6 +2,9 @@
 //! own documents (each derived from its handlers), keeping the paths this gateway
 //! routes to each service. A service that does not answer, or not in time, is listed
 //! under `x-unavailable` rather than failing the whole document.
+//!
+//! Part of the msgen runtime: the same in every msgen project, upgraded by
+//! `msgen generate` (your edits to it are merged, not lost).
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use crate::proxy::GatewayState;
-use crate::routes;
+use crate::route::{self, Route};
 
 /// Larger documents are not read.
 const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
@@ -35,14 +38,14 @@ pub async fn openapi(State(state): State<Arc<GatewayState>>) -> Json<Value> {
         .collect();
     for (name, doc) in state.upstreams.keys().zip(asked) {
         match doc.await {
-            Ok(Ok(Some(doc))) => merge(name, &doc, &mut paths, &mut schemas),
+            Ok(Ok(Some(doc))) => merge(state.routes, name, &doc, &mut paths, &mut schemas),
             _ => unavailable.push(name.clone()),
         }
     }
     Json(json!({
         "openapi": "3.1.0",
         "info": {
-            "title": "{{ project.name }} API",
+            "title": state.api_title,
             "description": "Every path the gateway serves, from the services' own documents.",
             "version": env!("CARGO_PKG_VERSION"),
         },
@@ -79,6 +82,7 @@ const BEARER: &str = "bearerAuth";
 /// Operations behind a route that needs a token say so: the bearer scheme, and the
 /// gateway's 401.
 fn merge(
+    routes: &'static [Route],
     name: &str,
     doc: &Value,
     paths: &mut Map<String, Value>,
@@ -86,7 +90,7 @@ fn merge(
 ) {
     if let Some(own) = doc["paths"].as_object() {
         for (path, item) in own {
-            let Some(route) = routes::find(path) else {
+            let Some(route) = route::find(routes, path) else {
                 continue;
             };
             if route.upstream != name || route.rewrite.is_some() {
@@ -132,20 +136,39 @@ mod tests {
 
     #[test]
     fn keeps_the_paths_routed_to_the_service_and_its_schemas() {
-        let route = routes::ROUTES
-            .iter()
-            .find(|r| r.rewrite.is_none() && r.prefix != "/")
-            .expect("a route");
+        const ROUTES: &[Route] = &[
+            Route {
+                prefix: "/api/v1/things",
+                exact: false,
+                pattern: false,
+                rewrite: None,
+                upstream: "things",
+                protected: true,
+            },
+            Route {
+                prefix: "/api/things",
+                exact: false,
+                pattern: false,
+                rewrite: Some("/api/v1/things"),
+                upstream: "things",
+                protected: false,
+            },
+        ];
+        let route = &ROUTES[0];
         let doc = json!({
             "paths": {
                 route.prefix: { "get": {} },
+                "/api/things": { "get": {} },
                 "/health/ready": { "get": {} },
             },
             "components": { "schemas": { "Thing": { "type": "object" } } },
         });
         let (mut paths, mut schemas) = (Map::new(), Map::new());
-        merge(route.upstream, &doc, &mut paths, &mut schemas);
+        merge(ROUTES, route.upstream, &doc, &mut paths, &mut schemas);
         assert!(paths.contains_key(route.prefix));
+        assert!(paths[route.prefix]["get"]["security"].is_array());
+        // A path the gateway rewrites, and one it does not route, are not kept.
+        assert!(!paths.contains_key("/api/things"));
         assert!(!paths.contains_key("/health/ready"));
         assert!(schemas.contains_key("Thing"));
     }
