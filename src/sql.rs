@@ -466,6 +466,14 @@ pub fn created_table(stmt: &str) -> Option<String> {
     table_after(&words, t)
 }
 
+/// `sql` itself (at offset 0) and the bodies of its dollar-quoted strings: every
+/// piece of SQL a migration holds, each with its byte offset in `sql`.
+pub fn with_bodies(sql: &str) -> Vec<(usize, &str)> {
+    let mut out = vec![(0, sql)];
+    out.extend(dollar_bodies(sql));
+    out
+}
+
 /// The bodies of the dollar-quoted strings of `sql` (`$$ .. $$`, `$fn$ .. $fn$`:
 /// a function's or a `DO` block's SQL), with the byte offset of each in `sql`,
 /// those nested inside them included.

@@ -164,11 +164,11 @@ pub(super) fn service_modules(c: &Crate, s: &Scanned, module: &str) -> ServiceCo
         });
         unmounted_others.insert(m.module.clone());
     }
-    let contexts: BTreeSet<&String> = s.mounts.iter().map(|m| &m.module).collect();
+    let contexts = s.contexts();
     let mut needed: BTreeSet<String> = c
         .modules
         .iter()
-        .filter(|m| *m == module || !contexts.contains(m))
+        .filter(|m| *m == module || !contexts.contains(m.as_str()))
         .cloned()
         .collect();
     let mut why: BTreeMap<String, String> = BTreeMap::new();

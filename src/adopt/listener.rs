@@ -2,8 +2,6 @@
 //! instead of the monolith's address, answers `GET /health` when it does not
 //! already, and creates its schema before its migrations run.
 
-use std::collections::BTreeSet;
-
 use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 
@@ -34,12 +32,12 @@ pub(super) fn listener(
             .get(m)
             .is_some_and(|r| r.iter().any(|(p, _)| p == "/health"))
     };
-    let contexts: BTreeSet<&String> = s.mounts.iter().map(|m| &m.module).collect();
+    let contexts = s.contexts();
     let has_health = s.root_routes.iter().any(|(r, _)| r == "/health")
         || copy
             .needed
             .iter()
-            .any(|m| m != module && !contexts.contains(&m) && serves_health(m))
+            .any(|m| m != module && !contexts.contains(m.as_str()) && serves_health(m))
         || (merged_at_root && serves_health(module));
     let Some((bind_file, bind_range)) = found.bind else {
         return Err(Refusal(vec![

@@ -3,7 +3,7 @@
 //! for what ties code to modules: the paths that lead into a module, and the
 //! router calls that mount one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::{TokenStream, TokenTree};
 use syn::spanned::Spanned as _;
@@ -279,6 +279,12 @@ pub(super) fn scan(c: &Crate) -> Result<Scanned, Refusal> {
 }
 
 impl Scanned {
+    /// The bounded contexts: the modules some router call mounts (the rest is
+    /// shared code).
+    pub(super) fn contexts(&self) -> BTreeSet<&str> {
+        self.mounts.iter().map(|m| m.module.as_str()).collect()
+    }
+
     /// The mounts of `module`.
     pub(super) fn mounts_of<'a>(&'a self, module: &'a str) -> impl Iterator<Item = &'a Mount> {
         self.mounts.iter().filter(move |m| m.module == module)

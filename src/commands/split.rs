@@ -420,10 +420,9 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         let file = format!("monolith/migrations/{f}");
         let sql = read_opt(&root.join(&file)).unwrap_or_default();
         // A function's or a `DO` block's body is SQL too.
-        let texts = std::iter::once(sql.as_str())
-            .chain(crate::sql::dollar_bodies(&sql).into_iter().map(|(_, b)| b));
-        let named: std::collections::BTreeSet<String> = texts
-            .flat_map(crate::sql::statements)
+        let named: std::collections::BTreeSet<String> = crate::sql::with_bodies(&sql)
+            .into_iter()
+            .flat_map(|(_, text)| crate::sql::statements(text))
             .flat_map(|stmt| crate::sql::tables_in(&stmt))
             .collect();
         if let Some(t) = tables.iter().find(|t| named.contains(*t)) {
@@ -444,13 +443,12 @@ fn plan_split(root: &Path, old: &Project, new: &Project, target: &Service) -> Re
         for f in files {
             let file = format!("monolith/migrations/{f}");
             let sql = read_opt(&root.join(&file)).unwrap_or_default();
-            let bodies = crate::sql::dollar_bodies(&sql).into_iter();
-            let references = crate::sql::references(&sql)
+            let references = crate::sql::with_bodies(&sql)
                 .into_iter()
-                .chain(bodies.flat_map(|(at, body)| {
-                    let found = crate::sql::references(body);
+                .flat_map(|(at, text)| {
+                    let found = crate::sql::references(text);
                     found.into_iter().map(move |(i, t)| (at + i, t))
-                }));
+                });
             for (at, t) in references {
                 if other_tables.contains(&t) {
                     let line = sql[..at].matches('\n').count() + 1;
