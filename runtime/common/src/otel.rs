@@ -17,16 +17,17 @@
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
     TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{SpanExporter, WithHttpConfig};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -73,10 +74,7 @@ pub fn init(service_name: &str) -> Exporter {
         tracing::error!("OpenTelemetry export is off: init must run inside the tokio runtime");
         return off;
     };
-    let client = OnRuntime {
-        inner: Arc::new(HyperClient::with_default_connector(EXPORT_TIMEOUT, None)),
-        runtime,
-    };
+    let client = OnRuntime { runtime };
     let exporter = match SpanExporter::builder()
         .with_http()
         .with_http_client(client)
@@ -259,21 +257,24 @@ pub fn consumer_span(subject: &str, event_id: &str, parent: Option<&TraceContext
 }
 
 /// The SDK exports from a thread of its own, where no tokio runtime runs; the
-/// requests are handed to the binary's runtime, which hyper needs.
+/// requests are handed to the binary's runtime.
 #[derive(Debug)]
 struct OnRuntime {
-    inner: Arc<HyperClient>,
     runtime: tokio::runtime::Handle,
 }
 
 #[async_trait]
 impl HttpClient for OnRuntime {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let inner = Arc::clone(&self.inner);
         let uri = request.uri().clone();
         let sent = self
             .runtime
-            .spawn(async move { inner.send_bytes(request).await })
+            .spawn(async move {
+                match tokio::time::timeout(EXPORT_TIMEOUT, send(request)).await {
+                    Ok(sent) => sent,
+                    Err(_) => Err(format!("no answer within {EXPORT_TIMEOUT:?}").into()),
+                }
+            })
             .await?;
         // The SDK's own diagnostics are compiled out: say here when spans are lost.
         match &sent {
@@ -285,6 +286,48 @@ impl HttpClient for OnRuntime {
         }
         sent
     }
+}
+
+/// Sends one batch over a connection of its own: a batch leaves every few seconds
+/// at most, so a kept connection would mostly sit idle (and could be closed by the
+/// collector under it).
+async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+    let (mut parts, body) = request.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .cloned()
+        .ok_or("the OTLP endpoint names no host")?;
+    // An IPv6 literal comes bracketed in a URI, bare in a socket address.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    // HTTP/1.1 sends the path in the request line and the authority as Host.
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()?;
+    parts
+        .headers
+        .entry(hyper::header::HOST)
+        .or_insert(authority.as_str().parse()?);
+    let response = sender
+        .send_request(Request::from_parts(parts, Full::new(body)))
+        .await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    drop(sender);
+    // The connection ends once the request is gone; its error, if any, was the
+    // response's.
+    let _ = connection.await;
+    Ok(Response::from_parts(parts, body))
 }
 
 #[cfg(test)]
