@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, LineIndex};
 use crate::model::*;
-use crate::raw::RawConfig;
+use crate::raw::{RawConfig, RawGateway, RawMonolith, RawService};
 
 mod checks;
 mod monolith;
@@ -130,6 +130,8 @@ impl Validator<'_> {
         parsed
     }
 
+    /// The whole project, in stages: its own keys, the gateway, the monolith, the
+    /// ports, each service, then the checks that need every service read.
     fn project(&mut self, raw: RawConfig) -> Option<Project> {
         let rp = raw.project.into_inner();
         let name = match ProjectName::parse(rp.name.get_ref()) {
@@ -148,7 +150,6 @@ impl Validator<'_> {
                 .unwrap_or(DatabaseKind::Postgres),
             None => DatabaseKind::Postgres,
         };
-
         let majors = Majors {
             axum: self
                 .major(&rp.axum, "project.axum", AXUM_MAJORS, AxumMajor::parse)
@@ -157,98 +158,21 @@ impl Validator<'_> {
                 .major(&rp.sqlx, "project.sqlx", SQLX_MAJORS, SqlxMajor::parse)
                 .unwrap_or_default(),
         };
-
-        let (gateway_port, timeout_secs) = match raw.gateway {
-            Some(g) => {
-                let g = g.into_inner();
-                let port = match &g.port {
-                    Some(p) => Port::parse(*p.get_ref())
-                        .map_err(|m| self.err(p, "gateway.port", m, None))
-                        .ok(),
-                    None => Some(Port(DEFAULT_GATEWAY_PORT)),
-                };
-                let timeout = match &g.timeout_secs {
-                    Some(t) if !(1..=3600).contains(t.get_ref()) => {
-                        self.err(
-                            t,
-                            "gateway.timeout_secs",
-                            format!("{} is out of range; accepted: 1..=3600", t.get_ref()),
-                            None,
-                        );
-                        DEFAULT_GATEWAY_TIMEOUT_SECS
-                    }
-                    Some(t) => *t.get_ref() as u64,
-                    None => DEFAULT_GATEWAY_TIMEOUT_SECS,
-                };
-                (port, timeout)
-            }
-            None => (
-                Some(Port(DEFAULT_GATEWAY_PORT)),
-                DEFAULT_GATEWAY_TIMEOUT_SECS,
-            ),
-        };
+        let (gateway_port, timeout_secs) = self.gateway(raw.gateway.map(Spanned::into_inner));
 
         // Ports taken so far, with who took them, for collision messages.
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
         if let Some(p) = gateway_port {
             ports.insert(p.get(), "the gateway".into());
         }
-        let monolith = match &raw.monolith {
-            Some(m) => {
-                let m = m.get_ref();
-                let port = match &m.port {
-                    Some(p) => Port::parse(*p.get_ref())
-                        .map_err(|msg| self.err(p, "monolith.port", msg, None))
-                        .ok(),
-                    None => Some(Port(DEFAULT_MONOLITH_PORT)),
-                };
-                if let Some(port) = port {
-                    if let Some(owner) = ports.get(&port.get()) {
-                        let at = m.port.clone().unwrap_or_else(|| Spanned::new(0..0, 0));
-                        let msg = format!("port {} is already used by {owner}", port.get());
-                        self.err(&at, "monolith.port", msg, None);
-                    } else {
-                        ports.insert(port.get(), "the monolith".into());
-                    }
-                }
-                let external = self.external_monolith(m);
-                Some(port.and_then(|port| {
-                    Some(Monolith {
-                        port,
-                        external: external.ok()?,
-                    })
-                }))
-            }
-            None => None,
-        };
-        // Explicit ports first so that defaults fill the gaps around them.
-        let mut collisions = Vec::new();
-        for (i, rs) in raw.services.iter().enumerate() {
-            let rs = rs.get_ref();
-            if let Some(p) = &rs.port {
-                if let Ok(port) = Port::parse(*p.get_ref()) {
-                    match ports.get(&port.get()) {
-                        Some(owner) => collisions.push((i, p, owner.clone())),
-                        None => {
-                            ports.insert(port.get(), format!("service `{}`", rs.name.get_ref()));
-                        }
-                    }
-                }
-            }
-        }
-        // Each colliding service is offered a port of its own, clear of every
-        // explicit port (also those declared after it) and of the other offers.
-        let mut offered = BTreeSet::new();
-        for (i, p, owner) in collisions {
-            let free = free_port(|p| ports.contains_key(&p) || offered.contains(&p));
-            offered.insert(free);
-            let msg = format!("port {} is already used by {owner}", p.get_ref());
-            let key = format!("services[{i}].port");
-            self.err(p, &key, msg, Some(format!("the next free port is {free}")));
-        }
+        let monolith = raw
+            .monolith
+            .as_ref()
+            .map(|m| self.monolith(m.get_ref(), &mut ports));
+        self.explicit_ports(&raw.services, &mut ports);
 
-        let mut services = Vec::new();
         let declared_services = raw.services.len();
+        let mut services = Vec::new();
         let mut seen_names: BTreeMap<String, Spanned<String>> = BTreeMap::new();
         for (i, rs) in raw.services.into_iter().enumerate() {
             let rs = rs.into_inner();
@@ -271,8 +195,128 @@ impl Validator<'_> {
             }
         }
 
-        // Dependencies are checked against every declared name, even of services
-        // that failed validation, so that one bad service hides no other problem.
+        self.dependencies_declared(&seen_names);
+        self.consumed_published();
+        // A service that failed validation is missing from `services`: references to
+        // its resources would be reported again, wrongly.
+        let all_valid = services.len() == declared_services;
+        self.cross_checks(&services, &seen_names, all_valid);
+        self.guarded_checks(&services);
+        self.diags.sort_by_key(|d| d.location);
+
+        let monolith = match monolith {
+            Some(m) => Some(m.ok()?),
+            None => None,
+        };
+        Some(Project {
+            name: name?,
+            default_database,
+            majors,
+            gateway: Gateway {
+                port: gateway_port?,
+                timeout_secs,
+            },
+            monolith,
+            services,
+        })
+    }
+
+    /// `[gateway]`: its port and its upstream time limit, defaults where unset.
+    fn gateway(&mut self, raw: Option<RawGateway>) -> (Option<Port>, u64) {
+        let Some(g) = raw else {
+            return (
+                Some(Port(DEFAULT_GATEWAY_PORT)),
+                DEFAULT_GATEWAY_TIMEOUT_SECS,
+            );
+        };
+        let port = match &g.port {
+            Some(p) => Port::parse(*p.get_ref())
+                .map_err(|m| self.err(p, "gateway.port", m, None))
+                .ok(),
+            None => Some(Port(DEFAULT_GATEWAY_PORT)),
+        };
+        let timeout = match &g.timeout_secs {
+            Some(t) if !(1..=3600).contains(t.get_ref()) => {
+                self.err(
+                    t,
+                    "gateway.timeout_secs",
+                    format!("{} is out of range; accepted: 1..=3600", t.get_ref()),
+                    None,
+                );
+                DEFAULT_GATEWAY_TIMEOUT_SECS
+            }
+            Some(t) => *t.get_ref() as u64,
+            None => DEFAULT_GATEWAY_TIMEOUT_SECS,
+        };
+        (port, timeout)
+    }
+
+    /// `[monolith]`: its port (taken in `ports`) and, when adopted, its code.
+    fn monolith(
+        &mut self,
+        m: &RawMonolith,
+        ports: &mut BTreeMap<u16, String>,
+    ) -> Result<Monolith, Reported> {
+        let port = match &m.port {
+            Some(p) => Port::parse(*p.get_ref())
+                .map_err(|msg| self.err(p, "monolith.port", msg, None))
+                .ok(),
+            None => Some(Port(DEFAULT_MONOLITH_PORT)),
+        };
+        if let Some(port) = port {
+            if let Some(owner) = ports.get(&port.get()) {
+                let at = m.port.clone().unwrap_or_else(|| Spanned::new(0..0, 0));
+                let msg = format!("port {} is already used by {owner}", port.get());
+                self.err(&at, "monolith.port", msg, None);
+            } else {
+                ports.insert(port.get(), "the monolith".into());
+            }
+        }
+        let external = self.external_monolith(m);
+        Ok(Monolith {
+            port: port.ok_or(Reported)?,
+            external: external?,
+        })
+    }
+
+    /// Takes the services' explicit ports before any default is given, so that
+    /// defaults fill the gaps around them; a port taken twice is reported with a
+    /// free one to use instead.
+    fn explicit_ports(
+        &mut self,
+        services: &[Spanned<RawService>],
+        ports: &mut BTreeMap<u16, String>,
+    ) {
+        let mut collisions = Vec::new();
+        for (i, rs) in services.iter().enumerate() {
+            let rs = rs.get_ref();
+            if let Some(p) = &rs.port {
+                if let Ok(port) = Port::parse(*p.get_ref()) {
+                    match ports.get(&port.get()) {
+                        Some(owner) => collisions.push((i, p, owner.clone())),
+                        None => {
+                            ports.insert(port.get(), format!("service `{}`", rs.name.get_ref()));
+                        }
+                    }
+                }
+            }
+        }
+        // Each colliding service is offered a port of its own, clear of every
+        // explicit port (also those declared after it) and of the other offers.
+        let mut offered = BTreeSet::new();
+        for (i, p, owner) in collisions {
+            let free = free_port(|p| ports.contains_key(&p) || offered.contains(&p));
+            offered.insert(free);
+            let msg = format!("port {} is already used by {owner}", p.get_ref());
+            let key = format!("services[{i}].port");
+            self.err(p, &key, msg, Some(format!("the next free port is {free}")));
+        }
+    }
+
+    /// Every `depends_on` names another declared service. Checked against every
+    /// declared name, even of services that failed validation, so that one bad
+    /// service hides no other problem.
+    fn dependencies_declared(&mut self, seen_names: &BTreeMap<String, Spanned<String>>) {
         let declared: Vec<&str> = seen_names.keys().map(String::as_str).collect();
         let deps: Vec<_> = self
             .dep_spans
@@ -297,11 +341,15 @@ impl Validator<'_> {
                 self.err(&span, &key, msg, help);
             }
         }
+    }
+
+    /// Every consumed subject is published by some service.
+    fn consumed_published(&mut self) {
         let consumed = std::mem::take(&mut self.consumed);
         let published = self.published.clone();
+        let all: Vec<&str> = published.iter().map(String::as_str).collect();
         for (svc, subject) in consumed {
             if !published.contains(subject.get_ref()) {
-                let all: Vec<&str> = published.iter().map(String::as_str).collect();
                 let help =
                     did_you_mean(subject.get_ref(), &all).map(|c| format!("did you mean `{c}`?"));
                 let msg = format!(
@@ -316,27 +364,5 @@ impl Validator<'_> {
                 self.err(&subject, &format!("{svc}.consumes"), msg, help);
             }
         }
-        // A service that failed validation is missing from `services`: references to
-        // its resources would be reported again, wrongly.
-        let all_valid = services.len() == declared_services;
-        self.cross_checks(&services, &seen_names, all_valid);
-        self.guarded_checks(&services);
-        self.diags.sort_by_key(|d| d.location);
-
-        let monolith = match monolith {
-            Some(m) => Some(m?),
-            None => None,
-        };
-        Some(Project {
-            name: name?,
-            default_database,
-            majors,
-            gateway: Gateway {
-                port: gateway_port?,
-                timeout_secs,
-            },
-            monolith,
-            services,
-        })
     }
 }

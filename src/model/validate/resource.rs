@@ -7,62 +7,15 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::model::*;
-use crate::raw::RawResource;
+use crate::raw::{RawField, RawResource};
 
 impl Validator<'_> {
+    /// One resource: its name and table, each field, then who may touch it.
     pub(super) fn resource(&mut self, key: &str, rr: Spanned<RawResource>) -> Option<Resource> {
         let at = rr.span();
         let rr = rr.into_inner();
-        let name = check_snake(rr.name.get_ref())
-            .map_err(|m| self.err(&rr.name, &format!("{key}.name"), m, None))
-            .ok()
-            .map(|_| rr.name.get_ref().clone());
-        let name = name.filter(|n| {
-            let reserved = RESERVED_RESOURCES.contains(&n.as_str());
-            if reserved {
-                self.err(
-                    &rr.name,
-                    &format!("{key}.name"),
-                    format!(
-                        "`{n}` is reserved for a generated module; reserved: {}",
-                        RESERVED_RESOURCES.join(", ")
-                    ),
-                    None,
-                );
-            }
-            if PRELUDE_TYPES.contains(&n.as_str()) {
-                self.err(
-                    &rr.name,
-                    &format!("{key}.name"),
-                    format!(
-                        "`{n}` would make a type `{}`, which would hide Rust's own; reserved: {}",
-                        pascal(n),
-                        PRELUDE_TYPES.join(", ")
-                    ),
-                    Some(format!("e.g. `{n}_entry`, with `plural` to keep the path")),
-                );
-            }
-            !reserved && !PRELUDE_TYPES.contains(&n.as_str())
-        });
-        let plural = match &rr.plural {
-            Some(p) => check_snake(p.get_ref())
-                .map_err(|m| self.err(p, &format!("{key}.plural"), m, None))
-                .ok()
-                .map(|_| p.get_ref().clone()),
-            None => name.as_deref().map(pluralize),
-        };
-        if let Some(p) = plural.as_deref().filter(|p| RESERVED_TABLES.contains(p)) {
-            let at = rr.plural.clone().unwrap_or_else(|| rr.name.clone());
-            self.err(
-                &at,
-                &format!("{key}.plural"),
-                format!(
-                    "table `{p}` is reserved for msgen's own tables; reserved: {}",
-                    RESERVED_TABLES.join(", ")
-                ),
-                Some("set another `plural`".into()),
-            );
-        }
+        let name = self.resource_name(key, &rr);
+        let plural = self.plural(key, &rr, name.as_deref());
         if rr.fields.is_empty() {
             self.err(
                 &Spanned::new(at.clone(), ()),
@@ -73,106 +26,9 @@ impl Validator<'_> {
         }
         let mut fields = Vec::new();
         for (fname, fty) in &rr.fields {
-            let fkey = format!("{key}.fields.{fname}");
-            if let Err(m) = check_snake(fname) {
-                self.err(fty, &fkey, format!("field name: {m}"), None);
-                continue;
+            if let Some(field) = self.field(key, &rr, fname, fty, &fields) {
+                fields.push(field);
             }
-            if RESERVED_FIELDS.contains(&fname.as_str()) {
-                self.err(
-                    fty,
-                    &fkey,
-                    format!("`{fname}` is a column every resource has already"),
-                    Some(format!(
-                        "reserved field names: {}",
-                        RESERVED_FIELDS.join(", ")
-                    )),
-                );
-                continue;
-            }
-            if SYSTEM_COLUMNS.contains(&fname.as_str()) {
-                self.err(
-                    fty,
-                    &fkey,
-                    format!("`{fname}` is a system column of every PostgreSQL table"),
-                    Some(format!(
-                        "reserved field names: {}",
-                        SYSTEM_COLUMNS.join(", ")
-                    )),
-                );
-                continue;
-            }
-            let raw = fty.get_ref();
-            let text = raw.ty.trim();
-            let (base, optional) = match text.strip_suffix('?') {
-                Some(b) => (b, true),
-                None => (text, false),
-            };
-            let Some(ty) = FieldType::parse(base) else {
-                let help = did_you_mean(base, FIELD_TYPES).map(|c| format!("did you mean `{c}`?"));
-                self.err(
-                    fty,
-                    &fkey,
-                    format!(
-                        "unknown field type {:?}; accepted: {} (add `?` for an optional field)",
-                        raw.ty,
-                        FIELD_TYPES.join(", ")
-                    ),
-                    help,
-                );
-                continue;
-            };
-            let default = match &raw.default {
-                None => None,
-                Some(v) => match DefaultValue::parse(v, &ty) {
-                    Ok(d) => Some(d),
-                    Err(m) => {
-                        self.err(fty, &format!("{fkey}.default"), m, None);
-                        None
-                    }
-                },
-            };
-            let renamed_from = match &raw.renamed_from {
-                None => None,
-                Some(old) => {
-                    let problem = if let Err(m) = check_snake(old) {
-                        Some(m)
-                    } else if old == fname {
-                        Some("is the field's own name".to_string())
-                    } else if rr.fields.contains_key(old) {
-                        Some(format!("`{old}` is still a field of this resource"))
-                    } else {
-                        fields
-                            .iter()
-                            .find(|f: &&Field| f.renamed_from.as_deref() == Some(old.as_str()))
-                            .map(|other| {
-                                format!(
-                                    "field `{}` is already renamed from `{old}`: one column becomes one field",
-                                    other.name
-                                )
-                            })
-                    };
-                    match problem {
-                        Some(m) => {
-                            self.err(
-                                fty,
-                                &format!("{fkey}.renamed_from"),
-                                m,
-                                Some("`renamed_from` names the field's former name, e.g. { type = \"string\", renamed_from = \"name\" }".into()),
-                            );
-                            None
-                        }
-                        None => Some(old.clone()),
-                    }
-                }
-            };
-            fields.push(Field {
-                name: fname.clone(),
-                ty,
-                optional,
-                default,
-                renamed_from,
-            });
         }
         if fields.len() > MAX_FIELDS {
             self.err(
@@ -214,6 +70,170 @@ impl Validator<'_> {
             fields,
             owned,
             roles,
+        })
+    }
+
+    /// A snake_case name that is neither a generated module's nor a type of
+    /// Rust's prelude once in PascalCase.
+    fn resource_name(&mut self, key: &str, rr: &RawResource) -> Option<String> {
+        let name = check_snake(rr.name.get_ref())
+            .map_err(|m| self.err(&rr.name, &format!("{key}.name"), m, None))
+            .ok()
+            .map(|_| rr.name.get_ref().clone())?;
+        let reserved = RESERVED_RESOURCES.contains(&name.as_str());
+        if reserved {
+            self.err(
+                &rr.name,
+                &format!("{key}.name"),
+                format!(
+                    "`{name}` is reserved for a generated module; reserved: {}",
+                    RESERVED_RESOURCES.join(", ")
+                ),
+                None,
+            );
+        }
+        let prelude = PRELUDE_TYPES.contains(&name.as_str());
+        if prelude {
+            self.err(
+                &rr.name,
+                &format!("{key}.name"),
+                format!(
+                    "`{name}` would make a type `{}`, which would hide Rust's own; reserved: {}",
+                    pascal(&name),
+                    PRELUDE_TYPES.join(", ")
+                ),
+                Some(format!(
+                    "e.g. `{name}_entry`, with `plural` to keep the path"
+                )),
+            );
+        }
+        (!reserved && !prelude).then_some(name)
+    }
+
+    /// The table's name and the path's last segment: `plural`, or the name's plural.
+    fn plural(&mut self, key: &str, rr: &RawResource, name: Option<&str>) -> Option<String> {
+        let plural = match &rr.plural {
+            Some(p) => check_snake(p.get_ref())
+                .map_err(|m| self.err(p, &format!("{key}.plural"), m, None))
+                .ok()
+                .map(|_| p.get_ref().clone()),
+            None => name.map(pluralize),
+        };
+        if let Some(p) = plural.as_deref().filter(|p| RESERVED_TABLES.contains(p)) {
+            let at = rr.plural.clone().unwrap_or_else(|| rr.name.clone());
+            self.err(
+                &at,
+                &format!("{key}.plural"),
+                format!(
+                    "table `{p}` is reserved for msgen's own tables; reserved: {}",
+                    RESERVED_TABLES.join(", ")
+                ),
+                Some("set another `plural`".into()),
+            );
+        }
+        plural
+    }
+
+    /// One field: a free snake_case name, a known type, a default of that type, a
+    /// former name (`renamed_from`) no other field claims. `earlier` are the
+    /// resource's fields read so far.
+    fn field(
+        &mut self,
+        key: &str,
+        rr: &RawResource,
+        fname: &str,
+        fty: &Spanned<RawField>,
+        earlier: &[Field],
+    ) -> Option<Field> {
+        let fkey = format!("{key}.fields.{fname}");
+        if let Err(m) = check_snake(fname) {
+            self.err(fty, &fkey, format!("field name: {m}"), None);
+            return None;
+        }
+        for (reserved, why) in [
+            (RESERVED_FIELDS, "is a column every resource has already"),
+            (
+                SYSTEM_COLUMNS,
+                "is a system column of every PostgreSQL table",
+            ),
+        ] {
+            if reserved.contains(&fname) {
+                self.err(
+                    fty,
+                    &fkey,
+                    format!("`{fname}` {why}"),
+                    Some(format!("reserved field names: {}", reserved.join(", "))),
+                );
+                return None;
+            }
+        }
+        let raw = fty.get_ref();
+        let text = raw.ty.trim();
+        let (base, optional) = match text.strip_suffix('?') {
+            Some(b) => (b, true),
+            None => (text, false),
+        };
+        let Some(ty) = FieldType::parse(base) else {
+            let help = did_you_mean(base, FIELD_TYPES).map(|c| format!("did you mean `{c}`?"));
+            self.err(
+                fty,
+                &fkey,
+                format!(
+                    "unknown field type {:?}; accepted: {} (add `?` for an optional field)",
+                    raw.ty,
+                    FIELD_TYPES.join(", ")
+                ),
+                help,
+            );
+            return None;
+        };
+        let default = match &raw.default {
+            None => None,
+            Some(v) => match DefaultValue::parse(v, &ty) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    self.err(fty, &format!("{fkey}.default"), m, None);
+                    None
+                }
+            },
+        };
+        let renamed_from = raw.renamed_from.as_ref().and_then(|old| {
+            let problem = if let Err(m) = check_snake(old) {
+                Some(m)
+            } else if old == fname {
+                Some("is the field's own name".to_string())
+            } else if rr.fields.contains_key(old) {
+                Some(format!("`{old}` is still a field of this resource"))
+            } else {
+                earlier
+                    .iter()
+                    .find(|f| f.renamed_from.as_deref() == Some(old.as_str()))
+                    .map(|other| {
+                        format!(
+                            "field `{}` is already renamed from `{old}`: one column becomes one field",
+                            other.name
+                        )
+                    })
+            };
+            match problem {
+                Some(m) => {
+                    self.err(
+                        fty,
+                        &format!("{fkey}.renamed_from"),
+                        m,
+                        Some("`renamed_from` names the field's former name, e.g. { type = \"string\", renamed_from = \"name\" }".into()),
+                    );
+                    None
+                }
+                None => Some(old.clone()),
+            }
+        });
+        Some(Field {
+            name: fname.to_string(),
+            ty,
+            optional,
+            default,
+            renamed_from,
         })
     }
 

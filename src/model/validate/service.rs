@@ -5,23 +5,23 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::Validator;
+use super::{Reported, Validator};
 use crate::model::*;
 use crate::raw::RawService;
 
 impl Validator<'_> {
+    /// One service, in stages that each report their own problems, in the order a
+    /// reader meets the keys; `None` when a problem leaves no service to build.
     pub(super) fn service(
         &mut self,
         i: usize,
-        rs: RawService,
+        mut rs: RawService,
         default_database: DatabaseKind,
-        monolith: Option<&Option<Monolith>>,
+        monolith: Option<&Result<Monolith, Reported>>,
         ports: &mut BTreeMap<u16, String>,
     ) -> Option<Service> {
-        let has_monolith = monolith.is_some();
-        let external_monolith =
-            monolith.is_some_and(|m| m.as_ref().is_some_and(Monolith::is_external));
         let key = |k: &str| format!("services[{i}].{k}");
+        let place = Placement::of(&rs, monolith);
         let (adopted, paths, routes) = self.adopted(&rs, &key);
         let env = self.env_list(&rs.env, &key("env"));
         if !adopted {
@@ -37,7 +37,58 @@ impl Validator<'_> {
         let name = ServiceName::parse(rs.name.get_ref())
             .map_err(|m| self.err(&rs.name, &key("name"), m, None))
             .ok();
-        let port = match &rs.port {
+        let port = self.service_port(&rs, &key, ports);
+        let database = match &rs.database {
+            Some(d) => self.database(d, &key("database")),
+            None => Some(default_database),
+        };
+        let schema = self.schema(&rs, adopted && place.external_monolith, database, &key);
+        if !place.in_monolith && schema.is_none() {
+            self.database_name_fits(&rs, name.as_ref(), database, &key);
+        }
+        let template = self.template(&rs, &key);
+        let depends_on = self.depends_on(&rs, &key);
+        let resources: Vec<Resource> = std::mem::take(&mut rs.resources)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(j, rr)| self.resource(&key(&format!("resources[{j}]")), rr))
+            .collect();
+        self.storage(&rs, database, template, &resources, &key);
+        // The cross checks point at the `depends_on` entry itself.
+        for (n, span) in &depends_on {
+            self.dep_spans.insert(
+                (rs.name.get_ref().clone(), n.as_str().to_string()),
+                span.clone(),
+            );
+        }
+        let (publishes, consumes) = self.events(&rs, place.in_monolith, database, &key);
+        let kind = self.kind(&rs, adopted, place, default_database, database, &key);
+        Some(Service {
+            name: name?,
+            port: port?,
+            database: database?,
+            template: template?,
+            depends_on: depends_on.into_iter().map(|(n, _)| n).collect(),
+            public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
+            kind,
+            paths,
+            routes,
+            env,
+            schema,
+            publishes,
+            consumes,
+            resources,
+        })
+    }
+
+    /// The declared port, or the first one no earlier service took.
+    fn service_port(
+        &mut self,
+        rs: &RawService,
+        key: &dyn Fn(&str) -> String,
+        ports: &mut BTreeMap<u16, String>,
+    ) -> Option<Port> {
+        match &rs.port {
             Some(p) => Port::parse(*p.get_ref())
                 .map_err(|m| self.err(p, &key("port"), m, None))
                 .ok(),
@@ -48,49 +99,62 @@ impl Validator<'_> {
                 }
                 free
             }
-        };
-        let database = match &rs.database {
-            Some(d) => self.database(d, &key("database")),
-            None => Some(default_database),
-        };
-        let in_monolith = rs.monolith.as_ref().is_some_and(|m| *m.get_ref());
-        let schema = self.schema(&rs, adopted && external_monolith, database, &key);
-        if let (Some(project), Some(service), Some(DatabaseKind::Postgres), false, None) =
-            (&self.project, &name, database, in_monolith, &schema)
-        {
-            let db = database_name(project, service);
-            if db.len() > MAX_IDENTIFIER_BYTES {
-                let msg = format!(
-                    "its database would be named `{db}`, {} bytes; accepted: at most {MAX_IDENTIFIER_BYTES} bytes for `<project>_<service>` (PostgreSQL's limit)",
-                    db.len()
-                );
-                let help = Some("shorten the service's or the project's name".into());
-                self.err(&rs.name, &key("name"), msg, help);
-            }
         }
-        let template = match &rs.template {
-            Some(t) => {
-                let parsed = Template::parse(t.get_ref());
-                if parsed.is_none() {
-                    let help = did_you_mean(t.get_ref(), TEMPLATES)
-                        .map(|c| format!("did you mean `{c}`?"));
-                    self.err(
-                        t,
-                        &key("template"),
-                        format!(
-                            "unknown template {:?}; accepted: {}",
-                            t.get_ref(),
-                            TEMPLATES.join(", ")
-                        ),
-                        help,
-                    );
-                }
-                parsed
-            }
-            None => Some(Template::Crud),
-        };
+    }
 
-        let mut depends_on = Vec::new();
+    /// A service's own PostgreSQL database is `<project>_<service>`, which must fit
+    /// PostgreSQL's identifier limit.
+    fn database_name_fits(
+        &mut self,
+        rs: &RawService,
+        name: Option<&ServiceName>,
+        database: Option<DatabaseKind>,
+        key: &dyn Fn(&str) -> String,
+    ) {
+        let (Some(project), Some(service), Some(DatabaseKind::Postgres)) =
+            (&self.project, name, database)
+        else {
+            return;
+        };
+        let db = database_name(project, service);
+        if db.len() > MAX_IDENTIFIER_BYTES {
+            let msg = format!(
+                "its database would be named `{db}`, {} bytes; accepted: at most {MAX_IDENTIFIER_BYTES} bytes for `<project>_<service>` (PostgreSQL's limit)",
+                db.len()
+            );
+            let help = Some("shorten the service's or the project's name".into());
+            self.err(&rs.name, &key("name"), msg, help);
+        }
+    }
+
+    fn template(&mut self, rs: &RawService, key: &dyn Fn(&str) -> String) -> Option<Template> {
+        let Some(t) = &rs.template else {
+            return Some(Template::Crud);
+        };
+        let parsed = Template::parse(t.get_ref());
+        if parsed.is_none() {
+            let help = did_you_mean(t.get_ref(), TEMPLATES).map(|c| format!("did you mean `{c}`?"));
+            self.err(
+                t,
+                &key("template"),
+                format!(
+                    "unknown template {:?}; accepted: {}",
+                    t.get_ref(),
+                    TEMPLATES.join(", ")
+                ),
+                help,
+            );
+        }
+        parsed
+    }
+
+    /// The services this one calls, each once, with where it was written.
+    fn depends_on(
+        &mut self,
+        rs: &RawService,
+        key: &dyn Fn(&str) -> String,
+    ) -> Vec<(ServiceName, Spanned<String>)> {
+        let mut depends_on: Vec<(ServiceName, Spanned<String>)> = Vec::new();
         for (j, d) in rs.depends_on.iter().enumerate() {
             match ServiceName::parse(d.get_ref()) {
                 Ok(n) if depends_on.iter().any(|(x, _)| x == &n) => self.err(
@@ -103,47 +167,58 @@ impl Validator<'_> {
                 Err(m) => self.err(d, &key(&format!("depends_on[{j}]")), m, None),
             }
         }
+        depends_on
+    }
 
-        let mut resources = Vec::new();
-        for (j, rr) in rs.resources.into_iter().enumerate() {
-            if let Some(r) = self.resource(&key(&format!("resources[{j}]")), rr) {
-                resources.push(r);
-            }
-        }
-
-        if let (Some(db), Some(tpl)) = (database, template) {
-            if db == DatabaseKind::None && (tpl == Template::Auth || !resources.is_empty()) {
-                let what = if tpl == Template::Auth {
-                    "the auth template stores users"
-                } else {
-                    "resources are stored in the service's database"
-                };
-                let at = rs.database.as_ref().unwrap_or(&rs.name);
-                self.err(
-                    at,
-                    &key("database"),
-                    format!("database = \"none\" but {what}"),
-                    Some("use \"postgres\" or \"sqlite\"".into()),
-                );
-            }
-            if tpl == Template::Auth && !resources.is_empty() {
-                self.err(
-                    &rs.name,
-                    &key("resources"),
-                    "the auth template takes no resources".into(),
-                    Some("keep profile data in a separate crud service (as the article's user service)".into()),
-                );
-            }
-        }
-
-        // The cross checks point at the `depends_on` entry itself.
-        for (n, span) in &depends_on {
-            self.dep_spans.insert(
-                (rs.name.get_ref().clone(), n.as_str().to_string()),
-                span.clone(),
+    /// What the service stores needs a database, and the auth template stores
+    /// only its users.
+    fn storage(
+        &mut self,
+        rs: &RawService,
+        database: Option<DatabaseKind>,
+        template: Option<Template>,
+        resources: &[Resource],
+        key: &dyn Fn(&str) -> String,
+    ) {
+        let (Some(db), Some(tpl)) = (database, template) else {
+            return;
+        };
+        if db == DatabaseKind::None && (tpl == Template::Auth || !resources.is_empty()) {
+            let what = if tpl == Template::Auth {
+                "the auth template stores users"
+            } else {
+                "resources are stored in the service's database"
+            };
+            let at = rs.database.as_ref().unwrap_or(&rs.name);
+            self.err(
+                at,
+                &key("database"),
+                format!("database = \"none\" but {what}"),
+                Some("use \"postgres\" or \"sqlite\"".into()),
             );
         }
+        if tpl == Template::Auth && !resources.is_empty() {
+            self.err(
+                &rs.name,
+                &key("resources"),
+                "the auth template takes no resources".into(),
+                Some(
+                    "keep profile data in a separate crud service (as the article's user service)"
+                        .into(),
+                ),
+            );
+        }
+    }
 
+    /// The subjects the service publishes and consumes; every consumed subject is
+    /// kept for the cross checks, which need a publisher for it.
+    fn events(
+        &mut self,
+        rs: &RawService,
+        in_monolith: bool,
+        database: Option<DatabaseKind>,
+        key: &dyn Fn(&str) -> String,
+    ) -> (Vec<String>, Vec<String>) {
         let publishes = self.subjects(&rs.publishes, &key("publishes"));
         let consumes = self.subjects(&rs.consumes, &key("consumes"));
         for (list, what) in [(&rs.publishes, "publishes"), (&rs.consumes, "consumes")] {
@@ -173,8 +248,23 @@ impl Validator<'_> {
                 self.published.push(p.clone());
             }
         }
+        (publishes, consumes)
+    }
+
+    /// Where the service's code lives (`adopted`, a module of the monolith, split
+    /// from it, its own), and what each place forbids.
+    fn kind(
+        &mut self,
+        rs: &RawService,
+        adopted: bool,
+        place: Placement,
+        default_database: DatabaseKind,
+        database: Option<DatabaseKind>,
+        key: &dyn Fn(&str) -> String,
+    ) -> ServiceKind {
+        let in_monolith = place.in_monolith;
         if let Some(m) = &rs.monolith {
-            if in_monolith && !has_monolith {
+            if in_monolith && !place.has_monolith {
                 self.err(
                     m,
                     &key("monolith"),
@@ -182,30 +272,28 @@ impl Validator<'_> {
                     Some("add `[monolith]` with `port = 3000`".into()),
                 );
             }
+            if in_monolith && place.external_monolith {
+                self.err(
+                    m,
+                    &key("monolith"),
+                    "the monolith is adopted (`[monolith] path`): msgen does not render modules into it"
+                        .into(),
+                    Some("remove `monolith = true`".into()),
+                );
+            }
         }
-        if let (Some(m), true) = (&rs.monolith, in_monolith && external_monolith) {
-            self.err(
-                m,
-                &key("monolith"),
-                "the monolith is adopted (`[monolith] path`): msgen does not render modules into it"
-                    .into(),
-                Some("remove `monolith = true`".into()),
-            );
-        }
-        if in_monolith {
-            if let (Some(d), Some(kind)) = (&rs.database, database) {
-                if kind != default_database {
-                    self.err(
-                        d,
-                        &key("database"),
-                        format!(
-                            "modules of the monolith share its database ({}); {:?} is only possible once the service is split out",
-                            default_database.as_str(),
-                            d.get_ref()
-                        ),
-                        Some("remove the key, or set project.database".into()),
-                    );
-                }
+        if let (true, Some(d), Some(kind)) = (in_monolith, &rs.database, database) {
+            if kind != default_database {
+                self.err(
+                    d,
+                    &key("database"),
+                    format!(
+                        "modules of the monolith share its database ({}); {:?} is only possible once the service is split out",
+                        default_database.as_str(),
+                        d.get_ref()
+                    ),
+                    Some("remove the key, or set project.database".into()),
+                );
             }
         }
         let split_from_monolith = match &rs.split_from {
@@ -221,7 +309,6 @@ impl Validator<'_> {
             }
             None => false,
         };
-
         if let (true, true, Some(split)) = (in_monolith, split_from_monolith, &rs.split_from) {
             self.err(
                 split,
@@ -230,7 +317,7 @@ impl Validator<'_> {
                 Some("keep `monolith = true` while it is a module, `split_from` once it is a service".into()),
             );
         }
-        let kind = if adopted {
+        if adopted {
             ServiceKind::Adopted
         } else if in_monolith {
             ServiceKind::Module
@@ -238,23 +325,7 @@ impl Validator<'_> {
             ServiceKind::SplitFromMonolith
         } else {
             ServiceKind::Service
-        };
-        Some(Service {
-            name: name?,
-            port: port?,
-            database: database?,
-            template: template?,
-            depends_on: depends_on.into_iter().map(|(n, _)| n).collect(),
-            public: rs.public.map(|p| p.into_inner()).unwrap_or(false),
-            kind,
-            paths,
-            routes,
-            env,
-            schema,
-            publishes,
-            consumes,
-            resources,
-        })
+        }
     }
 
     /// Event subjects: dot-separated lower-case tokens (`post.created`), no wildcards.
@@ -301,5 +372,27 @@ impl Validator<'_> {
             }
         }
         out
+    }
+}
+
+/// Where a service sits relative to the project's monolith.
+#[derive(Clone, Copy)]
+struct Placement {
+    /// The project has a `[monolith]`.
+    has_monolith: bool,
+    /// That monolith is adopted code (`[monolith] path`), not rendered by msgen.
+    external_monolith: bool,
+    /// The service is a module of it (`monolith = true`).
+    in_monolith: bool,
+}
+
+impl Placement {
+    fn of(rs: &RawService, monolith: Option<&Result<Monolith, Reported>>) -> Self {
+        Placement {
+            has_monolith: monolith.is_some(),
+            external_monolith: monolith
+                .is_some_and(|m| m.as_ref().is_ok_and(Monolith::is_external)),
+            in_monolith: rs.monolith.as_ref().is_some_and(|m| *m.get_ref()),
+        }
     }
 }
