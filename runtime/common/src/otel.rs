@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
@@ -39,6 +39,9 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// How long one export may take; shutting down waits a little longer for the last.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most of a collector's response that is read.
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// Keeps the exporter of this process; [`Exporter::shutdown`] sends what is left.
 #[must_use = "call shutdown() on exit, or the last spans are lost"]
@@ -63,7 +66,10 @@ pub fn init(service_name: &str) -> Exporter {
     if endpoints.is_empty() || TRACER.get().is_some() {
         return off;
     }
-    if let Some(https) = endpoints.iter().find(|e| e.trim().starts_with("https:")) {
+    if let Some(https) = endpoints
+        .iter()
+        .find(|e| e.trim().to_ascii_lowercase().starts_with("https:"))
+    {
         tracing::error!(
             endpoint = %https,
             "OpenTelemetry export is off: this binary speaks plain http to the collector; point it at an http:// endpoint (a collector or agent beside it)"
@@ -293,6 +299,9 @@ impl HttpClient for OnRuntime {
 /// collector under it).
 async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
     let (mut parts, body) = request.into_parts();
+    if parts.uri.scheme_str() != Some("http") {
+        return Err(format!("the OTLP endpoint {} is no http:// URL", parts.uri).into());
+    }
     let authority = parts
         .uri
         .authority()
@@ -314,15 +323,24 @@ async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse()?;
+    // Host names the server only: credentials in the endpoint's URL stay out of it.
+    let host_header = match authority.port() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_string(),
+    };
     parts
         .headers
         .entry(hyper::header::HOST)
-        .or_insert(authority.as_str().parse()?);
+        .or_insert(host_header.parse()?);
     let response = sender
         .send_request(Request::from_parts(parts, Full::new(body)))
         .await?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
+    // A collector answers with a short status; a huge body is not one.
+    let body = Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await?
+        .to_bytes();
     drop(sender);
     // The connection ends once the request is gone; its error, if any, was the
     // response's.
@@ -333,6 +351,52 @@ async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A collector on loopback that answers 200 and reports what it was sent.
+    async fn collector() -> (
+        u16,
+        tokio::sync::mpsc::UnboundedReceiver<(String, String, Bytes)>,
+    ) {
+        use axum::http::{HeaderMap, Uri};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let host = headers[hyper::header::HOST].to_str().unwrap().to_string();
+            let _ = tx.send((uri.to_string(), host, body));
+            async { "ok" }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_posted_in_origin_form_without_credentials_in_host() {
+        let (port, mut seen) = collector().await;
+        let request = Request::post(format!("http://user:secret@127.0.0.1:{port}/v1/traces"))
+            .body(Bytes::from_static(b"spans"))
+            .unwrap();
+        let response = send(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(&response.body()[..], b"ok");
+        let (uri, host, body) = seen.recv().await.unwrap();
+        assert_eq!(uri, "/v1/traces");
+        assert_eq!(host, format!("127.0.0.1:{port}"));
+        assert_eq!(&body[..], b"spans");
+    }
+
+    #[tokio::test]
+    async fn only_http_endpoints_are_sent_to() {
+        let (port, _seen) = collector().await;
+        for endpoint in [
+            format!("HTTPS://127.0.0.1:{port}/v1/traces"),
+            "/v1/traces".into(),
+        ] {
+            let request = Request::post(endpoint.as_str()).body(Bytes::new()).unwrap();
+            let e = send(request).await.unwrap_err().to_string();
+            assert!(e.contains("no http:// URL"), "{endpoint}: {e}");
+        }
+    }
 
     #[test]
     fn nothing_is_started_without_an_endpoint() {
