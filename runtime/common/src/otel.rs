@@ -7,8 +7,8 @@
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
 //! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, ...).
 //!
-//! The endpoint is plain `http://` (a collector or agent beside the service); an
-//! `https://` one is refused with an error in the log. Probes and scrapes (`/health`,
+//! The endpoint is plain `http://` (a collector or agent beside the service); any
+//! other (`https://`, no scheme) is refused with an error in the log. Probes and scrapes (`/health`,
 //! `/metrics`) are not exported.
 //!
 //! When the endpoint is unset nothing is built: [`start`] is one atomic load that
@@ -66,12 +66,12 @@ pub fn init(service_name: &str) -> Exporter {
     if endpoints.is_empty() || TRACER.get().is_some() {
         return off;
     }
-    if let Some(https) = endpoints
+    if let Some(other) = endpoints
         .iter()
-        .find(|e| e.trim().to_ascii_lowercase().starts_with("https:"))
+        .find(|e| !e.trim().parse().is_ok_and(|uri| plain_http(&uri)))
     {
         tracing::error!(
-            endpoint = %https,
+            endpoint = %other,
             "OpenTelemetry export is off: this binary speaks plain http to the collector; point it at an http:// endpoint (a collector or agent beside it)"
         );
         return off;
@@ -294,19 +294,25 @@ impl HttpClient for OnRuntime {
     }
 }
 
+/// Whether `uri` is one this binary can send spans to: `http://` (no TLS, and a
+/// scheme is needed to tell a host from a path).
+fn plain_http(uri: &hyper::Uri) -> bool {
+    uri.scheme_str() == Some("http") && uri.authority().is_some()
+}
+
 /// Sends one batch over a connection of its own: a batch leaves every few seconds
 /// at most, so a kept connection would mostly sit idle (and could be closed by the
 /// collector under it).
 async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
     let (mut parts, body) = request.into_parts();
-    if parts.uri.scheme_str() != Some("http") {
-        return Err(format!("the OTLP endpoint {} is no http:// URL", parts.uri).into());
-    }
-    let authority = parts
+    let Some(authority) = parts
         .uri
         .authority()
+        .filter(|_| plain_http(&parts.uri))
         .cloned()
-        .ok_or("the OTLP endpoint names no host")?;
+    else {
+        return Err(format!("the OTLP endpoint {} is no http:// URL", parts.uri).into());
+    };
     // An IPv6 literal comes bracketed in a URI, bare in a socket address.
     let host = authority
         .host()
@@ -383,6 +389,21 @@ mod tests {
         assert_eq!(uri, "/v1/traces");
         assert_eq!(host, format!("127.0.0.1:{port}"));
         assert_eq!(&body[..], b"spans");
+    }
+
+    #[test]
+    fn only_http_endpoints_are_accepted() {
+        let accepted = |e: &str| e.parse().is_ok_and(|uri| plain_http(&uri));
+        assert!(accepted("http://collector:4318"));
+        assert!(accepted("http://[::1]:4318/v1/traces"));
+        for refused in [
+            "https://collector:4318",
+            "HTTPS://collector:4318",
+            "collector:4318",
+            "/v1/traces",
+        ] {
+            assert!(!accepted(refused), "{refused}");
+        }
     }
 
     #[tokio::test]
