@@ -150,13 +150,17 @@ impl Txn {
         let dir = path
             .parent()
             .with_context(|| format!("{} has no parent directory", path.display()))?;
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp_dir = if same_device(&self.tmp_dir, dir) {
+        // The target's missing directories are made at commit, not here: a run
+        // killed before its commit must leave no empty directory behind (one that a
+        // rerun would take for the user's).
+        let dir = existing_ancestor(dir)?;
+        let tmp_dir = if same_device(&self.tmp_dir, &dir) {
             self.tmp_dir.clone()
         } else {
             // A rename across file systems is not atomic: the temporary file goes
-            // beside its target instead, listed first so the sweep can find it.
-            dir.to_path_buf()
+            // beside its target instead (in its nearest existing directory, on the
+            // same file system), listed first so the sweep can find it.
+            dir
         };
         let outside = tmp_dir != self.tmp_dir;
         let (tmp, mut f) = create_temp(&tmp_dir, &|tmp| {
@@ -497,6 +501,36 @@ fn unescape(s: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
+/// `dir` or its nearest ancestor that exists, which must be a directory (or a link
+/// to one): a file in the way is refused now, before anything is written.
+fn existing_ancestor(dir: &Path) -> Result<PathBuf> {
+    let mut at = dir;
+    loop {
+        match fs::metadata(at) {
+            Ok(meta) if meta.is_dir() => return Ok(at.to_path_buf()),
+            Ok(_) => bail!(
+                "cannot create {}: {} is not a directory",
+                dir.display(),
+                at.display()
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match at.parent() {
+                    Some(up) if !up.as_os_str().is_empty() => at = up,
+                    _ => return Ok(PathBuf::from(".")),
+                }
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+            }
+        }
+    }
+}
+
 fn same_device(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     match (fs::metadata(a), fs::metadata(b)) {
@@ -744,6 +778,43 @@ mod tests {
             "saved by an editor"
         );
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn directories_are_made_at_commit_and_a_file_in_the_way_is_refused_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut txn = Txn::begin(root).unwrap();
+        txn.put(
+            &root.join("services/blog/src/lib.rs"),
+            b"x",
+            Expect::seen(None),
+        )
+        .unwrap();
+        // Killed before the commit: no directory of the run is left behind.
+        drop(txn);
+        assert!(!root.join("services").exists());
+
+        let mut txn = Txn::begin(root).unwrap();
+        txn.put(
+            &root.join("services/blog/src/lib.rs"),
+            b"x",
+            Expect::seen(None),
+        )
+        .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(
+            fs::read(root.join("services/blog/src/lib.rs")).unwrap(),
+            b"x"
+        );
+
+        fs::write(root.join("file"), "").unwrap();
+        let mut txn = Txn::begin(root).unwrap();
+        let err = txn
+            .put(&root.join("file/a/b.rs"), b"x", Expect::seen(None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a directory"), "{err}");
     }
 
     #[test]

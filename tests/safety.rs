@@ -707,6 +707,22 @@ proptest::proptest! {
     }
 }
 
+/// The directories under `root`, but msgen's own (`.msgen`).
+fn dirs(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() && e.file_name() != ".msgen" {
+                out.insert(e.path().strip_prefix(root).unwrap().to_path_buf());
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 /// Runs `args` in copies of the project `make` builds, killing msgen (SIGKILL) at
 /// several moments: each time the project is wholly as it was (the command can be
 /// run again) or, when the kill came after the commit, the next command finishes
@@ -724,6 +740,7 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
     let dir = tempfile::tempdir().unwrap();
     let reference = make(&dir.path().join("reference"));
     let old: BTreeMap<String, Vec<u8>> = files(&reference);
+    let old_dirs = dirs(&reference);
     let started = std::time::Instant::now();
     assert_ok(&msgen(&reference, args));
     let took = started.elapsed();
@@ -762,6 +779,12 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
             assert_ok(&msgen(&root, &["generate"]));
             finished += 1;
         } else if now == old {
+            // Not even an empty directory of the run is left behind.
+            assert_eq!(
+                dirs(&root),
+                old_dirs,
+                "killed at {delay_ms} ms, {args:?} left directories behind"
+            );
             olds += 1;
             assert_ok(&msgen(&root, args));
         } else {

@@ -756,7 +756,12 @@ fn run_from(
         bail!("`{service}` is already a service of this project");
     }
     let service_dir = format!("services/{service}");
-    if root.join(&service_dir).exists() {
+    // An empty directory holds nothing to lose: only one with contents is refused.
+    let taken = std::fs::read_dir(root.join(&service_dir)).map_or_else(
+        |e| e.kind() != std::io::ErrorKind::NotFound,
+        |mut entries| entries.next().is_some(),
+    );
+    if taken {
         bail!("{service_dir}/ already exists; move it away first");
     }
     if let Some(project) = &existing {
