@@ -76,7 +76,7 @@ fn runtime_file_wanted(path: &str, project: &ProjectCtx) -> bool {
     match path {
         "common/src/auth.rs" | "common/src/jwt.rs" | "common/src/limit.rs" => project.has_auth,
         "common/src/client.rs" => project.has_clients,
-        "common/src/db.rs" => project.generated_db,
+        "common/src/db.rs" | "common/src/query_spans.rs" => project.generated_db,
         "common/src/events.rs" => project.has_events,
         _ => true,
     }

@@ -833,14 +833,16 @@ fn all_ok(url: &str, token: &str, n: usize) {
 
 /// The spans of `trace_id` the collector received, as one chain: the gateway's
 /// server span (child of `caller`), blog's server span under it, and under blog's,
-/// user's server span (the REST call) and user's consumer span (the event). Waits
-/// for the batches to come.
+/// its query inserting the post, its call to user (a client span, with user's
+/// server span under it) and user's consumer span (the event). Waits for the
+/// batches to come.
 fn exported_trace(
     collector: &common::otlp::Collector,
     trace_id: &str,
     caller: &str,
-) -> [common::otlp::Span; 4] {
+) -> [common::otlp::Span; 6] {
     const SERVER: u64 = 2;
+    const CLIENT: u64 = 3;
     const CONSUMER: u64 = 5;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -859,14 +861,38 @@ fn exported_trace(
         let blog = gateway
             .as_ref()
             .and_then(|g| child("blog-service", SERVER, &g.span_id));
-        let user = blog
+        let query = blog.as_ref().and_then(|b| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.service == "blog-service"
+                        && s.kind == CLIENT
+                        && s.parent == b.span_id
+                        && s.name.starts_with("INSERT ")
+                })
+                .cloned()
+        });
+        let call = blog.as_ref().and_then(|b| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.service == "blog-service"
+                        && s.kind == CLIENT
+                        && s.parent == b.span_id
+                        && s.name == "GET"
+                })
+                .cloned()
+        });
+        let user = call
             .as_ref()
-            .and_then(|b| child("user-service", SERVER, &b.span_id));
+            .and_then(|c| child("user-service", SERVER, &c.span_id));
         let consumer = blog
             .as_ref()
             .and_then(|b| child("user-service", CONSUMER, &b.span_id));
-        if let (Some(g), Some(b), Some(u), Some(c)) = (gateway, blog, user, consumer) {
-            return [g, b, u, c];
+        if let (Some(g), Some(b), Some(q), Some(c), Some(u), Some(e)) =
+            (gateway, blog, query, call, user, consumer)
+        {
+            return [g, b, q, c, u, e];
         }
         assert!(
             Instant::now() < deadline,
@@ -997,10 +1023,12 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
     assert_eq!(status, 404);
 
     // The same request as OpenTelemetry spans: one tree, from the caller's span
-    // through the gateway into blog, then into user by REST and by the event.
-    let [_, blog_span, user_span, consumer_span] =
+    // through the gateway into blog, its query, then into user by REST (through
+    // blog's span of the call) and by the event.
+    let [_, blog_span, query_span, _, user_span, consumer_span] =
         exported_trace(&collector, trace_id, "00f067aa0ba902b7");
     assert_eq!(blog_span.name, "POST /api/v1/posts");
+    assert_eq!(query_span.name, "INSERT posts");
     assert_eq!(user_span.name, "GET /api/v1/users/{id}");
     assert_eq!(consumer_span.name, "post.created process");
     // Probes are not traced.

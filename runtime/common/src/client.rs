@@ -99,13 +99,38 @@ impl ServiceClient {
         }
     }
 
-    /// `GET path`; `Ok(None)` when the other service answers 404.
+    /// `GET path`; `Ok(None)` when the other service answers 404. When spans are
+    /// exported the call is one, between the caller's span and the other service's.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
         let url = format!("{}{path}", self.base_url);
-        let mut request = self.http.get(&url);
+        let span = crate::otel::client_span("GET", &url, self.service);
+        let mut status = None;
+        let result = self
+            .send_get(
+                &url,
+                span.as_ref().map(crate::otel::Span::context),
+                &mut status,
+            )
+            .await;
+        if let Some(span) = span {
+            let error = result.as_ref().err().map(ToString::to_string);
+            crate::otel::finish_client(span, status, error);
+        }
+        result
+    }
+
+    /// [`get`](Self::get) as the hop `span` (or the request being handled), noting
+    /// in `status` what the other service answered.
+    async fn send_get<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        span: Option<crate::trace::TraceContext>,
+        status: &mut Option<u16>,
+    ) -> Result<Option<T>, ClientError> {
+        let mut request = self.http.get(url);
         // The call is part of the request being handled: same trace.
-        if let Some(traceparent) = crate::trace::outgoing_header() {
-            request = request.header(crate::trace::TRACEPARENT, traceparent);
+        if let Some(traceparent) = span.or_else(crate::trace::current) {
+            request = request.header(crate::trace::TRACEPARENT, traceparent.header());
         }
         if let Some(state) = crate::trace::outgoing_state() {
             request = request.header(crate::trace::TRACESTATE, state.header_value().clone());
@@ -120,8 +145,9 @@ impl ServiceClient {
             request = request.header(reqwest::header::AUTHORIZATION, bearer);
         }
         let response = request.send().await.map_err(|e| self.classify(e))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
+        let answered = response.status();
+        *status = Some(answered.as_u16());
+        if answered == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let body: Envelope<T> = response.json().await.map_err(|e| self.classify(e))?;
@@ -133,7 +159,7 @@ impl ServiceClient {
             } => Ok(Some(data)),
             Envelope { error, .. } => Err(ClientError::Status {
                 service: self.service,
-                status: status.as_u16(),
+                status: answered.as_u16(),
                 message: error.unwrap_or_else(|| "no error message".into()),
             }),
         }

@@ -26,6 +26,7 @@ pub async fn connect_postgres(
     max_connections: u32,
     migrations: Migrator,
 ) -> anyhow::Result<sqlx::PgPool> {
+    crate::query_spans::database("postgresql");
     let mut attempt = 0;
     let pool = loop {
         attempt += 1;
@@ -86,6 +87,7 @@ pub async fn connect_sqlite(
 
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
+    crate::query_spans::database("sqlite");
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| format!("DATABASE_URL {url:?} is not a SQLite URL"))?
         .create_if_missing(true)

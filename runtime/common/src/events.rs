@@ -211,6 +211,8 @@ where
         let ctx = crate::trace::TraceContext::hop(parent.as_ref(), exported.as_ref());
         let span =
             tracing::info_span!("event", subject, event_id = %id, trace_id = %ctx.trace_id_hex());
+        #[cfg(feature = "database")]
+        crate::query_spans::attach(&span, ctx);
         let handled = crate::trace::scope(
             crate::trace::Hop { ctx, state },
             tracing::Instrument::instrument(handle(event), span),

@@ -24,6 +24,8 @@ pub mod limit;
 pub mod metrics;
 pub mod otel;
 pub mod pagination;
+#[cfg(feature = "database")]
+pub mod query_spans;
 pub mod server;
 pub mod telemetry;
 pub mod trace;

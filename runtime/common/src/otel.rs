@@ -1,7 +1,8 @@
 //! OpenTelemetry export, switched on by the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) variable: every request a binary serves
 //! becomes one span, sent in batches over OTLP/HTTP (protobuf), and so does every
-//! event a consumer handles (where the project has events).
+//! call to another service, every event a consumer handles (where the project has
+//! them) and every database query (`query_spans.rs`).
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,
 //! so a trace found in a log is the trace in the collector. The other standard
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
@@ -18,7 +19,7 @@
 //! `msgen generate` (your edits to it are merged, not lost).
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -55,14 +56,7 @@ pub struct Exporter {
 /// service from serving.
 pub fn init(service_name: &str) -> Exporter {
     let off = Exporter { provider: None };
-    let endpoints: Vec<String> = [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .iter()
-    .filter_map(|key| std::env::var(key).ok())
-    .filter(|v| !v.trim().is_empty())
-    .collect();
+    let endpoints = endpoints();
     if endpoints.is_empty() || TRACER.get().is_some() {
         return off;
     }
@@ -124,6 +118,24 @@ impl Exporter {
     }
 }
 
+/// The OTLP endpoints the environment names (for traces, then for every signal).
+fn endpoints() -> Vec<String> {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .filter_map(|key| std::env::var(key).ok())
+    .filter(|v| !v.trim().is_empty())
+    .collect()
+}
+
+/// Whether the environment asks for spans to be exported, before [`init`] runs
+/// (which can still refuse the endpoint).
+pub fn configured() -> bool {
+    !endpoints().is_empty()
+}
+
 /// Whether spans are exported by this process.
 pub fn enabled() -> bool {
     TRACER.get().is_some()
@@ -144,7 +156,45 @@ pub fn start(
     attributes: Vec<KeyValue>,
 ) -> Option<Span> {
     let tracer = TRACER.get()?;
-    let cx = parent.map_or_else(Context::new, |p| {
+    let builder = tracer
+        .span_builder(name.clone())
+        .with_kind(kind)
+        .with_attributes(attributes);
+    let inner = tracer.build_with_context(builder, &parent_context(parent));
+    // After shutdown the SDK hands out spans without ids: carry on without one.
+    inner
+        .span_context()
+        .is_valid()
+        .then_some(Span { inner, name })
+}
+
+/// Records a span that already ended, from `started` to `ended`, a child of
+/// `parent` (a query that sqlx reports once it is done); nothing when export is off.
+pub fn record(
+    kind: SpanKind,
+    name: String,
+    parent: &TraceContext,
+    attributes: Vec<KeyValue>,
+    started: SystemTime,
+    ended: SystemTime,
+) {
+    let Some(tracer) = TRACER.get() else {
+        return;
+    };
+    let builder = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .with_attributes(attributes)
+        .with_start_time(started);
+    tracer
+        .build_with_context(builder, &parent_context(Some(parent)))
+        .end_with_timestamp(ended);
+}
+
+/// The OpenTelemetry context of `parent`, a hop of this process or a caller's
+/// `traceparent`; a new trace without one.
+fn parent_context(parent: Option<&TraceContext>) -> Context {
+    parent.map_or_else(Context::new, |p| {
         let flags = if p.sampled {
             TraceFlags::SAMPLED
         } else {
@@ -157,17 +207,7 @@ pub fn start(
             true,
             TraceState::default(),
         ))
-    });
-    let builder = tracer
-        .span_builder(name.clone())
-        .with_kind(kind)
-        .with_attributes(attributes);
-    let inner = tracer.build_with_context(builder, &cx);
-    // After shutdown the SDK hands out spans without ids: carry on without one.
-    inner
-        .span_context()
-        .is_valid()
-        .then_some(Span { inner, name })
+    })
 }
 
 impl Span {
@@ -240,6 +280,50 @@ pub fn finish_server(mut span: Span, response: &axum::response::Response) {
     let error = status
         .is_server_error()
         .then(|| status.as_u16().to_string());
+    span.finish(error);
+}
+
+/// The span of one call to another service (HTTP semantic conventions), a child of
+/// the request or event being handled; `None` when export is off.
+pub fn client_span(method: &str, url: &str, peer: &str) -> Option<Span> {
+    if !enabled() {
+        return None;
+    }
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.to_string()),
+        KeyValue::new("url.full", url.to_string()),
+        KeyValue::new("peer.service", peer.to_string()),
+    ];
+    if let Some(authority) = url
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.into_parts().authority)
+    {
+        attributes.push(KeyValue::new(
+            "server.address",
+            authority.host().to_string(),
+        ));
+        if let Some(port) = authority.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    start(
+        SpanKind::Client,
+        method.to_string(),
+        crate::trace::current().as_ref(),
+        attributes,
+    )
+}
+
+/// Ends a call's span with the status the other service answered (if it did) and
+/// why the call failed (if it did).
+pub fn finish_client(mut span: Span, status: Option<u16>, error: Option<String>) {
+    if let Some(status) = status {
+        span.set(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+    }
     span.finish(error);
 }
 

@@ -1,0 +1,206 @@
+//! The spans of one request's work, exported to a collector on loopback: its query
+//! (from sqlx's report, on SQLite's own thread, its literal kept out) and its call
+//! to another service are children of the request's span, and the call's span is
+//! the parent the other service is told of. Queries outside a request (the
+//! migrations) get none. One test per process: export is set up once, from the
+//! environment.
+
+#![cfg(all(feature = "sqlite", feature = "clients"))]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request};
+use msgen_runtime_common::client::ServiceClient;
+use msgen_runtime_common::trace::{self, TraceContext};
+use msgen_runtime_common::{db, otel, server, telemetry};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use prost::Message as _;
+use sqlx::migrate::Migrator;
+use tower::ServiceExt as _;
+
+/// Serves `app` on a loopback port of its own.
+async fn serve(app: axum::Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// One exported span: ids in hex, string and integer attributes as text.
+#[derive(Debug)]
+struct Span {
+    name: String,
+    span_id: String,
+    parent: String,
+    attributes: BTreeMap<String, String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn spans(exports: &[Bytes]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for body in exports {
+        let request = ExportTraceServiceRequest::decode(body.as_ref()).unwrap();
+        for span in request
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+        {
+            let attributes = span
+                .attributes
+                .into_iter()
+                .filter_map(|kv| {
+                    let value = match kv.value?.value? {
+                        Value::StringValue(s) => s,
+                        Value::IntValue(i) => i.to_string(),
+                        _ => return None,
+                    };
+                    Some((kv.key, value))
+                })
+                .collect();
+            out.push(Span {
+                name: span.name,
+                span_id: hex(&span.span_id),
+                parent: hex(&span.parent_span_id),
+                attributes,
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_and_calls_of_a_request_are_its_child_spans() {
+    // The collector keeps every export's body.
+    let exports = Arc::new(Mutex::new(Vec::<Bytes>::new()));
+    let sink = Arc::clone(&exports);
+    let collector = serve(axum::Router::new().fallback(move |body: Bytes| {
+        sink.lock().unwrap().push(body);
+        async { "" }
+    }))
+    .await;
+    // The other service notes the traceparent it is called with.
+    let seen = Arc::new(Mutex::new(None::<String>));
+    let note = Arc::clone(&seen);
+    let other = serve(axum::Router::new().fallback(move |headers: HeaderMap| {
+        *note.lock().unwrap() = headers
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap().to_string());
+        async { axum::Json(serde_json::json!({"success": true, "data": {"id": 1}})) }
+    }))
+    .await;
+
+    // Set before the exporter or any other thread reads the environment.
+    std::env::set_var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://127.0.0.1:{collector}"),
+    );
+    // The log shows warnings only: the spans of queries do not depend on it.
+    telemetry::init("warn");
+    let exporter = otel::init("spans-test");
+    assert!(otel::enabled());
+
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migrations"))
+        .await
+        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("spans.db").display());
+    let pool = db::connect_sqlite(&url, 1, migrations).await.unwrap();
+    // Outside any request: no span.
+    sqlx::query("SELECT 'outside a request', 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let client = ServiceClient::new(
+        "user",
+        &format!("http://127.0.0.1:{other}"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    // One request through the server's layers, as a service handles it.
+    let handler = move || async move {
+        sqlx::query("INSERT INTO authors (id, name) VALUES ($1, 'a secret name')")
+            .bind(7_i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let user: Option<serde_json::Value> = client.get("/api/v1/users/1").await.unwrap();
+        assert!(user.is_some());
+        trace::current().unwrap().header()
+    };
+    let app = server::with_defaults(
+        axum::Router::new().route("/authors", axum::routing::post(handler)),
+        Duration::from_secs(10),
+    );
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = app
+        .oneshot(
+            Request::post("/authors")
+                .header("traceparent", caller)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let request = TraceContext::parse(std::str::from_utf8(&body).unwrap()).unwrap();
+    exporter.shutdown().await;
+
+    let spans = spans(&exports.lock().unwrap());
+    let request_span = format!("{:016x}", request.span_id);
+    let server = spans
+        .iter()
+        .find(|s| s.span_id == request_span)
+        .unwrap_or_else(|| panic!("the request's span is exported: {spans:#?}"));
+    assert_eq!(server.parent, "00f067aa0ba902b7");
+    // The query: named by operation and table, under the request, its literal out.
+    let query = spans
+        .iter()
+        .find(|s| s.name == "INSERT authors")
+        .unwrap_or_else(|| panic!("the query's span is exported: {spans:#?}"));
+    assert_eq!(query.parent, request_span);
+    assert_eq!(query.attributes["db.system.name"], "sqlite");
+    assert_eq!(query.attributes["db.collection.name"], "authors");
+    assert_eq!(
+        query.attributes["db.query.text"],
+        "INSERT INTO authors (id, name) VALUES ($1, ?)"
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|s| !s.attributes.values().any(|v| v.contains("outside"))),
+        "a query outside a request has no span: {spans:#?}"
+    );
+    // The call: a span of its own under the request, the other service's parent.
+    let call = spans
+        .iter()
+        .find(|s| s.name == "GET")
+        .unwrap_or_else(|| panic!("the call's span is exported: {spans:#?}"));
+    assert_eq!(call.parent, request_span);
+    assert_eq!(call.attributes["peer.service"], "user");
+    assert_eq!(call.attributes["http.response.status_code"], "200");
+    assert_eq!(
+        call.attributes["url.full"],
+        format!("http://127.0.0.1:{other}/api/v1/users/1")
+    );
+    let traceparent = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the call carries a traceparent");
+    let called = TraceContext::parse(&traceparent).unwrap();
+    assert_eq!(called.trace_id, request.trace_id);
+    assert_eq!(format!("{:016x}", called.span_id), call.span_id);
+}
