@@ -834,15 +834,16 @@ fn all_ok(url: &str, token: &str, n: usize) {
 /// The spans of `trace_id` the collector received, as one chain: the gateway's
 /// server span (child of `caller`), blog's server span under it, and under blog's,
 /// its query inserting the post, its call to user (a client span, with user's
-/// server span under it) and user's consumer span (the event). Waits for the
-/// batches to come.
+/// server span under it) and its publishing of the event (a producer span, with
+/// user's consumer span under it). Waits for the batches to come.
 fn exported_trace(
     collector: &common::otlp::Collector,
     trace_id: &str,
     caller: &str,
-) -> [common::otlp::Span; 6] {
+) -> [common::otlp::Span; 7] {
     const SERVER: u64 = 2;
     const CLIENT: u64 = 3;
+    const PRODUCER: u64 = 4;
     const CONSUMER: u64 = 5;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -886,13 +887,16 @@ fn exported_trace(
         let user = call
             .as_ref()
             .and_then(|c| child("user-service", SERVER, &c.span_id));
-        let consumer = blog
+        let producer = blog
             .as_ref()
-            .and_then(|b| child("user-service", CONSUMER, &b.span_id));
-        if let (Some(g), Some(b), Some(q), Some(c), Some(u), Some(e)) =
-            (gateway, blog, query, call, user, consumer)
+            .and_then(|b| child("blog-service", PRODUCER, &b.span_id));
+        let consumer = producer
+            .as_ref()
+            .and_then(|p| child("user-service", CONSUMER, &p.span_id));
+        if let (Some(g), Some(b), Some(q), Some(c), Some(u), Some(p), Some(e)) =
+            (gateway, blog, query, call, user, producer, consumer)
         {
-            return [g, b, q, c, u, e];
+            return [g, b, q, c, u, p, e];
         }
         assert!(
             Instant::now() < deadline,
@@ -1024,9 +1028,10 @@ fn the_system_is_traced_holds_load_and_recovers_from_faults() {
 
     // The same request as OpenTelemetry spans: one tree, from the caller's span
     // through the gateway into blog, its query, then into user by REST (through
-    // blog's span of the call) and by the event.
-    let [_, blog_span, query_span, _, user_span, consumer_span] =
+    // blog's span of the call) and by the event (through blog's span of publishing).
+    let [_, blog_span, query_span, _, user_span, producer_span, consumer_span] =
         exported_trace(&collector, trace_id, "00f067aa0ba902b7");
+    assert_eq!(producer_span.name, "post.created publish");
     assert_eq!(blog_span.name, "POST /api/v1/posts");
     assert_eq!(query_span.name, "INSERT posts");
     assert_eq!(user_span.name, "GET /api/v1/users/{id}");

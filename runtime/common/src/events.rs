@@ -121,14 +121,36 @@ impl Publisher {
             data,
         };
         let payload = serde_json::to_vec(&event)?;
-        // The consumer continues the trace of the request that published the event.
+        let span = crate::otel::producer_span(subject, &event.id.to_string());
+        // The consumer continues the trace of the request that published the event,
+        // under the span of publishing it when spans are exported.
         let mut headers = async_nats::HeaderMap::new();
-        if let Some(traceparent) = crate::trace::outgoing_header() {
-            headers.insert(crate::trace::TRACEPARENT.as_str(), traceparent.as_str());
+        let hop = span
+            .as_ref()
+            .map(crate::otel::Span::context)
+            .or_else(crate::trace::current);
+        if let Some(hop) = hop {
+            headers.insert(crate::trace::TRACEPARENT.as_str(), hop.header().as_str());
         }
         if let Some(state) = crate::trace::outgoing_state() {
             headers.insert(crate::trace::TRACESTATE.as_str(), state.as_str());
         }
+        let stored = self.send(subject, headers, payload).await;
+        if let Some(span) = span {
+            span.finish(stored.as_ref().err().map(|e| format!("{e:#}")));
+        }
+        stored?;
+        tracing::debug!(event_id = %event.id, subject, "event published");
+        Ok(event.id)
+    }
+
+    /// Publishes `payload` on `subject` and waits for JetStream to store it.
+    async fn send(
+        &self,
+        subject: &str,
+        headers: async_nats::HeaderMap,
+        payload: Vec<u8>,
+    ) -> anyhow::Result<()> {
         let ack = self
             .nats
             .js
@@ -137,8 +159,7 @@ impl Publisher {
             .map_err(|e| anyhow::anyhow!("publishing {subject}: {e}"))?;
         ack.await
             .map_err(|e| anyhow::anyhow!("JetStream did not store {subject}: {e}"))?;
-        tracing::debug!(event_id = %event.id, subject, "event published");
-        Ok(event.id)
+        Ok(())
     }
 }
 

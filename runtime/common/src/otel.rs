@@ -1,8 +1,8 @@
 //! OpenTelemetry export, switched on by the standard `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) variable: every request a binary serves
 //! becomes one span, sent in batches over OTLP/HTTP (protobuf), and so does every
-//! call to another service, every event a consumer handles (where the project has
-//! them) and every database query (`query_spans.rs`).
+//! call to another service, every event published or handled (where the project
+//! has them) and every database query (`query_spans.rs`).
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,
 //! so a trace found in a log is the trace in the collector. The other standard
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
@@ -325,6 +325,27 @@ pub fn finish_client(mut span: Span, status: Option<u16>, error: Option<String>)
         ));
     }
     span.finish(error);
+}
+
+/// The span of publishing one event (messaging semantic conventions), a child of
+/// the request or event being handled and the parent of its consumers' spans;
+/// `None` when export is off.
+pub fn producer_span(subject: &str, event_id: &str) -> Option<Span> {
+    if !enabled() {
+        return None;
+    }
+    let attributes = vec![
+        KeyValue::new("messaging.system", "nats"),
+        KeyValue::new("messaging.operation.type", "send"),
+        KeyValue::new("messaging.destination.name", subject.to_string()),
+        KeyValue::new("messaging.message.id", event_id.to_string()),
+    ];
+    start(
+        SpanKind::Producer,
+        format!("{subject} publish"),
+        crate::trace::current().as_ref(),
+        attributes,
+    )
 }
 
 /// The span of handling one event (messaging semantic conventions), a child of the
