@@ -29,6 +29,9 @@ pub const JOURNAL: &str = ".msgen/journal";
 /// sweep removes exactly those.
 const OUTSIDE: &str = ".msgen/tmp/outside";
 const TMP_PREFIX: &str = ".msgen-tmp-";
+/// Directories a commit made for its targets: listed before they are made, so that
+/// the sweep removes them (when still empty) if the run is killed before its commit.
+const MADE_DIRS: &str = ".msgen/tmp/dirs";
 
 /// FNV-1a, 64 bits, in hex: enough to tell msgen's record from a stray file, or a
 /// file from the version msgen read.
@@ -150,9 +153,9 @@ impl Txn {
         let dir = path
             .parent()
             .with_context(|| format!("{} has no parent directory", path.display()))?;
-        // The target's missing directories are made at commit, not here: a run
-        // killed before its commit must leave no empty directory behind (one that a
-        // rerun would take for the user's).
+        // The target's missing directories are made by the commit, not here: until
+        // then a killed run must leave no empty directory behind (one that a rerun
+        // would take for the user's).
         let dir = existing_ancestor(dir)?;
         let tmp_dir = if same_device(&self.tmp_dir, &dir) {
             self.tmp_dir.clone()
@@ -242,6 +245,12 @@ impl Txn {
         if self.steps.is_empty() {
             return Ok(Vec::new());
         }
+        // Before the commit point, so that a directory that cannot be made (a file
+        // in the way, no permission) stops the run with nothing written.
+        if let Err(e) = self.make_directories() {
+            self.abandon();
+            return Err(e);
+        }
         let journal = self.root.join(JOURNAL);
         let text = encode_journal(&self.root, &self.steps)?;
         let (tmp, mut f) = create_temp(&self.tmp_dir, &|_| Ok(()))
@@ -253,11 +262,81 @@ impl Txn {
         // The commit point.
         fs::rename(&tmp, &journal)
             .with_context(|| format!("cannot write {}", journal.display()))?;
+        // The directories are the run's now: the sweep must not take them back.
+        let _ = fs::remove_file(self.root.join(MADE_DIRS));
         let skipped = carry_out(&self.root, &self.steps, kill_after_step())?;
         fs::remove_file(&journal)
             .with_context(|| format!("cannot remove {}", journal.display()))?;
         Ok(skipped)
     }
+}
+
+impl Txn {
+    /// Makes the missing directories of the puts' targets, outermost first, each
+    /// listed in [`MADE_DIRS`] before it is made.
+    fn make_directories(&self) -> Result<()> {
+        let mut missing = std::collections::BTreeSet::new();
+        for step in &self.steps {
+            let Op::Put { to, .. } = &step.op else {
+                continue;
+            };
+            let mut dir = to.parent();
+            while let Some(d) = dir.filter(|d| fs::symlink_metadata(d).is_err()) {
+                missing.insert(d.to_path_buf());
+                dir = d.parent();
+            }
+            // Where the walk stopped: something put in the way since.
+            if let Some(d) = dir.filter(|d| !d.is_dir()) {
+                bail!(
+                    "cannot create {}: {} is not a directory; nothing was written",
+                    to.parent().unwrap_or(d).display(),
+                    d.display()
+                );
+            }
+        }
+        // A parent sorts before its children.
+        for dir in &missing {
+            let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
+            crate::apply::safe_path(&self.root, &rel.to_string_lossy())?;
+            note(&self.root, MADE_DIRS, rel)
+                .and_then(|()| fs::create_dir(dir))
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists if dir.is_dir() => Ok(()),
+                    _ => Err(e),
+                })
+                .with_context(|| format!("cannot create {}; nothing was written", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes back what an uncommitted transaction made: its temporary files and the
+    /// directories it made.
+    fn abandon(&self) {
+        for step in &self.steps {
+            if let Op::Put { tmp, .. } = &step.op {
+                let _ = fs::remove_file(tmp);
+            }
+        }
+        remove_made_directories(&self.root);
+    }
+}
+
+/// Removes the directories [`MADE_DIRS`] lists that are still empty, innermost first.
+fn remove_made_directories(root: &Path) {
+    let Ok(list) = fs::read_to_string(root.join(MADE_DIRS)) else {
+        return;
+    };
+    for line in list.lines().rev() {
+        let Ok(rel) = unescape(line) else { continue };
+        let inside = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if inside {
+            // Only an empty directory (not a link) is removed.
+            let _ = fs::remove_dir(root.join(rel));
+        }
+    }
+    let _ = fs::remove_file(root.join(MADE_DIRS));
 }
 
 /// Whether a transaction committed and did not finish (a killed run).
@@ -588,20 +667,25 @@ fn create_temp(
 
 /// Lists a temporary file made outside `.msgen/tmp/` before it is made.
 fn note_outside(root: &Path, tmp: &Path) -> std::io::Result<()> {
+    note(root, OUTSIDE, tmp.strip_prefix(root).unwrap_or(tmp))
+}
+
+/// Adds `rel` to the list `list` (a file of `.msgen/tmp/`).
+fn note(root: &Path, list: &str, rel: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let rel = tmp.strip_prefix(root).unwrap_or(tmp);
     let mut f = fs::OpenOptions::new()
         .append(true)
         .create(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(root.join(OUTSIDE))?;
+        .open(root.join(list))?;
     writeln!(f, "{}", escape(rel))
 }
 
 /// Temporary files of a run killed before its commit: whatever is in
 /// `.msgen/tmp/`, which only msgen writes (under the project's lock), and those
-/// `.msgen/tmp/outside` lists.
+/// `.msgen/tmp/outside` lists; and the directories it made, if still empty.
 fn sweep(root: &Path, dir: &Path) -> Result<()> {
+    remove_made_directories(root);
     if let Ok(list) = fs::read_to_string(root.join(OUTSIDE)) {
         for line in list.lines() {
             let Ok(rel) = unescape(line) else { continue };
@@ -815,6 +899,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is not a directory"), "{err}");
+
+        // A file put in the way before the commit: nothing is written, not even
+        // the essential file, and the directories made on the way are taken back.
+        fs::write(root.join("services.toml"), "old").unwrap();
+        let mut txn = Txn::begin(root).unwrap();
+        txn.put_essential(
+            &root.join("services.toml"),
+            b"new",
+            Expect::seen(Some(b"old")),
+        )
+        .unwrap();
+        txn.group();
+        txn.put(&root.join("new/dir/x.rs"), b"x", Expect::seen(None))
+            .unwrap();
+        txn.put(&root.join("new/other/y.rs"), b"y", Expect::seen(None))
+            .unwrap();
+        fs::create_dir(root.join("new")).unwrap();
+        fs::write(root.join("new/other"), "in the way").unwrap();
+        let err = format!("{:#}", txn.commit().unwrap_err());
+        assert!(err.contains("nothing was written"), "{err}");
+        assert_eq!(
+            fs::read_to_string(root.join("services.toml")).unwrap(),
+            "old"
+        );
+        assert!(!root.join("new/dir").exists());
+        assert!(root.join("new/other").is_file());
+        assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+
+        // Killed after making the directories, before the commit point: the next
+        // run sweeps them away.
+        let mut txn = Txn::begin(root).unwrap();
+        txn.put(&root.join("deep/er/z.rs"), b"z", Expect::seen(None))
+            .unwrap();
+        txn.make_directories().unwrap();
+        assert!(root.join("deep/er").is_dir());
+        drop(txn);
+        Txn::begin(root).unwrap();
+        assert!(!root.join("deep").exists());
     }
 
     #[test]

@@ -740,11 +740,11 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
     let dir = tempfile::tempdir().unwrap();
     let reference = make(&dir.path().join("reference"));
     let old: BTreeMap<String, Vec<u8>> = files(&reference);
-    let old_dirs = dirs(&reference);
     let started = std::time::Instant::now();
     assert_ok(&msgen(&reference, args));
     let took = started.elapsed();
     let new: BTreeMap<String, Vec<u8>> = files(&reference);
+    let new_dirs = dirs(&reference);
     assert_ne!(old, new);
     // SIGKILL at moments spread over a whole run (most land before the commit,
     // where the work is), then stops right after the commit and after a few of
@@ -779,12 +779,6 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
             assert_ok(&msgen(&root, &["generate"]));
             finished += 1;
         } else if now == old {
-            // Not even an empty directory of the run is left behind.
-            assert_eq!(
-                dirs(&root),
-                old_dirs,
-                "killed at {delay_ms} ms, {args:?} left directories behind"
-            );
             olds += 1;
             assert_ok(&msgen(&root, args));
         } else {
@@ -809,6 +803,12 @@ fn a_killed_run_leaves_old_or_new(make: &dyn Fn(&Path) -> std::path::PathBuf, ar
         assert!(
             differ.is_empty(),
             "killed at {delay_ms} ms, {args:?} and a rerun differ from an uninterrupted run in {differ:?}"
+        );
+        // Not even an empty directory of the killed run is left behind.
+        assert_eq!(
+            dirs(&root),
+            new_dirs,
+            "killed at {delay_ms} ms, {args:?} and a rerun left other directories than an uninterrupted run"
         );
     }
     eprintln!(

@@ -233,9 +233,15 @@ where
         let span =
             tracing::info_span!("event", subject, event_id = %id, trace_id = %ctx.trace_id_hex());
         #[cfg(feature = "database")]
-        crate::query_spans::attach(&span, ctx);
+        if exported.is_some() {
+            crate::query_spans::attach(&span, ctx);
+        }
         let handled = crate::trace::scope(
-            crate::trace::Hop { ctx, state },
+            crate::trace::Hop {
+                ctx,
+                state,
+                exported: exported.is_some(),
+            },
             tracing::Instrument::instrument(handle(event), span),
         )
         .await;

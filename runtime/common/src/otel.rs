@@ -289,16 +289,16 @@ pub fn client_span(method: &str, url: &str, peer: &str) -> Option<Span> {
     if !enabled() {
         return None;
     }
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", method.to_string()),
-        KeyValue::new("url.full", url.to_string()),
-        KeyValue::new("peer.service", peer.to_string()),
-    ];
-    if let Some(authority) = url
+    let authority = url
         .parse::<hyper::Uri>()
         .ok()
-        .and_then(|u| u.into_parts().authority)
-    {
+        .and_then(|u| u.into_parts().authority);
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.to_string()),
+        KeyValue::new("url.full", without_credentials(url, authority.as_ref())),
+        KeyValue::new("peer.service", peer.to_string()),
+    ];
+    if let Some(authority) = authority {
         attributes.push(KeyValue::new(
             "server.address",
             authority.host().to_string(),
@@ -313,6 +313,18 @@ pub fn client_span(method: &str, url: &str, peer: &str) -> Option<Span> {
         crate::trace::current().as_ref(),
         attributes,
     )
+}
+
+/// `url` with the credentials of its `authority` (if any) replaced, as the HTTP
+/// semantic conventions ask of `url.full`.
+fn without_credentials(url: &str, authority: Option<&hyper::http::uri::Authority>) -> String {
+    match authority.map(|a| a.as_str()) {
+        Some(a) if a.contains('@') => {
+            let host = &a[a.rfind('@').map_or(0, |at| at + 1)..];
+            url.replacen(a, &format!("REDACTED:REDACTED@{host}"), 1)
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Ends a call's span with the status the other service answered (if it did) and
@@ -522,6 +534,25 @@ mod tests {
             let e = send(request).await.unwrap_err().to_string();
             assert!(e.contains("no http:// URL"), "{endpoint}: {e}");
         }
+    }
+
+    #[test]
+    fn a_call_s_url_is_exported_without_credentials() {
+        let full = |url: &str| {
+            let authority = url
+                .parse::<hyper::Uri>()
+                .ok()
+                .and_then(|u| u.into_parts().authority);
+            without_credentials(url, authority.as_ref())
+        };
+        assert_eq!(
+            full("http://svc:s3cret@user:8080/api/v1/users/1"),
+            "http://REDACTED:REDACTED@user:8080/api/v1/users/1"
+        );
+        assert_eq!(
+            full("http://user:8080/api/v1/users/1"),
+            "http://user:8080/api/v1/users/1"
+        );
     }
 
     #[test]

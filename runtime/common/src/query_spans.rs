@@ -11,6 +11,8 @@
 //!
 //! Installed by `telemetry::init` only when spans are exported: otherwise sqlx's
 //! reports stay as cheap as before (off unless `RUST_LOG` asks for them).
+//! Requests that are not traced (health probes, metrics scrapes) export no query
+//! spans either.
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -46,20 +48,21 @@ pub fn database(system: &'static str) {
 }
 
 /// The layer turning sqlx's query reports into spans, with the filter that lets
-/// only those reach it; `None` (nothing installed) when spans are not exported.
-pub fn layer<S>() -> Option<Filtered<QuerySpans, Queries, S>>
+/// only those (and the spans they may run in) reach it.
+pub fn layer<S>() -> Filtered<QuerySpans, Queries, S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    crate::otel::configured().then(|| QuerySpans.with_filter(Queries))
+    QuerySpans.with_filter(Queries)
 }
 
 /// Turns each query sqlx reports into a span; see the module's documentation.
 #[derive(Debug, Clone, Copy)]
 pub struct QuerySpans;
 
-/// Lets through sqlx's query reports made while a request or event is handled, and
-/// nothing else (so every other log line costs what it did).
+/// Lets through sqlx's query reports made while a request or event is handled,
+/// and the spans such a report may be made in (a handler's own `#[instrument]`
+/// span, say: SQLite's thread finds the request through them).
 #[derive(Debug, Clone, Copy)]
 pub struct Queries;
 
@@ -68,14 +71,15 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        if is_hop(meta) {
-            return crate::otel::enabled();
+        if !crate::otel::enabled() {
+            return false;
         }
-        is_query_report(meta) && crate::otel::enabled() && parent(cx.lookup_current()).is_some()
+        is_hop(meta)
+            || ((meta.is_span() || is_query_report(meta)) && parent(cx.lookup_current()).is_some())
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_query_report(meta) || is_hop(meta) {
+        if is_query_report(meta) || meta.is_span() {
             Interest::sometimes()
         } else {
             Interest::never()
@@ -116,11 +120,12 @@ pub fn attach(span: &tracing::Span, hop: TraceContext) {
     });
 }
 
-/// The hop a query runs in: the task's, or the one noted on a log span it runs in.
+/// The exported hop a query runs in: the task's, or the one noted on a log span it
+/// runs in.
 fn parent<R: for<'a> LookupSpan<'a>>(
     current: Option<tracing_subscriber::registry::SpanRef<'_, R>>,
 ) -> Option<TraceContext> {
-    crate::trace::current().or_else(|| {
+    crate::trace::current_exported().or_else(|| {
         current?
             .scope()
             .find_map(|span| span.extensions().get::<TraceContext>().copied())
@@ -216,27 +221,98 @@ impl Visit for Report {
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
 }
 
-/// `sql` with each string literal (`'...'`, quotes doubled inside) replaced by `?`:
-/// values a query did not bind stay out of the exported span.
+/// `sql` with its literals replaced by `?` (strings, `E'...'` strings with
+/// backslash escapes, dollar-quoted strings, numbers) and its comments dropped:
+/// values a query did not bind stay out of the exported span. Quoted identifiers
+/// and bind parameters (`$1`, `?`) are kept.
 fn redact(sql: &str) -> String {
+    let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\'' {
-            out.push(c);
-            continue;
-        }
-        // Skip to the closing quote; `''` is a quote inside the literal.
-        loop {
-            match chars.next() {
-                Some('\'') if chars.peek() == Some(&'\'') => {
-                    chars.next();
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let after_word = i > 0 && (word(chars[i - 1]) || chars[i - 1] == '$');
+        match c {
+            '-' if next == Some('-') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
                 }
-                Some('\'') | None => break,
-                Some(_) => {}
+                continue;
             }
+            '/' if next == Some('*') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                    i += 1;
+                }
+                i += 2;
+                out.push(' ');
+                continue;
+            }
+            '"' | '`' => {
+                // A quoted identifier, kept whole (a doubled quote stays inside).
+                out.push(c);
+                i += 1;
+                while i < chars.len() {
+                    out.push(chars[i]);
+                    i += 1;
+                    if chars[i - 1] == c {
+                        if chars.get(i) == Some(&c) {
+                            out.push(c);
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            '\'' => {
+                // E'...' takes backslash escapes: its prefix goes with the literal.
+                let escapes =
+                    out.ends_with(['E', 'e']) && !out[..out.len() - 1].ends_with(|p: char| word(p));
+                if escapes {
+                    out.pop();
+                }
+                i += 1;
+                while i < chars.len() {
+                    match chars[i] {
+                        '\\' if escapes => i += 2,
+                        '\'' if chars.get(i + 1) == Some(&'\'') => i += 2,
+                        '\'' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                out.push('?');
+                continue;
+            }
+            '$' if !after_word && !next.is_some_and(|n| n.is_ascii_digit()) => {
+                // $tag$...$tag$ (the tag may be empty).
+                let tag_end = (i + 1..chars.len()).find(|&j| !word(chars[j]));
+                if let Some(end) = tag_end.filter(|&j| chars[j] == '$') {
+                    let tag: String = chars[i..=end].iter().collect();
+                    let body: String = chars[end + 1..].iter().collect();
+                    let close = body.find(&tag).map_or(chars.len(), |at| {
+                        end + 1 + body[..at].chars().count() + tag.chars().count()
+                    });
+                    out.push('?');
+                    i = close;
+                    continue;
+                }
+            }
+            c if c.is_ascii_digit() && !after_word => {
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+                out.push('?');
+                continue;
+            }
+            _ => {}
         }
-        out.push('?');
+        out.push(c);
+        i += 1;
     }
     out
 }
@@ -281,13 +357,51 @@ mod tests {
 
     #[test]
     fn literals_are_replaced_and_bound_values_stay_placeholders() {
-        assert_eq!(
-            redact("SELECT * FROM users WHERE email = 'a@b.c' AND id = $1"),
-            "SELECT * FROM users WHERE email = ? AND id = $1"
-        );
-        assert_eq!(redact("SELECT 'it''s', 'x'"), "SELECT ?, ?");
-        assert_eq!(redact("SELECT 'unterminated"), "SELECT ?");
-        assert_eq!(redact("SELECT 'é'"), "SELECT ?");
+        let cases = [
+            (
+                "SELECT * FROM users WHERE email = 'a@b.c' AND id = $1",
+                "SELECT * FROM users WHERE email = ? AND id = $1",
+            ),
+            ("SELECT 'it''s', 'x'", "SELECT ?, ?"),
+            ("SELECT 'unterminated", "SELECT ?"),
+            ("SELECT 'é'", "SELECT ?"),
+            // A quote in a comment or an identifier starts no literal.
+            (
+                "SELECT 1 -- don't\nFROM t WHERE email = 'a@b.c'",
+                "SELECT ? \nFROM t WHERE email = ?",
+            ),
+            (
+                "SELECT /* it's */ x FROM t WHERE y = 'secret'",
+                "SELECT   x FROM t WHERE y = ?",
+            ),
+            (
+                r#"SELECT "o'neil", "a""b" FROM t WHERE x = 'secret'"#,
+                r#"SELECT "o'neil", "a""b" FROM t WHERE x = ?"#,
+            ),
+            // Backslash escapes only in E'...'.
+            (r"SELECT E'it\'s secret' FROM t", "SELECT ? FROM t"),
+            (r"SELECT 'a\', 'b'", "SELECT ?, ?"),
+            ("SELECT $$secret$$, $tag$it's$tag$, $1", "SELECT ?, ?, $1"),
+            ("SELECT $x$never closed", "SELECT ?"),
+            (
+                "SELECT t1.a FROM t1 LIMIT 10 OFFSET 2.5",
+                "SELECT t1.a FROM t1 LIMIT ? OFFSET ?",
+            ),
+            (
+                "INSERT INTO t (a) VALUES (?, 42)",
+                "INSERT INTO t (a) VALUES (?, ?)",
+            ),
+        ];
+        for (sql, redacted) in cases {
+            assert_eq!(redact(sql), redacted, "{sql}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn redacting_never_panics(sql in ".{0,80}") {
+            let _ = redact(&sql);
+        }
     }
 
     #[test]
@@ -337,9 +451,9 @@ mod tests {
         assert!(text.len() <= MAX_TEXT + '…'.len_utf8(), "{}", text.len());
         assert!(text.ends_with('…'));
         let short = Report {
-            summary: "SELECT 1".into(),
+            summary: "SELECT now()".into(),
             ..Report::default()
         };
-        assert_eq!(short.text(), "SELECT 1");
+        assert_eq!(short.text(), "SELECT now()");
     }
 }

@@ -115,7 +115,9 @@ where
         let (hop, exported) = crate::trace::arrive(&mut req);
         let span = request_span(&req, &request_id, &hop.ctx);
         #[cfg(feature = "database")]
-        crate::query_spans::attach(&span, hop.ctx);
+        if hop.exported {
+            crate::query_spans::attach(&span, hop.ctx);
+        }
         let pending = span.in_scope(|| self.inner.call(req));
         let limit = self.limit;
         Box::pin(

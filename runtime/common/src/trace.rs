@@ -201,6 +201,9 @@ fn valid_entry(entry: &str) -> Option<&str> {
 pub struct Hop {
     pub ctx: TraceContext,
     pub state: Option<TraceState>,
+    /// Whether this hop is an exported span (health probes and scrapes are not):
+    /// only then is the work done in it (queries) exported as its children.
+    pub exported: bool,
 }
 
 tokio::task_local! {
@@ -210,6 +213,14 @@ tokio::task_local! {
 /// The trace context of the request being handled, if any.
 pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|hop| hop.ctx).ok()
+}
+
+/// [`current`] when it is an exported span.
+pub fn current_exported() -> Option<TraceContext> {
+    CURRENT
+        .try_with(|hop| hop.exported.then_some(hop.ctx))
+        .ok()
+        .flatten()
 }
 
 /// Runs `f` as part of `hop` (an event consumer handling one message, say).
@@ -257,7 +268,15 @@ pub fn arrive(req: &mut Request) -> (Hop, Option<crate::otel::Span>) {
     if let Ok(v) = HeaderValue::from_bytes(&ctx.header_bytes()) {
         req.headers_mut().insert(TRACEPARENT, v);
     }
-    (Hop { ctx, state }, span)
+    let exported = span.is_some();
+    (
+        Hop {
+            ctx,
+            state,
+            exported,
+        },
+        span,
+    )
 }
 
 thread_local! {
