@@ -41,6 +41,9 @@ pub struct ProjectCtx {
     pub has_clients: bool,
     /// Some service publishes or consumes events: NATS is part of the system.
     pub has_events: bool,
+    /// What gets an exported span of its own under a request's (database queries,
+    /// calls, events published), as the project's README lists it; empty if nothing.
+    pub traced_work: String,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
     /// The features `common` is built with, as a TOML list's items: what the project
@@ -635,9 +638,37 @@ impl ProjectCtx {
             fronted: fronted_of(p),
             msgen_version: env!("CARGO_PKG_VERSION"),
             common_modules: Vec::new(),
+            traced_work: String::new(),
         };
         ctx.common_modules = crate::render::runtime_modules("common", &ctx);
+        ctx.traced_work = traced_work(
+            ctx.generated_db,
+            ctx.has_clients,
+            p.services.iter().any(|s| !s.publishes.is_empty()),
+        );
         ctx
+    }
+}
+
+/// The work of a request that is exported as spans under it: database queries
+/// (`db`), calls to other services (`clients`), events published (`publishes`).
+fn traced_work(db: bool, clients: bool, publishes: bool) -> String {
+    let items: Vec<&str> = [
+        (
+            db,
+            "database query (your own too, literals replaced by `?`)",
+        ),
+        (clients, "call to another service"),
+        (publishes, "event published"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, what)| *what)
+    .collect();
+    match items.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and each {last}", rest.join(", each ")),
+        None => String::new(),
     }
 }
 
@@ -1754,5 +1785,17 @@ mod tests {
             many,
             format!("    let expected = [\n        \"get /health\",\n        \"get /health/ready\",\n        \"get /api/v1/{}\",\n    ];", "a".repeat(11))
         );
+    }
+
+    #[test]
+    fn traced_work_reads_as_a_list() {
+        assert_eq!(traced_work(false, false, false), "");
+        assert_eq!(traced_work(false, true, false), "call to another service");
+        assert_eq!(
+            traced_work(false, true, true),
+            "call to another service and each event published"
+        );
+        assert!(traced_work(true, true, true)
+            .ends_with("`?`), each call to another service and each event published"));
     }
 }
