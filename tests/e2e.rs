@@ -862,28 +862,21 @@ fn exported_trace(
         let blog = gateway
             .as_ref()
             .and_then(|g| child("blog-service", SERVER, &g.span_id));
-        let query = blog.as_ref().and_then(|b| {
+        // Blog's client spans: its query and its call to user.
+        let blog_client = |named: &dyn Fn(&str) -> bool| {
+            let blog = blog.as_ref()?;
             spans
                 .iter()
                 .find(|s| {
                     s.service == "blog-service"
                         && s.kind == CLIENT
-                        && s.parent == b.span_id
-                        && s.name.starts_with("INSERT ")
+                        && s.parent == blog.span_id
+                        && named(&s.name)
                 })
                 .cloned()
-        });
-        let call = blog.as_ref().and_then(|b| {
-            spans
-                .iter()
-                .find(|s| {
-                    s.service == "blog-service"
-                        && s.kind == CLIENT
-                        && s.parent == b.span_id
-                        && s.name == "GET"
-                })
-                .cloned()
-        });
+        };
+        let query = blog_client(&|name| name.starts_with("INSERT "));
+        let call = blog_client(&|name| name == "GET");
         let user = call
             .as_ref()
             .and_then(|c| child("user-service", SERVER, &c.span_id));
