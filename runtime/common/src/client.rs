@@ -105,13 +105,7 @@ impl ServiceClient {
         let url = format!("{}{path}", self.base_url);
         let span = crate::otel::client_span("GET", &url, self.service);
         let mut status = None;
-        let result = self
-            .send_get(
-                &url,
-                span.as_ref().map(crate::otel::Span::context),
-                &mut status,
-            )
-            .await;
+        let result = self.send_get(&url, span.as_ref(), &mut status).await;
         if let Some(span) = span {
             let error = result.as_ref().err().map(ToString::to_string);
             crate::otel::finish_client(span, status, error);
@@ -119,18 +113,18 @@ impl ServiceClient {
         result
     }
 
-    /// [`get`](Self::get) as the hop `span` (or the request being handled), noting
-    /// in `status` what the other service answered.
+    /// [`get`](Self::get) as the call's `span` (if exported), noting in `status` what
+    /// the other service answered.
     async fn send_get<T: DeserializeOwned>(
         &self,
         url: &str,
-        span: Option<crate::trace::TraceContext>,
+        span: Option<&crate::otel::Span>,
         status: &mut Option<u16>,
     ) -> Result<Option<T>, ClientError> {
         let mut request = self.http.get(url);
         // The call is part of the request being handled: same trace.
-        if let Some(traceparent) = span.or_else(crate::trace::current) {
-            request = request.header(crate::trace::TRACEPARENT, traceparent.header());
+        if let Some(traceparent) = crate::trace::outgoing_header(span) {
+            request = request.header(crate::trace::TRACEPARENT, traceparent);
         }
         if let Some(state) = crate::trace::outgoing_state() {
             request = request.header(crate::trace::TRACESTATE, state.header_value().clone());

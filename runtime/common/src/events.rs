@@ -125,12 +125,8 @@ impl Publisher {
         // The consumer continues the trace of the request that published the event,
         // under the span of publishing it when spans are exported.
         let mut headers = async_nats::HeaderMap::new();
-        let hop = span
-            .as_ref()
-            .map(crate::otel::Span::context)
-            .or_else(crate::trace::current);
-        if let Some(hop) = hop {
-            headers.insert(crate::trace::TRACEPARENT.as_str(), hop.header().as_str());
+        if let Some(traceparent) = crate::trace::outgoing_header(span.as_ref()) {
+            headers.insert(crate::trace::TRACEPARENT.as_str(), traceparent.as_str());
         }
         if let Some(state) = crate::trace::outgoing_state() {
             headers.insert(crate::trace::TRACESTATE.as_str(), state.as_str());
@@ -232,19 +228,15 @@ where
         let ctx = crate::trace::TraceContext::hop(parent.as_ref(), exported.as_ref());
         let span =
             tracing::info_span!("event", subject, event_id = %id, trace_id = %ctx.trace_id_hex());
+        let hop = crate::trace::Hop {
+            ctx,
+            state,
+            exported: exported.is_some(),
+        };
         #[cfg(feature = "database")]
-        if exported.is_some() {
-            crate::query_spans::attach(&span, ctx);
-        }
-        let handled = crate::trace::scope(
-            crate::trace::Hop {
-                ctx,
-                state,
-                exported: exported.is_some(),
-            },
-            tracing::Instrument::instrument(handle(event), span),
-        )
-        .await;
+        crate::query_spans::attach(&span, &hop);
+        let handled =
+            crate::trace::scope(hop, tracing::Instrument::instrument(handle(event), span)).await;
         if let Some(exported) = exported {
             let error = handled.as_ref().err().map(|e| format!("{e:#}"));
             exported.finish(error);

@@ -103,19 +103,20 @@ fn is_hop(meta: &Metadata<'_>) -> bool {
     meta.is_span() && meta.fields().field("trace_id").is_some()
 }
 
-/// Notes `hop` on `span` (the log span of a request or an event): sqlx runs SQLite's
-/// queries on a thread of its own, inside the caller's log span but out of reach of
-/// the task's trace context.
-pub fn attach(span: &tracing::Span, hop: TraceContext) {
-    if !crate::otel::enabled() {
+/// Notes `hop`, when it is an exported span, on `span` (the log span of a request or
+/// an event): sqlx runs SQLite's queries on a thread of its own, inside the caller's
+/// log span but out of reach of the task's trace context.
+pub fn attach(span: &tracing::Span, hop: &crate::trace::Hop) {
+    if !hop.exported {
         return;
     }
+    let ctx = hop.ctx;
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch
             .downcast_ref::<Registry>()
             .and_then(|registry| registry.span(id))
         {
-            span.extensions_mut().insert(hop);
+            span.extensions_mut().insert(ctx);
         }
     });
 }

@@ -115,9 +115,7 @@ where
         let (hop, exported) = crate::trace::arrive(&mut req);
         let span = request_span(&req, &request_id, &hop.ctx);
         #[cfg(feature = "database")]
-        if hop.exported {
-            crate::query_spans::attach(&span, hop.ctx);
-        }
+        crate::query_spans::attach(&span, &hop);
         let pending = span.in_scope(|| self.inner.call(req));
         let limit = self.limit;
         Box::pin(

@@ -228,10 +228,13 @@ pub async fn scope<F: std::future::Future>(hop: Hop, f: F) -> F::Output {
     CURRENT.scope(hop, f).await
 }
 
-/// The `traceparent` to send on a call made now: it names this hop as the caller,
-/// so the callee's span is a child of this one (also in an OpenTelemetry collector).
-pub fn outgoing_header() -> Option<String> {
-    current().map(|c| c.header())
+/// The `traceparent` to send on a call made now: it names the call's own exported
+/// span as the caller, or else this hop, so the callee's span is a child of it (also
+/// in an OpenTelemetry collector).
+pub fn outgoing_header(call: Option<&crate::otel::Span>) -> Option<String> {
+    call.map(crate::otel::Span::context)
+        .or_else(current)
+        .map(|c| c.header())
 }
 
 /// The `tracestate` to send on a call made now: the caller's, unchanged.
