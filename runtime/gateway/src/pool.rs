@@ -16,8 +16,13 @@
 //! chunked with its trailers, so the upstream never reads a request boundary other
 //! than the gateway's.
 //!
-//! The request body is written whole before the response is read, except that an
-//! upstream that responds early (and stops reading) has that response passed on.
+//! A request body and its response travel at once (full duplex). While the body is
+//! written, the connection is watched for the response; one that starts before the
+//! body has all been sent (an upstream that answers as it reads, or refuses early)
+//! is passed on at once, and the rest of the body is written as the response's
+//! body is asked for. An early error response stops the body there: the upstream
+//! has said it does not want it. A connection goes back to the pool only when both
+//! the request and its response were whole.
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -36,7 +41,7 @@ use axum::http::request::Parts;
 use axum::http::{Method, Request, Response, StatusCode};
 use bytes::{Buf, BytesMut};
 use hyper::body::{Body as _, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// Idle connections kept per upstream and thread; more are closed after use.
@@ -147,13 +152,14 @@ impl Pool {
     /// Sends `request` (origin-form URI) to this upstream, with its `Host`, and
     /// returns the response, its body streamed.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
-        let (parts, mut body) = request.into_parts();
-        let mut out = Vec::with_capacity(512);
-        let sending = self.encode_head(&parts, &body, &mut out)?;
+        let (parts, body) = request.into_parts();
+        let mut head = Vec::with_capacity(512);
+        let sending = self.encode_head(&parts, &body, &mut head)?;
         // Sent again on a new connection if a pooled one turns out closed: safe only
         // when nothing of the body has been taken and the method is idempotent.
         let replayable = body.is_end_stream() && is_idempotent(&parts.method);
         let head_only = parts.method == Method::HEAD;
+        let mut upload = Upload::new(head, body, sending);
         loop {
             let (mut conn, pooled) = match self.take_idle() {
                 Some(conn) => (conn, true),
@@ -164,24 +170,20 @@ impl Pool {
             if pooled && !conn.is_quiet().await {
                 continue;
             }
-            let head = match conn.write_request(&mut out, &mut body, sending).await {
-                Ok(()) => conn.read_head(head_only).await,
-                // An upstream that responded early (a 413, say) and stopped reading
-                // broke the write: its response, if it came, is the one to pass on.
-                Err(Failed::NoResponse(err)) if !replayable => {
-                    match conn.read_head(head_only).await {
-                        Ok(head) => Ok(Head {
-                            reuse: false,
-                            ..head
-                        }),
-                        Err(_) => Err(Failed::NoResponse(err)),
-                    }
-                }
-                Err(err) => Err(err),
-            };
-            match head {
-                Ok(head) => {
-                    let body = ResponseBody::new(conn, head.framing, head.reuse, self.clone());
+            upload.rewind();
+            match conn.exchange(&mut upload, head_only, replayable).await {
+                Ok(Exchanged { head, sent }) => {
+                    let status = head.response.status();
+                    let refused = status.is_client_error() || status.is_server_error();
+                    // The rest of the body goes with the response's, unless the
+                    // upstream refused it or stopped reading it: the connection then
+                    // serves no other request.
+                    let (rest, reuse) = match sent {
+                        Sent::Whole => (None, head.reuse),
+                        Sent::Partly if !refused => (Some(upload), head.reuse),
+                        Sent::Partly | Sent::Broken => (None, false),
+                    };
+                    let body = ResponseBody::new(conn, head.framing, reuse, rest, self.clone());
                     return Ok(head.response.map(|()| Body::new(body)));
                 }
                 Err(Failed::NoResponse(_)) if pooled && replayable => continue,
@@ -338,11 +340,156 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// What a step of reading the body asks for.
-enum Next {
-    Frame(Option<Result<Frame<Bytes>, axum::Error>>),
-    /// The body has nothing more yet: write what is gathered.
-    Flush,
+/// A request's head and body as they are written: what is gathered and not yet
+/// written, and how the rest of the body is framed.
+struct Upload {
+    body: Body,
+    out: Vec<u8>,
+    /// How much of `out` is written.
+    written: usize,
+    chunked: bool,
+    /// Bytes of a body of known length still to come.
+    left: u64,
+    trailers: Option<HeaderMap>,
+    /// The body's end (with a chunked body's last chunk) is in `out`.
+    ended: bool,
+}
+
+impl Upload {
+    fn new(head: Vec<u8>, body: Body, sending: Sending) -> Self {
+        let (chunked, left) = match sending {
+            Sending::Length(length) => (false, length),
+            Sending::Chunked => (true, 0),
+        };
+        Upload {
+            // A body that has ended gives no frame; only the head is written.
+            ended: sending == Sending::Length(0) && body.is_end_stream(),
+            body,
+            out: head,
+            written: 0,
+            chunked,
+            left,
+            trailers: None,
+        }
+    }
+
+    /// Starts the writing again, on a new connection. Only a request whose body had
+    /// ended from the start is sent again, and its `out` is still its head.
+    fn rewind(&mut self) {
+        self.written = 0;
+    }
+
+    /// Writes what the body has ready, gathered into as few writes as it allows,
+    /// until all is written (ready) or the body or the socket must be waited for
+    /// (pending). A body longer than its `Content-Length` is cut off with an error
+    /// before the excess is written, and one that ends short is an error too: the
+    /// connection is then dropped, never pooled, so no byte of one request is read
+    /// as part of the next.
+    fn poll_write(
+        &mut self,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Failed>> {
+        loop {
+            while !self.ended && self.out.len() < WRITE_SIZE {
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(frame) => self.gather(frame)?,
+                }
+            }
+            if self.written == self.out.len() {
+                // Ended, or waiting for the body (which will wake this task).
+                return if self.ended {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            let unwritten = &self.out[self.written..];
+            match ready!(Pin::new(&mut *stream).poll_write(cx, unwritten)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(Failed::NoResponse(io::ErrorKind::WriteZero.into())))
+                }
+                Ok(n) => self.written += n,
+                Err(err) => return Poll::Ready(Err(Failed::NoResponse(err))),
+            }
+            // Kept once ended: a request sent again writes its head again.
+            if self.written == self.out.len() && !self.ended {
+                self.out.clear();
+                self.written = 0;
+            }
+        }
+    }
+
+    /// Adds a frame of the body (or its end) to `out`, framed.
+    fn gather(&mut self, frame: Option<Result<Frame<Bytes>, axum::Error>>) -> Result<(), Failed> {
+        let data = match frame {
+            None => {
+                if self.left > 0 {
+                    return Err(Error::Length("the body ended before its Content-Length").into());
+                }
+                if self.chunked {
+                    self.out.extend_from_slice(b"0\r\n");
+                    for (name, value) in self.trailers.iter().flatten() {
+                        push_field(&mut self.out, name.as_str().as_bytes(), value.as_bytes());
+                    }
+                    self.out.extend_from_slice(b"\r\n");
+                }
+                self.ended = true;
+                return Ok(());
+            }
+            Some(Err(err)) => return Err(Error::Body(err).into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Sent after the last chunk; a body of known length has no place for
+                // them (RFC 9110, 6.5: a recipient may drop trailers).
+                Err(frame) => {
+                    if let (true, Ok(fields)) = (self.chunked, frame.into_trailers()) {
+                        // By reference: a map's owning iterator names a repeated
+                        // field only once, and every value of it is kept.
+                        let kept = self.trailers.get_or_insert_with(HeaderMap::new);
+                        for (name, value) in fields.iter().filter(|(n, _)| may_trail(n)) {
+                            kept.append(name.clone(), value.clone());
+                        }
+                    }
+                    return Ok(());
+                }
+            },
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            self.out
+                .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            self.out.extend_from_slice(&data);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            let length = data.len() as u64;
+            if length > self.left {
+                return Err(Error::Length("the body is longer than its Content-Length").into());
+            }
+            self.left -= length;
+            self.out.extend_from_slice(&data);
+        }
+        Ok(())
+    }
+}
+
+/// How much of the request was written by the time its response's head came.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sent {
+    Whole,
+    /// The rest is still to be written.
+    Partly,
+    /// Writing failed: the upstream stopped reading, and responded.
+    Broken,
+}
+
+/// A response's head, and how much of its request had been written.
+struct Exchanged {
+    head: Head,
+    sent: Sent,
 }
 
 impl Conn {
@@ -357,123 +504,79 @@ impl Conn {
             || matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Writes `out` (the head) and the body after it, gathering what the body has
-    /// ready into as few writes as it allows. A body longer than its
-    /// `Content-Length` is cut off with an error before the excess is written, and
-    /// one that ends short is an error too: the connection is then dropped, never
-    /// pooled, so no byte of one request is read as part of the next.
-    async fn write_request(
+    /// Writes the request while watching for its response, and returns the
+    /// response's head as soon as it is in, whether or not the request has all
+    /// been written.
+    async fn exchange(
         &mut self,
-        out: &mut Vec<u8>,
-        body: &mut Body,
-        sending: Sending,
-    ) -> Result<(), Failed> {
-        let chunked = sending == Sending::Chunked;
-        let mut left = match sending {
-            Sending::Length(length) => length,
-            Sending::Chunked => 0,
-        };
-        let mut trailers: Option<HeaderMap> = None;
-        // A body that has ended gives no frame: `out`, the head, is written whole and
-        // kept, so a replayed request writes it again.
-        loop {
-            let next = poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Pending if !out.is_empty() => Poll::Ready(Next::Flush),
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(frame) => Poll::Ready(Next::Frame(frame)),
-            })
-            .await;
-            let data = match next {
-                Next::Flush => Bytes::new(),
-                Next::Frame(None) => {
-                    if left > 0 {
-                        return Err(
-                            Error::Length("the body ended before its Content-Length").into()
-                        );
+        upload: &mut Upload,
+        head_only: bool,
+        replayable: bool,
+    ) -> Result<Exchanged, Failed> {
+        let mut sent = Sent::Partly;
+        let mut broken = None;
+        let mut responded = false;
+        poll_fn(|cx| {
+            if sent == Sent::Partly {
+                match upload.poll_write(&mut self.stream, cx) {
+                    Poll::Ready(Ok(())) => sent = Sent::Whole,
+                    // Nothing was taken of the body: the caller may send it again.
+                    Poll::Ready(Err(Failed::NoResponse(err))) if replayable => {
+                        return Poll::Ready(Err(Failed::NoResponse(err)))
                     }
-                    if chunked {
-                        out.extend_from_slice(b"0\r\n");
-                        for (name, value) in trailers.iter().flatten() {
-                            push_field(out, name.as_str().as_bytes(), value.as_bytes());
-                        }
-                        out.extend_from_slice(b"\r\n");
+                    // An upstream that responded early (a 413, say) and stopped
+                    // reading broke the write: its response, if it comes, is the
+                    // one to pass on.
+                    Poll::Ready(Err(Failed::NoResponse(err))) => {
+                        sent = Sent::Broken;
+                        broken = Some(err);
                     }
-                    return self.stream.write_all(out).await.map_err(Failed::NoResponse);
-                }
-                Next::Frame(Some(Err(err))) => return Err(Error::Body(err).into()),
-                Next::Frame(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => data,
-                    // Sent after the last chunk; a body of known length has no place
-                    // for them (RFC 9110, 6.5: a recipient may drop trailers).
-                    Err(frame) => {
-                        if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
-                            // By reference: a map's owning iterator names a repeated
-                            // field only once, and every value of it is kept.
-                            let kept = trailers.get_or_insert_with(HeaderMap::new);
-                            for (name, value) in fields.iter().filter(|(n, _)| may_trail(n)) {
-                                kept.append(name.clone(), value.clone());
-                            }
-                        }
-                        Bytes::new()
-                    }
-                },
-            };
-            if !data.is_empty() {
-                if chunked {
-                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                } else {
-                    let length = data.len() as u64;
-                    if length > left {
-                        return Err(
-                            Error::Length("the body is longer than its Content-Length").into()
-                        );
-                    }
-                    left -= length;
-                }
-                out.extend_from_slice(&data);
-                if chunked {
-                    out.extend_from_slice(b"\r\n");
-                }
-                if out.len() < WRITE_SIZE {
-                    continue;
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => {}
                 }
             }
-            self.stream
-                .write_all(out)
-                .await
-                .map_err(Failed::NoResponse)?;
-            out.clear();
-        }
+            match ready!(self.poll_head(&mut responded, head_only, cx)) {
+                Ok(head) => Poll::Ready(Ok(Exchanged { head, sent })),
+                Err(Failed::NoResponse(err)) => {
+                    Poll::Ready(Err(Failed::NoResponse(broken.take().unwrap_or(err))))
+                }
+                Err(err) => Poll::Ready(Err(err)),
+            }
+        })
+        .await
     }
 
     /// Reads the response's head, past any interim (1xx) responses, and how its
-    /// body is framed.
-    async fn read_head(&mut self, head_only: bool) -> Result<Head, Failed> {
-        let mut responded = false;
+    /// body is framed. `responded` says whether any of a response has come.
+    fn poll_head(
+        &mut self,
+        responded: &mut bool,
+        head_only: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Head, Failed>> {
         loop {
             if !self.read.is_empty() {
-                responded = true;
+                *responded = true;
                 if let Some(head) = parse_head(&mut self.read, &mut self.fields, head_only)? {
                     if head.response.status().is_informational() {
                         continue;
                     }
-                    return Ok(head);
+                    return Poll::Ready(Ok(head));
                 }
                 if self.read.len() >= MAX_HEAD_BYTES {
-                    return Err(Error::Protocol("response head too large").into());
+                    return Poll::Ready(Err(Error::Protocol("response head too large").into()));
                 }
             }
-            match poll_fn(|cx| self.poll_read(cx)).await {
-                Ok(0) if responded => {
-                    return Err(
-                        Error::Protocol("connection closed within the response's head").into(),
-                    )
+            let failed = match ready!(self.poll_read(cx)) {
+                Ok(0) if *responded => {
+                    Error::Protocol("connection closed within the response's head").into()
                 }
-                Ok(0) => return Err(Failed::NoResponse(io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) => {}
-                Err(err) if responded => return Err(Error::Io(err).into()),
-                Err(err) => return Err(Failed::NoResponse(err)),
-            }
+                Ok(0) => Failed::NoResponse(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => continue,
+                Err(err) if *responded => Error::Io(err).into(),
+                Err(err) => Failed::NoResponse(err),
+            };
+            return Poll::Ready(Err(failed));
         }
     }
 
@@ -743,16 +846,19 @@ struct ResponseBody {
     pool: Pool,
     /// The trailer fields of a chunked body, read so far.
     trailers: Option<HeaderMap>,
+    /// The rest of the request, written as the response is read.
+    upload: Option<Upload>,
 }
 
 impl ResponseBody {
-    fn new(conn: Conn, framing: Framing, reuse: bool, pool: Pool) -> Self {
+    fn new(conn: Conn, framing: Framing, reuse: bool, upload: Option<Upload>, pool: Pool) -> Self {
         let mut body = ResponseBody {
             conn: Some(conn),
             framing,
             reuse,
             pool,
             trailers: None,
+            upload,
         };
         // No body at all (HEAD, 204, 304): hyper's server will not ask for one, so
         // the connection goes back now.
@@ -764,8 +870,9 @@ impl ResponseBody {
 
     fn end(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // Bytes past the response's end would be the start of no request's response.
-            if self.reuse && conn.read.is_empty() {
+            // Bytes past the response's end would be the start of no request's
+            // response, and a request not all written would end in the next one.
+            if self.reuse && conn.read.is_empty() && self.upload.is_none() {
                 self.pool.put_back(conn);
             }
         }
@@ -781,6 +888,21 @@ impl hyper::body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
+            match upload.poll_write(&mut conn.stream, cx) {
+                Poll::Ready(Ok(())) => this.upload = None,
+                // The upstream stopped reading; what it responds may still be whole.
+                Poll::Ready(Err(Failed::NoResponse(_))) => {
+                    this.upload = None;
+                    this.reuse = false;
+                }
+                Poll::Ready(Err(Failed::Other(err))) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(io::Error::other(err))));
+                }
+                Poll::Pending => {}
+            }
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -873,6 +995,8 @@ mod tests {
         unsolicited: Option<&'static [u8]>,
         /// Responds once the head is in, reads no body, and closes.
         early: bool,
+        /// With `early`: reads on after responding, and responds to nothing more.
+        drain: bool,
     }
 
     /// A stand-in upstream that writes `raw` for every request of a connection.
@@ -900,6 +1024,7 @@ mod tests {
                         if how.early && received.windows(4).any(|w| w == b"\r\n\r\n") {
                             // Closing with the body unread resets the connection.
                             let _ = stream.write_all(raw);
+                            while how.drain && stream.read(&mut buf).is_ok_and(|n| n > 0) {}
                             return;
                         }
                         while let Some(length) = request_length(&received) {
@@ -1169,6 +1294,115 @@ mod tests {
             .unwrap();
         assert!(streamed.headers().get(header::CONTENT_LENGTH).is_none());
         assert_eq!(text(streamed).await, "one two three");
+    }
+
+    /// A request body the test feeds part by part; it ends when the feed is dropped.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<&'static str>);
+
+    impl hyper::body::Body for Fed {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|part| part.map(|part| Ok(Frame::data(Bytes::from(part)))))
+        }
+    }
+
+    fn fed() -> (tokio::sync::mpsc::UnboundedSender<&'static str>, Body) {
+        let (feed, parts) = tokio::sync::mpsc::unbounded_channel();
+        (feed, Body::new(Fed(parts)))
+    }
+
+    /// `f`, or a failure naming what it waited for.
+    async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .unwrap_or_else(|_| panic!("waited in vain for {what}"))
+    }
+
+    /// The next `length` bytes of a response's body.
+    async fn next_bytes(body: &mut Body, length: usize) -> Vec<u8> {
+        let mut read = Vec::new();
+        while read.len() < length {
+            let frame = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+            let data = frame.expect("the body ended early").unwrap().into_data();
+            read.extend_from_slice(&data.unwrap_or_default());
+        }
+        read
+    }
+
+    /// An upstream that answers as it reads (hyper's server passing the request's
+    /// body back as the response's) gets each part of the body, and its answer to
+    /// it comes back, before the next part is even sent: with a body written whole
+    /// first, this exchange could never start.
+    #[tokio::test]
+    async fn a_body_and_its_response_stream_at_once() {
+        let app = Router::new().route("/echo", routing::post(|body: Body| async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let pool = pool(&address);
+
+        let (feed, body) = fed();
+        feed.send("ping 1").unwrap();
+        let request = Request::post("/echo").body(body).unwrap();
+        let response = within("the response's head", pool.send(request)).await;
+        let mut body = response.unwrap().into_body();
+        for part in ["ping 1", "ping 2", "ping three"] {
+            if part != "ping 1" {
+                feed.send(part).unwrap();
+            }
+            let echoed = within(part, next_bytes(&mut body, part.len())).await;
+            assert_eq!(echoed, part.as_bytes());
+        }
+        drop(feed);
+        let end = within("the end", poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))).await;
+        assert!(end.is_none());
+        let again = Request::post("/echo").body(Body::from("again")).unwrap();
+        assert_eq!(text(pool.send(again).await.unwrap()).await, "again");
+    }
+
+    #[tokio::test]
+    async fn an_early_refusal_is_passed_on_while_the_body_is_still_coming() {
+        let refused = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo long";
+        let how = Upstream {
+            early: true,
+            ..Default::default()
+        };
+        let (address, _) = upstream(refused, how);
+        let pool = pool(&address);
+        let (_feed, body) = fed();
+        let request = Request::post("/").body(body).unwrap();
+        let response = within("the refusal", pool.send(request)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(within("its body", text(response)).await, "too long");
+    }
+
+    #[tokio::test]
+    async fn a_response_that_ends_before_its_request_does_not_give_its_connection_back() {
+        let how = Upstream {
+            early: true,
+            drain: true,
+            ..Default::default()
+        };
+        let (address, accepted) = upstream(WITH_LENGTH, how);
+        let pool = pool(&address);
+        let (feed, body) = fed();
+        feed.send("the start").unwrap();
+        let request = Request::post("/").body(body).unwrap();
+        let response = within("the response", pool.send(request)).await.unwrap();
+        assert_eq!(within("its body", text(response)).await, "ok");
+        // On that connection, the next request would follow the rest of the body
+        // the upstream is still reading, and never be answered.
+        let again = within("a response on a new connection", pool.send(get())).await;
+        assert_eq!(text(again.unwrap()).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        drop(feed);
     }
 
     /// A body of unknown length whose parts come one at a time, each after a turn of
