@@ -180,6 +180,7 @@ impl Pool {
                     // serves no other request.
                     let (rest, reuse) = match sent {
                         Sent::Whole => (None, head.reuse),
+                        Sent::Partly if upload.is_sent() => (None, head.reuse),
                         Sent::Partly if !refused => (Some(upload), head.reuse),
                         Sent::Partly | Sent::Broken => (None, false),
                     };
@@ -377,6 +378,12 @@ impl Upload {
     /// ended from the start is sent again, and its `out` is still its head.
     fn rewind(&mut self) {
         self.written = 0;
+    }
+
+    /// Whether the request is whole on the wire: its end written, or every byte of a
+    /// body of known length (the body's own end may not have been seen yet).
+    fn is_sent(&self) -> bool {
+        self.written == self.out.len() && (self.ended || (!self.chunked && self.left == 0))
     }
 
     /// Writes what the body has ready, gathered into as few writes as it allows,
@@ -872,7 +879,8 @@ impl ResponseBody {
         if let Some(conn) = self.conn.take() {
             // Bytes past the response's end would be the start of no request's
             // response, and a request not all written would end in the next one.
-            if self.reuse && conn.read.is_empty() && self.upload.is_none() {
+            let sent = self.upload.as_ref().is_none_or(Upload::is_sent);
+            if self.reuse && conn.read.is_empty() && sent {
                 self.pool.put_back(conn);
             }
         }

@@ -4,6 +4,9 @@
 //! - request bodies of random sizes, frame splits and framings (known length,
 //!   chunked with trailers) through the pool to hyper's own HTTP/1.1 server, which
 //!   must receive exactly what was sent, on connections the pool reuses;
+//! - conversations: a body fed a part at a time, each part sent only once the
+//!   upstream (hyper's server answering as it reads) has passed the one before
+//!   back, with a known length or chunked; then the connection serves again;
 //! - bodies that disagree with their `Content-Length`, which must be refused
 //!   without desynchronising the upstream (the next request on the pool is intact);
 //! - well-formed responses of every framing, written to the pool in random
@@ -17,6 +20,8 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -133,6 +138,47 @@ async fn echo_server() -> u16 {
     port
 }
 
+/// hyper's HTTP/1.1 server passing each request's body back as the response's, as
+/// it reads it. Returns its port and a count of its connections.
+async fn streaming_echo_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| {
+                    std::future::ready(Ok::<_, Infallible>(Response::new(req.into_body())))
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// A request body the test feeds part by part; it ends when the feed is dropped.
+struct Fed(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for Fed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|part| part.map(|part| Ok(Frame::data(part))))
+    }
+}
+
 /// `f`, or a failure naming `what` after 10 s: a desynchronised connection shows
 /// as an upstream waiting for bytes that never come.
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -216,6 +262,47 @@ proptest! {
                     assert_eq!(echoed, expected.join(";"));
                 }
             }
+        });
+    }
+
+    #[test]
+    fn a_conversation_streams_both_ways(
+        parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..9000), 1..6),
+        known in any::<bool>(),
+    ) {
+        let length: usize = parts.iter().map(Vec::len).sum();
+        runtime().block_on(async {
+            let (port, accepted) = streaming_echo_server().await;
+            let pool = pool(port);
+            let (feed, fed) = tokio::sync::mpsc::unbounded_channel();
+            let mut request = post(Body::new(Fed(fed)));
+            if known {
+                request.headers_mut().insert("content-length", length.into());
+            }
+            feed.send(Bytes::from(parts[0].clone())).unwrap();
+            let response = within("the response's head", pool.send(request)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut body = response.into_body();
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    feed.send(Bytes::from(part.clone())).unwrap();
+                }
+                let mut echoed = Vec::new();
+                while echoed.len() < part.len() {
+                    let frame = within("the part passed back", body.frame()).await;
+                    let data = frame.expect("the body ended early").unwrap().into_data();
+                    echoed.extend_from_slice(&data.unwrap_or_default());
+                }
+                assert_eq!(&echoed, part);
+            }
+            drop(feed);
+            assert!(within("the end", body.frame()).await.is_none());
+            // Both the request and the response were whole: the connection serves
+            // the next request.
+            let next = pool.send(post(Body::from("next")));
+            let response = within("the next request", next).await.unwrap();
+            assert_eq!(read(response).await.unwrap().0.as_ref(), b"next");
+            assert_eq!(accepted.load(Ordering::SeqCst), 1);
         });
     }
 
