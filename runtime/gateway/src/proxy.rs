@@ -148,10 +148,11 @@ pub async fn proxy(state: &GatewayState, request: Request) -> Response {
     response
 }
 
-async fn pass(state: &GatewayState, route: &Route, mut request: Request) -> Response {
+async fn pass(state: &GatewayState, route: &Route, request: Request) -> Response {
     if let Some(response) = too_large(state, request.headers()) {
         return response;
     }
+    let mut request = capped(state, request);
     request.headers_mut().remove(USER_ID);
     if route.protected {
         #[cfg(feature = "auth")]
@@ -225,6 +226,32 @@ fn unknown_service(service: &str) -> Response {
     ApiError::NotFound(format!("no service named {service:?}")).into_response()
 }
 
+/// A body without a `Content-Length` (chunked) is counted as it streams: past
+/// `MAX_BODY_BYTES` it fails, before the excess is sent, and the client is answered
+/// 413 if the upstream has not responded yet (the upstream's connection is dropped).
+fn capped(state: &GatewayState, request: Request) -> Request {
+    let has_length = request.headers().contains_key(header::CONTENT_LENGTH);
+    if has_length || hyper::body::Body::is_end_stream(request.body()) {
+        return request;
+    }
+    let limit = usize::try_from(state.max_body_bytes).unwrap_or(usize::MAX);
+    request.map(|body| Body::new(http_body_util::Limited::new(body, limit)))
+}
+
+/// Whether a request body failed for being longer than [`capped`] allows.
+fn over_limit(err: &axum::Error) -> bool {
+    std::error::Error::source(err)
+        .is_some_and(|inner| inner.is::<http_body_util::LengthLimitError>())
+}
+
+fn body_too_large(state: &GatewayState) -> Response {
+    ApiError::Rejected(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {} bytes", state.max_body_bytes),
+    )
+    .into_response()
+}
+
 fn too_large(state: &GatewayState, headers: &HeaderMap) -> Option<Response> {
     let length: u64 = headers
         .get(header::CONTENT_LENGTH)?
@@ -232,13 +259,7 @@ fn too_large(state: &GatewayState, headers: &HeaderMap) -> Option<Response> {
         .ok()?
         .parse()
         .ok()?;
-    (length > state.max_body_bytes).then(|| {
-        ApiError::Rejected(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {} bytes", state.max_body_bytes),
-        )
-        .into_response()
-    })
+    (length > state.max_body_bytes).then(|| body_too_large(state))
 }
 
 /// `X-Forwarded-For` gets the peer appended; `X-Real-IP` is the client as the
@@ -304,6 +325,7 @@ async fn forward(
             ApiError::GatewayTimeout(format!("the {upstream} service did not answer in time"))
                 .into_response()
         }
+        Ok(Err(crate::pool::Error::Body(err))) if over_limit(&err) => body_too_large(state),
         // The client's body broke off: nothing the upstream did.
         Ok(Err(err @ crate::pool::Error::Body(_))) => {
             tracing::debug!(upstream, error = %err, "request body not read");
