@@ -21,8 +21,11 @@
 //! body has all been sent (an upstream that answers as it reads, or refuses early)
 //! is passed on at once, and the rest of the body is written as the response's
 //! body is asked for. An early error response stops the body there: the upstream
-//! has said it does not want it. A connection goes back to the pool only when both
-//! the request and its response were whole.
+//! has said it does not want it. A response that ends while its request is still
+//! being written ends the exchange too: the upstream has answered, and waiting on
+//! one that stopped reading would hold the client forever. The rest of that body is
+//! not sent, and the connection is closed. A connection goes back to the pool only
+//! when both the request and its response were whole.
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -377,6 +380,7 @@ impl Upload {
     /// Starts the writing again, on a new connection. Only a request whose body had
     /// ended from the start is sent again, and its `out` is still its head.
     fn rewind(&mut self) {
+        debug_assert!(self.written == 0 || self.ended, "a body was taken");
         self.written = 0;
     }
 
@@ -389,9 +393,9 @@ impl Upload {
     /// Writes what the body has ready, gathered into as few writes as it allows,
     /// until all is written (ready) or the body or the socket must be waited for
     /// (pending). A body longer than its `Content-Length` is cut off with an error
-    /// before the excess is written, and one that ends short is an error too: the
-    /// connection is then dropped, never pooled, so no byte of one request is read
-    /// as part of the next.
+    /// before the excess is written (or, if the response has ended by then, never
+    /// read), and one that ends short is an error too: the connection is then
+    /// dropped, never pooled, so no byte of one request is read as part of the next.
     fn poll_write(
         &mut self,
         stream: &mut TcpStream,
@@ -844,7 +848,7 @@ fn parse_head(
 }
 
 /// A response's body, read from its connection as it is asked for; the connection goes
-/// back to the pool after the last byte.
+/// back to the pool after the last byte, if its request was whole.
 struct ResponseBody {
     /// `None` once the body has ended or failed.
     conn: Option<Conn>,
@@ -904,7 +908,10 @@ impl hyper::body::Body for ResponseBody {
                     this.upload = None;
                     this.reuse = false;
                 }
+                // The client's body failed (or passed the gateway's limit) after the
+                // response began: too late for a status, so the response is cut off.
                 Poll::Ready(Err(Failed::Other(err))) => {
+                    tracing::debug!(error = %err, "request body failed within the response");
                     this.conn = None;
                     return Poll::Ready(Some(Err(io::Error::other(err))));
                 }
@@ -1384,10 +1391,12 @@ mod tests {
         };
         let (address, _) = upstream(refused, how);
         let pool = pool(&address);
-        let (_feed, body) = fed();
+        let (feed, body) = fed();
         let request = Request::post("/").body(body).unwrap();
         let response = within("the refusal", pool.send(request)).await.unwrap();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // The rest of the body is not wanted: it is no longer read.
+        assert!(feed.is_closed());
         assert_eq!(within("its body", text(response)).await, "too long");
     }
 

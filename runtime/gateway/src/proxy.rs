@@ -204,6 +204,11 @@ pub async fn service_health(state: &GatewayState, service: &str, request: Reques
         return unknown_service(service);
     }
     let path = PathAndQuery::from_static("/health");
+    // A probe carries no body; one a client sent along is not passed on.
+    let (mut parts, _) = request.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    let request = Request::from_parts(parts, Body::empty());
     forward(state, service, request, Some(path)).await
 }
 
@@ -228,7 +233,8 @@ fn unknown_service(service: &str) -> Response {
 
 /// A body without a `Content-Length` (chunked) is counted as it streams: past
 /// `MAX_BODY_BYTES` it fails, before the excess is sent, and the client is answered
-/// 413 if the upstream has not responded yet (the upstream's connection is dropped).
+/// 413 if the upstream has not responded yet (the upstream's connection is dropped);
+/// if it has, the response is cut off.
 fn capped(state: &GatewayState, request: Request) -> Request {
     let has_length = request.headers().contains_key(header::CONTENT_LENGTH);
     if has_length || hyper::body::Body::is_end_stream(request.body()) {
@@ -238,10 +244,17 @@ fn capped(state: &GatewayState, request: Request) -> Request {
     request.map(|body| Body::new(http_body_util::Limited::new(body, limit)))
 }
 
-/// Whether a request body failed for being longer than [`capped`] allows.
+/// Whether a request body failed for being longer than [`capped`] allows (however
+/// deep in its chain of causes a layer put it).
 fn over_limit(err: &axum::Error) -> bool {
-    std::error::Error::source(err)
-        .is_some_and(|inner| inner.is::<http_body_util::LengthLimitError>())
+    let mut cause = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        if inner.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = inner.source();
+    }
+    false
 }
 
 fn body_too_large(state: &GatewayState) -> Response {
