@@ -165,8 +165,8 @@ pub fn register_metrics<DB: sqlx::Database>(db: &sqlx::Pool<DB>) {
             let idle = pool.num_idle() as f64;
             let all = f64::from(pool.size());
             vec![
-                ("state=\"idle\"".to_string(), idle),
-                ("state=\"in_use\"".to_string(), all - idle),
+                (vec![("state", "idle".to_string())], idle),
+                (vec![("state", "in_use".to_string())], all - idle),
             ]
         },
     );

@@ -3,14 +3,14 @@
 //! pool, the gateway's upstreams). Each thread records into its own shard, behind a
 //! lock no other thread takes until a scrape sums the shards: counting a request
 //! costs a hash lookup, with no cache line shared between cores and no label string
-//! built.
+//! built. A scrape hands the sums to `prometheus-client`, which writes the text
+//! format (names, labels and their escaping, bucket bounds, help lines).
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
@@ -22,6 +22,13 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeMetric, MetricEncoder,
+};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry as Encoded;
 use tower::{Layer, Service};
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -29,7 +36,7 @@ const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 struct Histogram {
     buckets: [u64; BUCKETS.len()],
     count: u64,
@@ -55,19 +62,17 @@ impl Histogram {
         self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += n;
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count;
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
+        // Counts per bucket; the encoder makes them cumulative and adds `+Inf`.
+        let buckets: [(f64, u64); BUCKETS.len()] =
+            std::array::from_fn(|i| (BUCKETS[i], self.buckets[i]));
         let sum = self.sum_micros as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        encoder.encode_histogram::<Labels>(sum, self.count, &buckets, None)
     }
 }
+
+/// A series' labels, in the order they are written.
+pub type Labels = Vec<(&'static str, String)>;
 
 /// FNV-1a, for maps whose keys no client chooses. Here they are route templates,
 /// upstream names, standard methods and status codes, so SipHash's defence against
@@ -107,7 +112,7 @@ struct Shard {
     upstreams: Mutex<Upstreams>,
 }
 
-type Gauges = Box<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
+type Gauges = Box<dyn Fn() -> Vec<(Labels, f64)> + Send + Sync>;
 
 #[derive(Default)]
 struct Registry {
@@ -179,14 +184,6 @@ fn observe_request(method: &Method, route: &str, status: u16, elapsed: Duration)
     });
 }
 
-/// Label values are route templates, names and numbers; quotes and backslashes are
-/// escaped anyway, as the text format asks.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// Route layer (where the matched route is known): counts and times every request
 /// by method, route template and status.
 #[derive(Debug, Clone, Copy)]
@@ -253,13 +250,13 @@ pub fn upstream(name: &str, status: u16, elapsed: Duration) {
     record(|shard| observe(&mut lock(&shard.upstreams), name, status, elapsed));
 }
 
-/// Every thread's histograms summed, by their label set in the text format.
+/// Every thread's histograms summed, by their labels.
 fn summed<K>(
     shards: &[Arc<Shard>],
     family: impl Fn(&Shard) -> &Mutex<Map<String, Map<K, Histogram>>>,
-    labels: impl Fn(&str, &K) -> String,
-) -> BTreeMap<String, Histogram> {
-    let mut all: BTreeMap<String, Histogram> = BTreeMap::new();
+    labels: impl Fn(&str, &K) -> Labels,
+) -> BTreeMap<Labels, Histogram> {
+    let mut all: BTreeMap<Labels, Histogram> = BTreeMap::new();
     for shard in shards {
         for (name, by_key) in lock(family(shard)).iter() {
             for (key, histogram) in by_key {
@@ -270,80 +267,98 @@ fn summed<K>(
     all
 }
 
-fn render_family(out: &mut String, name: &str, help: &str, family: &BTreeMap<String, Histogram>) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} histogram");
+fn encode_family(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    family: &BTreeMap<Labels, Histogram>,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
     for (labels, histogram) in family {
-        histogram.render(out, name, labels);
+        histogram.encode(metric.encode_family(labels)?)?;
     }
+    Ok(())
 }
 
-/// Registers a gauge family read at every scrape: `read` returns `(labels, value)`.
-/// Registering a name again replaces it (tests build several apps in one process).
+/// Registers a gauge family read at every scrape: `read` returns each series'
+/// labels (`[("state", "idle".into())]`) and value. Registering a name again
+/// replaces it (tests build several apps in one process).
 pub fn gauge(
     name: &'static str,
     help: &'static str,
-    read: impl Fn() -> Vec<(String, f64)> + Send + Sync + 'static,
+    read: impl Fn() -> Vec<(Labels, f64)> + Send + Sync + 'static,
 ) {
     let mut gauges = registry().gauges.write().unwrap_or_else(|e| e.into_inner());
     gauges.retain(|(n, _, _)| *n != name);
     gauges.push((name, help, Box::new(read)));
 }
 
-/// The whole registry in the Prometheus text format.
-pub fn render() -> String {
-    let r = registry();
-    let shards = lock(&r.shards).clone();
-    let mut out = String::new();
-    let requests = summed(
-        &shards,
-        |s| &s.requests,
-        |route, (method, status)| {
-            format!(
-                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape(route)
-            )
-        },
-    );
-    render_family(
-        &mut out,
-        "http_request_duration_seconds",
-        "Requests answered, by method, route and status, and how long they took.",
-        &requests,
-    );
-    let upstreams = summed(
-        &shards,
-        |s| &s.upstreams,
-        |name, status| format!("upstream=\"{}\",status=\"{status}\"", escape(name)),
-    );
-    if !upstreams.is_empty() {
-        render_family(
-            &mut out,
-            "upstream_request_duration_seconds",
-            "Calls forwarded to each upstream, by status (502/504: failed), and their duration.",
-            &upstreams,
+/// What the shards and the registered gauges hold, summed at each scrape.
+#[derive(Debug)]
+struct Recorded;
+
+impl Collector for Recorded {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let r = registry();
+        let shards = lock(&r.shards).clone();
+        let requests = summed(
+            &shards,
+            |s| &s.requests,
+            |route, (method, status)| {
+                vec![
+                    ("method", (*method).to_string()),
+                    ("route", route.to_string()),
+                    ("status", status.to_string()),
+                ]
+            },
         );
-    }
-    for (name, help, read) in r.gauges.read().unwrap_or_else(|e| e.into_inner()).iter() {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (labels, value) in read() {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        encode_family(
+            &mut encoder,
+            "http_request_duration_seconds",
+            "Requests answered, by method, route and status, and how long they took.",
+            &requests,
+        )?;
+        let upstreams = summed(
+            &shards,
+            |s| &s.upstreams,
+            |name, status| {
+                vec![
+                    ("upstream", name.to_string()),
+                    ("status", status.to_string()),
+                ]
+            },
+        );
+        if !upstreams.is_empty() {
+            encode_family(
+                &mut encoder,
+                "upstream_request_duration_seconds",
+                "Calls forwarded to each upstream, by status (502/504: failed), and their duration.",
+                &upstreams,
+            )?;
+        }
+        for (name, help, read) in r.gauges.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (labels, value) in read() {
+                ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
             }
         }
+        Ok(())
     }
+}
+
+/// The whole registry in the Prometheus text format.
+pub fn render() -> String {
+    let mut encoded = Encoded::default();
+    encoded.register_collector(Box::new(Recorded));
+    let mut out = String::new();
+    // Writing to a `String` does not fail.
+    let _ = prometheus_text::encode(&mut out, &encoded);
     out
 }
 
 /// `GET /metrics`.
 pub async fn metrics() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        render(),
-    )
+    ([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], render())
 }
 
 #[cfg(test)]
@@ -356,23 +371,42 @@ mod tests {
         let mut histogram = Histogram::default();
         histogram.observe(Duration::from_millis(3));
         histogram.observe(Duration::from_millis(30));
-        family.insert("route=\"/x\"".to_string(), histogram);
+        family.insert(vec![("route", "/x \"quoted\"".to_string())], histogram);
+        #[derive(Debug)]
+        struct One(BTreeMap<Labels, Histogram>);
+        impl Collector for One {
+            fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+                encode_family(&mut encoder, "t", "test", &self.0)
+            }
+        }
+        let mut encoded = Encoded::default();
+        encoded.register_collector(Box::new(One(family)));
         let mut out = String::new();
-        render_family(&mut out, "t", "test", &family);
-        assert!(out.contains("# TYPE t histogram\n"), "{out}");
-        assert!(
-            out.contains("t_bucket{route=\"/x\",le=\"0.005\"} 1\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("t_bucket{route=\"/x\",le=\"0.05\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("t_bucket{route=\"/x\",le=\"+Inf\"} 2\n"),
-            "{out}"
-        );
-        assert!(out.contains("t_count{route=\"/x\"} 2\n"), "{out}");
+        prometheus_text::encode(&mut out, &encoded).unwrap();
+        let route = r#"route="/x \"quoted\"""#;
+        for line in [
+            "# TYPE t histogram\n".to_string(),
+            format!("t_bucket{{{route},le=\"0.005\"}} 1\n"),
+            format!("t_bucket{{{route},le=\"0.05\"}} 2\n"),
+            format!("t_bucket{{{route},le=\"1\"}} 2\n"),
+            format!("t_bucket{{{route},le=\"+Inf\"}} 2\n"),
+            format!("t_sum{{{route}}} 0.033\n"),
+            format!("t_count{{{route}}} 2\n"),
+        ] {
+            assert!(out.contains(&line), "{line} in {out}");
+        }
+    }
+
+    #[test]
+    fn gauges_are_read_at_each_scrape() {
+        let name = "test_gauge_read";
+        gauge(name, "A test's gauge.", || {
+            vec![(vec![("state", "idle".to_string())], 2.0), (vec![], 1.5)]
+        });
+        let out = render();
+        assert!(out.contains("# TYPE test_gauge_read gauge\n"), "{out}");
+        assert!(out.contains("test_gauge_read{state=\"idle\"} 2"), "{out}");
+        assert!(out.contains("test_gauge_read 1.5\n"), "{out}");
     }
 
     #[test]
