@@ -1157,15 +1157,20 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn an_early_response_is_passed_on_though_the_body_could_not_be_sent() {
+    /// A pool to an upstream that refuses every request once its head is in, reads
+    /// none of the body, and closes.
+    fn refusing() -> Pool {
         let refused = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo long";
         let how = Upstream {
             early: true,
             ..Default::default()
         };
-        let (address, _) = upstream(refused, how);
-        let pool = pool(&address);
+        pool(&upstream(refused, how).0)
+    }
+
+    #[tokio::test]
+    async fn an_early_response_is_passed_on_though_the_body_could_not_be_sent() {
+        let pool = refusing();
         // More than the sockets' buffers hold: the write breaks when the upstream resets.
         let request = Request::post("/")
             .body(Body::from(vec![b'x'; 64 << 20]))
@@ -1384,13 +1389,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_early_refusal_is_passed_on_while_the_body_is_still_coming() {
-        let refused = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo long";
-        let how = Upstream {
-            early: true,
-            ..Default::default()
-        };
-        let (address, _) = upstream(refused, how);
-        let pool = pool(&address);
+        let pool = refusing();
         let (feed, body) = fed();
         let request = Request::post("/").body(body).unwrap();
         let response = within("the refusal", pool.send(request)).await.unwrap();
