@@ -175,17 +175,18 @@ impl Pool {
             }
             upload.rewind();
             match conn.exchange(&mut upload, head_only, replayable).await {
-                Ok(Exchanged { head, sent }) => {
+                Ok((head, broken)) => {
                     let status = head.response.status();
                     let refused = status.is_client_error() || status.is_server_error();
                     // The rest of the body goes with the response's, unless the
                     // upstream refused it or stopped reading it: the connection then
                     // serves no other request.
-                    let (rest, reuse) = match sent {
-                        Sent::Whole => (None, head.reuse),
-                        Sent::Partly if upload.is_sent() => (None, head.reuse),
-                        Sent::Partly if !refused => (Some(upload), head.reuse),
-                        Sent::Partly | Sent::Broken => (None, false),
+                    let (rest, reuse) = if upload.is_sent() {
+                        (None, head.reuse)
+                    } else if broken || refused {
+                        (None, false)
+                    } else {
+                        (Some(upload), head.reuse)
                     };
                     let body = ResponseBody::new(conn, head.framing, reuse, rest, self.clone());
                     return Ok(head.response.map(|()| Body::new(body)));
@@ -487,22 +488,6 @@ impl Upload {
     }
 }
 
-/// How much of the request was written by the time its response's head came.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Sent {
-    Whole,
-    /// The rest is still to be written.
-    Partly,
-    /// Writing failed: the upstream stopped reading, and responded.
-    Broken,
-}
-
-/// A response's head, and how much of its request had been written.
-struct Exchanged {
-    head: Head,
-    sent: Sent,
-}
-
 impl Conn {
     /// Whether the upstream has sent nothing on this idle connection, not even its
     /// end. Reads clear the socket's readiness once they find it drained (see
@@ -517,20 +502,20 @@ impl Conn {
 
     /// Writes the request while watching for its response, and returns the
     /// response's head as soon as it is in, whether or not the request has all
-    /// been written.
+    /// been written (how much was, `upload` says), and whether writing broke.
     async fn exchange(
         &mut self,
         upload: &mut Upload,
         head_only: bool,
         replayable: bool,
-    ) -> Result<Exchanged, Failed> {
-        let mut sent = Sent::Partly;
+    ) -> Result<(Head, bool), Failed> {
+        let mut writing = true;
         let mut broken = None;
         let mut responded = false;
         poll_fn(|cx| {
-            if sent == Sent::Partly {
+            if writing {
                 match upload.poll_write(&mut self.stream, cx) {
-                    Poll::Ready(Ok(())) => sent = Sent::Whole,
+                    Poll::Ready(Ok(())) => writing = false,
                     // Nothing was taken of the body: the caller may send it again.
                     Poll::Ready(Err(Failed::NoResponse(err))) if replayable => {
                         return Poll::Ready(Err(Failed::NoResponse(err)))
@@ -539,7 +524,7 @@ impl Conn {
                     // reading broke the write: its response, if it comes, is the
                     // one to pass on.
                     Poll::Ready(Err(Failed::NoResponse(err))) => {
-                        sent = Sent::Broken;
+                        writing = false;
                         broken = Some(err);
                     }
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
@@ -547,7 +532,7 @@ impl Conn {
                 }
             }
             match ready!(self.poll_head(&mut responded, head_only, cx)) {
-                Ok(head) => Poll::Ready(Ok(Exchanged { head, sent })),
+                Ok(head) => Poll::Ready(Ok((head, broken.is_some()))),
                 Err(Failed::NoResponse(err)) => {
                     Poll::Ready(Err(Failed::NoResponse(broken.take().unwrap_or(err))))
                 }

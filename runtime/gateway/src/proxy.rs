@@ -205,10 +205,8 @@ pub async fn service_health(state: &GatewayState, service: &str, request: Reques
     }
     let path = PathAndQuery::from_static("/health");
     // A probe carries no body; one a client sent along is not passed on.
-    let (mut parts, _) = request.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    let request = Request::from_parts(parts, Body::empty());
+    let mut request = request.map(|_| Body::empty());
+    request.headers_mut().remove(header::CONTENT_LENGTH);
     forward(state, service, request, Some(path)).await
 }
 
