@@ -3,6 +3,11 @@
 //! fallbacks for unknown routes, graceful shutdown on SIGTERM or Ctrl-C, and the
 //! container health check.
 //!
+//! A service's stack is tower-http's request-id and trace layers and tower's timeout,
+//! with one layer of its own for what they do not do (the W3C trace context). The
+//! gateway, whose cost per request is what it is chosen for, has one layer doing
+//! all of it ([`ObserveLayer`]).
+//!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
 
@@ -17,16 +22,18 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::response::Response;
+use axum::{BoxError, Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tower::{Layer, Service};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use tracing::Instrument as _;
 
-use crate::trace::TraceContext;
 use crate::ApiError;
 
 // A `HeaderName`, not a `&str`: a string is parsed (and a custom name allocated)
@@ -36,14 +43,31 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Largest request body a JSON extractor accepts (413 beyond it).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// Adds the shared layers and fallbacks to a service's router.
+/// Adds the shared layers and fallbacks to a service's router, outermost first: a
+/// request id (the caller's, or a new UUID) on the request and its response, a log
+/// span carrying it and the trace id, the caller's trace continued, the time limit
+/// (503 in the envelope), and the body limit.
 pub fn with_defaults(router: Router, request_timeout: Duration) -> Router {
     // Around the router, not around each route: `Router::layer` wraps every route in
     // one more boxed service, cloned and boxed again on every request.
     let stack = tower::ServiceBuilder::new()
-        .layer(ObserveLayer {
-            request_timeout: Some(request_timeout),
-        })
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(
+                    |response: &Response, latency: Duration, _: &tracing::Span| {
+                        log_response(response.status(), latency);
+                    },
+                )
+                // `log_response` has logged a 5xx already.
+                .on_failure(()),
+        )
+        .layer(TraceContextLayer)
+        .layer(HandleErrorLayer::new(over_time))
+        .timeout(request_timeout)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .service(routed(router));
     Router::new().fallback_service(stack)
@@ -59,26 +83,108 @@ pub fn routed(router: Router) -> Router {
         .fallback(not_found)
 }
 
-/// What every request gets on its way in and out, in one layer: a request id
-/// (the caller's, or a new one) on the request and its answer, the W3C trace
-/// context continued, a span carrying both for its logs, a time limit answered in
-/// the envelope, and one log line with status and latency. One layer costs one
-/// allocation per request where a layer per concern costs several each.
-/// Without a `request_timeout`, the inner service answers in time itself (the
-/// gateway's proxy, whose upstream calls have their own limit).
-#[derive(Debug, Clone, Copy)]
-pub struct ObserveLayer {
-    pub request_timeout: Option<Duration>,
+/// The answer to a request that outlived the service's time limit (the router
+/// itself never fails).
+async fn over_time(err: BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Rejected(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request took too long".into(),
+        )
+    } else {
+        ApiError::Internal(anyhow::anyhow!(err))
+    }
 }
+
+/// The span every request is logged in, carrying its request id and (recorded
+/// once the trace context is read) its trace id.
+fn request_span(req: &Request) -> tracing::Span {
+    let request_id = req.headers().get(REQUEST_ID);
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id.and_then(|id| id.to_str().ok()).unwrap_or("-"),
+        trace_id = tracing::field::Empty,
+    )
+}
+
+/// One log line per request, with its status and latency: an error for a 5xx.
+fn log_response(status: StatusCode, latency: Duration) {
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let status = status.as_u16();
+    if (500..600).contains(&status) {
+        tracing::error!(status, latency_ms, "response failed");
+    } else {
+        tracing::info!(status, latency_ms, "finished processing request");
+    }
+}
+
+/// Continues the caller's W3C trace (or starts one) in a service: the request
+/// carries this hop's `traceparent`, its log span the trace id, its handler's calls,
+/// events and queries the trace, and, when export is on, its span goes to the
+/// collector with the response's status. Inside the request's log span
+/// (tower-http's [`TraceLayer`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceContextLayer;
+
+impl<S> Layer<S> for TraceContextLayer {
+    type Service = ContinueTrace<S>;
+
+    fn layer(&self, inner: S) -> ContinueTrace<S> {
+        ContinueTrace { inner }
+    }
+}
+
+/// The service of [`TraceContextLayer`].
+#[derive(Debug, Clone)]
+pub struct ContinueTrace<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for ContinueTrace<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let (hop, exported) = crate::trace::arrive(&mut req);
+        let span = tracing::Span::current();
+        span.record("trace_id", tracing::field::display(hop.ctx.trace_id_hex()));
+        #[cfg(feature = "database")]
+        crate::query_spans::attach(&span, &hop);
+        let pending = self.inner.call(req);
+        Box::pin(async move {
+            let response = crate::trace::scope(hop, pending).await?;
+            if let Some(span) = exported {
+                crate::otel::finish_server(span, &response);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The gateway's whole stack in one layer: a request id (the caller's, or a new
+/// one) on the request and its response, the W3C trace context continued, a span
+/// carrying both for its logs, and one log line with status and latency. One layer
+/// costs one allocation per request where a layer per concern costs several each.
+/// It has no time limit: the proxy's upstream calls have their own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObserveLayer;
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            inner,
-            limit: self.request_timeout,
-        }
+        Observe { inner }
     }
 }
 
@@ -86,7 +192,6 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Debug, Clone)]
 pub struct Observe<S> {
     inner: S,
-    limit: Option<Duration>,
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -113,37 +218,22 @@ where
             }
         };
         let (hop, exported) = crate::trace::arrive(&mut req);
-        let span = request_span(&req, &request_id, &hop.ctx);
-        #[cfg(feature = "database")]
-        crate::query_spans::attach(&span, &hop);
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %request_id.to_str().unwrap_or("-"),
+            trace_id = %hop.ctx.trace_id_hex(),
+        );
         let pending = span.in_scope(|| self.inner.call(req));
-        let limit = self.limit;
         Box::pin(
             async move {
-                // Handlers' outgoing calls and events carry the trace on from here.
-                let pending = async move {
-                    match limit {
-                        Some(limit) => tokio::time::timeout(limit, pending).await,
-                        None => Ok(pending.await),
-                    }
-                };
                 let mut response = match crate::trace::scope(hop, pending).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => ApiError::Rejected(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the request took too long".into(),
-                    )
-                    .into_response(),
+                    Ok(response) => response,
+                    Err(never) => match never {},
                 };
-                let status = response.status().as_u16();
-                let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-                if response.status().is_server_error() {
-                    tracing::error!(status, latency_ms, "response failed");
-                } else {
-                    tracing::info!(status, latency_ms, "finished processing request");
-                }
-                // An answer that has one (a proxied service's) keeps it.
+                log_response(response.status(), start.elapsed());
+                // A response that has one (a proxied service's) keeps it.
                 response
                     .headers_mut()
                     .entry(REQUEST_ID)
@@ -163,17 +253,6 @@ fn new_request_id() -> HeaderValue {
     let mut buf = uuid::Uuid::encode_buffer();
     let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// The span every request is logged in, carrying its request and trace ids.
-fn request_span(req: &Request, request_id: &HeaderValue, ctx: &TraceContext) -> tracing::Span {
-    tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        request_id = %request_id.to_str().unwrap_or("-"),
-        trace_id = %ctx.trace_id_hex(),
-    )
 }
 
 pub async fn not_found() -> ApiError {
@@ -496,6 +575,63 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(headers.contains_key(REQUEST_ID));
         assert_eq!(body["success"], json!(false));
+    }
+
+    /// The JSON log lines written while `f` runs (on this thread).
+    async fn logged<F: Future>(f: F) -> Vec<Value> {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        f.await;
+        drop(guard);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_request_is_logged_once_with_its_request_and_trace_ids() {
+        let mut seen = None;
+        let lines = logged(async { seen = Some(call(Request::get("/echo")).await) }).await;
+        let (_, headers, body) = seen.unwrap();
+        let trace = crate::trace::TraceContext::parse(body["traceparent"].as_str().unwrap())
+            .unwrap()
+            .trace_id_hex()
+            .to_string();
+        let [line] = &lines[..] else {
+            panic!("one line per request: {lines:#?}")
+        };
+        assert_eq!(line["fields"]["message"], "finished processing request");
+        assert_eq!(line["fields"]["status"], 200);
+        assert_eq!(
+            line["span"]["request_id"],
+            headers[REQUEST_ID].to_str().unwrap()
+        );
+        assert_eq!(line["span"]["trace_id"], trace.as_str());
+
+        let lines = logged(call(Request::get("/slow"))).await;
+        let [line] = &lines[..] else {
+            panic!("one line per request: {lines:#?}")
+        };
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["fields"]["message"], "response failed");
+        assert_eq!(line["fields"]["status"], 503);
     }
 
     #[tokio::test]

@@ -88,10 +88,7 @@ pub fn app(state: GatewayState) -> App {
         local: common::server::routed(local),
         state,
     };
-    ObserveLayer {
-        request_timeout: None,
-    }
-    .layer(dispatch)
+    ObserveLayer.layer(dispatch)
 }
 
 /// Sends the gateway's own few paths to its router and every other request
