@@ -266,7 +266,7 @@ pub fn server_span(req: &axum::extract::Request, parent: Option<&TraceContext>) 
 }
 
 /// Ends a request's span with its route and status; 5xx answers are errors.
-pub fn finish_server(mut span: Span, response: &axum::response::Response) {
+pub fn finish_server<B>(mut span: Span, response: &axum::http::Response<B>) {
     let status = response.status();
     if let Some(Route(route)) = response.extensions().get::<Route>() {
         let name = format!("{} {route}", span.name());

@@ -44,15 +44,16 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Adds the shared layers and fallbacks to a service's router, outermost first: a
-/// request id (the caller's, or a new UUID) on the request and its response, a log
-/// span carrying it and the trace id, the caller's trace continued, the time limit
-/// (503 in the envelope), and the body limit.
+/// request id (the caller's, or a new UUID) on the request and its response, the
+/// caller's trace continued, a log span carrying both ids and one log line per
+/// request, the time limit (503 in the envelope), and the body limit.
 pub fn with_defaults(router: Router, request_timeout: Duration) -> Router {
     // Around the router, not around each route: `Router::layer` wraps every route in
     // one more boxed service, cloned and boxed again on every request.
     let stack = tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceContextLayer)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -62,10 +63,11 @@ pub fn with_defaults(router: Router, request_timeout: Duration) -> Router {
                         log_response(response.status(), latency);
                     },
                 )
-                // `log_response` has logged a 5xx already.
-                .on_failure(()),
+                // One line per request: `log_response` has logged a 5xx already, and
+                // a streamed body's end is no news.
+                .on_failure(())
+                .on_eos(()),
         )
-        .layer(TraceContextLayer)
         .layer(HandleErrorLayer::new(over_time))
         .timeout(request_timeout)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -96,17 +98,23 @@ async fn over_time(err: BoxError) -> ApiError {
     }
 }
 
-/// The span every request is logged in, carrying its request id and (recorded
-/// once the trace context is read) its trace id.
+/// The span every request is logged in, carrying its request and trace ids (the
+/// outer layers put them on the request).
 fn request_span(req: &Request) -> tracing::Span {
     let request_id = req.headers().get(REQUEST_ID);
-    tracing::info_span!(
+    let hop = req.extensions().get::<crate::trace::Hop>();
+    let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %req.uri().path(),
         request_id = %request_id.and_then(|id| id.to_str().ok()).unwrap_or("-"),
-        trace_id = tracing::field::Empty,
-    )
+        trace_id = %hop.map_or_else(|| "-".to_string(), |hop| hop.ctx.trace_id_hex()),
+    );
+    #[cfg(feature = "database")]
+    if let Some(hop) = hop {
+        crate::query_spans::attach(&span, hop);
+    }
+    span
 }
 
 /// One log line per request, with its status and latency: an error for a 5xx.
@@ -121,10 +129,10 @@ fn log_response(status: StatusCode, latency: Duration) {
 }
 
 /// Continues the caller's W3C trace (or starts one) in a service: the request
-/// carries this hop's `traceparent`, its log span the trace id, its handler's calls,
-/// events and queries the trace, and, when export is on, its span goes to the
-/// collector with the response's status. Inside the request's log span
-/// (tower-http's [`TraceLayer`]).
+/// carries this hop's `traceparent` (and the hop, for the log span that
+/// [`TraceLayer`] makes inside), its handler's calls, events and queries the trace,
+/// and, when export is on, its span goes to the collector with the response's
+/// status.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceContextLayer;
 
@@ -142,14 +150,14 @@ pub struct ContinueTrace<S> {
     inner: S,
 }
 
-impl<S> Service<Request> for ContinueTrace<S>
+impl<S, B> Service<Request> for ContinueTrace<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    type Response = Response;
+    type Response = axum::http::Response<B>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -157,10 +165,7 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let (hop, exported) = crate::trace::arrive(&mut req);
-        let span = tracing::Span::current();
-        span.record("trace_id", tracing::field::display(hop.ctx.trace_id_hex()));
-        #[cfg(feature = "database")]
-        crate::query_spans::attach(&span, &hop);
+        req.extensions_mut().insert(hop.clone());
         let pending = self.inner.call(req);
         Box::pin(async move {
             let response = crate::trace::scope(hop, pending).await?;

@@ -27,6 +27,12 @@
 //! not sent, and the connection is closed. A connection goes back to the pool only
 //! when both the request and its response were whole.
 //!
+//! An upstream that stops sending in the middle of a response (once the whole
+//! request is sent) is given the upstream time limit between two reads, as nginx's
+//! `proxy_read_timeout`; past it, the response is cut off and its connection closed,
+//! so the client is not held forever. While the request's body is still being
+//! written, the upstream may be waiting for it, and so for the client: no limit runs.
+//!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
 
@@ -73,6 +79,8 @@ struct Inner {
     /// `Host` of every request sent: no user info, no default port.
     host: HeaderValue,
     connect_timeout: Duration,
+    /// The longest wait for more of a response's body once the request is sent.
+    read_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
 
@@ -134,11 +142,13 @@ impl From<Error> for Failed {
 }
 
 impl Pool {
-    /// A pool of connections to `host`, on `port`.
+    /// A pool of connections to `host`, on `port`. A response whose body stops
+    /// coming for `read_timeout` (its request sent) is cut off.
     pub fn new(
         host: &str,
         port: u16,
         connect_timeout: Duration,
+        read_timeout: Duration,
     ) -> Result<Self, InvalidHeaderValue> {
         let host_header = match port {
             80 => HeaderValue::from_str(host)?,
@@ -148,6 +158,7 @@ impl Pool {
             address: format!("{host}:{port}"),
             host: host_header,
             connect_timeout,
+            read_timeout,
             idle: Mutex::new(Vec::new()),
         })))
     }
@@ -844,6 +855,9 @@ struct ResponseBody {
     trailers: Option<HeaderMap>,
     /// The rest of the request, written as the response is read.
     upload: Option<Upload>,
+    /// Runs out when the upstream has sent nothing for the pool's `read_timeout`;
+    /// made the first time the body waits for the upstream.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
@@ -855,6 +869,7 @@ impl ResponseBody {
             pool,
             trailers: None,
             upload,
+            stall: None,
         };
         // No body at all (HEAD, 204, 304): hyper's server will not ask for one, so
         // the connection goes back now.
@@ -862,6 +877,29 @@ impl ResponseBody {
             body.end();
         }
         body
+    }
+
+    /// Ready when the upstream has sent nothing for longer than it may. The time
+    /// runs only once the request is sent: before, the upstream may be waiting for
+    /// the rest of the body, and so for the client.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.upload.is_some() {
+            self.stall = None;
+            return Poll::Pending;
+        }
+        let limit = self.pool.0.read_timeout;
+        self.stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
+            .as_mut()
+            .poll(cx)
+    }
+
+    /// The upstream sent more: its time starts again.
+    fn progressed(&mut self) {
+        if let Some(stall) = &mut self.stall {
+            let deadline = tokio::time::Instant::now() + self.pool.0.read_timeout;
+            stall.as_mut().reset(deadline);
+        }
     }
 
     fn end(&mut self) {
@@ -935,17 +973,31 @@ impl hyper::body::Body for ResponseBody {
                     let trailers = this.trailers.take().filter(|t| !t.is_empty());
                     return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
                 }
-                Ok(Step::More) => match ready!(conn.poll_read(cx)) {
-                    Ok(0) if this.framing == Framing::UntilClose => {
+                Ok(Step::More) => match conn.poll_read(cx) {
+                    Poll::Pending => {
+                        ready!(this.poll_stalled(cx));
+                        tracing::warn!(
+                            upstream = %this.pool.0.address,
+                            "the upstream stopped sending within a response; it is cut off"
+                        );
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the upstream sent nothing more of the response in time",
+                        )
+                    }
+                    Poll::Ready(Ok(0)) if this.framing == Framing::UntilClose => {
                         this.conn = None;
                         return Poll::Ready(None);
                     }
-                    Ok(0) => io::Error::new(
+                    Poll::Ready(Ok(0)) => io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the upstream closed the connection within the body",
                     ),
-                    Ok(_) => continue,
-                    Err(err) => err,
+                    Poll::Ready(Ok(_)) => {
+                        this.progressed();
+                        continue;
+                    }
+                    Poll::Ready(Err(err)) => err,
                 },
                 Err(err) => err,
             };
@@ -988,8 +1040,10 @@ mod tests {
         idle_close: Option<Duration>,
         /// Closes the connection after each response.
         close_after: bool,
-        /// Writes the response a byte at a time.
-        trickle: bool,
+        /// Writes the response a byte at a time, this long apart.
+        trickle: Option<Duration>,
+        /// Writes all of the response but its last byte, then holds the connection.
+        stall: bool,
         /// Writes this on the idle connection a little after each response, then
         /// closes it (a 408, as some servers send).
         unsolicited: Option<&'static [u8]>,
@@ -1029,11 +1083,15 @@ mod tests {
                         }
                         while let Some(length) = request_length(&received) {
                             received.drain(..length);
-                            let written = if how.trickle {
+                            let written = if let Some(pace) = how.trickle {
                                 raw.chunks(1).try_for_each(|b| {
-                                    std::thread::sleep(Duration::from_millis(1));
+                                    std::thread::sleep(pace);
                                     stream.write_all(b)
                                 })
+                            } else if how.stall {
+                                let written = stream.write_all(&raw[..raw.len() - 1]);
+                                std::thread::sleep(Duration::from_secs(10));
+                                written
                             } else {
                                 stream.write_all(raw)
                             };
@@ -1065,13 +1123,22 @@ mod tests {
         (bytes.len() >= head + body).then_some(head + body)
     }
 
+    /// The pools' wait for more of a response, in these tests.
+    const READ_TIMEOUT: Duration = Duration::from_millis(300);
+
     fn get() -> Request<Body> {
         Request::get("/").body(Body::empty()).unwrap()
     }
 
     fn pool(address: &str) -> Pool {
         let (host, port) = address.rsplit_once(':').unwrap();
-        Pool::new(host, port.parse().unwrap(), Duration::from_secs(1)).unwrap()
+        Pool::new(
+            host,
+            port.parse().unwrap(),
+            Duration::from_secs(1),
+            READ_TIMEOUT,
+        )
+        .unwrap()
     }
 
     async fn text(response: Response<Body>) -> String {
@@ -1175,6 +1242,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_response_the_upstream_stops_sending_is_cut_off_in_time() {
+        for raw in [WITH_LENGTH, CHUNKED] {
+            let how = Upstream {
+                stall: true,
+                ..Default::default()
+            };
+            let pool = pool(&upstream(raw, how).0);
+            let response = pool.send(get()).await.unwrap();
+            let start = Instant::now();
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                axum::body::to_bytes(response.into_body(), usize::MAX),
+            )
+            .await
+            .expect("the body is given up on");
+            assert!(read.is_err(), "{}", String::from_utf8_lossy(raw));
+            let waited = start.elapsed();
+            assert!(waited >= READ_TIMEOUT, "{waited:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_response_that_keeps_coming_is_read_whole() {
+        // Each byte comes well within the limit; all of them take longer than it.
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nslow but on!";
+        let how = Upstream {
+            trickle: Some(READ_TIMEOUT / 10),
+            ..Default::default()
+        };
+        let pool = pool(&upstream(raw, how).0);
+        let start = Instant::now();
+        assert_eq!(text(pool.send(get()).await.unwrap()).await, "slow but on!");
+        assert!(start.elapsed() > READ_TIMEOUT * 2);
+    }
+
+    #[tokio::test]
     async fn an_upstream_that_is_down_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
@@ -1205,7 +1308,7 @@ mod tests {
         ];
         for (raw, body, reused) in cases {
             let close_after = !reused;
-            for trickle in [false, true] {
+            for trickle in [None, Some(Duration::from_millis(1))] {
                 let how = Upstream {
                     close_after,
                     trickle,

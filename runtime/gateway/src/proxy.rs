@@ -77,7 +77,8 @@ pub struct Settings {
     pub routes: &'static [Route],
     /// Then 502.
     pub connect_timeout: Duration,
-    /// Then 504.
+    /// The wait for a response's head (then 504), and the longest pause within
+    /// its body once the request is sent (then it is cut off).
     pub upstream_timeout: Duration,
     /// Then 413.
     pub max_body_bytes: u64,
@@ -115,7 +116,12 @@ impl GatewayState {
                 anyhow::bail!("{name} service URL {url:?}: only http:// is supported (TLS ends before the gateway or at an ingress)");
             }
             let port = authority.port_u16().unwrap_or(80);
-            let pool = Pool::new(authority.host(), port, config.connect_timeout)?;
+            let pool = Pool::new(
+                authority.host(),
+                port,
+                config.connect_timeout,
+                config.upstream_timeout,
+            )?;
             upstreams.insert(name.clone(), Upstream { authority, pool });
         }
         Ok(Self {

@@ -188,7 +188,13 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn pool(port: u16) -> Pool {
-    Pool::new("127.0.0.1", port, Duration::from_secs(2)).unwrap()
+    Pool::new(
+        "127.0.0.1",
+        port,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .unwrap()
 }
 
 fn post(body: Body) -> Request<Body> {
