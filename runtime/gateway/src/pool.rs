@@ -27,11 +27,12 @@
 //! not sent, and the connection is closed. A connection goes back to the pool only
 //! when both the request and its response were whole.
 //!
-//! An upstream that stops sending in the middle of a response (once the whole
-//! request is sent) is given the upstream time limit between two reads, as nginx's
-//! `proxy_read_timeout`; past it, the response is cut off and its connection closed,
-//! so the client is not held forever. While the request's body is still being
-//! written, the upstream may be waiting for it, and so for the client: no limit runs.
+//! A response's body waits for its upstream at most the upstream time limit at a
+//! time (as nginx's `proxy_read_timeout`): past it, with nothing read from the
+//! upstream and nothing of the request written to it, the response is cut off and
+//! its connection closed, so the client is not held forever. The time runs only
+//! while the gateway waits for the upstream: not while the client is slow to take
+//! the response, and not while the request's body waits for the client.
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -363,6 +364,8 @@ struct Upload {
     out: Vec<u8>,
     /// How much of `out` is written.
     written: usize,
+    /// Bytes written in all: what tells that the upstream is still reading.
+    sent: u64,
     chunked: bool,
     /// Bytes of a body of known length still to come.
     left: u64,
@@ -383,6 +386,7 @@ impl Upload {
             body,
             out: head,
             written: 0,
+            sent: 0,
             chunked,
             left,
             trailers: None,
@@ -394,6 +398,12 @@ impl Upload {
     fn rewind(&mut self) {
         debug_assert!(self.written == 0 || self.ended, "a body was taken");
         self.written = 0;
+    }
+
+    /// Whether the writing waits for more of the client's body (not for the
+    /// upstream to read what is written).
+    fn waits_for_body(&self) -> bool {
+        self.written == self.out.len() && !self.ended
     }
 
     /// Whether the request is whole on the wire: its end written, or every byte of a
@@ -433,7 +443,10 @@ impl Upload {
                 Ok(0) => {
                     return Poll::Ready(Err(Failed::NoResponse(io::ErrorKind::WriteZero.into())))
                 }
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.sent += n as u64;
+                }
                 Err(err) => return Poll::Ready(Err(Failed::NoResponse(err))),
             }
             // Kept once ended: a request sent again writes its head again.
@@ -855,9 +868,11 @@ struct ResponseBody {
     trailers: Option<HeaderMap>,
     /// The rest of the request, written as the response is read.
     upload: Option<Upload>,
-    /// Runs out when the upstream has sent nothing for the pool's `read_timeout`;
+    /// Runs out when a wait for the upstream has lasted the pool's `read_timeout`;
     /// made the first time the body waits for the upstream.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A wait for the upstream is on (`stall` runs); over when the upstream moves.
+    waiting: bool,
 }
 
 impl ResponseBody {
@@ -870,6 +885,7 @@ impl ResponseBody {
             trailers: None,
             upload,
             stall: None,
+            waiting: false,
         };
         // No body at all (HEAD, 204, 304): hyper's server will not ask for one, so
         // the connection goes back now.
@@ -879,27 +895,35 @@ impl ResponseBody {
         body
     }
 
-    /// Ready when the upstream has sent nothing for longer than it may. The time
-    /// runs only once the request is sent: before, the upstream may be waiting for
-    /// the rest of the body, and so for the client.
+    /// Ready when the body has waited for its upstream for longer than it may. A
+    /// wait starts here, and ends when the upstream moves ([`Self::progressed`]).
+    /// None runs while the request's body waits for the client: the upstream may be
+    /// waiting for it too.
     fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.upload.is_some() {
-            self.stall = None;
+        if self.upload.as_ref().is_some_and(Upload::waits_for_body) {
+            self.waiting = false;
             return Poll::Pending;
         }
         let limit = self.pool.0.read_timeout;
-        self.stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)))
-            .as_mut()
-            .poll(cx)
+        let stall = match &mut self.stall {
+            Some(stall) if !self.waiting => {
+                // A limit too far to name (a huge setting) leaves the first deadline,
+                // which `sleep` set as far as it can.
+                if let Some(deadline) = tokio::time::Instant::now().checked_add(limit) {
+                    stall.as_mut().reset(deadline);
+                }
+                stall
+            }
+            Some(stall) => stall,
+            None => self.stall.insert(Box::pin(tokio::time::sleep(limit))),
+        };
+        self.waiting = true;
+        stall.as_mut().poll(cx)
     }
 
-    /// The upstream sent more: its time starts again.
+    /// The upstream sent more, or read more of the request: a wait is over.
     fn progressed(&mut self) {
-        if let Some(stall) = &mut self.stall {
-            let deadline = tokio::time::Instant::now() + self.pool.0.read_timeout;
-            stall.as_mut().reset(deadline);
-        }
+        self.waiting = false;
     }
 
     fn end(&mut self) {
@@ -924,7 +948,12 @@ impl hyper::body::Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
         if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
-            match upload.poll_write(&mut conn.stream, cx) {
+            let sent = upload.sent;
+            let written = upload.poll_write(&mut conn.stream, cx);
+            if upload.sent != sent {
+                this.waiting = false;
+            }
+            match written {
                 Poll::Ready(Ok(())) => this.upload = None,
                 // The upstream stopped reading; what it responds may still be whole.
                 Poll::Ready(Err(Failed::NoResponse(_))) => {
@@ -1042,8 +1071,9 @@ mod tests {
         close_after: bool,
         /// Writes the response a byte at a time, this long apart.
         trickle: Option<Duration>,
-        /// Writes all of the response but its last byte, then holds the connection.
-        stall: bool,
+        /// Writes all of the response but its last byte, waits this long (holding
+        /// the connection), then writes the last byte.
+        pause: Option<Duration>,
         /// Writes this on the idle connection a little after each response, then
         /// closes it (a 408, as some servers send).
         unsolicited: Option<&'static [u8]>,
@@ -1051,6 +1081,11 @@ mod tests {
         early: bool,
         /// With `early`: reads on after responding, and responds to nothing more.
         drain: bool,
+        /// With `early`: holds the connection after responding, reading nothing.
+        hold: bool,
+        /// With `early`: reads on slowly after responding, for this long, then ends
+        /// its (chunked) response and holds the connection.
+        sip: Option<Duration>,
     }
 
     /// A stand-in upstream that writes `raw` for every request of a connection.
@@ -1079,6 +1114,19 @@ mod tests {
                             // Closing with the body unread resets the connection.
                             let _ = stream.write_all(raw);
                             while how.drain && stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+                            if let Some(time) = how.sip {
+                                // About 30 MB/s: the gateway's socket drains in
+                                // well under the limit at a time.
+                                let mut sip = vec![0; 64 * 1024];
+                                let start = Instant::now();
+                                while start.elapsed() < time && stream.read(&mut sip).is_ok() {
+                                    std::thread::sleep(Duration::from_millis(2));
+                                }
+                                let _ = stream.write_all(b"0\r\n\r\n");
+                            }
+                            if how.hold || how.sip.is_some() {
+                                std::thread::sleep(Duration::from_secs(10));
+                            }
                             return;
                         }
                         while let Some(length) = request_length(&received) {
@@ -1088,10 +1136,12 @@ mod tests {
                                     std::thread::sleep(pace);
                                     stream.write_all(b)
                                 })
-                            } else if how.stall {
-                                let written = stream.write_all(&raw[..raw.len() - 1]);
-                                std::thread::sleep(Duration::from_secs(10));
-                                written
+                            } else if let Some(pause) = how.pause {
+                                let (most, last) = raw.split_at(raw.len() - 1);
+                                stream.write_all(most).and_then(|()| {
+                                    std::thread::sleep(pause);
+                                    stream.write_all(last)
+                                })
                             } else {
                                 stream.write_all(raw)
                             };
@@ -1245,7 +1295,7 @@ mod tests {
     async fn a_response_the_upstream_stops_sending_is_cut_off_in_time() {
         for raw in [WITH_LENGTH, CHUNKED] {
             let how = Upstream {
-                stall: true,
+                pause: Some(Duration::from_secs(10)),
                 ..Default::default()
             };
             let pool = pool(&upstream(raw, how).0);
@@ -1261,6 +1311,93 @@ mod tests {
             let waited = start.elapsed();
             assert!(waited >= READ_TIMEOUT, "{waited:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_stops_reading_and_sending_is_given_up_on() {
+        // It answers at once and then takes no more of the body, which never ends.
+        let how = Upstream {
+            early: true,
+            hold: true,
+            ..Default::default()
+        };
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let pool = pool(&upstream(head, how).0);
+        let request = Request::post("/").body(Body::new(Endless)).unwrap();
+        let response = pool.send(request).await.unwrap();
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            axum::body::to_bytes(response.into_body(), usize::MAX),
+        )
+        .await
+        .expect("the body is given up on");
+        assert!(read.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_reads_on_is_waited_for() {
+        // It answers at once, reads the body slowly for longer than the limit
+        // (sends nothing meanwhile), then ends its response.
+        let how = Upstream {
+            early: true,
+            sip: Some(READ_TIMEOUT * 3),
+            ..Default::default()
+        };
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let pool = pool(&upstream(head, how).0);
+        let request = Request::post("/").body(Body::new(Endless)).unwrap();
+        let response = pool.send(request).await.unwrap();
+        assert_eq!(text(response).await, "");
+    }
+
+    /// A request body that never ends, always ready.
+    struct Endless;
+
+    impl hyper::body::Body for Endless {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            static PART: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PART)))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_slow_to_take_a_response_does_not_use_up_its_upstreams_time() {
+        // The body waits for its upstream once, gets its first part and is not asked
+        // for more for longer than the limit; the upstream sends the rest soon after
+        // the client is back.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0; 1024];
+            let _ = stream.read(&mut request).unwrap();
+            let parts: [(&[u8], Duration); 3] = [
+                (
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n",
+                    Duration::ZERO,
+                ),
+                (b"late!", READ_TIMEOUT / 3),
+                (b"!", READ_TIMEOUT * 2),
+            ];
+            for (part, after) in parts {
+                std::thread::sleep(after);
+                stream.write_all(part).unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        use http_body_util::BodyExt as _;
+        let mut body = pool(&address).send(get()).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "late!");
+        tokio::time::sleep(READ_TIMEOUT * 3 / 2).await;
+        let last = body.frame().await.expect("the rest comes").unwrap();
+        assert_eq!(last.into_data().unwrap(), "!");
     }
 
     #[tokio::test]
