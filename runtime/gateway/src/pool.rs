@@ -143,8 +143,8 @@ impl From<Error> for Failed {
 }
 
 impl Pool {
-    /// A pool of connections to `host`, on `port`. A response whose body stops
-    /// coming for `read_timeout` (its request sent) is cut off.
+    /// A pool of connections to `host`, on `port`. A response whose body waits for
+    /// its upstream for `read_timeout` at a time is cut off.
     pub fn new(
         host: &str,
         port: u16,
@@ -159,7 +159,9 @@ impl Pool {
             address: format!("{host}:{port}"),
             host: host_header,
             connect_timeout,
-            read_timeout,
+            // As far as tokio's timers reach (thirty years): a huge setting means no
+            // limit, not a deadline past the end of time.
+            read_timeout: read_timeout.min(Duration::from_secs(30 * 365 * 86_400)),
             idle: Mutex::new(Vec::new()),
         })))
     }
@@ -403,7 +405,7 @@ impl Upload {
     /// Whether the writing waits for more of the client's body (not for the
     /// upstream to read what is written).
     fn waits_for_body(&self) -> bool {
-        self.written == self.out.len() && !self.ended
+        self.written == self.out.len() && !self.is_sent()
     }
 
     /// Whether the request is whole on the wire: its end written, or every byte of a
@@ -907,11 +909,7 @@ impl ResponseBody {
         let limit = self.pool.0.read_timeout;
         let stall = match &mut self.stall {
             Some(stall) if !self.waiting => {
-                // A limit too far to name (a huge setting) leaves the first deadline,
-                // which `sleep` set as far as it can.
-                if let Some(deadline) = tokio::time::Instant::now().checked_add(limit) {
-                    stall.as_mut().reset(deadline);
-                }
+                stall.as_mut().reset(tokio::time::Instant::now() + limit);
                 stall
             }
             Some(stall) => stall,
@@ -1181,14 +1179,13 @@ mod tests {
     }
 
     fn pool(address: &str) -> Pool {
+        pool_with(address, READ_TIMEOUT)
+    }
+
+    /// A pool whose bodies wait for their upstream `limit` at a time.
+    fn pool_with(address: &str, limit: Duration) -> Pool {
         let (host, port) = address.rsplit_once(':').unwrap();
-        Pool::new(
-            host,
-            port.parse().unwrap(),
-            Duration::from_secs(1),
-            READ_TIMEOUT,
-        )
-        .unwrap()
+        Pool::new(host, port.parse().unwrap(), Duration::from_secs(1), limit).unwrap()
     }
 
     async fn text(response: Response<Body>) -> String {
@@ -1325,6 +1322,50 @@ mod tests {
         let pool = pool(&upstream(head, how).0);
         let request = Request::post("/").body(Body::new(Endless)).unwrap();
         let response = pool.send(request).await.unwrap();
+        let start = Instant::now();
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            axum::body::to_bytes(response.into_body(), usize::MAX),
+        )
+        .await
+        .expect("the body is given up on");
+        assert!(read.is_err());
+        assert!(start.elapsed() >= READ_TIMEOUT, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_reads_on_is_waited_for() {
+        // It answers at once, reads the body slowly for longer than the limit
+        // (sends nothing meanwhile), then ends its response. A limit of its own:
+        // the gateway hears of the upstream's reading only as its socket drains,
+        // which a busy machine can take a while to tell.
+        const LIMIT: Duration = Duration::from_secs(1);
+        let how = Upstream {
+            early: true,
+            sip: Some(LIMIT * 3),
+            ..Default::default()
+        };
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let pool = pool_with(&upstream(head, how).0, LIMIT);
+        let request = Request::post("/").body(Body::new(Endless)).unwrap();
+        let response = pool.send(request).await.unwrap();
+        assert_eq!(text(response).await, "");
+    }
+
+    #[tokio::test]
+    async fn a_body_all_sent_but_not_yet_ended_does_not_stop_the_time() {
+        // The upstream answers at once; the body's bytes come after that, and then
+        // its end never does. The upstream has the whole request, and says no more.
+        let how = Upstream {
+            early: true,
+            hold: true,
+            ..Default::default()
+        };
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let pool = pool(&upstream(head, how).0);
+        let body = Unended(Some(Box::pin(tokio::time::sleep(READ_TIMEOUT / 3))));
+        let request = Request::post("/").body(Body::new(body)).unwrap();
+        let response = pool.send(request).await.unwrap();
         let read = tokio::time::timeout(
             Duration::from_secs(5),
             axum::body::to_bytes(response.into_body(), usize::MAX),
@@ -1334,20 +1375,29 @@ mod tests {
         assert!(read.is_err());
     }
 
-    #[tokio::test]
-    async fn an_upstream_that_reads_on_is_waited_for() {
-        // It answers at once, reads the body slowly for longer than the limit
-        // (sends nothing meanwhile), then ends its response.
-        let how = Upstream {
-            early: true,
-            sip: Some(READ_TIMEOUT * 3),
-            ..Default::default()
-        };
-        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
-        let pool = pool(&upstream(head, how).0);
-        let request = Request::post("/").body(Body::new(Endless)).unwrap();
-        let response = pool.send(request).await.unwrap();
-        assert_eq!(text(response).await, "");
+    /// A body of five bytes that gives them after a while and then never says it
+    /// has ended.
+    struct Unended(Option<Pin<Box<tokio::time::Sleep>>>);
+
+    impl hyper::body::Body for Unended {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            let Some(wait) = &mut self.0 else {
+                return Poll::Pending;
+            };
+            ready!(wait.as_mut().poll(cx));
+            self.0 = None;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"hello")))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(5)
+        }
     }
 
     /// A request body that never ends, always ready.
@@ -1373,7 +1423,7 @@ mod tests {
         // the client is back. A limit of its own, for wide margins on a busy machine.
         const LIMIT: Duration = Duration::from_secs(1);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let address = listener.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
             let mut request = [0; 1024];
@@ -1393,8 +1443,11 @@ mod tests {
             std::thread::sleep(Duration::from_secs(1));
         });
         use http_body_util::BodyExt as _;
-        let pool = Pool::new("127.0.0.1", port, Duration::from_secs(1), LIMIT).unwrap();
-        let mut body = pool.send(get()).await.unwrap().into_body();
+        let mut body = pool_with(&address, LIMIT)
+            .send(get())
+            .await
+            .unwrap()
+            .into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first, "late!");
         tokio::time::sleep(LIMIT * 3 / 2).await;
@@ -1404,8 +1457,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_response_that_keeps_coming_is_read_whole() {
-        // Each byte comes well within the limit; the body takes longer than it.
-        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\nslow, but it goes on";
+        // Each byte comes well within the limit; the body takes more than twice it.
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\nslow, but it goes on and on and on, stil";
         let how = Upstream {
             trickle: Some(READ_TIMEOUT / 15),
             ..Default::default()
@@ -1413,7 +1466,10 @@ mod tests {
         let pool = pool(&upstream(raw, how).0);
         let response = pool.send(get()).await.unwrap();
         let start = Instant::now();
-        assert_eq!(text(response).await, "slow, but it goes on");
+        assert_eq!(
+            text(response).await,
+            "slow, but it goes on and on and on, stil"
+        );
         assert!(start.elapsed() > READ_TIMEOUT, "{:?}", start.elapsed());
     }
 
