@@ -601,9 +601,15 @@ mod tests {
             .json()
             .with_writer(move || writer.clone())
             .finish();
+        // With one subscriber alive in the process, tracing asks only the current
+        // thread's whether a log call is wanted, the first time any thread makes
+        // it, and keeps the answer: a test on another thread, with none, would
+        // silence this one's lines. With two alive, each call asks both.
+        let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let guard = tracing::subscriber::set_default(subscriber);
         f.await;
         drop(guard);
+        drop(second);
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         text.lines()
             .map(|line| serde_json::from_str(line).unwrap())
