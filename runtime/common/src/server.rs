@@ -56,7 +56,7 @@ pub fn with_defaults(router: Router, request_timeout: Duration) -> Router {
         .layer(TraceContextLayer)
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
+                .make_span_with(service_span)
                 .on_request(())
                 .on_response(
                     |response: &Response, latency: Duration, _: &tracing::Span| {
@@ -98,18 +98,24 @@ async fn over_time(err: BoxError) -> ApiError {
     }
 }
 
-/// The span every request is logged in, carrying its request and trace ids (the
-/// outer layers put them on the request).
-fn request_span(req: &Request) -> tracing::Span {
+/// The span every request is logged in, services' and the gateway's alike: its
+/// request id (on the request by then) and trace id.
+fn request_span(req: &Request, hop: Option<&crate::trace::Hop>) -> tracing::Span {
     let request_id = req.headers().get(REQUEST_ID);
-    let hop = req.extensions().get::<crate::trace::Hop>();
-    let span = tracing::info_span!(
+    tracing::info_span!(
         "request",
         method = %req.method(),
         path = %req.uri().path(),
         request_id = %request_id.and_then(|id| id.to_str().ok()).unwrap_or("-"),
         trace_id = %hop.map_or_else(|| "-".to_string(), |hop| hop.ctx.trace_id_hex()),
-    );
+    )
+}
+
+/// A service's request span: the hop [`TraceContextLayer`] left on the request,
+/// which the request's queries are exported under.
+fn service_span(req: &Request) -> tracing::Span {
+    let hop = req.extensions().get::<crate::trace::Hop>();
+    let span = request_span(req, hop);
     #[cfg(feature = "database")]
     if let Some(hop) = hop {
         crate::query_spans::attach(&span, hop);
@@ -120,8 +126,9 @@ fn request_span(req: &Request) -> tracing::Span {
 /// One log line per request, with its status and latency: an error for a 5xx.
 fn log_response(status: StatusCode, latency: Duration) {
     let latency_ms = latency.as_secs_f64() * 1000.0;
+    let failed = status.is_server_error();
     let status = status.as_u16();
-    if (500..600).contains(&status) {
+    if failed {
         tracing::error!(status, latency_ms, "response failed");
     } else {
         tracing::info!(status, latency_ms, "finished processing request");
@@ -223,13 +230,7 @@ where
             }
         };
         let (hop, exported) = crate::trace::arrive(&mut req);
-        let span = tracing::info_span!(
-            "request",
-            method = %req.method(),
-            path = %req.uri().path(),
-            request_id = %request_id.to_str().unwrap_or("-"),
-            trace_id = %hop.ctx.trace_id_hex(),
-        );
+        let span = request_span(&req, Some(&hop));
         let pending = span.in_scope(|| self.inner.call(req));
         Box::pin(
             async move {
