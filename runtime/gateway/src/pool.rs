@@ -80,7 +80,7 @@ struct Inner {
     /// `Host` of every request sent: no user info, no default port.
     host: HeaderValue,
     connect_timeout: Duration,
-    /// The longest wait for more of a response's body once the request is sent.
+    /// The longest a response's body waits for its upstream at a time.
     read_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
 }
@@ -898,7 +898,8 @@ impl ResponseBody {
     }
 
     /// Ready when the body has waited for its upstream for longer than it may. A
-    /// wait starts here, and ends when the upstream moves ([`Self::progressed`]).
+    /// wait starts here, and ends when the upstream moves (`waiting` is cleared as
+    /// it sends or reads).
     /// None runs while the request's body waits for the client: the upstream may be
     /// waiting for it too.
     fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -917,11 +918,6 @@ impl ResponseBody {
         };
         self.waiting = true;
         stall.as_mut().poll(cx)
-    }
-
-    /// The upstream sent more, or read more of the request: a wait is over.
-    fn progressed(&mut self) {
-        self.waiting = false;
     }
 
     fn end(&mut self) {
@@ -948,6 +944,7 @@ impl hyper::body::Body for ResponseBody {
         if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
             let sent = upload.sent;
             let written = upload.poll_write(&mut conn.stream, cx);
+            // The upstream read more of the request: a wait is over.
             if upload.sent != sent {
                 this.waiting = false;
             }
@@ -1020,8 +1017,9 @@ impl hyper::body::Body for ResponseBody {
                         io::ErrorKind::UnexpectedEof,
                         "the upstream closed the connection within the body",
                     ),
+                    // The upstream sent more: a wait is over.
                     Poll::Ready(Ok(_)) => {
-                        this.progressed();
+                        this.waiting = false;
                         continue;
                     }
                     Poll::Ready(Err(err)) => err,
@@ -1069,9 +1067,8 @@ mod tests {
         close_after: bool,
         /// Writes the response a byte at a time, this long apart.
         trickle: Option<Duration>,
-        /// Writes all of the response but its last byte, waits this long (holding
-        /// the connection), then writes the last byte.
-        pause: Option<Duration>,
+        /// Writes all of the response but its last byte, then holds the connection.
+        stall: bool,
         /// Writes this on the idle connection a little after each response, then
         /// closes it (a 408, as some servers send).
         unsolicited: Option<&'static [u8]>,
@@ -1134,12 +1131,10 @@ mod tests {
                                     std::thread::sleep(pace);
                                     stream.write_all(b)
                                 })
-                            } else if let Some(pause) = how.pause {
-                                let (most, last) = raw.split_at(raw.len() - 1);
-                                stream.write_all(most).and_then(|()| {
-                                    std::thread::sleep(pause);
-                                    stream.write_all(last)
-                                })
+                            } else if how.stall {
+                                let written = stream.write_all(&raw[..raw.len() - 1]);
+                                std::thread::sleep(Duration::from_secs(10));
+                                written
                             } else {
                                 stream.write_all(raw)
                             };
@@ -1292,7 +1287,7 @@ mod tests {
     async fn a_response_the_upstream_stops_sending_is_cut_off_in_time() {
         for raw in [WITH_LENGTH, CHUNKED] {
             let how = Upstream {
-                pause: Some(Duration::from_secs(10)),
+                stall: true,
                 ..Default::default()
             };
             let pool = pool(&upstream(raw, how).0);
