@@ -2,7 +2,9 @@
 # Build cost of the generated workspace, against a floor, in one run:
 #  - the floor: a minimal axum + sqlx (PostgreSQL) + tokio "hello world" on the same
 #    dependency versions the generated workspace pins, cold, in its own empty target
-#    directory;
+#    directory. It keeps sqlx's `macros` (on by default in sqlx, and what a hello
+#    world reaches for: `query!`, `#[derive(FromRow)]`); the generated workspace
+#    does without them;
 #  - a cold `cargo build` of the built-in example in an empty target directory, with
 #    the number of crates compiled and the dependencies present in more than one
 #    version; the ratio to the floor is printed;

@@ -63,6 +63,8 @@ pub struct ProjectCtx {
     pub axum: &'static str,
     /// axum 0.7: `:param` routes, and `common` serves connections itself.
     pub axum07: bool,
+    /// Pinned to sqlx 0.9, with a database msgen generates code for.
+    pub sqlx09: bool,
     pub utoipa_axum: &'static str,
     /// The sqlx line generated code is written against (`project.sqlx`).
     pub sqlx: &'static str,
@@ -233,6 +235,8 @@ pub struct ServiceCtx {
     pub public: bool,
     /// `crate::db::Db`'s concrete pool type.
     pub pool_type: &'static str,
+    /// `crate::db::Row`: a row of that pool's database, which the models read.
+    pub row_type: &'static str,
     pub pool_options: &'static str,
     pub db_name: String,
     /// A PostgreSQL database of its own (not a schema of the monolith's).
@@ -448,7 +452,9 @@ impl ProjectCtx {
             .collect();
         let has_postgres = kinds.contains(&DatabaseKind::Postgres);
         let has_sqlite = kinds.contains(&DatabaseKind::Sqlite);
-        let mut features = vec!["runtime-tokio", "macros", "migrate", "chrono"];
+        // No `macros`: the models read their rows by hand and `build.rs` embeds the
+        // migrations, so a build does not compile sqlx a second time for its macros.
+        let mut features = vec!["runtime-tokio", "migrate", "chrono"];
         if generated.contains(&DatabaseKind::Postgres) {
             features.push("postgres");
         }
@@ -460,6 +466,7 @@ impl ProjectCtx {
         let generated_sqlite = generated.contains(&DatabaseKind::Sqlite);
         let generated_db = generated_postgres || generated_sqlite;
         let axum07 = p.majors.axum == AxumMajor::V07;
+        let sqlx09 = generated_db && p.majors.sqlx == crate::model::SqlxMajor::V09;
         // `common`'s features: (name, on by default, declared). A feature the
         // project cannot have is not declared, so `--all-features` cannot turn it
         // on; the runtime's code for it is compiled out.
@@ -469,6 +476,7 @@ impl ProjectCtx {
             ("sqlite", generated_sqlite, generated_db),
             ("auth", has_auth, has_auth),
             ("axum07", axum07, axum07),
+            ("sqlx09", sqlx09, sqlx09),
         ];
         // The gateway's: (name, declared and on).
         let gateway_features = [("auth", has_auth), ("axum07", axum07)];
@@ -618,6 +626,7 @@ impl ProjectCtx {
                 .any(|s| s.depends_on.iter().any(|d| !in_process(p, s, d.as_str()))),
             axum: p.majors.axum.as_str(),
             axum07,
+            sqlx09,
             runtime: crate::render::runtime_version(),
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
@@ -820,6 +829,10 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         pool_type: match s.database {
             DatabaseKind::Sqlite => "sqlx::SqlitePool",
             _ => "sqlx::PgPool",
+        },
+        row_type: match s.database {
+            DatabaseKind::Sqlite => "sqlx::sqlite::SqliteRow",
+            _ => "sqlx::postgres::PgRow",
         },
         pool_options: match s.database {
             DatabaseKind::Sqlite => "sqlx::sqlite::SqlitePoolOptions",
@@ -1169,6 +1182,11 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
             "sqlx::SqlitePool"
         } else {
             "sqlx::PgPool"
+        },
+        row_type: if kind == DatabaseKind::Sqlite {
+            "sqlx::sqlite::SqliteRow"
+        } else {
+            "sqlx::postgres::PgRow"
         },
         pool_options: if kind == DatabaseKind::Sqlite {
             "sqlx::sqlite::SqlitePoolOptions"

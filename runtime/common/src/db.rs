@@ -1,7 +1,8 @@
 //! Every service's database pool: opened with timeouts, the database created if it
 //! is missing (PostgreSQL, SQLite) and the service's migrations applied at start-up,
 //! so a fresh database needs no extra tool; then a readiness check and the pool's
-//! gauges. A service's own `db.rs` names its pool type and its migrations.
+//! gauges. A service's own `db.rs` names its pool type and its migrations, which its
+//! `build.rs` embeds in the binary (`migrator` reads them by sqlx's rules).
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -147,6 +148,84 @@ async fn migrate_sqlite(
     Ok(())
 }
 
+/// A service's migrations as its `build.rs` embeds them: every `*.sql` file of
+/// `migrations/`, by file name, with its text.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub type MigrationFiles = &'static [(&'static str, &'static str)];
+
+/// The migrations in `files`, read by the rules of sqlx's own migration directory
+/// (`sqlx migrate add` names the files so): `<VERSION>_<DESCRIPTION>.sql`, or
+/// `.up.sql` and `.down.sql` for a reversible pair, and `-- no-transaction` as the
+/// first line to run one outside a transaction. Each migration's checksum is the
+/// one `sqlx migrate run` records, so a database migrated by either accepts the other.
+///
+/// The files are embedded by the build, not read at start-up, so a service's
+/// image needs no `migrations/` beside it; sqlx's `migrate!` macro would do the
+/// same but costs every build its compile-time half of sqlx.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub async fn migrator(files: MigrationFiles) -> anyhow::Result<Migrator> {
+    let mut migrations = files
+        .iter()
+        .map(|&(name, sql)| migration(name, sql))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // As sqlx orders a reversible pair: the `up` half first.
+    migrations.sort_by_key(|m| (m.version, m.migration_type.is_down_migration()));
+    Ok(Migrator::new(Embedded(migrations)).await?)
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn migration(name: &str, sql: &'static str) -> anyhow::Result<sqlx::migrate::Migration> {
+    use sqlx::migrate::{Migration, MigrationType};
+
+    let (version, rest) = name
+        .split_once('_')
+        .filter(|(_, rest)| rest.ends_with(".sql"))
+        .with_context(|| {
+            format!(
+                "migrations/{name}: not a migration's name, which is \
+                 `<VERSION>_<DESCRIPTION>.sql` (e.g. `20240101000000_create_posts.sql`)"
+            )
+        })?;
+    let version: i64 = version.parse().map_err(|_| {
+        anyhow::anyhow!("migrations/{name}: the version before the first `_` is not a whole number")
+    })?;
+    let kind = MigrationType::from_filename(rest);
+    let description = rest.trim_end_matches(kind.suffix()).replace('_', " ");
+    let no_tx = sql.starts_with("-- no-transaction");
+    #[cfg(not(feature = "sqlx09"))]
+    let sql = std::borrow::Cow::Borrowed(sql);
+    #[cfg(feature = "sqlx09")]
+    let sql = sqlx::SqlSafeStr::into_sql_str(sql);
+    Ok(Migration::new(
+        version,
+        description.into(),
+        kind,
+        sql,
+        no_tx,
+    ))
+}
+
+/// Migrations already read, handed to `Migrator::new` (sqlx's public way in).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[derive(Debug)]
+struct Embedded(Vec<sqlx::migrate::Migration>);
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+                > + Send
+                + 's,
+        >,
+    > {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
+
 /// Proves the database answers (the readiness check): a round trip on a
 /// connection of the pool.
 pub async fn ping<DB: sqlx::Database>(db: &sqlx::Pool<DB>) -> Result<(), sqlx::Error> {
@@ -187,5 +266,89 @@ mod tests {
             "postgres://app:***@db/blog"
         );
         assert_eq!(redact("postgres://db/blog"), "postgres://db/blog");
+    }
+
+    const FILES: MigrationFiles = &[
+        ("2_add_index.down.sql", "DROP INDEX posts_title;\n"),
+        ("2_add_index.up.sql", "CREATE INDEX posts_title ON posts (title);\n"),
+        (
+            "1_create_posts.sql",
+            "CREATE TABLE posts (\r\n  id BIGSERIAL PRIMARY KEY,\r\n  title TEXT NOT NULL\r\n);\r\n",
+        ),
+        (
+            "3_concurrent_index.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY posts_id ON posts (id);\n",
+        ),
+    ];
+
+    #[tokio::test]
+    async fn embedded_migrations_are_the_ones_sqlx_reads_from_their_directory() {
+        let dir = std::env::temp_dir().join(format!("common-migrations-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, sql) in FILES {
+            std::fs::write(dir.join(name), sql).unwrap();
+        }
+        std::fs::write(dir.join("README.md"), "not a migration").unwrap();
+        let from_disk = Migrator::new(dir.as_path()).await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let embedded = migrator(FILES).await.unwrap();
+        let seen = |m: &Migrator| {
+            m.iter()
+                .map(|m| {
+                    (
+                        m.version,
+                        m.description.to_string(),
+                        format!("{:?}", m.migration_type),
+                        m.checksum.to_vec(),
+                        m.no_tx,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let embedded_seen = seen(&embedded);
+        // Both sort by version only; a reversible pair's halves may come in either order.
+        let sorted = |mut v: Vec<_>| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(embedded_seen.clone()), sorted(seen(&from_disk)));
+        let versions: Vec<i64> = embedded_seen.iter().map(|m| m.0).collect();
+        assert_eq!(versions, [1, 2, 2, 3]);
+        assert_eq!(embedded_seen[1].2, "ReversibleUp", "a pair's up half first");
+        assert!(embedded_seen.contains(&(
+            2,
+            "add index".to_string(),
+            "ReversibleUp".to_string(),
+            from_disk
+                .iter()
+                .find(|m| m.version == 2 && m.migration_type.is_up_migration())
+                .unwrap()
+                .checksum
+                .to_vec(),
+            false,
+        )));
+        assert!(
+            embedded_seen.iter().any(|m| m.0 == 3 && m.4),
+            "-- no-transaction is honoured"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_not_named_as_a_migration_is_refused_with_its_name() {
+        let err = migrator(&[("posts.sql", "")]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("migrations/posts.sql: not a migration's name"),
+            "{err}"
+        );
+        let err = migrator(&[("first_posts.sql", "")]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("migrations/first_posts.sql: the version"),
+            "{err}"
+        );
+        let err = migrator(&[("1_posts.txt", "")]).await.unwrap_err();
+        assert!(err.to_string().contains("1_posts.txt"), "{err}");
     }
 }
