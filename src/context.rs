@@ -46,6 +46,8 @@ pub struct ProjectCtx {
     pub traced_work: String,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
+    /// sqlx's `macros` are on: code of the user's uses them (`keep_sqlx_macros`).
+    pub sqlx_macros: bool,
     /// The features `common` is built with, as a TOML list's items: what the project
     /// has, for the runtime modules whose code depends on it.
     pub common_features: String,
@@ -440,6 +442,22 @@ pub struct RemoteRefCtx {
 }
 
 impl ProjectCtx {
+    /// Turns sqlx's `macros` on, where they were (after `runtime-tokio`): code of
+    /// the user's that builds against the workspace's sqlx uses them
+    /// (`crate::sqlx_macros`).
+    pub fn keep_sqlx_macros(&mut self) {
+        if self.generated_db && !self.sqlx_macros {
+            self.sqlx_macros = true;
+            self.sqlx_features = self.sqlx_features.replacen(
+                "\"runtime-tokio\"",
+                "\"runtime-tokio\", \"macros\"",
+                1,
+            );
+        }
+    }
+}
+
+impl ProjectCtx {
     pub fn new(p: &Project) -> Self {
         let kinds = p.database_kinds();
         // Only what msgen generates depends on the workspace's sqlx: an adopted
@@ -452,8 +470,9 @@ impl ProjectCtx {
             .collect();
         let has_postgres = kinds.contains(&DatabaseKind::Postgres);
         let has_sqlite = kinds.contains(&DatabaseKind::Sqlite);
-        // No `macros`: the models read their rows by hand and `build.rs` embeds the
-        // migrations, so a build does not compile sqlx a second time for its macros.
+        // No `macros` (unless `keep_sqlx_macros`): the models read their rows by hand
+        // and `build.rs` embeds the migrations, so a build does not compile sqlx a
+        // second time for its macros.
         let mut features = vec!["runtime-tokio", "migrate", "chrono"];
         if generated.contains(&DatabaseKind::Postgres) {
             features.push("postgres");
@@ -631,6 +650,7 @@ impl ProjectCtx {
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
             sqlx_features: toml_items(features),
+            sqlx_macros: false,
             common_features: toml_items(common_features.iter().filter(|f| f.1).map(|f| f.0)),
             common_undeclared: toml_items(common_features.iter().filter(|f| !f.2).map(|f| f.0)),
             gateway_features: toml_items(gateway_features.iter().filter(|f| f.1).map(|f| f.0)),

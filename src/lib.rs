@@ -22,6 +22,7 @@ pub mod render;
 pub mod rust_refs;
 pub mod schema;
 pub mod sql;
+pub mod sqlx_macros;
 pub mod txn;
 
 use std::process::ExitCode;

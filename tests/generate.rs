@@ -817,6 +817,21 @@ fn runtime_dependencies_agree(name: &str, workspace: &toml::Table) {
     }
 }
 
+/// Makes `text` what msgen last wrote at `path`, as an older msgen would have left
+/// it: its copy in `.msgen/base/` and the hash `.msgen/manifest` keeps of it.
+fn recorded_as_msgens(root: &Path, path: &str, text: &str) {
+    fs::write(root.join(".msgen/base").join(path), text).unwrap();
+    let manifest = fs::read_to_string(root.join(".msgen/manifest")).unwrap();
+    let manifest: String = manifest
+        .lines()
+        .map(|l| match l.strip_suffix(&format!(" {path}")) {
+            Some(_) => format!("{} {path}\n", msgen::txn::content_hash(text.as_bytes())),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(root.join(".msgen/manifest"), manifest).unwrap();
+}
+
 #[test]
 fn a_runtime_upgrade_merges_hand_edits_to_runtime_files() {
     // The project as an older msgen left it: a runtime file without its last
@@ -828,16 +843,7 @@ fn a_runtime_upgrade_merges_hand_edits_to_runtime_files() {
     let paragraph = "//!\n//! Part of the msgen runtime: the same in every msgen project, upgraded by\n//! `msgen generate` (your edits to it are merged, not lost).\n";
     assert!(current.contains(paragraph));
     let older = current.replace(paragraph, "");
-    fs::write(root.join(".msgen/base").join(path), &older).unwrap();
-    let manifest = fs::read_to_string(root.join(".msgen/manifest")).unwrap();
-    let manifest: String = manifest
-        .lines()
-        .map(|l| match l.strip_suffix(&format!(" {path}")) {
-            Some(_) => format!("{} {path}\n", msgen::txn::content_hash(older.as_bytes())),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    fs::write(root.join(".msgen/manifest"), manifest).unwrap();
+    recorded_as_msgens(&root, path, &older);
     fs::write(root.join(path), format!("{older}\n// A hand edit.\n")).unwrap();
 
     assert!(!stdout(&msgen(&root, &["status"])).contains("carries"));
@@ -871,4 +877,87 @@ fn a_runtime_upgrade_merges_hand_edits_to_runtime_files() {
         format!("{current}\n// A hand edit.\n")
     );
     assert_ok(&msgen(&root, &["generate", "--check"]));
+}
+
+/// Generated code does without sqlx's macros; code of the user's that uses them
+/// keeps the workspace's feature on, so a regeneration never breaks its build.
+#[test]
+fn sqlx_macros_follow_the_code_that_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let sqlx_line = |root: &Path| {
+        fs::read_to_string(root.join("Cargo.toml"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("sqlx = "))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        !sqlx_line(&root).contains("\"macros\""),
+        "{}",
+        sqlx_line(&root)
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // A module of the user's in a service, with a derive of sqlx's.
+    let own = root.join("services/blog/src/stats.rs");
+    fs::write(
+        &own,
+        "#[derive(sqlx::FromRow)]\npub struct Count {\n    pub n: i64,\n}\n",
+    )
+    .unwrap();
+    let out = msgen(&root, &["generate", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("Cargo.toml"), "{}", stderr(&out));
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        sqlx_line(&root).contains("\"runtime-tokio\", \"macros\", \"migrate\""),
+        "{}",
+        sqlx_line(&root)
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    // Gone again: the feature goes too.
+    fs::remove_file(&own).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        !sqlx_line(&root).contains("\"macros\""),
+        "{}",
+        sqlx_line(&root)
+    );
+
+    // A project from before: msgen's own files used the macros (as on disk, so
+    // in msgen's copy too). They are msgen's, and this render replaces them.
+    let model = "services/blog/src/models/post.rs";
+    let old = fs::read_to_string(root.join(model)).unwrap().replace(
+        "serde::Deserialize, utoipa::ToSchema)]\npub struct Post {",
+        "serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]\npub struct Post {",
+    );
+    assert!(old.contains("sqlx::FromRow, utoipa"), "{old}");
+    fs::write(root.join(model), &old).unwrap();
+    recorded_as_msgens(&root, model, &old);
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        !sqlx_line(&root).contains("\"macros\""),
+        "{}",
+        sqlx_line(&root)
+    );
+    assert!(!fs::read_to_string(root.join(model))
+        .unwrap()
+        .contains("sqlx::FromRow, utoipa"));
+
+    // One more of them of the user's, in a file msgen wrote: that one counts.
+    let mut edited = fs::read_to_string(root.join(model)).unwrap();
+    edited.push_str("\n#[derive(sqlx::FromRow)]\npub struct Count {\n    pub n: i64,\n}\n");
+    fs::write(root.join(model), edited).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        sqlx_line(&root).contains("\"macros\""),
+        "{}",
+        sqlx_line(&root)
+    );
+    assert!(fs::read_to_string(root.join(model))
+        .unwrap()
+        .contains("pub struct Count"));
 }

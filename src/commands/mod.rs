@@ -382,10 +382,11 @@ pub fn plan_changes(
     schema: &SchemaArgs,
 ) -> Result<(Plan, Outcome)> {
     let renderer = Renderer::new().context("loading the embedded templates")?;
-    let inputs = match &schema.inputs {
+    let mut inputs = match &schema.inputs {
         Some(i) => i.clone(),
         None => schema_inputs(root, project, schema)?,
     };
+    inputs.sqlx_macros = crate::sqlx_macros::used_under(root, project);
     let plan = renderer.plan(project, &inputs)?;
     let outcome = apply::diff_staged(root, &plan, staged)?;
     Ok((plan, outcome))

@@ -33,6 +33,9 @@ pub use record::Record;
 /// What the schema work of a render needs from disk and from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
+    /// Code of the user's uses sqlx's macros (`crate::sqlx_macros`): the workspace
+    /// keeps the feature. Not schema work, but read from disk for the render too.
+    pub sqlx_macros: bool,
     /// Per owner (a service's name, or `monolith`): its record and migrations.
     pub owners: BTreeMap<String, owner::Disk>,
     pub options: Options,
