@@ -59,6 +59,7 @@ pub fn used_under(root: &Path, project: &Project) -> bool {
     let uses = |path: &Path| {
         std::fs::read_to_string(path)
             .ok()
+            .filter(|text| may_use(text))
             .and_then(|text| syn::parse_file(&text).ok())
             .map_or(0, |ast| uses_in(&ast))
     };
@@ -73,9 +74,27 @@ pub fn used_under(root: &Path, project: &Project) -> bool {
                     .path()
                     .strip_prefix(root)
                     .map(|rel| root.join(".msgen/base").join(rel));
-                uses(e.path()) > base.map_or(0, |b| uses(&b))
+                let here = uses(e.path());
+                here > 0 && here > base.map_or(0, |b| uses(&b))
             })
     })
+}
+
+/// Whether `text` can use sqlx's macros at all: most files of a project cannot,
+/// and reading text is much cheaper than parsing it.
+fn may_use(text: &str) -> bool {
+    let word_before = |at: usize| {
+        let head = text[..at].trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        &text[head.len()..at]
+    };
+    text.match_indices('!')
+        .any(|(at, _)| MACROS.contains(&word_before(at)))
+        || text.match_indices("derive(").any(|(at, _)| {
+            let list = &text[at..];
+            let list = &list[..list.find(')').unwrap_or(list.len())];
+            DERIVES.iter().any(|d| list.contains(d))
+        })
+        || text.contains("#[sqlx")
 }
 
 /// Whether the file uses one of sqlx's macros.
@@ -181,7 +200,7 @@ mod tests {
             "async fn f() { tokio::try_join!(query!(\"SELECT 1\").fetch_one(db)); }",
             "macro_rules! m { () => { ::sqlx::query_as!(R, \"SELECT 1\") }; }",
         ] {
-            assert!(uses(code), "{code}");
+            assert!(uses(code) && may_use(code), "{code}");
         }
     }
 
