@@ -48,6 +48,9 @@ pub struct ProjectCtx {
     pub sqlx_features: String,
     /// sqlx's `macros` are on: code of the user's uses them (`keep_sqlx_macros`).
     pub sqlx_macros: bool,
+    /// The items of `sqlx_features`.
+    #[serde(skip)]
+    sqlx_feature_list: Vec<&'static str>,
     /// The features `common` is built with, as a TOML list's items: what the project
     /// has, for the runtime modules whose code depends on it.
     pub common_features: String,
@@ -442,22 +445,17 @@ pub struct RemoteRefCtx {
 }
 
 impl ProjectCtx {
-    /// Turns sqlx's `macros` on, where they were (after `runtime-tokio`): code of
-    /// the user's that builds against the workspace's sqlx uses them
-    /// (`crate::sqlx_macros`).
+    /// Turns sqlx's `macros` on, where they were before msgen did without them
+    /// (after `runtime-tokio`): code of the user's that builds against the
+    /// workspace's sqlx uses them (`crate::sqlx_macros`).
     pub fn keep_sqlx_macros(&mut self) {
         if self.generated_db && !self.sqlx_macros {
             self.sqlx_macros = true;
-            self.sqlx_features = self.sqlx_features.replacen(
-                "\"runtime-tokio\"",
-                "\"runtime-tokio\", \"macros\"",
-                1,
-            );
+            self.sqlx_feature_list.insert(1, "macros");
+            self.sqlx_features = toml_items(self.sqlx_feature_list.iter().copied());
         }
     }
-}
 
-impl ProjectCtx {
     pub fn new(p: &Project) -> Self {
         let kinds = p.database_kinds();
         // Only what msgen generates depends on the workspace's sqlx: an adopted
@@ -649,8 +647,9 @@ impl ProjectCtx {
             runtime: crate::render::runtime_version(),
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
-            sqlx_features: toml_items(features),
+            sqlx_features: toml_items(features.iter().copied()),
             sqlx_macros: false,
+            sqlx_feature_list: features,
             common_features: toml_items(common_features.iter().filter(|f| f.1).map(|f| f.0)),
             common_undeclared: toml_items(common_features.iter().filter(|f| !f.2).map(|f| f.0)),
             gateway_features: toml_items(gateway_features.iter().filter(|f| f.1).map(|f| f.0)),

@@ -34,133 +34,193 @@ const MACROS: &[&str] = &[
 /// sqlx's derives.
 const DERIVES: &[&str] = &["FromRow", "Type", "Encode", "Decode"];
 
-/// Whether code under `root` that builds against the workspace's sqlx (`common`,
-/// the gateway, the monolith msgen generated and the services it generated, not
-/// adopted ones, which keep a sqlx of their own) uses sqlx's macros.
+/// Whether code under `root` that builds against the workspace's sqlx uses sqlx's
+/// macros: any Rust file of the project's tree (crates of the user's too), but for
+/// adopted services and an adopted monolith, which keep a sqlx of their own.
 ///
-/// Only the user's uses count: a file counts where it has more of them than msgen's
-/// copy of what it last wrote there (`.msgen/base/`), so the `migrate!` and
+/// Only the user's uses count: a file counts where it has a use that msgen's copy
+/// of what it last wrote there (`.msgen/base/`) has not, so the `migrate!` and
 /// `#[derive(sqlx::FromRow)]` of a project generated before msgen did without them,
 /// which this render replaces, do not keep the feature on.
 pub fn used_under(root: &Path, project: &Project) -> bool {
-    let mut dirs = vec!["common".to_string(), "gateway".to_string()];
-    if project.monolith.as_ref().is_none_or(|m| !m.is_external()) {
-        // Also when the project has no monolith any more: `split` renders the
-        // project without the module whose code is still there.
-        dirs.push("monolith".into());
-    }
-    dirs.extend(
+    let mut theirs: Vec<std::path::PathBuf> = project
+        .services
+        .iter()
+        .filter(|s| s.adopted())
+        .map(|s| root.join("services").join(s.name.as_str()))
+        .collect();
+    theirs.extend(
         project
-            .services
+            .monolith
             .iter()
-            .filter(|s| !s.adopted() && !s.in_monolith())
-            .map(|s| format!("services/{}", s.name.as_str())),
+            .filter_map(|m| m.external.as_ref())
+            .map(|e| root.join(&e.path)),
     );
-    let uses = |path: &Path| {
-        std::fs::read_to_string(path)
-            .ok()
-            .filter(|text| may_use(text))
-            .and_then(|text| syn::parse_file(&text).ok())
-            .map_or(0, |ast| uses_in(&ast))
-    };
-    dirs.iter().any(|dir| {
-        walkdir::WalkDir::new(root.join(dir))
-            .into_iter()
-            .filter_entry(|e| e.file_name() != "target")
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "rs"))
-            .any(|e| {
-                let base = e
-                    .path()
-                    .strip_prefix(root)
-                    .map(|rel| root.join(".msgen/base").join(rel));
-                let here = uses(e.path());
-                here > 0 && here > base.map_or(0, |b| uses(&b))
-            })
-    })
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            let skipped = e.depth() > 0 && name.starts_with('.')
+                || e.depth() == 1 && name == "target"
+                || theirs.iter().any(|t| t == e.path());
+            !skipped
+        })
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file() && e.path().extension().is_some_and(|x| x == "rs"))
+        .any(|e| {
+            let mut uses = uses_of(e.path());
+            if uses.is_empty() {
+                return false;
+            }
+            if let Ok(rel) = e.path().strip_prefix(root) {
+                for msgens in uses_of(&root.join(".msgen/base").join(rel)) {
+                    if let Some(at) = uses.iter().position(|u| *u == msgens) {
+                        uses.swap_remove(at);
+                    }
+                }
+            }
+            !uses.is_empty()
+        })
+}
+
+/// The uses of sqlx's macros in the file at `path`, by name. A file that may use
+/// them but does not parse (newer syntax, conflict markers) counts as one.
+fn uses_of(path: &Path) -> Vec<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if may_use(&text) => match syn::parse_file(&text) {
+            Ok(ast) => uses_in(&ast),
+            Err(_) => vec!["unparsed".to_string()],
+        },
+        _ => Vec::new(),
+    }
 }
 
 /// Whether `text` can use sqlx's macros at all: most files of a project cannot,
 /// and reading text is much cheaper than parsing it.
 fn may_use(text: &str) -> bool {
     let word_before = |at: usize| {
-        let head = text[..at].trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
-        &text[head.len()..at]
+        let before = text[..at].trim_end();
+        let head = before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        &before[head.len()..]
     };
     text.match_indices('!')
         .any(|(at, _)| MACROS.contains(&word_before(at)))
-        || text.match_indices("derive(").any(|(at, _)| {
+        || text.match_indices("derive").any(|(at, _)| {
             let list = &text[at..];
             let list = &list[..list.find(')').unwrap_or(list.len())];
             DERIVES.iter().any(|d| list.contains(d))
         })
-        || text.contains("#[sqlx")
+        || ["sqlx(", "sqlx (", "sqlx::test", "sqlx :: test"]
+            .iter()
+            .any(|a| text.contains(a))
 }
 
-/// Whether the file uses one of sqlx's macros.
-pub fn used_in(ast: &syn::File) -> bool {
-    uses_in(ast) > 0
-}
-
-/// How many of sqlx's macros the file uses. A derive or macro of one of sqlx's
-/// names without a `sqlx::` path counts too (it may be imported): keeping the
-/// feature for nothing costs build time, dropping it for code that needs it
+/// The uses of sqlx's macros in the file, by name. A derive or macro of one of
+/// sqlx's names without a `sqlx::` path counts too (it may be imported): keeping
+/// the feature for nothing costs build time, dropping it for code that needs it
 /// breaks the build.
-fn uses_in(ast: &syn::File) -> usize {
-    struct Count(usize);
-    impl<'ast> Visit<'ast> for Count {
+fn uses_in(ast: &syn::File) -> Vec<String> {
+    struct Find(Vec<String>);
+    impl<'ast> Visit<'ast> for Find {
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            if is_sqlx_item(&m.path, MACROS) {
+                self.0
+                    .extend(m.path.segments.last().map(|s| s.ident.to_string()));
+            }
             // syn leaves a macro's arguments as tokens: `vec![sqlx::query!(..)]`.
-            self.0 += usize::from(is_sqlx_item(&m.path, MACROS)) + invoked_in(m.tokens.clone());
+            invoked_in(m.tokens.clone(), &mut self.0);
         }
         fn visit_attribute(&mut self, attr: &'ast syn::Attribute) {
-            let path = attr.path();
-            if path.is_ident("sqlx") || is_path(path, &["sqlx", "test"]) {
-                self.0 += 1;
-            } else if path.is_ident("derive") {
-                let derived =
-                    attr.parse_args_with(Punctuated::<syn::Path, syn::Token![,]>::parse_terminated);
-                self.0 += derived.map_or(0, |paths| {
-                    paths.iter().filter(|p| is_sqlx_item(p, DERIVES)).count()
-                });
+            attribute_uses(&attr.meta, &mut self.0);
+        }
+    }
+    let mut find = Find(Vec::new());
+    find.visit_file(ast);
+    find.0
+}
+
+/// The uses in one attribute: `#[sqlx::test]`, `#[sqlx(..)]`, a derive of sqlx's,
+/// or any of these under `#[cfg_attr(condition, ..)]`.
+fn attribute_uses(meta: &syn::Meta, uses: &mut Vec<String>) {
+    let path = meta.path();
+    if path.is_ident("sqlx") || is_path(path, &["sqlx", "test"]) {
+        uses.push(quote_path(path));
+        return;
+    }
+    let syn::Meta::List(list) = meta else {
+        return;
+    };
+    if path.is_ident("derive") {
+        if let Ok(paths) =
+            list.parse_args_with(Punctuated::<syn::Path, syn::Token![,]>::parse_terminated)
+        {
+            uses.extend(
+                paths
+                    .iter()
+                    .filter(|p| is_sqlx_item(p, DERIVES))
+                    .map(quote_path),
+            );
+        }
+    } else if path.is_ident("cfg_attr") {
+        if let Ok(metas) =
+            list.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+        {
+            // The first is the condition.
+            for meta in metas.iter().skip(1) {
+                attribute_uses(meta, uses);
             }
         }
     }
-    let mut count = Count(0);
-    count.visit_file(ast);
-    count.0
 }
 
-/// How many times `tokens` invoke one of sqlx's macros (`sqlx::NAME!` or
-/// `NAME!`), at any depth.
-fn invoked_in(tokens: proc_macro2::TokenStream) -> usize {
-    use proc_macro2::TokenTree;
+fn quote_path(path: &syn::Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    segments.join("::")
+}
+
+/// The invocations of sqlx's macros in `tokens` (`sqlx::NAME!` or `NAME!`), at any
+/// depth, and the attributes of its there (`#[derive(sqlx::FromRow)]` in a
+/// `macro_rules!`).
+fn invoked_in(tokens: proc_macro2::TokenStream, uses: &mut Vec<String>) {
+    use proc_macro2::{Delimiter, TokenTree};
 
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     let punct = |i: usize, c: char| matches!(&tokens[i], TokenTree::Punct(p) if p.as_char() == c);
-    let invoked = |i: usize, t: &TokenTree| match t {
-        TokenTree::Group(g) => invoked_in(g.stream()),
-        TokenTree::Ident(name) if i + 1 < tokens.len() && punct(i + 1, '!') => {
-            if !MACROS.iter().any(|m| name == m) {
-                return 0;
+    for (i, t) in tokens.iter().enumerate() {
+        match t {
+            TokenTree::Group(g)
+                if g.delimiter() == Delimiter::Bracket && i > 0 && punct(i - 1, '#') =>
+            {
+                if let Ok(meta) = syn::parse2::<syn::Meta>(g.stream()) {
+                    attribute_uses(&meta, uses);
+                }
+                invoked_in(g.stream(), uses);
             }
-            // Back over the path before it (`a::b::NAME`) to its first segment.
-            let mut at = i;
-            let mut first = None;
-            while at >= 3 && punct(at - 1, ':') && punct(at - 2, ':') {
-                match &tokens[at - 3] {
-                    TokenTree::Ident(segment) => {
-                        first = Some(segment.to_string());
-                        at -= 3;
+            TokenTree::Group(g) => invoked_in(g.stream(), uses),
+            TokenTree::Ident(name)
+                if i + 1 < tokens.len()
+                    && punct(i + 1, '!')
+                    && MACROS.iter().any(|m| name == m) =>
+            {
+                // Back over the path before it (`a::b::NAME`) to its first segment.
+                let mut at = i;
+                let mut first = None;
+                while at >= 3 && punct(at - 1, ':') && punct(at - 2, ':') {
+                    match &tokens[at - 3] {
+                        TokenTree::Ident(segment) => {
+                            first = Some(segment.to_string());
+                            at -= 3;
+                        }
+                        _ => break,
                     }
-                    _ => break,
+                }
+                if first.is_none_or(|f| f == "sqlx") {
+                    uses.push(name.to_string());
                 }
             }
-            usize::from(first.is_none_or(|f| f == "sqlx"))
+            _ => {}
         }
-        _ => 0,
-    };
-    tokens.iter().enumerate().map(|(i, t)| invoked(i, t)).sum()
+    }
 }
 
 /// `sqlx::NAME` or a bare `NAME`, for one of `names`.
@@ -182,7 +242,7 @@ mod tests {
     use super::*;
 
     fn uses(code: &str) -> bool {
-        used_in(&syn::parse_file(code).unwrap())
+        !uses_in(&syn::parse_file(code).unwrap()).is_empty()
     }
 
     #[test]
@@ -199,6 +259,11 @@ mod tests {
             "mod m { fn f() { let v = vec![sqlx::query_scalar!(\"SELECT 1\")]; } }",
             "async fn f() { tokio::try_join!(query!(\"SELECT 1\").fetch_one(db)); }",
             "macro_rules! m { () => { ::sqlx::query_as!(R, \"SELECT 1\") }; }",
+            "#[cfg_attr(feature = \"db\", derive(sqlx::FromRow))] struct R { id: i64 }",
+            "#[cfg_attr(test, sqlx::test)] async fn t(pool: sqlx::PgPool) {}",
+            "macro_rules! m { () => { #[derive(sqlx::FromRow)] struct R { id: i64 } }; }",
+            "fn f() { let q = sqlx::query !(\"SELECT 1\"); }",
+            "#[derive (Debug, sqlx::FromRow)] struct Row { id: i64 }",
         ] {
             assert!(uses(code) && may_use(code), "{code}");
         }

@@ -927,6 +927,28 @@ fn sqlx_macros_follow_the_code_that_uses_them() {
         sqlx_line(&root)
     );
 
+    // A crate of the user's own, added to the workspace.
+    let tool = root.join("tools/seed/src");
+    fs::create_dir_all(&tool).unwrap();
+    fs::write(
+        tool.join("main.rs"),
+        "fn main() {\n    let _ = vec![sqlx::query!(\"SELECT 1\")];\n}\n",
+    )
+    .unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        sqlx_line(&root).contains("\"macros\""),
+        "{}",
+        sqlx_line(&root)
+    );
+    fs::remove_dir_all(root.join("tools")).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        !sqlx_line(&root).contains("\"macros\""),
+        "{}",
+        sqlx_line(&root)
+    );
+
     // A project from before: msgen's own files used the macros (as on disk, so
     // in msgen's copy too). They are msgen's, and this render replaces them.
     let model = "services/blog/src/models/post.rs";
