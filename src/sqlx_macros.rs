@@ -14,14 +14,18 @@ use syn::visit::Visit;
 
 use crate::model::Project;
 
-/// sqlx's function-like macros.
-const MACROS: &[&str] = &[
+/// sqlx's checked query macros whose SQL is a string literal argument.
+pub const QUERY_MACROS: &[&str] = &[
     "query",
     "query_as",
     "query_scalar",
     "query_unchecked",
     "query_as_unchecked",
     "query_scalar_unchecked",
+];
+
+/// Its other function-like macros.
+const OTHER_MACROS: &[&str] = &[
     "query_file",
     "query_file_as",
     "query_file_scalar",
@@ -30,6 +34,14 @@ const MACROS: &[&str] = &[
     "query_file_scalar_unchecked",
     "migrate",
 ];
+
+fn is_macro(name: &str) -> bool {
+    QUERY_MACROS.contains(&name) || OTHER_MACROS.contains(&name)
+}
+
+fn is_derive(name: &str) -> bool {
+    DERIVES.contains(&name)
+}
 
 /// sqlx's derives.
 const DERIVES: &[&str] = &["FromRow", "Type", "Encode", "Decode"];
@@ -104,7 +116,7 @@ fn may_use(text: &str) -> bool {
         &before[head.len()..]
     };
     text.match_indices('!')
-        .any(|(at, _)| MACROS.contains(&word_before(at)))
+        .any(|(at, _)| is_macro(word_before(at)))
         || text.match_indices("derive").any(|(at, _)| {
             let list = &text[at..];
             let list = &list[..list.find(')').unwrap_or(list.len())];
@@ -123,7 +135,7 @@ fn uses_in(ast: &syn::File) -> Vec<String> {
     struct Find(Vec<String>);
     impl<'ast> Visit<'ast> for Find {
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            if is_sqlx_item(&m.path, MACROS) {
+            if is_sqlx_item(&m.path, is_macro) {
                 self.0
                     .extend(m.path.segments.last().map(|s| s.ident.to_string()));
             }
@@ -157,7 +169,7 @@ fn attribute_uses(meta: &syn::Meta, uses: &mut Vec<String>) {
             uses.extend(
                 paths
                     .iter()
-                    .filter(|p| is_sqlx_item(p, DERIVES))
+                    .filter(|p| is_sqlx_item(p, is_derive))
                     .map(quote_path),
             );
         }
@@ -198,9 +210,7 @@ fn invoked_in(tokens: proc_macro2::TokenStream, uses: &mut Vec<String>) {
             }
             TokenTree::Group(g) => invoked_in(g.stream(), uses),
             TokenTree::Ident(name)
-                if i + 1 < tokens.len()
-                    && punct(i + 1, '!')
-                    && MACROS.iter().any(|m| name == m) =>
+                if i + 1 < tokens.len() && punct(i + 1, '!') && is_macro(&name.to_string()) =>
             {
                 // Back over the path before it (`a::b::NAME`) to its first segment.
                 let mut at = i;
@@ -223,12 +233,12 @@ fn invoked_in(tokens: proc_macro2::TokenStream, uses: &mut Vec<String>) {
     }
 }
 
-/// `sqlx::NAME` or a bare `NAME`, for one of `names`.
-fn is_sqlx_item(path: &syn::Path, names: &[&str]) -> bool {
+/// `sqlx::NAME` or a bare `NAME`, for a `NAME` that is `named`.
+fn is_sqlx_item(path: &syn::Path, named: fn(&str) -> bool) -> bool {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     match segments.as_slice() {
-        [name] => names.contains(&name.as_str()),
-        [first, .., name] => first == "sqlx" && names.contains(&name.as_str()),
+        [name] => named(name),
+        [first, .., name] => first == "sqlx" && named(name),
         [] => false,
     }
 }

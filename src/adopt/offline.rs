@@ -10,16 +10,6 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::spanned::Spanned as _;
 use syn::visit::Visit;
 
-/// sqlx's checked query macros whose SQL is a string literal argument.
-const CHECKED: &[&str] = &[
-    "query",
-    "query_as",
-    "query_scalar",
-    "query_unchecked",
-    "query_as_unchecked",
-    "query_scalar_unchecked",
-];
-
 /// The SQL of every checked query macro in `ast`, with its line.
 pub fn checked_queries(ast: &syn::File) -> Vec<(usize, String)> {
     struct Find(Vec<(usize, String)>);
@@ -31,7 +21,7 @@ pub fn checked_queries(ast: &syn::File) -> Vec<(usize, String)> {
                 .last()
                 .map(|s| s.ident.to_string())
                 .unwrap_or_default();
-            if !CHECKED.contains(&name.as_str()) {
+            if !crate::sqlx_macros::QUERY_MACROS.contains(&name.as_str()) {
                 return;
             }
             // The SQL is the first string literal (after the record type of `query_as!`).
