@@ -487,14 +487,18 @@ impl ProjectCtx {
         // `common`'s features: (name, on by default, declared). A feature the
         // project cannot have is not declared, so `--all-features` cannot turn it
         // on; the runtime's code for it is compiled out.
-        let common_features = [
+        let mut common_features = vec![
             ("database", generated_db, generated_db),
             ("postgres", generated_postgres, generated_db),
             ("sqlite", generated_sqlite, generated_db),
             ("auth", has_auth, has_auth),
             ("axum07", axum07, axum07),
-            ("sqlx09", sqlx09, sqlx09),
         ];
+        // Only code of `postgres` or `sqlite` asks for it: without a database,
+        // compiled out, it is never checked, and the manifests need not name sqlx.
+        if generated_db {
+            common_features.push(("sqlx09", sqlx09, sqlx09));
+        }
         // The gateway's: (name, declared and on).
         let gateway_features = [("auth", has_auth), ("axum07", axum07)];
         let mut services: Vec<ServiceCtx> = p.standalone().map(|s| service_ctx(p, s)).collect();
