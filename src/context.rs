@@ -46,11 +46,8 @@ pub struct ProjectCtx {
     pub traced_work: String,
     /// Feature list of the workspace's sqlx dependency, e.g. `"postgres", "sqlite"`.
     pub sqlx_features: String,
-    /// sqlx's `macros` are on: code of the user's uses them (`keep_sqlx_macros`).
+    /// sqlx's `macros` are on: code of the user's uses them.
     pub sqlx_macros: bool,
-    /// The items of `sqlx_features`.
-    #[serde(skip)]
-    sqlx_feature_list: Vec<&'static str>,
     /// The features `common` is built with, as a TOML list's items: what the project
     /// has, for the runtime modules whose code depends on it.
     pub common_features: String,
@@ -448,18 +445,10 @@ pub struct RemoteRefCtx {
 }
 
 impl ProjectCtx {
-    /// Turns sqlx's `macros` on, where they were before msgen did without them
-    /// (after `runtime-tokio`): code of the user's that builds against the
-    /// workspace's sqlx uses them (`crate::sqlx_macros`).
-    pub fn keep_sqlx_macros(&mut self) {
-        if self.generated_db && !self.sqlx_macros {
-            self.sqlx_macros = true;
-            self.sqlx_feature_list.insert(1, "macros");
-            self.sqlx_features = toml_items(self.sqlx_feature_list.iter().copied());
-        }
-    }
-
-    pub fn new(p: &Project) -> Self {
+    /// The project's context. `sqlx_macros`: code of the user's that builds
+    /// against the workspace's sqlx uses its macros (`crate::sqlx_macros`), so the
+    /// feature stays on.
+    pub fn new(p: &Project, sqlx_macros: bool) -> Self {
         let kinds = p.database_kinds();
         // Only what msgen generates depends on the workspace's sqlx: an adopted
         // service keeps its own (the monolith's version, maybe another major).
@@ -471,10 +460,14 @@ impl ProjectCtx {
             .collect();
         let has_postgres = kinds.contains(&DatabaseKind::Postgres);
         let has_sqlite = kinds.contains(&DatabaseKind::Sqlite);
-        // No `macros` (unless `keep_sqlx_macros`): the models read their rows by hand
-        // and `build.rs` embeds the migrations, so a build does not compile sqlx a
-        // second time for its macros.
-        let mut features = vec!["runtime-tokio", "migrate", "chrono"];
+        // No `macros` unless the user's code needs them: the models read their rows
+        // by hand and `build.rs` embeds the migrations, so a build does not compile
+        // sqlx a second time for its macros.
+        let mut features = vec!["runtime-tokio"];
+        if sqlx_macros {
+            features.push("macros");
+        }
+        features.extend(["migrate", "chrono"]);
         if generated.contains(&DatabaseKind::Postgres) {
             features.push("postgres");
         }
@@ -654,9 +647,8 @@ impl ProjectCtx {
             runtime: crate::render::runtime_version(),
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
-            sqlx_features: toml_items(features.iter().copied()),
-            sqlx_macros: false,
-            sqlx_feature_list: features,
+            sqlx_features: toml_items(features),
+            sqlx_macros,
             common_features: toml_items(common_features.iter().filter(|f| f.1).map(|f| f.0)),
             common_undeclared: toml_items(common_features.iter().filter(|f| !f.2).map(|f| f.0)),
             gateway_features: toml_items(gateway_features.iter().filter(|f| f.1).map(|f| f.0)),
@@ -852,18 +844,9 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
             .collect(),
         secret_env: s.env.iter().any(|v| v.default.is_none()),
         public: s.public,
-        pool_type: match s.database {
-            DatabaseKind::Sqlite => "sqlx::SqlitePool",
-            _ => "sqlx::PgPool",
-        },
-        row_type: match s.database {
-            DatabaseKind::Sqlite => "sqlx::sqlite::SqliteRow",
-            _ => "sqlx::postgres::PgRow",
-        },
-        pool_options: match s.database {
-            DatabaseKind::Sqlite => "sqlx::sqlite::SqlitePoolOptions",
-            _ => "sqlx::postgres::PgPoolOptions",
-        },
+        pool_type: sqlx_types(s.database)[0],
+        pool_options: sqlx_types(s.database)[1],
+        row_type: sqlx_types(s.database)[2],
         test_db_prefix: test_db_prefix(&db_name),
         database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
         own_db: s.database == DatabaseKind::Postgres && s.schema.is_none(),
@@ -1204,21 +1187,9 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         env: Vec::new(),
         secret_env: false,
         public: false,
-        pool_type: if kind == DatabaseKind::Sqlite {
-            "sqlx::SqlitePool"
-        } else {
-            "sqlx::PgPool"
-        },
-        row_type: if kind == DatabaseKind::Sqlite {
-            "sqlx::sqlite::SqliteRow"
-        } else {
-            "sqlx::postgres::PgRow"
-        },
-        pool_options: if kind == DatabaseKind::Sqlite {
-            "sqlx::sqlite::SqlitePoolOptions"
-        } else {
-            "sqlx::postgres::PgPoolOptions"
-        },
+        pool_type: sqlx_types(kind)[0],
+        pool_options: sqlx_types(kind)[1],
+        row_type: sqlx_types(kind)[2],
         test_db_prefix: test_db_prefix(&db_name),
         database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
         own_db: kind == DatabaseKind::Postgres,
@@ -1717,25 +1688,28 @@ fn toml_items<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 
 /// The dialect of a service's statements (a service without a database has none
 /// to run; PostgreSQL's placeholders stand in).
+/// sqlx's pool, pool options and row types for a database of `kind`.
+fn sqlx_types(kind: DatabaseKind) -> [&'static str; 3] {
+    match kind {
+        DatabaseKind::Sqlite => [
+            "sqlx::SqlitePool",
+            "sqlx::sqlite::SqlitePoolOptions",
+            "sqlx::sqlite::SqliteRow",
+        ],
+        _ => [
+            "sqlx::PgPool",
+            "sqlx::postgres::PgPoolOptions",
+            "sqlx::postgres::PgRow",
+        ],
+    }
+}
+
 fn dialect(kind: DatabaseKind) -> Dialect {
     Dialect::of(kind).unwrap_or(Dialect::Postgres)
 }
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn a_from_row_line_is_broken_where_rustfmt_breaks_it() {
-        let name = |n: usize| "a".repeat(n);
-        assert_eq!(
-            from_row_line(&name(33)),
-            format!("{0}: row.try_get(\"{0}\")?,", name(33))
-        );
-        assert_eq!(
-            from_row_line(&name(34)),
-            format!("{0}: row\n                .try_get(\"{0}\")?,", name(34))
-        );
-    }
     #[test]
     fn every_order_has_a_variant_of_its_own() {
         let p = crate::model::Project::parse(
@@ -1867,5 +1841,18 @@ mod tests {
         );
         assert!(traced_work(true, true, true)
             .ends_with("`?`), each call to another service and each event published"));
+    }
+
+    #[test]
+    fn a_from_row_line_is_broken_where_rustfmt_breaks_it() {
+        let name = |n: usize| "a".repeat(n);
+        assert_eq!(
+            from_row_line(&name(33)),
+            format!("{0}: row.try_get(\"{0}\")?,", name(33))
+        );
+        assert_eq!(
+            from_row_line(&name(34)),
+            format!("{0}: row\n                .try_get(\"{0}\")?,", name(34))
+        );
     }
 }

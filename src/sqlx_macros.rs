@@ -35,6 +35,9 @@ const OTHER_MACROS: &[&str] = &[
     "migrate",
 ];
 
+/// sqlx's derives.
+const DERIVES: &[&str] = &["FromRow", "Type", "Encode", "Decode"];
+
 fn is_macro(name: &str) -> bool {
     QUERY_MACROS.contains(&name) || OTHER_MACROS.contains(&name)
 }
@@ -42,9 +45,6 @@ fn is_macro(name: &str) -> bool {
 fn is_derive(name: &str) -> bool {
     DERIVES.contains(&name)
 }
-
-/// sqlx's derives.
-const DERIVES: &[&str] = &["FromRow", "Type", "Encode", "Decode"];
 
 /// Whether code under `root` that builds against the workspace's sqlx uses sqlx's
 /// macros: any Rust file of the project's tree (crates of the user's too), but for

@@ -30,11 +30,12 @@ use crate::model::{DatabaseKind, FieldType, Project, RefTarget, Service, Templat
 pub use diff::{evolve, Evolution, Options, Problem};
 pub use record::Record;
 
-/// What the schema work of a render needs from disk and from the command line.
+/// What a render needs from disk and from the command line: for its schema work,
+/// and whether code of the user's uses sqlx's macros.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     /// Code of the user's uses sqlx's macros (`crate::sqlx_macros`): the workspace
-    /// keeps the feature. Not schema work, but read from disk for the render too.
+    /// keeps the feature.
     pub sqlx_macros: bool,
     /// Per owner (a service's name, or `monolith`): its record and migrations.
     pub owners: BTreeMap<String, owner::Disk>,
