@@ -30,7 +30,9 @@ use axum::{BoxError, Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tower::{Layer, Service};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use tracing::Instrument as _;
 
@@ -51,7 +53,7 @@ pub fn with_defaults(router: Router, request_timeout: Duration) -> Router {
     // Around the router, not around each route: `Router::layer` wraps every route in
     // one more boxed service, cloned and boxed again on every request.
     let stack = tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceContextLayer)
         .layer(
@@ -254,10 +256,25 @@ where
     }
 }
 
-/// A new request id: a random UUID.
+/// Gives a request without an `x-request-id` a new one, as [`new_request_id`] makes.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(new_request_id()))
+    }
+}
+
+/// A new request id: a random (version 4) UUID, from the generator of trace ids.
+/// Request ids need to be unique, not secret, and it costs no system call.
 fn new_request_id() -> HeaderValue {
+    let bytes = crate::trace::random_u128().to_le_bytes();
     let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let id = uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf);
     HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
@@ -549,8 +566,11 @@ mod tests {
         let (status, headers, seen) = call(Request::get("/echo")).await;
         assert_eq!(status, StatusCode::OK);
         let id = headers[REQUEST_ID].to_str().unwrap();
-        assert_eq!(id.len(), 36, "a UUID: {id}");
+        let uuid = uuid::Uuid::try_parse(id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
         assert_eq!(seen["request_id"], json!(id));
+        let (_, again, _) = call(Request::get("/echo")).await;
+        assert_ne!(again[REQUEST_ID], headers[REQUEST_ID], "a new id each time");
         let traceparent = seen["traceparent"].as_str().unwrap();
         assert!(
             crate::trace::TraceContext::parse(traceparent).is_some(),

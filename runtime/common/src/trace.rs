@@ -302,7 +302,7 @@ fn random_u64() -> u64 {
     (z ^ (z >> 31)).max(1)
 }
 
-fn random_u128() -> u128 {
+pub(crate) fn random_u128() -> u128 {
     (u128::from(random_u64()) << 64) | u128::from(random_u64())
 }
 
