@@ -7,7 +7,8 @@
 #    does without them;
 #  - a cold `cargo build` of the built-in example in an empty target directory, with
 #    the number of crates compiled and the dependencies present in more than one
-#    version; the ratio to the floor is printed;
+#    version; the ratio to the floor is printed, and (debug) the ratio to the same
+#    floor built with the workspace's profile (line tables only);
 #  - an incremental rebuild after a one-line edit of a handler.
 # Both cold builds run after `cargo fetch`, so the timings are builds alone.
 # Usage: bash bench/build.sh [debug|release]
@@ -63,6 +64,14 @@ start=$(now)
 (cd "$work/floor" && CARGO_TARGET_DIR="$work/floor-target" cargo build "${flags[@]}" 2>"$work/floor.log")
 floor=$(echo "$(now) - $start" | bc)
 floor_crates=$(grep -c '^ *Compiling ' "$work/floor.log" || true)
+# The same floor with the generated workspace's debug profile (line tables only),
+# so the ratio can be read both against cargo's defaults and like for like.
+if [ "$profile" = debug ]; then
+    start=$(now)
+    (cd "$work/floor" && CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_TARGET_DIR="$work/floor-lt-target" \
+        cargo build 2>/dev/null)
+    floor_lt=$(echo "$(now) - $start" | bc)
+fi
 
 # The built-in example.
 target/release/msgen -q -C "$work" new blogsys --yes
@@ -88,6 +97,10 @@ rebuilt=$(grep -c '^ *Compiling ' "$work/incremental.log" || true)
 printf 'floor (axum + sqlx/PostgreSQL hello world), cold %s build: %.1f s, %s crates\n' "$profile" "$floor" "$floor_crates"
 printf 'cold cargo build (%s) of the built-in example: %.1f s, %s crates compiled (%s of them the workspace'"'"'s): %.2fx the floor\n' \
     "$profile" "$cold" "$crates" "$members" "$(echo "$cold / $floor" | bc -l)"
+if [ -n "${floor_lt:-}" ]; then
+    printf 'floor with line tables only (the generated workspace'"'"'s debug profile): %.1f s: the example is %.2fx it\n' \
+        "$floor_lt" "$(echo "$cold / $floor_lt" | bc -l)"
+fi
 printf 'incremental rebuild after a one-line handler edit: %.1f s (%s crate(s) recompiled)\n' "$incremental" "$rebuilt"
 printf 'dependencies in more than one version: %s\n' "${dups:-none}"
 printf 'machine: %s cores, %s; msgen %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(git -C "$OLDPWD" rev-parse --short HEAD 2>/dev/null || echo '?')"

@@ -163,6 +163,7 @@ pub fn cargo_output(dir: &Path, args: &[&str]) -> Output {
         .env("CARGO_TARGET_DIR", generated_target_dir())
         // Full debug info and incremental caches would multiply the shared target's
         // size (several GiB for the examples); line tables keep backtraces useful.
+        // Generated manifests say so themselves; an adopted monolith's may not.
         .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
         .env("CARGO_INCREMENTAL", "0")
         .env_remove("RUSTFLAGS")
