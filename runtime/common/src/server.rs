@@ -267,7 +267,8 @@ impl MakeRequestId for NewRequestId {
 }
 
 /// A new request id: a random (version 4) UUID, from the generator of trace ids.
-/// Request ids need to be unique, not secret, and it costs no system call.
+/// Request ids need to be unique, not secret or unpredictable (a caller's own
+/// `x-request-id` is kept as it came), and this costs no system call.
 fn new_request_id() -> HeaderValue {
     let bytes = crate::trace::random_u128().to_le_bytes();
     let mut buf = uuid::Uuid::encode_buffer();
