@@ -5,16 +5,19 @@
 #    directory. It keeps sqlx's `macros` (on by default in sqlx, and what a hello
 #    world reaches for: `query!`, `#[derive(FromRow)]`); the generated workspace
 #    does without them;
-#  - a cold `cargo build` of the built-in example in an empty target directory, with
+#  - a cold `cargo build` of the built-in example (or of the services.toml given) in
+#    an empty target directory, with
 #    the number of crates compiled and the dependencies present in more than one
 #    version; the ratio to the floor is printed, and (debug) the ratio to the same
 #    floor built with the workspace's profile (line tables only);
 #  - an incremental rebuild after a one-line edit of a handler.
 # Both cold builds run after `cargo fetch`, so the timings are builds alone.
-# Usage: bash bench/build.sh [debug|release]
+# Usage: bash bench/build.sh [debug|release] [SERVICES_TOML]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-debug}
+config=${2:-}
+[ -z "$config" ] || config=$(realpath "$config")
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -73,8 +76,14 @@ if [ "$profile" = debug ]; then
     floor_lt=$(echo "$(now) - $start" | bc)
 fi
 
-# The built-in example.
-target/release/msgen -q -C "$work" new blogsys --yes
+# The built-in example, or the project of the services.toml given.
+if [ -n "$config" ]; then
+    target/release/msgen -q -C "$work" new blogsys --config "$config" --yes
+    what="the project of $(basename "$config")"
+else
+    target/release/msgen -q -C "$work" new blogsys --yes
+    what="the built-in example"
+fi
 cd "$work/blogsys"
 cargo fetch --quiet
 start=$(now)
@@ -88,19 +97,23 @@ dups=$(cargo tree -e normal -d --depth 0 2>/dev/null | grep -E '^[a-z0-9_-]+ v' 
     | awk '{n[$1]++; v[$1]=v[$1] " " $2} END {for (k in n) if (n[k] > 1) printf "%s (%s) ", k, substr(v[k], 2)}')
 
 # One line of a handler changed, as a developer's edit does.
-echo '// edited' >> services/blog/src/handlers/post.rs
+# The built-in example's post handler, or the first resource handler of another project.
+handler=services/blog/src/handlers/post.rs
+[ -f "$handler" ] || handler=$(find . -path '*/src/handlers/*.rs' ! -name mod.rs \
+    ! -name health.rs ! -path './.*' ! -path './target/*' | sort | head -1)
+echo '// edited' >> "$handler"
 start=$(now)
 CARGO_TARGET_DIR="$work/target" cargo build "${flags[@]}" 2>"$work/incremental.log"
 incremental=$(echo "$(now) - $start" | bc)
 rebuilt=$(grep -c '^ *Compiling ' "$work/incremental.log" || true)
 
 printf 'floor (axum + sqlx/PostgreSQL hello world), cold %s build: %.1f s, %s crates\n' "$profile" "$floor" "$floor_crates"
-printf 'cold cargo build (%s) of the built-in example: %.1f s, %s crates compiled (%s of them the workspace'"'"'s): %.2fx the floor\n' \
-    "$profile" "$cold" "$crates" "$members" "$(echo "$cold / $floor" | bc -l)"
+printf 'cold cargo build (%s) of %s: %.1f s, %s crates compiled (%s of them the workspace'"'"'s): %.2fx the floor\n' \
+    "$profile" "$what" "$cold" "$crates" "$members" "$(echo "$cold / $floor" | bc -l)"
 if [ -n "${floor_lt:-}" ]; then
-    printf 'floor with line tables only (the generated workspace'"'"'s debug profile): %.1f s: the example is %.2fx it\n' \
+    printf 'floor with line tables only (the generated workspace'"'"'s debug profile): %.1f s: %.2fx it\n' \
         "$floor_lt" "$(echo "$cold / $floor_lt" | bc -l)"
 fi
-printf 'incremental rebuild after a one-line handler edit: %.1f s (%s crate(s) recompiled)\n' "$incremental" "$rebuilt"
+printf 'incremental rebuild after a one-line edit of %s: %.1f s (%s crate(s) recompiled)\n' "$handler" "$incremental" "$rebuilt"
 printf 'dependencies in more than one version: %s\n' "${dups:-none}"
 printf 'machine: %s cores, %s; msgen %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(git -C "$OLDPWD" rev-parse --short HEAD 2>/dev/null || echo '?')"
