@@ -810,6 +810,7 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
         .filter(|d| !d.in_process)
         .cloned()
         .collect();
+    let [pool_type, pool_options, row_type] = sqlx_types(s.database);
     ServiceCtx {
         name: s.name.as_str().to_string(),
         snake: s.name.snake(),
@@ -844,9 +845,9 @@ fn service_ctx(p: &Project, s: &Service) -> ServiceCtx {
             .collect(),
         secret_env: s.env.iter().any(|v| v.default.is_none()),
         public: s.public,
-        pool_type: sqlx_types(s.database)[0],
-        pool_options: sqlx_types(s.database)[1],
-        row_type: sqlx_types(s.database)[2],
+        pool_type,
+        pool_options,
+        row_type,
         test_db_prefix: test_db_prefix(&db_name),
         database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
         own_db: s.database == DatabaseKind::Postgres && s.schema.is_none(),
@@ -1126,6 +1127,7 @@ fn search_path_query(schemas: &[String]) -> String {
 
 fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
     let kind = p.default_database;
+    let [pool_type, pool_options, row_type] = sqlx_types(kind);
     let mut depends_on: Vec<DepCtx> = Vec::new();
     for m in p.modules() {
         for d in &m.depends_on {
@@ -1187,9 +1189,9 @@ fn monolith_ctx(p: &Project, port: u16, modules: &[ServiceCtx]) -> ServiceCtx {
         env: Vec::new(),
         secret_env: false,
         public: false,
-        pool_type: sqlx_types(kind)[0],
-        pool_options: sqlx_types(kind)[1],
-        row_type: sqlx_types(kind)[2],
+        pool_type,
+        pool_options,
+        row_type,
         test_db_prefix: test_db_prefix(&db_name),
         database_url_const: rust_str_const("", "DEFAULT_DATABASE_URL", &database_url),
         own_db: kind == DatabaseKind::Postgres,
