@@ -3,6 +3,10 @@
 //! becomes one span, sent in batches over OTLP/HTTP (protobuf), and so does every
 //! call to another service, every event published or handled (where the project
 //! has them) and every database query (`query_spans.rs`).
+//! Spans of your own code (`#[tracing::instrument]`, `info_span!`) are exported too,
+//! through tracing-opentelemetry (when `RUST_LOG` lets them through): they nest under
+//! the request or event being handled, and the calls, events and queries made in
+//! them nest under them.
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,
 //! so a trace found in a log is the trace in the collector. The other standard
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
@@ -25,14 +29,19 @@ use async_trait::async_trait;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
-    TracerProvider as _,
+    Span as _, SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState,
+    Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{SpanExporter, WithHttpConfig};
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt as _};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
 
 use crate::trace::TraceContext;
 
@@ -193,7 +202,7 @@ pub fn record(
 
 /// The OpenTelemetry context of `parent`, a hop of this process or a caller's
 /// `traceparent`; a new trace without one.
-fn parent_context(parent: Option<&TraceContext>) -> Context {
+pub(crate) fn parent_context(parent: Option<&TraceContext>) -> Context {
     parent.map_or_else(Context::new, |p| {
         let flags = if p.sampled {
             TraceFlags::SAMPLED
@@ -210,15 +219,35 @@ fn parent_context(parent: Option<&TraceContext>) -> Context {
     })
 }
 
+/// `sc` as the ids logs and `traceparent` headers carry.
+fn trace_context(sc: &SpanContext) -> TraceContext {
+    TraceContext {
+        trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+        span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+        sampled: sc.is_sampled(),
+    }
+}
+
+/// The exported span work started now belongs under: the innermost span of your
+/// own code this thread is in (tracing-opentelemetry makes it current when it is
+/// entered), or the request or event being handled.
+pub(crate) fn current_span() -> Option<TraceContext> {
+    let cx = Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| trace_context(sc))
+}
+
+/// [`current_span`], or else the hop being handled (exported or not): the parent of a
+/// call's or an event's span.
+fn current_parent() -> Option<TraceContext> {
+    current_span().or_else(crate::trace::current)
+}
+
 impl Span {
     /// This span as a hop of the trace: the ids logs and `traceparent` headers carry.
     pub fn context(&self) -> TraceContext {
-        let sc = self.inner.span_context();
-        TraceContext {
-            trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
-            span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
-            sampled: sc.is_sampled(),
-        }
+        trace_context(self.inner.span_context())
     }
 
     pub fn name(&self) -> &str {
@@ -310,7 +339,7 @@ pub fn client_span(method: &str, url: &str, peer: &str) -> Option<Span> {
     start(
         SpanKind::Client,
         method.to_string(),
-        crate::trace::current().as_ref(),
+        current_parent().as_ref(),
         attributes,
     )
 }
@@ -355,7 +384,7 @@ pub fn producer_span(subject: &str, event_id: &str) -> Option<Span> {
     start(
         SpanKind::Producer,
         format!("{subject} publish"),
-        crate::trace::current().as_ref(),
+        current_parent().as_ref(),
         attributes,
     )
 }
@@ -377,6 +406,54 @@ pub fn consumer_span(subject: &str, event_id: &str, parent: Option<&TraceContext
         parent,
         attributes,
     )
+}
+
+/// The layer exporting the spans of your own code (`#[instrument]`, `info_span!`)
+/// that `filter` (the log's `RUST_LOG`) lets through, while spans are exported.
+/// The log spans of requests and events are left out: their spans are the
+/// runtime's own (with the ids their logs and `traceparent` headers carry), and
+/// `trace::scope` makes them current for tracing-opentelemetry to nest under.
+pub fn layer<S>(filter: EnvFilter) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let yours = filter_fn(|meta| enabled() && meta.is_span() && !is_hop(meta));
+    OpenTelemetryLayer::new(LateTracer)
+        // Idle and busy times per span cost a clock read per poll; the span's own
+        // start and end say how long it took.
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_filter(yours.and(filter))
+}
+
+/// A span of a request or an event being handled: its log span, which carries its
+/// `trace_id`.
+pub(crate) fn is_hop(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && meta.fields().field("trace_id").is_some()
+}
+
+/// The tracer of [`init`], for a layer installed with the log before [`init`] runs.
+/// Until then (or when export is off) the layer's filter lets no span reach it.
+#[derive(Debug, Clone, Copy)]
+struct LateTracer;
+
+impl opentelemetry::trace::Tracer for LateTracer {
+    type Span = opentelemetry_sdk::trace::Span;
+
+    fn build_with_context(&self, builder: SpanBuilder, parent_cx: &Context) -> Self::Span {
+        static OFF: OnceLock<SdkTracer> = OnceLock::new();
+        TRACER
+            .get()
+            .unwrap_or_else(|| {
+                OFF.get_or_init(|| {
+                    SdkTracerProvider::builder()
+                        .with_sampler(Sampler::AlwaysOff)
+                        .build()
+                        .tracer("off")
+                })
+            })
+            .build_with_context(builder, parent_cx)
+    }
 }
 
 /// The SDK exports from a thread of its own, where no tokio runtime runs; the

@@ -74,7 +74,7 @@ where
         if !crate::otel::enabled() {
             return false;
         }
-        is_hop(meta)
+        crate::otel::is_hop(meta)
             || ((meta.is_span() || is_query_report(meta)) && parent(cx.lookup_current()).is_some())
     }
 
@@ -98,11 +98,6 @@ fn is_query_report(meta: &Metadata<'_>) -> bool {
     !meta.is_span() && meta.target() == TARGET
 }
 
-/// A span of a request or an event being handled (they carry its `trace_id`).
-fn is_hop(meta: &Metadata<'_>) -> bool {
-    meta.is_span() && meta.fields().field("trace_id").is_some()
-}
-
 /// Notes `hop`, when it is an exported span, on `span` (the log span of a request or
 /// an event): sqlx runs SQLite's queries on a thread of its own, inside the caller's
 /// log span but out of reach of the task's trace context.
@@ -121,12 +116,14 @@ pub fn attach(span: &tracing::Span, hop: &crate::trace::Hop) {
     });
 }
 
-/// The exported hop a query runs in: the task's, or the one noted on a log span it
-/// runs in.
+/// The exported span a query runs in: the innermost of your own spans it runs in
+/// (`#[instrument]`), the task's hop, or the hop noted on a log span it runs in.
 fn parent<R: for<'a> LookupSpan<'a>>(
     current: Option<tracing_subscriber::registry::SpanRef<'_, R>>,
 ) -> Option<TraceContext> {
-    crate::trace::current_exported().or_else(|| {
+    crate::otel::current_span()
+        .or_else(crate::trace::current_exported)
+        .or_else(|| {
         current?
             .scope()
             .find_map(|span| span.extensions().get::<TraceContext>().copied())

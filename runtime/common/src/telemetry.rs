@@ -1,7 +1,8 @@
 //! Structured logs with `tracing`: human-readable by default, one JSON object per
 //! line with `LOG_FORMAT=json`; the level comes from `RUST_LOG`. Colours only on a
 //! terminal (never in a container's or a file's log) and never with `NO_COLOR`.
-//! Where spans are exported, database queries become spans too (`query_spans.rs`).
+//! Where spans are exported (`otel.rs`), the spans of your own code are exported
+//! with them, and database queries become spans too (`query_spans.rs`).
 //!
 //! Part of the msgen runtime: the same in every msgen project, upgraded by
 //! `msgen generate` (your edits to it are merged, not lost).
@@ -18,34 +19,38 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
 /// Calling it twice (as tests that spawn several apps do) keeps the first one.
 pub fn init(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter))
+    };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let query_spans = cfg!(feature = "database") && crate::otel::configured();
-    let _already_set = subscriber(filter, json, std::io::stdout, query_spans).try_init();
+    let export = crate::otel::configured();
+    let _already_set = subscriber(filter, json, std::io::stdout, export).try_init();
 }
 
-/// What [`init`] installs, logging to `writer`; with `query_spans`, database
-/// queries become spans (where the project has a database).
-fn subscriber<W>(filter: EnvFilter, json: bool, writer: W, query_spans: bool) -> Dispatch
+/// What [`init`] installs, logging to `writer` what `filter` lets through; with
+/// `export`, the spans of your own code are exported too, and so are database
+/// queries (where the project has a database).
+fn subscriber<W>(filter: impl Fn() -> EnvFilter, json: bool, writer: W, export: bool) -> Dispatch
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    // With spans exported, the filter is the log's own: the spans of queries read
-    // sqlx's reports whatever level the log shows.
-    #[cfg(feature = "database")]
-    if query_spans {
-        return tracing_subscriber::registry()
-            .with(logs(json, writer).with_filter(filter))
-            .with(crate::query_spans::layer())
-            .into();
+    // With spans exported, each layer has a filter of its own: the spans of queries
+    // read sqlx's reports whatever level the log shows, and your spans are exported
+    // at the levels the log shows.
+    if export {
+        let layers = tracing_subscriber::registry()
+            .with(logs(json, writer).with_filter(filter()))
+            .with(crate::otel::layer(filter()));
+        #[cfg(feature = "database")]
+        return layers.with(crate::query_spans::layer()).into();
+        #[cfg(not(feature = "database"))]
+        return layers.into();
     }
-    let _ = query_spans;
     // Without, one filter for the whole subscriber: a filter of the log layer's own
     // would keep its answer to a question no event followed (sqlx asks whether a
     // query is to be logged) and drop the next line.
     tracing_subscriber::registry()
-        .with(filter)
+        .with(filter())
         .with(logs(json, writer))
         .into()
 }
@@ -93,20 +98,20 @@ mod tests {
 
     #[test]
     fn a_question_the_filter_says_no_to_does_not_silence_the_next_line() {
-        for query_spans in [false, true] {
+        for export in [false, true] {
             let out = Shared::default();
             let writer = out.clone();
             let dispatch = subscriber(
-                EnvFilter::new("info,msgen_runtime_common=debug"),
+                || EnvFilter::new("info,msgen_runtime_common=debug"),
                 false,
                 move || writer.clone(),
-                query_spans,
+                export,
             );
             question_then_line(&dispatch);
             let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
             assert!(
                 text.contains("the line after the question"),
-                "query spans {query_spans}: {text:?}"
+                "export {export}: {text:?}"
             );
         }
     }

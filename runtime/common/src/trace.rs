@@ -13,6 +13,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
+use opentelemetry::context::FutureExt as _;
 
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -223,9 +224,16 @@ pub fn current_exported() -> Option<TraceContext> {
         .flatten()
 }
 
-/// Runs `f` as part of `hop` (an event consumer handling one message, say).
+/// Runs `f` as part of `hop` (an event consumer handling one message, say). An
+/// exported hop is also OpenTelemetry's current context while `f` runs, so the
+/// spans of your own code in it (tracing-opentelemetry's) are its children.
 pub async fn scope<F: std::future::Future>(hop: Hop, f: F) -> F::Output {
-    CURRENT.scope(hop, f).await
+    if hop.exported {
+        let cx = crate::otel::parent_context(Some(&hop.ctx));
+        CURRENT.scope(hop, f.with_context(cx)).await
+    } else {
+        CURRENT.scope(hop, f).await
+    }
 }
 
 /// The `traceparent` to send on a call made now: it names the call's own exported

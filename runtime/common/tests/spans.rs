@@ -1,7 +1,8 @@
-//! The spans of one request's work, exported to a collector on loopback: its query
-//! (from sqlx's report, on SQLite's own thread, its literal kept out) and its call
-//! to another service are children of the request's span, and the call's span is
-//! the parent the other service is told of. Queries outside a request (the
+//! The spans of one request's work, exported to a collector on loopback: the
+//! handler's own span (`#[instrument]`'s, through tracing-opentelemetry) is a child
+//! of the request's span; its query (from sqlx's report, on SQLite's own thread,
+//! its literal kept out) and its call to another service are children of the
+//! handler's span, and the call's span is the parent the other service is told of. Queries outside a request (the
 //! migrations) get none. One test per process: export is set up once, from the
 //! environment.
 
@@ -78,7 +79,7 @@ fn spans(exports: &[Bytes]) -> Vec<Span> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_and_calls_of_a_request_are_its_child_spans() {
+async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
     // The collector keeps every export's body.
     let exports = Arc::new(Mutex::new(Vec::<Bytes>::new()));
     let sink = Arc::clone(&exports);
@@ -141,7 +142,7 @@ async fn queries_and_calls_of_a_request_are_its_child_spans() {
                 assert!(user.is_some());
                 trace::current().unwrap().header()
             },
-            tracing::info_span!("create_author"),
+            tracing::info_span!("create_author", author.id = 7),
         )
     };
     let app = server::with_defaults(
@@ -172,12 +173,24 @@ async fn queries_and_calls_of_a_request_are_its_child_spans() {
         .find(|s| s.span_id == request_span)
         .unwrap_or_else(|| panic!("the request's span is exported: {spans:#?}"));
     assert_eq!(server.parent, "00f067aa0ba902b7");
-    // The query: named by operation and table, under the request, its literal out.
+    // The handler's own span, with its fields, under the request.
+    let handler = spans
+        .iter()
+        .find(|s| s.name == "create_author")
+        .unwrap_or_else(|| panic!("the handler's span is exported: {spans:#?}"));
+    assert_eq!(handler.parent, request_span);
+    assert_eq!(handler.attributes["author.id"], "7");
+    // The request's log span is not exported a second time.
+    assert!(
+        spans.iter().all(|s| s.name != "request"),
+        "the request's log span is not exported: {spans:#?}"
+    );
+    // The query: named by operation and table, under the handler's span, its literal out.
     let query = spans
         .iter()
         .find(|s| s.name == "INSERT authors")
         .unwrap_or_else(|| panic!("the query's span is exported: {spans:#?}"));
-    assert_eq!(query.parent, request_span);
+    assert_eq!(query.parent, handler.span_id);
     assert_eq!(query.attributes["db.system.name"], "sqlite");
     assert_eq!(query.attributes["db.collection.name"], "authors");
     assert_eq!(
@@ -198,12 +211,12 @@ async fn queries_and_calls_of_a_request_are_its_child_spans() {
             .all(|s| !s.attributes.values().any(|v| v.contains("CREATE TABLE"))),
         "{spans:#?}"
     );
-    // The call: a span of its own under the request, the other service's parent.
+    // The call: a span of its own under the handler's, the other service's parent.
     let call = spans
         .iter()
         .find(|s| s.name == "GET")
         .unwrap_or_else(|| panic!("the call's span is exported: {spans:#?}"));
-    assert_eq!(call.parent, request_span);
+    assert_eq!(call.parent, handler.span_id);
     assert_eq!(call.attributes["peer.service"], "user");
     assert_eq!(call.attributes["http.response.status_code"], "200");
     assert_eq!(
