@@ -124,10 +124,10 @@ fn parent<R: for<'a> LookupSpan<'a>>(
     crate::otel::current_span()
         .or_else(crate::trace::current_exported)
         .or_else(|| {
-        current?
-            .scope()
-            .find_map(|span| span.extensions().get::<TraceContext>().copied())
-    })
+            current?
+                .scope()
+                .find_map(|span| span.extensions().get::<TraceContext>().copied())
+        })
 }
 
 impl<S> Layer<S> for QuerySpans

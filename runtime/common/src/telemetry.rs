@@ -19,9 +19,8 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
 /// Calling it twice (as tests that spawn several apps do) keeps the first one.
 pub fn init(default_filter: &str) {
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter))
-    };
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let export = crate::otel::configured();
     let _already_set = subscriber(filter, json, std::io::stdout, export).try_init();
