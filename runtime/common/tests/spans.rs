@@ -39,6 +39,8 @@ struct Span {
     span_id: String,
     parent: String,
     attributes: BTreeMap<String, String>,
+    /// The log lines written in it that became span events.
+    events: usize,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -72,6 +74,7 @@ fn spans(exports: &[Bytes]) -> Vec<Span> {
                 span_id: hex(&span.span_id),
                 parent: hex(&span.parent_span_id),
                 attributes,
+                events: span.events.len(),
             });
         }
     }
@@ -140,6 +143,7 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
                     .unwrap();
                 let user: Option<serde_json::Value> = client.get("/api/v1/users/1").await.unwrap();
                 assert!(user.is_some());
+                tracing::info!(author.id = 7, "author created");
                 trace::current().unwrap().header()
             },
             tracing::info_span!("create_author", author.id = 7),
@@ -180,6 +184,8 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         .unwrap_or_else(|| panic!("the handler's span is exported: {spans:#?}"));
     assert_eq!(handler.parent, request_span);
     assert_eq!(handler.attributes["author.id"], "7");
+    // Its log lines stay in the log: they are not copied into the span.
+    assert_eq!(handler.events, 0, "{handler:#?}");
     // The request's log span is not exported a second time.
     assert!(
         spans.iter().all(|s| s.name != "request"),
