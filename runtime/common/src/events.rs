@@ -235,8 +235,12 @@ where
         };
         #[cfg(feature = "database")]
         crate::query_spans::attach(&span, &hop);
+        // `handle` is called inside the scope and the span too: a handler that opens a
+        // span before its future starts gets it nested under the event.
+        let handle = &handle;
+        let handling = async move { handle(event).await };
         let handled =
-            crate::trace::scope(hop, tracing::Instrument::instrument(handle(event), span)).await;
+            crate::trace::scope(hop, tracing::Instrument::instrument(handling, span)).await;
         if let Some(exported) = exported {
             let error = handled.as_ref().err().map(|e| format!("{e:#}"));
             exported.finish(error);

@@ -4,9 +4,14 @@
 //! call to another service, every event published or handled (where the project
 //! has them) and every database query (`query_spans.rs`).
 //! Spans of your own code (`#[tracing::instrument]`, `info_span!`) are exported too,
-//! through tracing-opentelemetry (when `RUST_LOG` lets them through): they nest under
+//! through tracing-opentelemetry, at the levels `RUST_LOG` shows: they nest under
 //! the request or event being handled, and the calls, events and queries made in
-//! them nest under them.
+//! them nest under them. A span made outside any request or event (at startup, in a
+//! background task) starts a trace of its own; so does one in a task a handler
+//! spawns, unless the task carries the handler's context
+//! (`opentelemetry::context::FutureExt::with_current_context`). Log lines stay in
+//! the log: they are not copied into spans, so an error is marked on your span by
+//! its `otel.status_code = "ERROR"` field, not by an `error!` written in it.
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,
 //! so a trace found in a log is the trace in the collector. The other standard
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
@@ -39,7 +44,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetryLayer;
-use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt as _};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt as _, LevelFilter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
@@ -417,19 +422,27 @@ pub fn layer<S>(filter: EnvFilter) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let yours = filter_fn(|meta| enabled() && meta.is_span() && !is_hop(meta));
+    let yours = filter_fn(|meta| enabled() && meta.is_span() && !is_hop(meta))
+        // No level of its own: without a hint the pair would have none either, and
+        // every `debug!` and `trace!` the log hides would be asked about again.
+        .with_max_level_hint(LevelFilter::TRACE);
     OpenTelemetryLayer::new(LateTracer)
-        // Idle and busy times per span cost a clock read per poll; the span's own
-        // start and end say how long it took.
+        // Idle and busy times are two more attributes per span, kept up at every
+        // poll; the span's own start and end say how long it took.
         .with_tracked_inactivity(false)
+        // The thread a span began on says little in a work-stealing runtime.
         .with_threads(false)
         .with_filter(yours.and(filter))
 }
 
-/// A span of a request or an event being handled: its log span, which carries its
-/// `trace_id`.
+/// A span of a request or an event being handled: the log span this crate opens
+/// for it (`request` or `event`, with its `trace_id`). A span of yours with a
+/// `trace_id` field is not one.
 pub(crate) fn is_hop(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span() && meta.fields().field("trace_id").is_some()
+    meta.is_span()
+        && matches!(meta.name(), "request" | "event")
+        && meta.target().split("::").next() == module_path!().split("::").next()
+        && meta.fields().field("trace_id").is_some()
 }
 
 /// The tracer of [`init`], for a layer installed with the log before [`init`] runs.
@@ -583,6 +596,33 @@ mod tests {
         assert_eq!(uri, "/v1/traces");
         assert_eq!(host, format!("127.0.0.1:{port}"));
         assert_eq!(&body[..], b"spans");
+    }
+
+    #[test]
+    fn the_span_layer_asks_for_no_more_than_the_log_shows() {
+        // Were the hint missing, every `debug!` the log hides would be asked about.
+        let layer = layer::<tracing_subscriber::Registry>(EnvFilter::new("info"));
+        assert_eq!(layer.max_level_hint(), Some(LevelFilter::INFO));
+    }
+
+    #[test]
+    fn a_hop_is_this_crate_s_request_or_event_span_not_a_span_named_like_one() {
+        macro_rules! span {
+            ($name:literal, $target:expr) => {
+                tracing::callsite::Callsite::metadata(tracing::callsite!(
+                    name: $name,
+                    kind: tracing::metadata::Kind::SPAN,
+                    target: $target,
+                    level: tracing::Level::INFO,
+                    fields: trace_id
+                ))
+            };
+        }
+        assert!(is_hop(span!("request", module_path!())));
+        assert!(is_hop(span!("event", module_path!())));
+        // Yours, with a `trace_id` of its own: exported like any span of yours.
+        assert!(!is_hop(span!("request", "blog_service::handlers")));
+        assert!(!is_hop(span!("create_post", module_path!())));
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! OpenTelemetry spans of the database queries run while a request or an event is
-//! handled, your own queries as well as the generated ones. sqlx reports each query
-//! when it is done (a `sqlx::query` event with its text, rows and time); the layer
-//! here turns that report into a client span under the request's (or event's) span.
+//! OpenTelemetry spans of the database queries run in an exported span (while a
+//! request or an event is handled, or in a span of yours), your own queries as well
+//! as the generated ones. sqlx reports each query when it is done (a `sqlx::query`
+//! event with its text, rows and time); the layer here turns that report into a
+//! client span under the span it ran in.
 //!
 //! The span is named like `SELECT posts` and carries `db.system.name`,
 //! `db.operation.name`, `db.collection.name`, `db.query.text` (string literals
 //! replaced by `?`: the generated queries bind their values, yours may not) and
-//! `db.response.returned_rows`. Queries outside a request (migrations at start-up)
-//! get none.
+//! `db.response.returned_rows`. Queries outside any exported span (migrations at
+//! start-up) get none.
 //!
 //! Installed by `telemetry::init` only when spans are exported: otherwise sqlx's
 //! reports stay as cheap as before (off unless `RUST_LOG` asks for them).
