@@ -224,7 +224,8 @@ where
             let fields = h.get_all(crate::trace::TRACESTATE.as_str());
             crate::trace::TraceState::parse(fields.map(|v| v.as_str()))
         });
-        let exported = crate::otel::consumer_span(subject, &id.to_string(), parent.as_ref());
+        let exported =
+            crate::otel::consumer_span(subject, &id.to_string(), parent.as_ref(), state.as_ref());
         let ctx = crate::trace::TraceContext::hop(parent.as_ref(), exported.as_ref());
         let span =
             tracing::info_span!("event", subject, event_id = %id, trace_id = %ctx.trace_id_hex());

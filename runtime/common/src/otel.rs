@@ -161,12 +161,13 @@ pub struct Span {
     name: String,
 }
 
-/// Starts a span of `kind` named `name`, a child of `parent` (a caller's
-/// `traceparent`) or the root of a new trace; `None` when export is off.
+/// Starts a span of `kind` named `name`, a child of the span in `parent` (see
+/// [`remote_parent`] and [`hop_parent`]) or, in an empty context, the root of a new
+/// trace; `None` when export is off.
 pub fn start(
     kind: SpanKind,
     name: String,
-    parent: Option<&TraceContext>,
+    parent: &Context,
     attributes: Vec<KeyValue>,
 ) -> Option<Span> {
     let tracer = TRACER.get()?;
@@ -174,7 +175,7 @@ pub fn start(
         .span_builder(name.clone())
         .with_kind(kind)
         .with_attributes(attributes);
-    let inner = tracer.build_with_context(builder, &parent_context(parent));
+    let inner = tracer.build_with_context(builder, parent);
     // After shutdown the SDK hands out spans without ids: carry on without one.
     inner
         .span_context()
@@ -182,12 +183,13 @@ pub fn start(
         .then_some(Span { inner, name })
 }
 
-/// Records a span that already ended, from `started` to `ended`, a child of
-/// `parent` (a query that sqlx reports once it is done); nothing when export is off.
+/// Records a span that already ended, from `started` to `ended`, a child of the
+/// span in `parent` (a query that sqlx reports once it is done); nothing when export
+/// is off.
 pub fn record(
     kind: SpanKind,
     name: String,
-    parent: &TraceContext,
+    parent: &Context,
     attributes: Vec<KeyValue>,
     started: SystemTime,
     ended: SystemTime,
@@ -201,27 +203,47 @@ pub fn record(
         .with_attributes(attributes)
         .with_start_time(started);
     tracer
-        .build_with_context(builder, &parent_context(Some(parent)))
+        .build_with_context(builder, parent)
         .end_with_timestamp(ended);
 }
 
-/// The OpenTelemetry context of `parent`, a hop of this process or a caller's
-/// `traceparent`; a new trace without one.
-pub(crate) fn parent_context(parent: Option<&TraceContext>) -> Context {
-    parent.map_or_else(Context::new, |p| {
-        let flags = if p.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        Context::new().with_remote_span_context(SpanContext::new(
-            p.trace_id.into(),
-            p.span_id.into(),
-            flags,
-            true,
-            TraceState::default(),
-        ))
-    })
+/// The OpenTelemetry context of a caller's `traceparent` and `tracestate`: a
+/// remote parent; an empty context (a new trace) without one.
+pub fn remote_parent(
+    parent: Option<&TraceContext>,
+    state: Option<&crate::trace::TraceState>,
+) -> Context {
+    parent.map_or_else(Context::new, |p| parent_context(p, state, true))
+}
+
+/// The OpenTelemetry context of `hop`, a request or event this process handles:
+/// the local parent of the spans made in it, which keep its `tracestate`.
+pub fn hop_parent(hop: &crate::trace::Hop) -> Context {
+    parent_context(&hop.ctx, hop.state.as_ref(), false)
+}
+
+fn parent_context(
+    parent: &TraceContext,
+    state: Option<&crate::trace::TraceState>,
+    remote: bool,
+) -> Context {
+    let flags = if parent.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    // Both parsers follow the standard; a list OpenTelemetry's refuses is left out
+    // of the spans (the headers still carry it).
+    let state = state
+        .and_then(|s| s.as_str().parse::<TraceState>().ok())
+        .unwrap_or_default();
+    Context::new().with_remote_span_context(SpanContext::new(
+        parent.trace_id.into(),
+        parent.span_id.into(),
+        flags,
+        remote,
+        state,
+    ))
 }
 
 /// `sc` as the ids logs and `traceparent` headers carry.
@@ -233,20 +255,21 @@ fn trace_context(sc: &SpanContext) -> TraceContext {
     }
 }
 
-/// The exported span work started now belongs under: the innermost span of your
-/// own code this thread is in (tracing-opentelemetry makes it current when it is
-/// entered), or the request or event being handled.
-pub(crate) fn current_span() -> Option<TraceContext> {
+/// OpenTelemetry's current context when it holds a span: the innermost span of
+/// your own code this thread is in (tracing-opentelemetry makes it current when it
+/// is entered), or the exported request or event being handled.
+pub(crate) fn current_span() -> Option<Context> {
     let cx = Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| trace_context(sc))
+    let valid = cx.span().span_context().is_valid();
+    valid.then_some(cx)
 }
 
-/// [`current_span`], or else the hop being handled (exported or not): the parent of a
-/// call's or an event's span.
-fn current_parent() -> Option<TraceContext> {
-    current_span().or_else(crate::trace::current)
+/// [`current_span`], or else the hop being handled (exported or not), or else an
+/// empty context: the parent of a call's or an event's span.
+fn current_parent() -> Context {
+    current_span()
+        .or_else(|| crate::trace::with_current(hop_parent))
+        .unwrap_or_default()
 }
 
 impl Span {
@@ -281,8 +304,13 @@ impl Span {
 #[derive(Debug, Clone)]
 pub struct Route(pub String);
 
-/// The server span of one request (HTTP semantic conventions); `None` when export is off.
-pub fn server_span(req: &axum::extract::Request, parent: Option<&TraceContext>) -> Option<Span> {
+/// The server span of one request (HTTP semantic conventions), a child of the
+/// caller's `traceparent` (with its `tracestate`); `None` when export is off.
+pub fn server_span(
+    req: &axum::extract::Request,
+    parent: Option<&TraceContext>,
+    state: Option<&crate::trace::TraceState>,
+) -> Option<Span> {
     if !enabled() {
         return None;
     }
@@ -296,7 +324,12 @@ pub fn server_span(req: &axum::extract::Request, parent: Option<&TraceContext>) 
         KeyValue::new("http.request.method", method.clone()),
         KeyValue::new("url.path", req.uri().path().to_string()),
     ];
-    start(SpanKind::Server, method, parent, attributes)
+    start(
+        SpanKind::Server,
+        method,
+        &remote_parent(parent, state),
+        attributes,
+    )
 }
 
 /// Ends a request's span with its route and status; 5xx answers are errors.
@@ -344,7 +377,7 @@ pub fn client_span(method: &str, url: &str, peer: &str) -> Option<Span> {
     start(
         SpanKind::Client,
         method.to_string(),
-        current_parent().as_ref(),
+        &current_parent(),
         attributes,
     )
 }
@@ -389,14 +422,20 @@ pub fn producer_span(subject: &str, event_id: &str) -> Option<Span> {
     start(
         SpanKind::Producer,
         format!("{subject} publish"),
-        current_parent().as_ref(),
+        &current_parent(),
         attributes,
     )
 }
 
 /// The span of handling one event (messaging semantic conventions), a child of the
-/// publisher's hop; `None` when export is off.
-pub fn consumer_span(subject: &str, event_id: &str, parent: Option<&TraceContext>) -> Option<Span> {
+/// publisher's hop (its `traceparent` and `tracestate` headers); `None` when export
+/// is off.
+pub fn consumer_span(
+    subject: &str,
+    event_id: &str,
+    parent: Option<&TraceContext>,
+    state: Option<&crate::trace::TraceState>,
+) -> Option<Span> {
     if !enabled() {
         return None;
     }
@@ -408,7 +447,7 @@ pub fn consumer_span(subject: &str, event_id: &str, parent: Option<&TraceContext
     start(
         SpanKind::Consumer,
         format!("{subject} process"),
-        parent,
+        &remote_parent(parent, state),
         attributes,
     )
 }
@@ -675,6 +714,6 @@ mod tests {
     #[test]
     fn nothing_is_started_without_an_endpoint() {
         assert!(!enabled());
-        assert!(start(SpanKind::Server, "GET".into(), None, Vec::new()).is_none());
+        assert!(start(SpanKind::Server, "GET".into(), &Context::new(), Vec::new()).is_none());
     }
 }

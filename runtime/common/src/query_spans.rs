@@ -31,8 +31,6 @@ use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Registry;
 
-use crate::trace::TraceContext;
-
 /// The target of sqlx's report of a finished query.
 const TARGET: &str = "sqlx::query";
 
@@ -106,7 +104,7 @@ pub fn attach(span: &tracing::Span, hop: &crate::trace::Hop) {
     if !hop.exported {
         return;
     }
-    let ctx = hop.ctx;
+    let ctx = crate::otel::hop_parent(hop);
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch
             .downcast_ref::<Registry>()
@@ -121,13 +119,16 @@ pub fn attach(span: &tracing::Span, hop: &crate::trace::Hop) {
 /// (`#[instrument]`), the task's hop, or the hop noted on a log span it runs in.
 fn parent<R: for<'a> LookupSpan<'a>>(
     current: Option<tracing_subscriber::registry::SpanRef<'_, R>>,
-) -> Option<TraceContext> {
+) -> Option<opentelemetry::Context> {
     crate::otel::current_span()
-        .or_else(crate::trace::current_exported)
+        .or_else(|| {
+            crate::trace::with_current(|hop| hop.exported.then(|| crate::otel::hop_parent(hop)))
+                .flatten()
+        })
         .or_else(|| {
             current?
                 .scope()
-                .find_map(|span| span.extensions().get::<TraceContext>().copied())
+                .find_map(|span| span.extensions().get::<opentelemetry::Context>().cloned())
         })
 }
 

@@ -216,6 +216,11 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|hop| hop.ctx).ok()
 }
 
+/// `f` of the hop being handled, if any.
+pub(crate) fn with_current<T>(f: impl FnOnce(&Hop) -> T) -> Option<T> {
+    CURRENT.try_with(f).ok()
+}
+
 /// [`current`] when it is an exported span.
 pub fn current_exported() -> Option<TraceContext> {
     CURRENT
@@ -229,7 +234,7 @@ pub fn current_exported() -> Option<TraceContext> {
 /// spans of your own code in it (tracing-opentelemetry's) are its children.
 pub async fn scope<F: std::future::Future>(hop: Hop, f: F) -> F::Output {
     if hop.exported {
-        let cx = crate::otel::parent_context(Some(&hop.ctx));
+        let cx = crate::otel::hop_parent(&hop);
         CURRENT.scope(hop, f.with_context(cx)).await
     } else {
         CURRENT.scope(hop, f).await
@@ -274,7 +279,7 @@ pub fn arrive(req: &mut Request) -> (Hop, Option<crate::otel::Span>) {
             req.headers_mut().remove(TRACESTATE);
         }
     }
-    let span = crate::otel::server_span(req, parent.as_ref());
+    let span = crate::otel::server_span(req, parent.as_ref(), state.as_ref());
     let ctx = TraceContext::hop(parent.as_ref(), span.as_ref());
     if let Ok(v) = HeaderValue::from_bytes(&ctx.header_bytes()) {
         req.headers_mut().insert(TRACEPARENT, v);

@@ -41,6 +41,9 @@ struct Span {
     attributes: BTreeMap<String, String>,
     /// The log lines written in it that became span events.
     events: usize,
+    trace_state: String,
+    /// Whether its parent is another process's span (OTLP's span flags).
+    parent_remote: Option<bool>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -75,6 +78,8 @@ fn spans(exports: &[Bytes]) -> Vec<Span> {
                 parent: hex(&span.parent_span_id),
                 attributes,
                 events: span.events.len(),
+                trace_state: span.trace_state,
+                parent_remote: (span.flags & 0x100 != 0).then_some(span.flags & 0x200 != 0),
             });
         }
     }
@@ -159,6 +164,7 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         .oneshot(
             Request::post("/authors")
                 .header("traceparent", caller)
+                .header("tracestate", "vendor=abc,other=1")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -238,4 +244,16 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
     let called = TraceContext::parse(&traceparent).unwrap();
     assert_eq!(called.trace_id, request.trace_id);
     assert_eq!(format!("{:016x}", called.span_id), call.span_id);
+
+    // Only the request's span has its parent in another process, and every span of
+    // the request keeps the caller's `tracestate`.
+    for (span, remote) in [
+        (server, true),
+        (handler, false),
+        (query, false),
+        (call, false),
+    ] {
+        assert_eq!(span.parent_remote, Some(remote), "{span:#?}");
+        assert_eq!(span.trace_state, "vendor=abc,other=1", "{span:#?}");
+    }
 }
