@@ -8,8 +8,8 @@
 //! the request or event being handled, and the calls, events and queries made in
 //! them nest under them. A span made outside any request or event (at startup, in a
 //! background task) starts a trace of its own; so does one in a task a handler
-//! spawns, unless the task carries the handler's context
-//! (`opentelemetry::context::FutureExt::with_current_context`). Log lines stay in
+//! spawns with `tokio::spawn`, where `trace::spawn` keeps it in the handler's
+//! trace. Log lines stay in
 //! the log: they are not copied into spans, so an error is marked on your span by
 //! its `otel.status_code = "ERROR"` field, not by an `error!` written in it.
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,

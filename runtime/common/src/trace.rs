@@ -241,6 +241,22 @@ pub async fn scope<F: std::future::Future>(hop: Hop, f: F) -> F::Output {
     }
 }
 
+/// Spawns `f` on the runtime as part of the work being done now: its log lines are
+/// in the current log span (the request's ids), and its spans, calls and queries
+/// stay in the current trace, under the current span. A bare `tokio::spawn` loses
+/// all three; `.in_current_span()` alone keeps the log span but not the trace.
+pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let f = tracing::Instrument::in_current_span(f).with_current_context();
+    match CURRENT.try_with(Clone::clone) {
+        Ok(hop) => tokio::spawn(CURRENT.scope(hop, f)),
+        Err(_) => tokio::spawn(f),
+    }
+}
+
 /// The `traceparent` to send on a call made now: it names the call's own exported
 /// span as the caller, or else this hop, so the callee's span is a child of it (also
 /// in an OpenTelemetry collector).

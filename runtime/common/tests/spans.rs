@@ -138,8 +138,12 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
     )
     .unwrap();
     // One request through the server's layers, as a service handles it.
-    // Its handler has a log span of its own, as `#[instrument]` gives one.
-    let handler = move || {
+    // Its handler spawns a task, then has a log span of its own, as `#[instrument]`
+    // gives one.
+    let handler = move || async move {
+        trace::spawn(async { tracing::info_span!("background_work").in_scope(|| ()) })
+            .await
+            .unwrap();
         tracing::Instrument::instrument(
             async move {
                 sqlx::query("INSERT INTO authors (id, name) VALUES ($1, 'a secret name')")
@@ -154,6 +158,7 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
             },
             tracing::info_span!("create_author", author.id = 7),
         )
+        .await
     };
     let app = server::with_defaults(
         axum::Router::new().route("/authors", axum::routing::post(handler)),
@@ -245,6 +250,13 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
     assert_eq!(called.trace_id, request.trace_id);
     assert_eq!(format!("{:016x}", called.span_id), call.span_id);
 
+    // A task the handler spawned stays in the request's trace.
+    let background = spans
+        .iter()
+        .find(|s| s.name == "background_work")
+        .unwrap_or_else(|| panic!("the spawned task's span is exported: {spans:#?}"));
+    assert_eq!(background.parent, request_span);
+
     // Only the request's span has its parent in another process, and every span of
     // the request keeps the caller's `tracestate`.
     for (span, remote) in [
@@ -252,6 +264,7 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         (handler, false),
         (query, false),
         (call, false),
+        (background, false),
     ] {
         assert_eq!(span.parent_remote, Some(remote), "{span:#?}");
         assert_eq!(span.trace_state, "vendor=abc,other=1", "{span:#?}");
