@@ -232,8 +232,9 @@ fn parent_context(
     } else {
         TraceFlags::default()
     };
-    // Both parsers follow the standard; a list OpenTelemetry's refuses is left out
-    // of the spans (the headers still carry it).
+    // OpenTelemetry's parser refuses a list the standard allows when a key's system
+    // id (after a tenant's `@`) has 14 characters: such a list is left out of the
+    // spans, and the headers still carry it.
     let state = state
         .and_then(|s| s.as_str().parse::<TraceState>().ok())
         .unwrap_or_default();
@@ -637,6 +638,31 @@ mod tests {
         assert_eq!(uri, "/v1/traces");
         assert_eq!(host, format!("127.0.0.1:{port}"));
         assert_eq!(&body[..], b"spans");
+    }
+
+    #[test]
+    fn a_hop_is_a_local_parent_that_keeps_its_tracestate() {
+        let hop = |state: &str| crate::trace::Hop {
+            ctx: TraceContext {
+                trace_id: 7,
+                span_id: 9,
+                sampled: true,
+            },
+            state: crate::trace::TraceState::parse([state]),
+            exported: true,
+        };
+        let parent = |hop: &crate::trace::Hop| hop_parent(hop).span().span_context().clone();
+        let kept = parent(&hop("vendor=abc,t@sys=1"));
+        assert!(!kept.is_remote());
+        assert!(kept.is_sampled());
+        assert_eq!(kept.trace_state().header(), "vendor=abc,t@sys=1");
+        // A system id of 14 characters: valid, refused by OpenTelemetry's parser.
+        let refused = hop("t@abcdefghijklmn=1");
+        assert!(refused.state.is_some());
+        assert_eq!(parent(&refused).trace_state().header(), "");
+        // A caller's parent is remote.
+        let caller = remote_parent(Some(&hop("").ctx), None);
+        assert!(caller.span().span_context().is_remote());
     }
 
     #[test]

@@ -242,9 +242,17 @@ pub async fn scope<F: std::future::Future>(hop: Hop, f: F) -> F::Output {
 }
 
 /// Spawns `f` on the runtime as part of the work being done now: its log lines are
-/// in the current log span (the request's ids), and its spans, calls and queries
-/// stay in the current trace, under the current span. A bare `tokio::spawn` loses
-/// all three; `.in_current_span()` alone keeps the log span but not the trace.
+/// in the current log span (the request's ids), its calls pass on the request's
+/// `traceparent` and `tracestate`, and its spans, calls and queries stay in the
+/// current trace, under the current span. A bare `tokio::spawn` loses all of that;
+/// `.in_current_span()` alone keeps the log span but not the request's hop, and
+/// outside a span of yours not the trace either.
+///
+/// The task runs in the current span, so a span of yours that spawns it lasts (and
+/// is exported as lasting) until the task ends: spawn long-lived work from the
+/// handler itself, outside your spans. Like `tokio::spawn`, it panics outside a
+/// tokio runtime.
+#[track_caller]
 pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: std::future::Future + Send + 'static,

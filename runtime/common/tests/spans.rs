@@ -96,15 +96,22 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         async { "" }
     }))
     .await;
-    // The other service notes the traceparent it is called with.
-    let seen = Arc::new(Mutex::new(None::<String>));
+    // The other service notes the path, `traceparent` and `tracestate` of each call.
+    let seen = Arc::new(Mutex::new(BTreeMap::<String, (String, String)>::new()));
     let note = Arc::clone(&seen);
-    let other = serve(axum::Router::new().fallback(move |headers: HeaderMap| {
-        *note.lock().unwrap() = headers
-            .get("traceparent")
-            .map(|v| v.to_str().unwrap().to_string());
-        async { axum::Json(serde_json::json!({"success": true, "data": {"id": 1}})) }
-    }))
+    let other = serve(axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap| {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .map_or("", |v| v.to_str().unwrap())
+                    .to_string()
+            };
+            let call = (header("traceparent"), header("tracestate"));
+            note.lock().unwrap().insert(uri.path().to_string(), call);
+            async { axum::Json(serde_json::json!({"success": true, "data": {"id": 1}})) }
+        },
+    ))
     .await;
 
     // Set before the exporter or any other thread reads the environment.
@@ -137,13 +144,22 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         Duration::from_secs(5),
     )
     .unwrap();
-    // One request through the server's layers, as a service handles it.
-    // Its handler spawns a task, then has a log span of its own, as `#[instrument]`
-    // gives one.
+    // One request through the server's layers, as a service handles it. Its handler
+    // makes a query itself (sqlx runs it on SQLite's own thread), spawns a task that
+    // opens a span and makes a call, then has a log span of its own, as
+    // `#[instrument]` gives one.
     let handler = move || async move {
-        trace::spawn(async { tracing::info_span!("background_work").in_scope(|| ()) })
+        sqlx::query("SELECT 1 AS in_the_request")
+            .execute(&pool)
             .await
             .unwrap();
+        let task_client = client.clone();
+        trace::spawn(async move {
+            tracing::info_span!("background_work").in_scope(|| ());
+            let _: Option<serde_json::Value> = task_client.get("/api/v1/users/2").await.unwrap();
+        })
+        .await
+        .unwrap();
         tracing::Instrument::instrument(
             async move {
                 sqlx::query("INSERT INTO authors (id, name) VALUES ($1, 'a secret name')")
@@ -229,26 +245,35 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
             .all(|s| !s.attributes.values().any(|v| v.contains("CREATE TABLE"))),
         "{spans:#?}"
     );
-    // The call: a span of its own under the handler's, the other service's parent.
-    let call = spans
+    // The handler's own query, noted on the request's log span for SQLite's thread.
+    let own_query = spans
         .iter()
-        .find(|s| s.name == "GET")
-        .unwrap_or_else(|| panic!("the call's span is exported: {spans:#?}"));
+        .find(|s| {
+            s.attributes.get("db.query.text").map(String::as_str)
+                == Some("SELECT ? AS in_the_request")
+        })
+        .unwrap_or_else(|| panic!("the handler's query is exported: {spans:#?}"));
+    assert_eq!(own_query.parent, request_span);
+    // The calls: spans of their own, each the other service's parent.
+    let call_to = |path: &str| {
+        let url = format!("http://127.0.0.1:{other}{path}");
+        let call = spans
+            .iter()
+            .find(|s| s.name == "GET" && s.attributes["url.full"] == url)
+            .unwrap_or_else(|| panic!("the call to {path} is exported: {spans:#?}"));
+        let (traceparent, tracestate) = seen.lock().unwrap()[path].clone();
+        let called = TraceContext::parse(&traceparent).expect("the call carries a traceparent");
+        assert_eq!(called.trace_id, request.trace_id);
+        assert_eq!(format!("{:016x}", called.span_id), call.span_id);
+        // The caller's `tracestate` goes on with the trace.
+        assert_eq!(tracestate, "vendor=abc,other=1", "{path}");
+        call
+    };
+    let spawned_call = call_to("/api/v1/users/2");
+    let call = call_to("/api/v1/users/1");
     assert_eq!(call.parent, handler.span_id);
     assert_eq!(call.attributes["peer.service"], "user");
     assert_eq!(call.attributes["http.response.status_code"], "200");
-    assert_eq!(
-        call.attributes["url.full"],
-        format!("http://127.0.0.1:{other}/api/v1/users/1")
-    );
-    let traceparent = seen
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the call carries a traceparent");
-    let called = TraceContext::parse(&traceparent).unwrap();
-    assert_eq!(called.trace_id, request.trace_id);
-    assert_eq!(format!("{:016x}", called.span_id), call.span_id);
 
     // A task the handler spawned stays in the request's trace.
     let background = spans
@@ -256,6 +281,7 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         .find(|s| s.name == "background_work")
         .unwrap_or_else(|| panic!("the spawned task's span is exported: {spans:#?}"));
     assert_eq!(background.parent, request_span);
+    assert_eq!(spawned_call.parent, request_span);
 
     // Only the request's span has its parent in another process, and every span of
     // the request keeps the caller's `tracestate`.
@@ -263,8 +289,10 @@ async fn a_request_s_own_spans_queries_and_calls_nest_under_its_span() {
         (server, true),
         (handler, false),
         (query, false),
+        (own_query, false),
         (call, false),
         (background, false),
+        (spawned_call, false),
     ] {
         assert_eq!(span.parent_remote, Some(remote), "{span:#?}");
         assert_eq!(span.trace_state, "vendor=abc,other=1", "{span:#?}");
