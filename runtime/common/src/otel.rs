@@ -9,9 +9,9 @@
 //! them nest under them. A span made outside any request or event (at startup, in a
 //! background task) starts a trace of its own; so does one in a task a handler
 //! spawns with `tokio::spawn`, where `trace::spawn` keeps it in the handler's
-//! trace. Log lines stay in
-//! the log: they are not copied into spans, so an error is marked on your span by
-//! its `otel.status_code = "ERROR"` field, not by an `error!` written in it.
+//! trace. Log lines stay in the log: they are not copied into spans, so an error is
+//! marked on your span by its `otel.status_code = "ERROR"` field, not by an
+//! `error!` written in it.
 //! The spans carry the same W3C trace ids as the logs and the `traceparent` headers,
 //! so a trace found in a log is the trace in the collector. The other standard
 //! variables apply (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`,
@@ -263,6 +263,13 @@ pub(crate) fn current_span() -> Option<Context> {
     let cx = Context::current();
     let valid = cx.span().span_context().is_valid();
     valid.then_some(cx)
+}
+
+/// The hop being handled as a parent, when it is an exported span: the parent of
+/// the work done in it (queries) outside any span of yours.
+#[cfg(feature = "database")]
+pub(crate) fn exported_hop_parent() -> Option<Context> {
+    crate::trace::with_current(|hop| hop.exported.then(|| hop_parent(hop))).flatten()
 }
 
 /// [`current_span`], or else the hop being handled (exported or not), or else an

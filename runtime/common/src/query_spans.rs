@@ -121,10 +121,7 @@ fn parent<R: for<'a> LookupSpan<'a>>(
     current: Option<tracing_subscriber::registry::SpanRef<'_, R>>,
 ) -> Option<opentelemetry::Context> {
     crate::otel::current_span()
-        .or_else(|| {
-            crate::trace::with_current(|hop| hop.exported.then(|| crate::otel::hop_parent(hop)))
-                .flatten()
-        })
+        .or_else(crate::otel::exported_hop_parent)
         .or_else(|| {
             current?
                 .scope()

@@ -221,14 +221,6 @@ pub(crate) fn with_current<T>(f: impl FnOnce(&Hop) -> T) -> Option<T> {
     CURRENT.try_with(f).ok()
 }
 
-/// [`current`] when it is an exported span.
-pub fn current_exported() -> Option<TraceContext> {
-    CURRENT
-        .try_with(|hop| hop.exported.then_some(hop.ctx))
-        .ok()
-        .flatten()
-}
-
 /// Runs `f` as part of `hop` (an event consumer handling one message, say). An
 /// exported hop is also OpenTelemetry's current context while `f` runs, so the
 /// spans of your own code in it (tracing-opentelemetry's) are its children.
