@@ -22,10 +22,13 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{get, MethodRouter};
 use axum::{BoxError, Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -44,6 +47,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Largest request body a JSON extractor accepts (413 beyond it).
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Adds the shared layers and fallbacks to a service's router, outermost first: a
 /// request id (the caller's, or a new UUID) on the request and its response, the
@@ -299,6 +304,25 @@ pub async fn method_not_allowed() -> ApiError {
 )]
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// `GET /openapi.json`: the OpenAPI document `api`, turned into JSON once, here,
+/// rather than cloned and serialized again on every request (and compiled again in
+/// every service).
+pub fn openapi(api: &utoipa::openapi::OpenApi) -> MethodRouter {
+    // Only a map with keys that are not strings fails; the answer then says so.
+    let json = serde_json::to_vec(api)
+        .map(Bytes::from)
+        .map_err(|err| format!("the OpenAPI document: {err}"));
+    get(move || {
+        let json = json.clone();
+        async move {
+            match json {
+                Ok(body) => ([(CONTENT_TYPE, APPLICATION_JSON)], body).into_response(),
+                Err(err) => ApiError::Internal(anyhow::anyhow!(err)).into_response(),
+            }
+        }
+    })
 }
 
 /// Serves `router` until SIGTERM or Ctrl-C, then lets in-flight requests finish.
@@ -672,5 +696,27 @@ mod tests {
         let (status, _, body) = call(Request::get("/nowhere")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["success"], json!(false));
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_is_served_as_json_every_time() {
+        let mut api = utoipa::openapi::OpenApi::new(
+            utoipa::openapi::Info::new("a service", "1.0.0"),
+            utoipa::openapi::Paths::new(),
+        );
+        api.info.description = Some("ümlauts \"quoted\"".into());
+        let app = Router::new().route("/openapi.json", openapi(&api));
+        for _ in 0..2 {
+            let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let served: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(served, serde_json::to_value(&api).unwrap());
+            assert_eq!(served["info"]["description"], json!("ümlauts \"quoted\""));
+        }
     }
 }
