@@ -10,11 +10,14 @@
 #    the number of crates compiled and the dependencies present in more than one
 #    version; the ratio to the floor is printed, and (debug) the ratio to the same
 #    floor built with the workspace's profile (line tables only);
-#  - an incremental rebuild after a one-line edit of a handler.
+#  - an incremental rebuild after a one-line edit of a handler;
+#  - where the compiler time above the floor goes (bench/breakdown.py, from both
+#    cold builds' `--timings` reports).
 # Both cold builds run after `cargo fetch`, so the timings are builds alone.
 # Usage: bash bench/build.sh [debug|release] [SERVICES_TOML]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 profile=${1:-debug}
 config=${2:-}
 [ -z "$config" ] || config=$(realpath "$config")
@@ -64,7 +67,7 @@ async fn main() {
 RUST
 (cd "$work/floor" && cargo fetch --quiet)
 start=$(now)
-(cd "$work/floor" && CARGO_TARGET_DIR="$work/floor-target" cargo build "${flags[@]}" 2>"$work/floor.log")
+(cd "$work/floor" && CARGO_TARGET_DIR="$work/floor-target" cargo build "${flags[@]}" --timings 2>"$work/floor.log")
 floor=$(echo "$(now) - $start" | bc)
 floor_crates=$(grep -c '^ *Compiling ' "$work/floor.log" || true)
 # The same floor with the generated workspace's debug profile (line tables only),
@@ -87,7 +90,7 @@ fi
 cd "$work/blogsys"
 cargo fetch --quiet
 start=$(now)
-CARGO_TARGET_DIR="$work/target" cargo build "${flags[@]}" 2>"$work/build.log"
+CARGO_TARGET_DIR="$work/target" cargo build "${flags[@]}" --timings 2>"$work/build.log"
 cold=$(echo "$(now) - $start" | bc)
 crates=$(grep -c '^ *Compiling ' "$work/build.log" || true)
 members=$(grep -c '^ *Compiling .* (/' "$work/build.log" || true)
@@ -116,4 +119,5 @@ if [ -n "${floor_lt:-}" ]; then
 fi
 printf 'incremental rebuild after a one-line edit of %s: %.1f s (%s crate(s) recompiled)\n' "$handler" "$incremental" "$rebuilt"
 printf 'dependencies in more than one version: %s\n' "${dups:-none}"
-printf 'machine: %s cores, %s; msgen %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(git -C "$OLDPWD" rev-parse --short HEAD 2>/dev/null || echo '?')"
+python3 "$repo/bench/breakdown.py" "$work/floor-target" "$work/target" . 14
+printf 'machine: %s cores, %s; msgen %s\n' "$(nproc)" "$(free -g | awk '/Mem:/ {print $2 " GiB"}')" "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
