@@ -48,6 +48,8 @@ pub struct ProjectCtx {
     pub sqlx_features: String,
     /// sqlx's `macros` are on: code of the user's uses them.
     pub sqlx_macros: bool,
+    /// axum's `macros` are on: code of the user's uses them.
+    pub axum_macros: bool,
     /// The features `common` is built with, as a TOML list's items: what the project
     /// has, for the runtime modules whose code depends on it.
     pub common_features: String,
@@ -445,10 +447,10 @@ pub struct RemoteRefCtx {
 }
 
 impl ProjectCtx {
-    /// The project's context. `sqlx_macros`: code of the user's that builds
-    /// against the workspace's sqlx uses its macros (`crate::sqlx_macros`), so the
-    /// feature stays on.
-    pub fn new(p: &Project, sqlx_macros: bool) -> Self {
+    /// The project's context. `macros`: the crates whose macros code of the
+    /// user's that builds against the workspace's crates uses (`crate::macro_uses`),
+    /// so their features stay on.
+    pub fn new(p: &Project, macros: crate::macro_uses::Uses) -> Self {
         let kinds = p.database_kinds();
         // Only what msgen generates depends on the workspace's sqlx: an adopted
         // service keeps its own (the monolith's version, maybe another major).
@@ -464,7 +466,7 @@ impl ProjectCtx {
         // by hand and `build.rs` embeds the migrations, so a build does not compile
         // sqlx a second time for its macros.
         let mut features = vec!["runtime-tokio"];
-        if sqlx_macros {
+        if macros.sqlx {
             features.push("macros");
         }
         features.extend(["migrate", "chrono"]);
@@ -648,7 +650,8 @@ impl ProjectCtx {
             utoipa_axum: p.majors.axum.utoipa_axum(),
             sqlx: p.majors.sqlx.as_str(),
             sqlx_features: toml_items(features),
-            sqlx_macros,
+            sqlx_macros: macros.sqlx,
+            axum_macros: macros.axum,
             common_features: toml_items(common_features.iter().filter(|f| f.1).map(|f| f.0)),
             common_undeclared: toml_items(common_features.iter().filter(|f| !f.2).map(|f| f.0)),
             gateway_features: toml_items(gateway_features.iter().filter(|f| f.1).map(|f| f.0)),

@@ -36,7 +36,7 @@ pub const LOCAL_JWT_SECRET: &str = "local-development-secret-0123456789";
 /// code reads, and each process gets it whole.
 pub fn processes(project: &Project, dotenv: &BTreeMap<String, String>) -> Vec<Proc> {
     // Only what the processes need is read: whether sqlx's macros are on is not.
-    let ctx = ProjectCtx::new(project, false);
+    let ctx = ProjectCtx::new(project, Default::default());
     let mut base = dotenv.clone();
     base.insert("HOST".into(), "127.0.0.1".into());
     if ctx.has_auth && dotenv.get("JWT_SECRET").is_none_or(|s| s.is_empty()) {

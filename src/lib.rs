@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod graph;
 pub mod layout;
 pub mod lock;
+pub mod macro_uses;
 pub mod model;
 pub mod plan;
 pub mod raw;
@@ -22,7 +23,6 @@ pub mod render;
 pub mod rust_refs;
 pub mod schema;
 pub mod sql;
-pub mod sqlx_macros;
 pub mod txn;
 
 use std::process::ExitCode;

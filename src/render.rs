@@ -210,7 +210,7 @@ impl Renderer {
     /// Renders the whole project. `schema` holds each database owner's record and
     /// migration files, from which the new migrations are worked out.
     pub fn plan(&self, project: &Project, schema: &schema::Inputs) -> Result<Plan, RenderError> {
-        let pctx = ProjectCtx::new(project, schema.sqlx_macros);
+        let pctx = ProjectCtx::new(project, schema.macros);
         let mut plan = Plan::default();
         let mut base = Context::new();
         base.insert("project", &pctx);

@@ -983,3 +983,54 @@ fn sqlx_macros_follow_the_code_that_uses_them() {
         .unwrap()
         .contains("pub struct Count"));
 }
+
+/// Generated code does without axum's macros too: a handler of the user's with
+/// `#[debug_handler]` turns the feature on, and a project whose runtime still
+/// derived its extractors (msgen's code, replaced by this render) does not.
+#[test]
+fn axum_macros_follow_the_code_that_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = new_project(dir.path(), "blogsys", None);
+    let axum_line = |root: &Path| {
+        fs::read_to_string(root.join("Cargo.toml"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("axum = "))
+            .unwrap()
+            .to_string()
+    };
+    assert!(!axum_line(&root).contains("macros"), "{}", axum_line(&root));
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+
+    let handler = "services/blog/src/handlers/post.rs";
+    let original = fs::read_to_string(root.join(handler)).unwrap();
+    fs::write(
+        root.join(handler),
+        format!("{original}\n#[axum::debug_handler]\npub async fn ping() -> &'static str {{\n    \"pong\"\n}}\n"),
+    )
+    .unwrap();
+    let out = msgen(&root, &["generate", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(
+        axum_line(&root).contains("features = [\"macros\"]"),
+        "{}",
+        axum_line(&root)
+    );
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    fs::write(root.join(handler), &original).unwrap();
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(!axum_line(&root).contains("macros"), "{}", axum_line(&root));
+
+    // The runtime's extractors as older msgens wrote them, derived: msgen's own
+    // code, which this render replaces, so the feature stays off.
+    let extract = "common/src/extract.rs";
+    let old = "use axum::extract::FromRequest;\n\n#[derive(Debug, FromRequest)]\n#[from_request(via(axum::Json))]\npub struct Json<T>(pub T);\n";
+    fs::write(root.join(extract), old).unwrap();
+    recorded_as_msgens(&root, extract, old);
+    assert_ok(&msgen(&root, &["generate"]));
+    assert!(!axum_line(&root).contains("macros"), "{}", axum_line(&root));
+    assert!(!fs::read_to_string(root.join(extract))
+        .unwrap()
+        .contains("derive(Debug, FromRequest)"));
+}

@@ -21,7 +21,7 @@ pub fn checked_queries(ast: &syn::File) -> Vec<(usize, String)> {
                 .last()
                 .map(|s| s.ident.to_string())
                 .unwrap_or_default();
-            if !crate::sqlx_macros::QUERY_MACROS.contains(&name.as_str()) {
+            if !crate::macro_uses::QUERY_MACROS.contains(&name.as_str()) {
                 return;
             }
             // The SQL is the first string literal (after the record type of `query_as!`).

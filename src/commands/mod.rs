@@ -386,7 +386,7 @@ pub fn plan_changes(
         Some(i) => i.clone(),
         None => schema_inputs(root, project, schema)?,
     };
-    inputs.sqlx_macros = crate::sqlx_macros::used_under(root, project);
+    inputs.macros = crate::macro_uses::used_under(root, project);
     let plan = renderer.plan(project, &inputs)?;
     let outcome = apply::diff_staged(root, &plan, staged)?;
     Ok((plan, outcome))

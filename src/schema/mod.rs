@@ -34,9 +34,9 @@ pub use record::Record;
 /// and whether code of the user's uses sqlx's macros.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
-    /// Code of the user's uses sqlx's macros (`crate::sqlx_macros`): the workspace
-    /// keeps the feature.
-    pub sqlx_macros: bool,
+    /// Which crates' macros code of the user's uses (`crate::macro_uses`): the
+    /// workspace keeps their `macros` features on.
+    pub macros: crate::macro_uses::Uses,
     /// Per owner (a service's name, or `monolith`): its record and migrations.
     pub owners: BTreeMap<String, owner::Disk>,
     pub options: Options,
