@@ -777,3 +777,34 @@ fn ownership_and_roles_are_checked() {
         ],
     );
 }
+
+/// Two resources of one service with one plural would overlap in routes and in
+/// their table's migrations: refused, at the second one's `plural` (or name).
+#[test]
+fn resources_of_one_service_with_one_plural() {
+    let two = |first: &str, second: &str| {
+        format!(
+            "[project]\nname = \"x\"\n\n[[services]]\nname = \"a\"\n\n  [[services.resources]]\n  {first}\n  fields = {{ a = \"string\" }}\n\n  [[services.resources]]\n  {second}\n  fields = {{ b = \"string\" }}\n"
+        )
+    };
+    fails_with(
+        &two(
+            "name = \"item\"\n  plural = \"stuff\"",
+            "name = \"thing\"\n  plural = \"stuff\"",
+        ),
+        &[
+            "services.toml:14:12:",
+            "`services[0].resources[1].plural`",
+            "`stuff` of resource `item`",
+            "set a `plural` of its own",
+        ],
+    );
+    // `fox` and `foxe` are both `foxes`.
+    fails_with(
+        &two("name = \"fox\"", "name = \"foxe\""),
+        &["services.toml:12:", "`foxes` of resource `fox`"],
+    );
+    let (code, err, _dir) =
+        validate(two("name = \"fox\"", "name = \"foxe\"\n  plural = \"foxen\"").as_bytes());
+    assert_eq!(code, 0, "{err}");
+}

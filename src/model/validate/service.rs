@@ -48,11 +48,32 @@ impl Validator<'_> {
         }
         let template = self.template(&rs, &key);
         let depends_on = self.depends_on(&rs, &key);
-        let resources: Vec<Resource> = std::mem::take(&mut rs.resources)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(j, rr)| self.resource(&key(&format!("resources[{j}]")), rr))
-            .collect();
+        let mut resources: Vec<Resource> = Vec::new();
+        for (j, rr) in std::mem::take(&mut rs.resources).into_iter().enumerate() {
+            let raw = rr.get_ref();
+            let at = Spanned::new(
+                raw.plural.as_ref().map_or(raw.name.span(), |p| p.span()),
+                (),
+            );
+            let rkey = key(&format!("resources[{j}]"));
+            let Some(resource) = self.resource(&rkey, rr) else {
+                continue;
+            };
+            // One table and one path each: a second would overlap the first's
+            // routes and migrations.
+            if let Some(other) = resources.iter().find(|r| r.plural == resource.plural) {
+                self.err(
+                    &at,
+                    &format!("{rkey}.plural"),
+                    format!(
+                        "resource `{}` would have the table and path `{}` of resource `{}` too",
+                        resource.name, resource.plural, other.name
+                    ),
+                    Some("set a `plural` of its own on one of them".into()),
+                );
+            }
+            resources.push(resource);
+        }
         self.storage(&rs, database, template, &resources, &key);
         // The cross checks point at the `depends_on` entry itself.
         for (n, span) in &depends_on {
