@@ -1677,7 +1677,9 @@ fn sample_value(f: &Field, invalid: bool) -> String {
         (FieldType::F64, _) => "1.5".into(),
         (FieldType::Bool, _) => "true".into(),
         (FieldType::DateTime, _) => "\"2024-01-02T03:04:05Z\"".into(),
-        (FieldType::Ref(_), false) => "1".into(),
+        // No record of a fresh database has it, not even the one it is sent with
+        // (a reference to its own resource).
+        (FieldType::Ref(_), false) => "999999999".into(),
         (FieldType::Ref(_), true) => "0".into(),
     }
 }

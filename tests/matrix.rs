@@ -170,6 +170,8 @@ fn config(name: &str, f: Features) -> String {
         .unwrap();
         if f.fields == "refs" {
             t.push_str("\n  [[services.resources]]\n  name = \"part\"\n  fields = { item_id = \"ref:item\", spare_for = \"ref:item?\", label = \"string\" }\n");
+            // A tree: its only reference is to its own resource.
+            t.push_str("\n  [[services.resources]]\n  name = \"category\"\n  fields = { title = \"string\", parent_id = \"ref:category?\" }\n");
         }
     }
     t.push('\n');

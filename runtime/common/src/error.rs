@@ -105,11 +105,46 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db) => match db.kind() {
                 ErrorKind::UniqueViolation => Self::Conflict("already exists".into()),
                 ErrorKind::ForeignKeyViolation => {
-                    Self::Validation(vec!["refers to a record that does not exist".into()])
+                    let problem = "refers to a record that does not exist";
+                    Self::Validation(vec![match fk_column(db.table(), db.constraint()) {
+                        Some(column) => format!("{column}: {problem}"),
+                        None => problem.into(),
+                    }])
                 }
                 _ => Self::Internal(err.into()),
             },
             _ => Self::Internal(err.into()),
         }
+    }
+}
+
+/// The column of a foreign key that PostgreSQL named as it names them,
+/// `<table>_<column>_fkey`, the names migrations get. SQLite names neither.
+#[cfg(feature = "database")]
+fn fk_column<'a>(table: Option<&str>, constraint: Option<&'a str>) -> Option<&'a str> {
+    constraint?
+        .strip_prefix(table?)?
+        .strip_prefix('_')?
+        .strip_suffix("_fkey")
+        .filter(|column| !column.is_empty())
+}
+
+#[cfg(all(test, feature = "database"))]
+mod tests {
+    use super::fk_column;
+
+    #[test]
+    fn a_foreign_keys_column_is_read_from_postgresqls_name_for_it() {
+        let column = |table, constraint| fk_column(Some(table), Some(constraint));
+        assert_eq!(column("posts", "posts_author_id_fkey"), Some("author_id"));
+        assert_eq!(
+            column("user_groups", "user_groups_owner_group_id_fkey"),
+            Some("owner_group_id")
+        );
+        assert_eq!(column("posts", "posts_author_id_check"), None);
+        assert_eq!(column("posts", "comments_post_id_fkey"), None);
+        assert_eq!(column("posts", "posts__fkey"), None);
+        assert_eq!(fk_column(None, Some("posts_author_id_fkey")), None);
+        assert_eq!(fk_column(Some("posts"), None), None);
     }
 }

@@ -62,6 +62,18 @@ async fn a_missing_postgres_database_is_created_and_migrated() {
         .await
         .unwrap();
     assert_eq!(authors, 1);
+    // A dangling reference is a validation error that names its column.
+    let orphan = sqlx::query("INSERT INTO posts (id, author_id) VALUES (1, 99)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    match msgen_runtime_common::ApiError::from(orphan) {
+        msgen_runtime_common::ApiError::Validation(problems) => assert_eq!(
+            problems,
+            ["author_id: refers to a record that does not exist"]
+        ),
+        other => panic!("{other:?}"),
+    }
     db::register_metrics(&pool);
     assert!(metrics::render().contains("db_pool_connections{state=\"idle\"}"));
 
