@@ -349,6 +349,8 @@ pub struct ResourceCtx {
     pub fields: Vec<FieldCtx>,
     /// Whether any field has a check (else the error list stays immutable).
     pub has_checks: bool,
+    /// The first field that holds text (string, text or email), for tests.
+    pub text_field: Option<String>,
     /// Whether any field refers to another resource (local or remote).
     pub has_refs: bool,
     pub remote_refs: Vec<RemoteRefCtx>,
@@ -1410,6 +1412,11 @@ fn resource_ctx(p: &Project, s: &Service, r: &Resource) -> ResourceCtx {
         publish_updated: publishes("updated"),
         publish_deleted: publishes("deleted"),
         has_checks: fields.iter().any(|f| f.check.is_some()),
+        text_field: r
+            .fields
+            .iter()
+            .find(|f| matches!(f.ty, FieldType::String | FieldType::Text | FieldType::Email))
+            .map(|f| f.name.clone()),
         has_refs: r.fields.iter().any(|f| matches!(f.ty, FieldType::Ref(_))),
         name: r.name.clone(),
         pascal: r.pascal(),

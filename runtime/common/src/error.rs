@@ -111,6 +111,12 @@ impl From<sqlx::Error> for ApiError {
                         None => problem.into(),
                     }])
                 }
+                // PostgreSQL's text cannot hold a NUL character: one in a filter, or in
+                // a field that no check of its own refused.
+                _ if db.code().as_deref() == Some("22021") => Self::Rejected(
+                    StatusCode::BAD_REQUEST,
+                    "text must not contain a NUL character (\\u0000)".into(),
+                ),
                 _ => Self::Internal(err.into()),
             },
             _ => Self::Internal(err.into()),

@@ -36,6 +36,9 @@ pub struct Errors(Vec<String>);
 impl Errors {
     /// A required, single-line string: not blank, at most 255 characters.
     pub fn string(&mut self, field: &str, v: &str) {
+        if self.nul(field, v) {
+            return;
+        }
         if v.trim().is_empty() {
             self.0.push(format!("{field} must not be empty"));
         } else if v.chars().count() > 255 {
@@ -45,6 +48,9 @@ impl Errors {
     }
 
     pub fn text(&mut self, field: &str, v: &str) {
+        if self.nul(field, v) {
+            return;
+        }
         if v.chars().count() > 65_535 {
             self.0
                 .push(format!("{field} must be at most 65535 characters"));
@@ -52,9 +58,24 @@ impl Errors {
     }
 
     pub fn email(&mut self, field: &str, v: &str) {
+        if self.nul(field, v) {
+            return;
+        }
         if !is_email(v) {
             self.0.push(format!("{field} must be an email address"));
         }
+    }
+
+    /// PostgreSQL's text cannot hold a NUL character; SQLite's could, but a
+    /// resource takes the same values on either.
+    fn nul(&mut self, field: &str, v: &str) -> bool {
+        let found = v.contains('\0');
+        if found {
+            self.0.push(format!(
+                "{field} must not contain a NUL character (\\u0000)"
+            ));
+        }
+        found
     }
 
     pub fn finite(&mut self, field: &str, v: &f64) {
@@ -93,7 +114,7 @@ pub fn is_email(v: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !v.chars().any(char::is_whitespace)
+        && !v.chars().any(|c| c.is_whitespace() || c == '\0')
 }
 
 #[cfg(test)]
@@ -111,8 +132,29 @@ mod tests {
             "a@b",
             "a b@c.d",
             "a@b@c.d",
+            "a\0@b.c",
         ] {
             assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_by_name() {
+        let mut e = Errors::default();
+        e.string("title", "a\0b");
+        e.text("body", "\0");
+        e.email("contact", "a\0@b.c");
+        e.string("fine", "a b");
+        match e.finish() {
+            Err(ApiError::Validation(v)) => assert_eq!(
+                v,
+                [
+                    "title must not contain a NUL character (\\u0000)",
+                    "body must not contain a NUL character (\\u0000)",
+                    "contact must not contain a NUL character (\\u0000)",
+                ]
+            ),
+            other => panic!("expected validation errors, got {other:?}"),
         }
     }
 

@@ -74,6 +74,19 @@ async fn a_missing_postgres_database_is_created_and_migrated() {
         ),
         other => panic!("{other:?}"),
     }
+    // PostgreSQL's text cannot hold a NUL character: the caller's mistake, a 400.
+    let nul = sqlx::query("SELECT name FROM authors WHERE name = $1")
+        .bind("Ada\0")
+        .fetch_all(&pool)
+        .await
+        .unwrap_err();
+    match msgen_runtime_common::ApiError::from(nul) {
+        msgen_runtime_common::ApiError::Rejected(status, message) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("NUL"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     db::register_metrics(&pool);
     assert!(metrics::render().contains("db_pool_connections{state=\"idle\"}"));
 
