@@ -43,14 +43,24 @@ impl Pg {
     }
 
     fn apply(&self, file: &Path) {
-        let out = psql(&self.db.0, &["-1", "-f", file.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{} failed on PostgreSQL:\n{}\n{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(file).unwrap()
+        if let Err(err) = self.try_apply(file) {
+            panic!(
+                "{} failed on PostgreSQL:\n{err}\n{}",
+                file.display(),
+                std::fs::read_to_string(file).unwrap()
+            );
+        }
+    }
+
+    fn try_apply(&self, file: &Path) -> Result<(), String> {
+        let out = psql(
+            &self.db.0,
+            &["-1", "-v", "ON_ERROR_STOP=1", "-f", file.to_str().unwrap()],
         );
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
     }
 
     /// Rows of `sql`, fields joined by `|`.
@@ -92,17 +102,20 @@ struct Lite {
 
 impl Lite {
     fn run(&self, args: &[&str]) -> String {
+        self.try_run(args)
+            .unwrap_or_else(|err| panic!("sqlite {args:?}: {err}"))
+    }
+
+    fn try_run(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("python3")
             .args(["-c", SQLITE, self.file.to_str().unwrap()])
             .args(args)
             .output()
             .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "sqlite {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
     }
 
     fn apply(&self, file: &Path) {
@@ -135,6 +148,12 @@ impl Db {
         match self {
             Db::Pg(d) => d.apply(file),
             Db::Lite(d) => d.apply(file),
+        }
+    }
+    fn try_apply(&self, file: &Path) -> Result<(), String> {
+        match self {
+            Db::Pg(d) => d.try_apply(file),
+            Db::Lite(d) => d.try_run(&["apply", file.to_str().unwrap()]).map(drop),
         }
     }
     fn rows(&self, sql: &str) -> Vec<String> {
@@ -456,6 +475,81 @@ fn evolve_on(dialect: Dialect) {
         "{}",
         db.dialect() == Dialect::Postgres
     );
+}
+
+/// A narrowing confirmed with `--allow-data-loss`: a value beyond `i32` stops the
+/// migration on either database (SQLite would keep it, and the service could then
+/// read no row of the table), and the same migration goes through once no row
+/// holds one.
+fn narrowing_on(dialect: Dialect) {
+    let db_kind = schema::dialect_name(dialect);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evo.toml");
+    let start = START
+        .replace("DB", db_kind)
+        .replace("qty = \"i32\"", "qty = \"i64?\"");
+    std::fs::write(&config, start).unwrap();
+    assert_ok(&msgen(
+        dir.path(),
+        &["new", "evo", "--yes", "--config", config.to_str().unwrap()],
+    ));
+    let root = dir.path().join("evo");
+    let migrations = root.join("services/shop/migrations");
+    let db = Db::new(dialect, &format!("narrow_{db_kind}"), dir.path());
+    let first = migration_files(&migrations);
+    for f in &first {
+        db.apply(f);
+    }
+    let now = match dialect {
+        Dialect::Postgres => "now()",
+        Dialect::Sqlite => "'2024-01-02T03:04:05Z'",
+    };
+    db.rows(&format!(
+        "INSERT INTO orders (title, qty, created_at, updated_at) VALUES ('big', 3000000000, {now}, {now}), ('none', NULL, {now}, {now})"
+    ));
+
+    let toml = std::fs::read_to_string(root.join("services.toml")).unwrap();
+    let narrowed = toml.replace("qty = \"i64?\"", "qty = \"i32?\"");
+    std::fs::write(root.join("services.toml"), narrowed).unwrap();
+    let refused = msgen(&root, &["generate"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert_ok(&msgen(&root, &["generate", "--allow-data-loss"]));
+    // msgen reads its own migration back as the model it wrote it for.
+    assert_ok(&msgen(&root, &["generate", "--check"]));
+    let new: Vec<PathBuf> = migration_files(&migrations)
+        .into_iter()
+        .filter(|f| !first.contains(f))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    let err = db.try_apply(&new[0]).expect_err("3000000000 is no i32");
+    let why = match dialect {
+        Dialect::Postgres => "out of range",
+        Dialect::Sqlite => "column qty of table orders has a value outside i32",
+    };
+    assert!(err.contains(why), "{db_kind}: {err}");
+    assert_eq!(
+        db.rows("SELECT qty FROM orders WHERE title = 'big'"),
+        ["3000000000"]
+    );
+
+    db.rows("UPDATE orders SET qty = 2147483647 WHERE title = 'big'");
+    db.apply(&new[0]);
+    let wanted = owners(&root).remove(0).wanted;
+    assert_eq!(db.shape(), model_shape(&wanted, dialect), "{db_kind}");
+    assert_eq!(
+        db.rows("SELECT title, qty FROM orders ORDER BY id"),
+        ["big|2147483647", "none|"]
+    );
+}
+
+#[test]
+fn a_narrowing_stops_at_a_value_beyond_i32_on_postgres() {
+    narrowing_on(Dialect::Postgres);
+}
+
+#[test]
+fn a_narrowing_stops_at_a_value_beyond_i32_on_sqlite() {
+    narrowing_on(Dialect::Sqlite);
 }
 
 #[test]

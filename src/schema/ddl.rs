@@ -103,8 +103,16 @@ pub fn migration(step: &Step, dialect: Dialect) -> (String, String) {
                         make_views(views)
                     )
                 }
-                Dialect::Sqlite if !sqlite_rebuilds(changes) => sqlite_alter(&new.name, changes),
-                Dialect::Sqlite => sqlite_rebuild(old, new, changes, views),
+                Dialect::Sqlite if !sqlite_rebuilds(changes) => format!(
+                    "{}{}",
+                    sqlite_guards(&old.name, changes),
+                    sqlite_alter(&new.name, changes)
+                ),
+                Dialect::Sqlite => format!(
+                    "{}{}",
+                    sqlite_guards(&old.name, changes),
+                    sqlite_rebuild(old, new, changes, views)
+                ),
             };
             (format!("alter_{}", new.name), format!("{header}{body}"))
         }
@@ -277,6 +285,34 @@ fn old_refs(old: &Table, changes: &[Change], column: &str) -> bool {
 fn old_default(old: &Table, changes: &[Change], column: &str) -> Option<String> {
     old.column(old_name(changes, column))
         .and_then(|c| c.default.clone())
+}
+
+/// Where a column becomes an `i32`: SQLite keeps any integer in its INTEGER column,
+/// and the service could not read one beyond `i32` back (every read of the table
+/// would fail). As PostgreSQL's CAST does, the migration stops at such a value,
+/// and its error names the column: a CHECK of a temporary table counts them.
+fn sqlite_guards(table: &str, changes: &[Change]) -> String {
+    let mut sql = String::new();
+    for c in changes {
+        let Change::Retype { column, from, to } = c else {
+            continue;
+        };
+        if *to != ColType::I32 || *from == ColType::I32 {
+            continue;
+        }
+        let source = q(old_name(changes, column));
+        let guard = q("_msgen_guard");
+        let check = q(&format!(
+            "column {column} of table {table} has a value outside i32 (-2147483648 to 2147483647)"
+        ));
+        sql.push_str(&format!(
+            "CREATE TEMP TABLE {guard} (\"rows\" INTEGER, CONSTRAINT {check} CHECK (\"rows\" = 0));\n\
+             INSERT INTO {guard} SELECT COUNT(*) FROM {} WHERE {source} IS NOT NULL AND CAST({source} AS INTEGER) NOT BETWEEN -2147483648 AND 2147483647;\n\
+             DROP TABLE {guard};\n",
+            q(table)
+        ));
+    }
+    sql
 }
 
 /// Whether SQLite needs its table-rebuild procedure for `changes`.

@@ -468,7 +468,7 @@ fn alter(
                         c.name, new.name, oc.ty, c.ty
                     ),
                     help: format!(
-                        "{CONFIRM}: each value is converted with CAST, PostgreSQL stops the migration at a value that does not convert, SQLite keeps what CAST gives; or keep the type and write the conversion as a migration of your own"
+                        "{CONFIRM}: each value is converted with CAST, PostgreSQL stops the migration at a value that does not convert, SQLite at a number beyond i32 and keeps what CAST gives otherwise; or keep the type and write the conversion as a migration of your own"
                     ),
                 });
             }
