@@ -542,6 +542,39 @@ fn narrowing_on(dialect: Dialect) {
     );
 }
 
+/// A reference that becomes required: a default cannot help (`ref:` takes none,
+/// and one of `i64` would drop the foreign key), so the help says what does.
+#[test]
+fn a_reference_made_required_is_refused_with_help_that_keeps_it_a_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evo.toml");
+    let start = START.replace("DB", "sqlite").replace(
+        "qty = \"i32\"",
+        "qty = \"i32\", customer_id = \"ref:customer?\"",
+    );
+    std::fs::write(&config, start).unwrap();
+    assert_ok(&msgen(
+        dir.path(),
+        &["new", "evo", "--yes", "--config", config.to_str().unwrap()],
+    ));
+    let root = dir.path().join("evo");
+    let toml = std::fs::read_to_string(root.join("services.toml")).unwrap();
+    let required = toml.replace("\"ref:customer?\"", "\"ref:customer\"");
+    std::fs::write(root.join("services.toml"), required).unwrap();
+    let out = msgen(&root, &["generate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("field `customer_id` becomes required"),
+        "{err}"
+    );
+    assert!(
+        err.contains("a reference takes no default: fill `customer_id` in every row and make it NOT NULL in a migration of your own (`msgen add-migration shop NAME`"),
+        "{err}"
+    );
+    assert!(!err.contains("type = \"i64\""), "{err}");
+}
+
 #[test]
 fn a_narrowing_stops_at_a_value_beyond_i32_on_postgres() {
     narrowing_on(Dialect::Postgres);

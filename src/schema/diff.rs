@@ -487,12 +487,20 @@ fn alter(
                         "field `{}` becomes required, but rows of table `{}` may hold no value",
                         c.name, new.name
                     ),
-                    help: format!(
-                        "give it a default for those rows, e.g. {} = {{ type = \"{}\", default = {} }}, or keep it optional",
-                        c.name,
-                        c.ty,
-                        example_default(&c.ty)
-                    ),
+                    help: if c.references.is_some() {
+                        // A default would have to be a row's id: `ref:` takes none.
+                        format!(
+                            "a reference takes no default: fill `{}` in every row and make it NOT NULL in a migration of your own (`msgen add-migration {} NAME`; msgen then reads that it is done), or keep it optional",
+                            c.name, w.service
+                        )
+                    } else {
+                        format!(
+                            "give it a default for those rows, e.g. {} = {{ type = \"{}\", default = {} }}, or keep it optional",
+                            c.name,
+                            c.ty,
+                            example_default(&c.ty)
+                        )
+                    },
                 });
             }
             changes.push(Change::Nullable {
@@ -578,11 +586,15 @@ fn surviving(sql: &str, changes: &[Change], renamed: &BTreeMap<String, String>) 
     })
 }
 
+/// A default of type `ty` that the API accepts too (a `string` is never blank).
 fn example_default(ty: &ColType) -> &'static str {
     match ty {
         ColType::I32 | ColType::I64 | ColType::Id => "0",
         ColType::F64 => "0.0",
         ColType::Bool => "false",
+        ColType::String => "\"unknown\"",
+        ColType::Email => "\"nobody@example.com\"",
+        ColType::Datetime => "\"1970-01-01T00:00:00Z\"",
         _ => "\"\"",
     }
 }
