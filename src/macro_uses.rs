@@ -146,14 +146,20 @@ pub fn used_under(root: &Path, project: &Project) -> Uses {
         let Ok(text) = std::fs::read_to_string(file.path()) else {
             continue;
         };
-        let base = file
-            .path()
-            .strip_prefix(root)
-            .ok()
-            .and_then(|rel| std::fs::read_to_string(root.join(".msgen/base").join(rel)).ok());
+        // msgen's copy is read only for a file with a use, which few have.
+        let base = std::cell::OnceCell::new();
+        let base = || {
+            base.get_or_init(|| {
+                let rel = file.path().strip_prefix(root).ok()?;
+                std::fs::read_to_string(root.join(".msgen/base").join(rel)).ok()
+            })
+        };
         let users = |macros: &Macros| {
             let mut uses = uses_of(&text, macros);
-            for msgens in base
+            if uses.is_empty() {
+                return false;
+            }
+            for msgens in base()
                 .as_deref()
                 .map_or_else(Vec::new, |b| uses_of(b, macros))
             {
