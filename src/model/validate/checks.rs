@@ -66,6 +66,11 @@ impl Validator<'_> {
                         continue;
                     };
                     let key = format!("{}.resources.{}.fields.{}", s.name.as_str(), r.name, f.name);
+                    let field_at = (s.name.as_str().to_string(), r.name.clone(), f.name.clone());
+                    let span = match self.field_spans.get(&field_at) {
+                        Some(at) => Spanned::new(at.span(), span.get_ref().clone()),
+                        None => span.clone(),
+                    };
                     let owner = services
                         .iter()
                         .find(|o| o.resources.iter().any(|x| &x.name == target));

@@ -34,6 +34,7 @@ pub(super) fn validate(
         index: LineIndex::new(text),
         path,
         dep_spans: BTreeMap::new(),
+        field_spans: BTreeMap::new(),
         published: Vec::new(),
         consumed: Vec::new(),
         project: None,
@@ -53,6 +54,9 @@ struct Validator<'a> {
     path: &'a Path,
     /// (service, dependency) → where the dependency is written.
     dep_spans: BTreeMap<(String, String), Spanned<String>>,
+    /// (service, resource, field) → where the field is written, for the checks of
+    /// its reference, which need every service.
+    field_spans: BTreeMap<(String, String, String), Spanned<()>>,
     /// Every subject some service publishes, and (service, subject) consumed.
     published: Vec<String>,
     consumed: Vec<(String, Spanned<String>)>,

@@ -55,6 +55,15 @@ impl Validator<'_> {
                 raw.plural.as_ref().map_or(raw.name.span(), |p| p.span()),
                 (),
             );
+            for (field, spanned) in &raw.fields {
+                let place = (
+                    rs.name.get_ref().clone(),
+                    raw.name.get_ref().clone(),
+                    field.clone(),
+                );
+                self.field_spans
+                    .insert(place, Spanned::new(spanned.span(), ()));
+            }
             let rkey = key(&format!("resources[{j}]"));
             let Some(resource) = self.resource(&rkey, rr) else {
                 continue;
