@@ -166,6 +166,48 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// Where a schema problem's key, `services.<service>[.resources.<resource>[.fields.<field>]]`,
+/// is written in `text` (a `services.toml`), as (line, column): the deepest part
+/// that is there, so a field that was dropped is found at its resource. `None`
+/// for a key of another form or text that does not parse.
+pub fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    use toml_edit::{Item, TableLike};
+
+    let rest = key.strip_prefix("services.")?;
+    let (service, rest) = match rest.split_once(".resources.") {
+        Some((service, rest)) => (service, Some(rest)),
+        None => (rest.split(' ').next()?, None),
+    };
+    let (resource, field) = match rest.map(|r| r.split_once(".fields.")) {
+        Some(Some((resource, field))) => (Some(resource), Some(field)),
+        Some(None) => (rest, None),
+        None => (None, None),
+    };
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    // The element of an array of tables (or of an inline array) whose `name` is `name`.
+    fn named<'d>(item: &'d Item, name: &str) -> Option<(&'d dyn TableLike, usize)> {
+        let is = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        if let Some(tables) = item.as_array_of_tables() {
+            let t = tables.iter().find(|t| is(*t))?;
+            return Some((t as &dyn TableLike, t.span()?.start));
+        }
+        let v = item
+            .as_array()?
+            .iter()
+            .find(|v| v.as_inline_table().is_some_and(|t| is(t)))?;
+        Some((v.as_inline_table()? as &dyn TableLike, v.span()?.start))
+    }
+    let (service, mut at) = named(doc.as_table().get("services")?, service)?;
+    if let Some((resource, start)) = resource.and_then(|r| named(service.get("resources")?, r)) {
+        at = start;
+        let key = field.and_then(|f| resource.get("fields")?.as_table_like()?.get_key_value(f));
+        if let Some(start) = key.and_then(|(k, _)| k.span()) {
+            at = start.start;
+        }
+    }
+    Some(LineIndex::new(text).locate(at))
+}
+
 /// Locates the first invalid byte of a non-UTF-8 file.
 pub fn utf8_error(path: &Path, bytes: &[u8], err: &std::str::Utf8Error) -> Diagnostic {
     let valid = &bytes[..err.valid_up_to()];
@@ -199,6 +241,31 @@ pub fn did_you_mean<'c>(value: &str, candidates: &[&'c str]) -> Option<&'c str> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_keys_are_found_where_they_are_written() {
+        let text = "[project]\nname = \"p\"\n\n[[services]]\nname = \"shop\"\n\n  [[services.resources]]\n  name = \"order\"\n  fields = { title = \"string\", qty = \"i32\" }\n";
+        let at = |key: &str| locate_key(text, key);
+        assert_eq!(
+            at("services.shop.resources.order.fields.qty"),
+            Some((9, 32))
+        );
+        // A dropped field: its resource; a table of the service: the service.
+        assert_eq!(
+            at("services.shop.resources.order.fields.gone"),
+            Some((7, 3))
+        );
+        assert_eq!(at("services.shop (table `orders`)"), Some((4, 1)));
+        assert_eq!(at("services.other.resources.order.fields.qty"), None);
+        assert_eq!(at("table `orders`"), None);
+        // Inline arrays of inline tables too.
+        let inline = "services = [{ name = \"shop\", resources = [{ name = \"order\", fields = { qty = \"i32\" } }] }]\n";
+        assert_eq!(
+            locate_key(inline, "services.shop.resources.order.fields.qty"),
+            Some((1, 72))
+        );
+        assert_eq!(locate_key("not toml [", "services.shop"), None);
+    }
 
     #[test]
     fn locates_lines_and_columns() {

@@ -387,9 +387,27 @@ pub fn plan_changes(
         None => schema_inputs(root, project, schema)?,
     };
     inputs.macros = crate::macro_uses::used_under(root, project);
-    let plan = renderer.plan(project, &inputs)?;
+    let plan = renderer
+        .plan(project, &inputs)
+        .map_err(|err| located(root, err))?;
     let outcome = apply::diff_staged(root, &plan, staged)?;
     Ok((plan, outcome))
+}
+
+/// The schema problems of `err` with where their keys are in `services.toml`.
+fn located(root: &Path, err: crate::render::RenderError) -> crate::render::RenderError {
+    let crate::render::RenderError::Schema(mut problems) = err else {
+        return err;
+    };
+    let path = root.join("services.toml");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        for p in &mut problems {
+            if let Some((line, col)) = crate::diagnostic::locate_key(&text, &p.key) {
+                p.key = format!("{}:{line}:{col}: `{}`", path.display(), p.key);
+            }
+        }
+    }
+    crate::render::RenderError::Schema(problems)
 }
 
 /// What the command line says about schema changes.
