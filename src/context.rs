@@ -1677,7 +1677,8 @@ fn sample_value(f: &Field, invalid: bool) -> String {
         (FieldType::String, false) => format!("\"sample {}\"", f.name),
         (FieldType::String, true) => "\"  \"".into(),
         (FieldType::Text, false) => format!("\"sample {} text\"", f.name),
-        (FieldType::Text, true) => "\"\"".into(),
+        // Text may be empty; it may not hold a NUL (the JSON escape of one).
+        (FieldType::Text, true) => r#""\u0000""#.into(),
         (FieldType::Email, false) => "\"someone@example.com\"".into(),
         (FieldType::Email, true) => "\"not-an-email\"".into(),
         (FieldType::I32 | FieldType::I64, _) => "7".into(),

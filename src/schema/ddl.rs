@@ -287,6 +287,9 @@ fn old_default(old: &Table, changes: &[Change], column: &str) -> Option<String> 
         .and_then(|c| c.default.clone())
 }
 
+/// The temporary table a SQLite migration's guard of a table counts rows in.
+pub const GUARD_PREFIX: &str = "_msgen_guard_";
+
 /// Where a column becomes an `i32`: SQLite keeps any integer in its INTEGER column,
 /// and the service could not read one beyond `i32` back (every read of the table
 /// would fail). As PostgreSQL's CAST does, the migration stops at such a value,
@@ -301,7 +304,7 @@ fn sqlite_guards(table: &str, changes: &[Change]) -> String {
             continue;
         }
         let source = q(old_name(changes, column));
-        let guard = q("_msgen_guard");
+        let guard = q(&format!("{GUARD_PREFIX}{table}"));
         let check = q(&format!(
             "column {column} of table {table} has a value outside i32 (-2147483648 to 2147483647)"
         ));

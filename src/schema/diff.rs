@@ -455,7 +455,7 @@ fn alter(
                     ),
                     help: format!(
                         "add the new field under another name and fill it in a migration of your own (`msgen add-migration {} ...`), then drop the old one",
-                        w.service
+                        w.owner
                     ),
                 });
                 continue;
@@ -491,7 +491,7 @@ fn alter(
                         // A default would have to be a row's id: `ref:` takes none.
                         format!(
                             "a reference takes no default: fill `{}` in every row and make it NOT NULL in a migration of your own (`msgen add-migration {} NAME`; msgen then reads that it is done), or keep it optional",
-                            c.name, w.service
+                            c.name, w.owner
                         )
                     } else {
                         format!(
@@ -561,7 +561,7 @@ fn alter(
             ),
             help: format!(
                 "write the change as a migration of your own, or once services.toml says what your migrations did, run `msgen generate --accept-schema {}`; msgen then takes the table as services.toml says",
-                w.service
+                w.owner
             ),
         });
     }

@@ -292,6 +292,9 @@ pub struct Wanted {
     pub table: Table,
     /// The service (or module) that declares it.
     pub service: String,
+    /// Whose migrations make it: the service, or `monolith` for a module's
+    /// (what `msgen add-migration` takes).
+    pub owner: String,
     /// The resource it stores, if any (not msgen's own tables).
     pub resource: Option<String>,
     /// New column name → the name it had (`renamed_from`).
@@ -317,10 +320,15 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
             continue;
         }
         let service = s.name.as_str().to_string();
+        let owner = match s.in_monolith() {
+            true => "monolith".to_string(),
+            false => service.clone(),
+        };
         if s.template == Template::Auth {
             out.push(Wanted {
                 table: auth_table(),
                 service: service.clone(),
+                owner: owner.clone(),
                 resource: None,
                 renamed: BTreeMap::new(),
             });
@@ -362,6 +370,7 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
                     unread: Vec::new(),
                 },
                 service: service.clone(),
+                owner: owner.clone(),
                 resource: Some(r.name.clone()),
                 renamed,
             });
@@ -370,6 +379,7 @@ pub fn wanted(project: &Project, owners: &[&Service]) -> Vec<Wanted> {
             out.push(Wanted {
                 table: events_table(),
                 service,
+                owner,
                 resource: None,
                 renamed: BTreeMap::new(),
             });

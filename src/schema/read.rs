@@ -66,8 +66,10 @@ pub fn replay(
         };
         match touched {
             Ok(Some(t)) => {
+                // A table being rebuilt, or the guard of a retype: the table's.
                 let t = t
                     .strip_prefix(super::ddl::REBUILD_PREFIX)
+                    .or_else(|| t.strip_prefix(super::ddl::GUARD_PREFIX))
                     .map_or(t.clone(), str::to_string);
                 if !out.tables.contains(&t) {
                     out.tables.push(t);

@@ -666,3 +666,29 @@ fn tables_that_refer_to_each_other_get_the_closing_key_afterwards() {
         );
     }
 }
+
+/// A SQLite retype to `i32` guards its migration with a temporary table; read
+/// again (the record lost), the migration is about `orders` alone and the guard
+/// leaves nothing in the schema.
+#[test]
+fn a_sqlite_guard_is_no_table_of_its_migration() {
+    let (last, files) = evolve_through(
+        Dialect::Sqlite,
+        &[
+            (r#"{ title = "string", qty = "i64" }"#, false),
+            (r#"{ title = "string", qty = "i32" }"#, true),
+        ],
+    );
+    let (name, sql) = files.last().unwrap();
+    assert!(
+        sql.contains("CREATE TEMP TABLE \"_msgen_guard_orders\""),
+        "{sql}"
+    );
+    let mut disk = disk_of(&last, &files);
+    disk.record = None;
+    let p = project(r#"{ title = "string", qty = "i32" }"#, "");
+    let op = plan_for(&p, Dialect::Sqlite, &disk).unwrap();
+    assert!(op.new_files.is_empty(), "{:?}", op.new_files);
+    assert_eq!(op.record.migrations[name.as_str()].tables, ["orders"]);
+    assert!(op.record.schema.table("_msgen_guard_orders").is_none());
+}

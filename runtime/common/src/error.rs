@@ -106,7 +106,7 @@ impl From<sqlx::Error> for ApiError {
                 ErrorKind::UniqueViolation => Self::Conflict("already exists".into()),
                 ErrorKind::ForeignKeyViolation => {
                     let problem = "refers to a record that does not exist";
-                    Self::Validation(vec![match fk_column(db.table(), db.constraint()) {
+                    Self::Validation(vec![match fk_column(db.as_ref()) {
                         Some(column) => format!("{column}: {problem}"),
                         None => problem.into(),
                     }])
@@ -124,33 +124,46 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// The column of a foreign key that PostgreSQL named as it names them,
-/// `<table>_<column>_fkey`, the names migrations get. SQLite names neither.
+/// The column of a violated foreign key, as PostgreSQL's detail names it: `Key
+/// (author_id)=(7) is not present in table "users".` (the column as it is now,
+/// whatever the constraint is called). SQLite names none.
 #[cfg(feature = "database")]
-fn fk_column<'a>(table: Option<&str>, constraint: Option<&'a str>) -> Option<&'a str> {
-    constraint?
-        .strip_prefix(table?)?
-        .strip_prefix('_')?
-        .strip_suffix("_fkey")
-        .filter(|column| !column.is_empty())
+fn fk_column(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return pg.detail().and_then(key_column).map(str::to_string);
+    }
+    let _ = db;
+    None
 }
 
-#[cfg(all(test, feature = "database"))]
+/// `author_id` of `Key (author_id)=(7) is not present ...`; `None` for a key of
+/// several columns or another wording (a server's language).
+#[cfg(feature = "postgres")]
+fn key_column(detail: &str) -> Option<&str> {
+    let rest = detail.strip_prefix("Key (")?;
+    let column = &rest[..rest.find(")=(")?];
+    let plain = !column.is_empty() && !column.contains([',', '"', ' ']);
+    plain.then_some(column)
+}
+
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
-    use super::fk_column;
+    use super::key_column;
 
     #[test]
-    fn a_foreign_keys_column_is_read_from_postgresqls_name_for_it() {
-        let column = |table, constraint| fk_column(Some(table), Some(constraint));
-        assert_eq!(column("posts", "posts_author_id_fkey"), Some("author_id"));
+    fn a_foreign_keys_column_is_read_from_postgresqls_detail() {
+        let detail = r#"Key (author_id)=(99) is not present in table "authors"."#;
+        assert_eq!(key_column(detail), Some("author_id"));
         assert_eq!(
-            column("user_groups", "user_groups_owner_group_id_fkey"),
-            Some("owner_group_id")
+            key_column("Key (a, b)=(1, 2) is not present in table \"t\"."),
+            None
         );
-        assert_eq!(column("posts", "posts_author_id_check"), None);
-        assert_eq!(column("posts", "comments_post_id_fkey"), None);
-        assert_eq!(column("posts", "posts__fkey"), None);
-        assert_eq!(fk_column(None, Some("posts_author_id_fkey")), None);
-        assert_eq!(fk_column(Some("posts"), None), None);
+        assert_eq!(
+            key_column("Schlüssel (author_id)=(99) ist nicht vorhanden"),
+            None
+        );
+        assert_eq!(key_column("Key ()=(1)"), None);
+        assert_eq!(key_column("Key (x"), None);
     }
 }
